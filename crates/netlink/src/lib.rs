@@ -1,1 +1,26 @@
+//! tweed's netlink layer: a small synchronous rtnetlink client shared by
+//! the CNI plugin and the node agent.
+//!
+//! Synchronous on purpose: the plugin runs once per CNI call and must start
+//! in microseconds, so no async runtime sits on its path. One [`Netlink`]
+//! handle is bound to one network namespace; [`NetNs`] opens and enters
+//! namespaces; [`sysctl`] writes per-namespace kernel parameters.
 
+mod address;
+mod error;
+mod link;
+mod mac;
+mod neighbour;
+mod netns;
+mod route;
+mod socket;
+pub mod sysctl;
+
+pub use address::Address;
+pub use error::{NetlinkError, Result};
+pub use link::{BridgePort, Link, LinkKind, NewLink, VethPeer, VxlanInfo, VxlanSpec};
+pub use mac::{InvalidMac, MacAddr};
+pub use neighbour::{FdbEntry, Neighbour};
+pub use netns::{NAMED_NETNS_DIR, NetNs};
+pub use route::{PROTO_BOOT, PROTO_STATIC, Route, TABLE_MAIN};
+pub use socket::Netlink;

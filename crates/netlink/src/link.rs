@@ -1,0 +1,395 @@
+//! Network devices: look up, create, change, delete.
+
+use std::net::IpAddr;
+use std::os::fd::AsRawFd;
+
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::link::{
+    BridgeStpState, InfoBridge, InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind,
+    InfoVeth, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+};
+
+use crate::error::Result;
+use crate::mac::MacAddr;
+use crate::netns::NetNs;
+use crate::socket::Netlink;
+
+/// A network device as the kernel reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub index: u32,
+    pub name: String,
+    /// The driver kind (`veth`, `bridge`, `vxlan`, ...); `None` for
+    /// physical devices and loopback.
+    pub kind: Option<String>,
+    pub mac: Option<MacAddr>,
+    pub mtu: u32,
+    /// Administratively up (`IFF_UP`).
+    pub up: bool,
+    /// Index of the bridge (or other master) this device is a port of.
+    pub master: Option<u32>,
+    pub alias: Option<String>,
+    /// For veth and other stacked devices: the index of the peer or lower
+    /// device, which may live in another namespace (see `link_netnsid`).
+    pub peer_index: Option<u32>,
+    pub link_netnsid: Option<i32>,
+    /// Set when the device is a bridge port.
+    pub bridge_port: Option<BridgePort>,
+    /// VXLAN parameters when the device is a VXLAN device.
+    pub vxlan: Option<VxlanInfo>,
+}
+
+/// Bridge-port settings read back from the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BridgePort {
+    pub hairpin: bool,
+    pub learning: bool,
+}
+
+/// What the kernel reports about a VXLAN device.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct VxlanInfo {
+    pub vni: u32,
+    pub port: u16,
+    pub local: Option<IpAddr>,
+    pub underlay_index: Option<u32>,
+    pub learning: bool,
+}
+
+/// The kind-specific part of a device to create.
+#[derive(Debug)]
+pub enum LinkKind<'a> {
+    Bridge,
+    Veth(VethPeer<'a>),
+    Vxlan(VxlanSpec),
+}
+
+/// The far end of a veth pair. Creating it directly in its target namespace
+/// (rather than creating it here and moving it) means no half-made device is
+/// ever visible in the wrong namespace.
+#[derive(Debug)]
+pub struct VethPeer<'a> {
+    pub name: String,
+    pub mac: Option<MacAddr>,
+    pub netns: Option<&'a NetNs>,
+}
+
+/// A VXLAN device for explicit (non-learning) forwarding.
+#[derive(Debug, Clone)]
+pub struct VxlanSpec {
+    pub vni: u32,
+    pub port: u16,
+    pub local: Option<IpAddr>,
+    pub underlay_index: Option<u32>,
+    pub learning: bool,
+}
+
+/// A device to create.
+#[derive(Debug)]
+pub struct NewLink<'a> {
+    pub name: String,
+    pub kind: LinkKind<'a>,
+    pub mtu: Option<u32>,
+    pub mac: Option<MacAddr>,
+    pub up: bool,
+    pub master: Option<u32>,
+    pub alias: Option<String>,
+}
+
+impl<'a> NewLink<'a> {
+    pub fn new(name: impl Into<String>, kind: LinkKind<'a>) -> Self {
+        NewLink {
+            name: name.into(),
+            kind,
+            mtu: None,
+            mac: None,
+            up: false,
+            master: None,
+            alias: None,
+        }
+    }
+}
+
+impl Netlink {
+    /// Looks a device up by name; `None` when there is none.
+    pub fn link_by_name(&mut self, name: &str) -> Result<Option<Link>> {
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        let reply = self.get(
+            || format!("get link {name}"),
+            RouteNetlinkMessage::GetLink(msg),
+        )?;
+        Ok(reply.and_then(parse_link))
+    }
+
+    /// Looks a device up by index; `None` when there is none.
+    pub fn link_by_index(&mut self, index: u32) -> Result<Option<Link>> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        let reply = self.get(
+            || format!("get link #{index}"),
+            RouteNetlinkMessage::GetLink(msg),
+        )?;
+        Ok(reply.and_then(parse_link))
+    }
+
+    /// All devices in this namespace.
+    pub fn links(&mut self) -> Result<Vec<Link>> {
+        let replies = self.dump(
+            || "list links".to_string(),
+            RouteNetlinkMessage::GetLink(LinkMessage::default()),
+        )?;
+        Ok(replies.into_iter().filter_map(parse_link).collect())
+    }
+
+    /// Creates a device; fails with EEXIST if the name is taken (in the
+    /// target namespace, for a veth peer).
+    pub fn create_link(&mut self, spec: &NewLink) -> Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.attributes
+            .push(LinkAttribute::IfName(spec.name.clone()));
+        if let Some(mtu) = spec.mtu {
+            msg.attributes.push(LinkAttribute::Mtu(mtu));
+        }
+        if let Some(mac) = spec.mac {
+            msg.attributes.push(LinkAttribute::Address(mac.0.to_vec()));
+        }
+        if let Some(master) = spec.master {
+            msg.attributes.push(LinkAttribute::Controller(master));
+        }
+        if spec.up {
+            msg.header.flags |= LinkFlags::Up;
+            msg.header.change_mask |= LinkFlags::Up;
+        }
+        let (kind, data) = match &spec.kind {
+            LinkKind::Bridge => (
+                InfoKind::Bridge,
+                // No STP and no forwarding delay: a node bridge is a leaf,
+                // and ports must forward the moment a pod starts.
+                Some(InfoData::Bridge(vec![
+                    InfoBridge::StpState(BridgeStpState::Disabled),
+                    InfoBridge::ForwardDelay(0),
+                ])),
+            ),
+            LinkKind::Veth(peer) => {
+                let mut p = LinkMessage::default();
+                p.attributes.push(LinkAttribute::IfName(peer.name.clone()));
+                if let Some(mtu) = spec.mtu {
+                    p.attributes.push(LinkAttribute::Mtu(mtu));
+                }
+                if let Some(mac) = peer.mac {
+                    p.attributes.push(LinkAttribute::Address(mac.0.to_vec()));
+                }
+                if let Some(ns) = peer.netns {
+                    p.attributes.push(LinkAttribute::NetNsFd(ns.as_raw_fd()));
+                }
+                (InfoKind::Veth, Some(InfoData::Veth(InfoVeth::Peer(p))))
+            }
+            LinkKind::Vxlan(v) => {
+                let mut opts = vec![
+                    InfoVxlan::Id(v.vni),
+                    InfoVxlan::Port(v.port),
+                    InfoVxlan::Learning(v.learning),
+                ];
+                match v.local {
+                    Some(IpAddr::V4(a)) => opts.push(InfoVxlan::Local(a)),
+                    Some(IpAddr::V6(a)) => opts.push(InfoVxlan::Local6(a)),
+                    None => {}
+                }
+                if let Some(index) = v.underlay_index {
+                    opts.push(InfoVxlan::Link(index));
+                }
+                (InfoKind::Vxlan, Some(InfoData::Vxlan(opts)))
+            }
+        };
+        let mut info = vec![LinkInfo::Kind(kind)];
+        if let Some(data) = data {
+            info.push(LinkInfo::Data(data));
+        }
+        msg.attributes.push(LinkAttribute::LinkInfo(info));
+        let name = &spec.name;
+        let what = match &spec.kind {
+            LinkKind::Bridge => "bridge".to_string(),
+            LinkKind::Veth(p) => format!("veth (peer {})", p.name),
+            LinkKind::Vxlan(v) => format!("vxlan (VNI {})", v.vni),
+        };
+        self.execute(
+            || format!("create {what} {name}"),
+            RouteNetlinkMessage::NewLink(msg),
+            NLM_F_CREATE | NLM_F_EXCL,
+        )?;
+        // The kernel ignores IFLA_IFALIAS when creating a device, so the
+        // alias is a second request; addressing the device by name saves a
+        // lookup of its index.
+        if let Some(alias) = &spec.alias {
+            let mut msg = LinkMessage::default();
+            msg.attributes
+                .push(LinkAttribute::IfName(spec.name.clone()));
+            msg.attributes.push(LinkAttribute::IfAlias(alias.clone()));
+            self.execute(
+                || format!("set alias of {name}"),
+                RouteNetlinkMessage::NewLink(msg),
+                0,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Deletes a device (both ends, for a veth).
+    pub fn delete_link(&mut self, index: u32) -> Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        self.execute(
+            || format!("delete link #{index}"),
+            RouteNetlinkMessage::DelLink(msg),
+            0,
+        )
+    }
+
+    /// Brings a device up or down.
+    pub fn set_link_up(&mut self, index: u32, up: bool) -> Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        if up {
+            msg.header.flags |= LinkFlags::Up;
+        }
+        msg.header.change_mask |= LinkFlags::Up;
+        let state = if up { "up" } else { "down" };
+        self.execute(
+            || format!("set link #{index} {state}"),
+            RouteNetlinkMessage::NewLink(msg),
+            0,
+        )
+    }
+
+    /// Makes the device a port of `master`, or frees it with `None`.
+    pub fn set_link_master(&mut self, index: u32, master: Option<u32>) -> Result<()> {
+        self.set_attribute(
+            index,
+            LinkAttribute::Controller(master.unwrap_or(0)),
+            "master",
+        )
+    }
+
+    pub fn set_link_mtu(&mut self, index: u32, mtu: u32) -> Result<()> {
+        self.set_attribute(index, LinkAttribute::Mtu(mtu), "mtu")
+    }
+
+    pub fn set_link_mac(&mut self, index: u32, mac: MacAddr) -> Result<()> {
+        self.set_attribute(index, LinkAttribute::Address(mac.0.to_vec()), "address")
+    }
+
+    /// Renames a device; the kernel requires most devices to be down.
+    pub fn set_link_name(&mut self, index: u32, name: &str) -> Result<()> {
+        self.set_attribute(index, LinkAttribute::IfName(name.to_string()), "name")
+    }
+
+    pub fn set_link_alias(&mut self, index: u32, alias: &str) -> Result<()> {
+        self.set_attribute(index, LinkAttribute::IfAlias(alias.to_string()), "alias")
+    }
+
+    /// Moves a device into another namespace.
+    pub fn set_link_netns(&mut self, index: u32, ns: &NetNs) -> Result<()> {
+        self.set_attribute(index, LinkAttribute::NetNsFd(ns.as_raw_fd()), "netns")
+    }
+
+    /// Sets bridge-port options on a port (hairpin lets a pod reach itself
+    /// through a service address that is load-balanced back to it).
+    pub fn set_bridge_port(&mut self, index: u32, hairpin: bool) -> Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::PortKind(InfoPortKind::Bridge),
+            LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(
+                hairpin,
+            )])),
+        ]));
+        self.execute(
+            || format!("set bridge port #{index} hairpin {hairpin}"),
+            RouteNetlinkMessage::NewLink(msg),
+            0,
+        )
+    }
+
+    fn set_attribute(&mut self, index: u32, attr: LinkAttribute, what: &str) -> Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        let shown = format!("{attr:?}");
+        msg.attributes.push(attr);
+        self.execute(
+            || format!("set link #{index} {what} ({shown})"),
+            RouteNetlinkMessage::NewLink(msg),
+            0,
+        )
+    }
+}
+
+fn parse_link(message: RouteNetlinkMessage) -> Option<Link> {
+    let RouteNetlinkMessage::NewLink(msg) = message else {
+        return None;
+    };
+    let mut link = Link {
+        index: msg.header.index,
+        name: String::new(),
+        kind: None,
+        mac: None,
+        mtu: 0,
+        up: msg.header.flags.contains(LinkFlags::Up),
+        master: None,
+        alias: None,
+        peer_index: None,
+        link_netnsid: None,
+        bridge_port: None,
+        vxlan: None,
+    };
+    for attr in msg.attributes {
+        match attr {
+            LinkAttribute::IfName(n) => link.name = n,
+            LinkAttribute::Mtu(m) => link.mtu = m,
+            LinkAttribute::Address(a) => link.mac = MacAddr::from_slice(&a),
+            LinkAttribute::Controller(m) if m != 0 => link.master = Some(m),
+            LinkAttribute::IfAlias(a) => link.alias = Some(a),
+            LinkAttribute::Link(l) if l != 0 => link.peer_index = Some(l),
+            LinkAttribute::LinkNetNsId(id) => link.link_netnsid = Some(id),
+            LinkAttribute::LinkInfo(infos) => parse_link_info(&mut link, infos),
+            _ => {}
+        }
+    }
+    Some(link)
+}
+
+fn parse_link_info(link: &mut Link, infos: Vec<LinkInfo>) {
+    for info in infos {
+        match info {
+            LinkInfo::Kind(kind) => link.kind = Some(kind.to_string()),
+            LinkInfo::PortData(InfoPortData::BridgePort(opts)) => {
+                let mut port = BridgePort::default();
+                for opt in opts {
+                    match opt {
+                        InfoBridgePort::HairpinMode(h) => port.hairpin = h,
+                        InfoBridgePort::Learning(l) => port.learning = l,
+                        _ => {}
+                    }
+                }
+                link.bridge_port = Some(port);
+            }
+            LinkInfo::Data(InfoData::Vxlan(opts)) => {
+                let mut v = VxlanInfo::default();
+                for opt in opts {
+                    match opt {
+                        InfoVxlan::Id(id) => v.vni = id,
+                        InfoVxlan::Port(p) => v.port = p,
+                        InfoVxlan::Local(a) => v.local = Some(IpAddr::V4(a)),
+                        InfoVxlan::Local6(a) => v.local = Some(IpAddr::V6(a)),
+                        InfoVxlan::Link(l) if l != 0 => v.underlay_index = Some(l),
+                        InfoVxlan::Learning(l) => v.learning = l,
+                        _ => {}
+                    }
+                }
+                link.vxlan = Some(v);
+            }
+            _ => {}
+        }
+    }
+}

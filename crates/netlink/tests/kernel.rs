@@ -1,0 +1,385 @@
+//! The netlink layer against the real kernel, in throwaway namespaces.
+//! Every state change is read back twice: through our own dump code and
+//! through iproute2 (`ip -j`), so a bug in one decoder cannot hide itself.
+
+use std::net::IpAddr;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use ipnet::IpNet;
+use serde_json::Value;
+use tweed_netlink::{LinkKind, MacAddr, NetNs, Netlink, NewLink, Route, VethPeer, VxlanSpec};
+
+/// A named namespace deleted on drop.
+struct TempNs {
+    name: String,
+    ns: NetNs,
+}
+
+impl TempNs {
+    fn new(tag: &str) -> TempNs {
+        static N: AtomicU32 = AtomicU32::new(0);
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "these tests program the kernel and must run as root"
+        );
+        let name = format!(
+            "twnl-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        );
+        let ns = NetNs::create_named(&name).expect("create netns");
+        TempNs { name, ns }
+    }
+
+    fn nl(&self) -> Netlink {
+        Netlink::in_netns(&self.ns).expect("netlink in netns")
+    }
+
+    fn ip_json(&self, args: &[&str]) -> Value {
+        let out = Command::new("ip")
+            .args(["-n", &self.name, "-j", "-d"])
+            .args(args)
+            .output()
+            .expect("run ip");
+        assert!(
+            out.status.success(),
+            "ip {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("ip -j output")
+    }
+}
+
+impl Drop for TempNs {
+    fn drop(&mut self) {
+        let _ = NetNs::delete_named(&self.name);
+    }
+}
+
+fn net(s: &str) -> IpNet {
+    s.parse().unwrap()
+}
+
+#[test]
+fn create_named_namespace_is_a_fresh_network_namespace() {
+    let t = TempNs::new("ns");
+    let here = NetNs::current().unwrap();
+    assert_ne!(t.ns.id().unwrap(), here.id().unwrap());
+    let links = t.nl().links().unwrap();
+    assert_eq!(
+        links.len(),
+        1,
+        "only loopback in a new namespace: {links:?}"
+    );
+    assert_eq!(links[0].name, "lo");
+    // The thread that created it is back where it was.
+    assert_eq!(NetNs::current().unwrap().id().unwrap(), here.id().unwrap());
+}
+
+#[test]
+fn opening_something_that_is_not_a_netns_is_refused() {
+    let err = NetNs::open("/etc/hostname").unwrap_err();
+    assert!(err.to_string().contains("not a namespace"), "{err}");
+    let err = NetNs::open("/proc/self/ns/uts").unwrap_err();
+    assert!(err.to_string().contains("not a network namespace"), "{err}");
+    assert!(NetNs::open("/nonexistent/ns").is_err());
+}
+
+#[test]
+fn bridge_and_veth_with_peer_created_in_the_other_namespace() {
+    let node = TempNs::new("node");
+    let pod = TempNs::new("pod");
+    let mut nl = node.nl();
+
+    let mut br = NewLink::new("twbr0", LinkKind::Bridge);
+    br.mtu = Some(1400);
+    br.mac = Some("02:00:00:00:00:01".parse().unwrap());
+    br.up = true;
+    nl.create_link(&br).unwrap();
+    let bridge = nl.link_by_name("twbr0").unwrap().expect("bridge exists");
+    assert_eq!(bridge.kind.as_deref(), Some("bridge"));
+    assert_eq!(bridge.mtu, 1400);
+    assert!(bridge.up);
+
+    // Creating it again is EEXIST, which callers rely on for races.
+    let again = nl.create_link(&br).unwrap_err();
+    assert!(again.is_exists(), "{again}");
+
+    let pod_mac: MacAddr = "02:11:22:33:44:55".parse().unwrap();
+    let mut veth = NewLink::new(
+        "twhost0",
+        LinkKind::Veth(VethPeer {
+            name: "eth0".into(),
+            mac: Some(pod_mac),
+            netns: Some(&pod.ns),
+        }),
+    );
+    veth.mtu = Some(1400);
+    veth.master = Some(bridge.index);
+    veth.up = true;
+    veth.alias = Some("tweed/net/ctr/eth0".into());
+    nl.create_link(&veth).unwrap();
+    let host_index = nl.link_by_name("twhost0").unwrap().unwrap().index;
+    nl.set_bridge_port(host_index, true).unwrap();
+
+    let host = nl.link_by_name("twhost0").unwrap().unwrap();
+    assert_eq!(host.master, Some(bridge.index));
+    assert_eq!(host.alias.as_deref(), Some("tweed/net/ctr/eth0"));
+    assert_eq!(host.bridge_port.map(|p| p.hairpin), Some(true));
+    assert!(host.up);
+
+    // The peer exists only in the pod namespace, with the MAC we asked for.
+    assert!(nl.link_by_name("eth0").unwrap().is_none());
+    let mut pnl = pod.nl();
+    let eth0 = pnl.link_by_name("eth0").unwrap().expect("peer in pod ns");
+    assert_eq!(eth0.mac, Some(pod_mac));
+    assert_eq!(eth0.mtu, 1400);
+    assert_eq!(eth0.peer_index, Some(host.index));
+
+    // iproute2 agrees.
+    let j = node.ip_json(&["link", "show", "twhost0"]);
+    assert_eq!(j[0]["master"], "twbr0");
+    assert_eq!(j[0]["linkinfo"]["info_slave_data"]["hairpin"], true);
+    let j = pod.ip_json(&["link", "show", "eth0"]);
+    assert_eq!(j[0]["address"], "02:11:22:33:44:55");
+
+    // Deleting the host end removes both.
+    nl.delete_link(host.index).unwrap();
+    assert!(pnl.link_by_name("eth0").unwrap().is_none());
+    let gone = nl.delete_link(host.index).unwrap_err();
+    assert!(gone.is_not_found(), "{gone}");
+}
+
+#[test]
+fn veth_peer_name_taken_in_target_namespace_is_eexist_and_creates_nothing() {
+    let node = TempNs::new("node");
+    let pod = TempNs::new("pod");
+    let mut nl = node.nl();
+    let mk = |host: &str| {
+        let mut l = NewLink::new(
+            host,
+            LinkKind::Veth(VethPeer {
+                name: "eth0".into(),
+                mac: None,
+                netns: Some(&pod.ns),
+            }),
+        );
+        l.mtu = Some(1500);
+        l
+    };
+    nl.create_link(&mk("twa")).unwrap();
+    let err = nl.create_link(&mk("twb")).unwrap_err();
+    assert!(err.is_exists(), "{err}");
+    assert!(
+        nl.link_by_name("twb").unwrap().is_none(),
+        "no half-made host end"
+    );
+}
+
+#[test]
+fn addresses_routes_and_sysctls_inside_a_namespace() {
+    let node = TempNs::new("node");
+    let pod = TempNs::new("pod");
+    let mut nl = node.nl();
+    nl.create_link(&NewLink::new(
+        "twh",
+        LinkKind::Veth(VethPeer {
+            name: "eth0".into(),
+            mac: None,
+            netns: Some(&pod.ns),
+        }),
+    ))
+    .unwrap();
+    let mut pnl = pod.nl();
+    let eth0 = pnl.link_by_name("eth0").unwrap().unwrap();
+    pod.ns
+        .run(|| tweed_netlink::sysctl::write(&["net", "ipv4", "conf", "eth0", "arp_notify"], "1"))
+        .unwrap()
+        .unwrap();
+    let v = pod
+        .ns
+        .run(|| tweed_netlink::sysctl::read(&["net", "ipv4", "conf", "eth0", "arp_notify"]))
+        .unwrap()
+        .unwrap();
+    assert_eq!(v, "1");
+    // The host namespace has no eth0 setting from us.
+    assert!(
+        tweed_netlink::sysctl::read(&["net", "ipv4", "conf", "twh-none", "arp_notify"]).is_err()
+    );
+
+    pnl.add_address(eth0.index, net("10.244.7.5/24"), true)
+        .unwrap();
+    pnl.add_address(eth0.index, net("fd00:7::5/64"), true)
+        .unwrap();
+    assert!(
+        pnl.add_address(eth0.index, net("10.244.7.5/24"), true)
+            .unwrap_err()
+            .is_exists()
+    );
+    pnl.set_link_up(eth0.index, true).unwrap();
+
+    let addrs = pnl.addresses(Some(eth0.index)).unwrap();
+    assert!(
+        addrs.iter().any(|a| a.addr == net("10.244.7.5/24")),
+        "{addrs:?}"
+    );
+    let v6 = addrs
+        .iter()
+        .find(|a| a.addr == net("fd00:7::5/64"))
+        .expect("v6 address");
+    assert!(!v6.tentative, "NODAD address must be usable at once");
+
+    let gw: IpAddr = "10.244.7.1".parse().unwrap();
+    pnl.add_route(&Route::new(net("0.0.0.0/0")).via(gw).dev(eth0.index))
+        .unwrap();
+    let mut r = Route::new(net("10.96.0.0/12")).via(gw).dev(eth0.index);
+    r.mtu = Some(1300);
+    r.metric = Some(50);
+    pnl.add_route(&r).unwrap();
+    let routes = pnl.routes(false, tweed_netlink::TABLE_MAIN).unwrap();
+    let def = routes
+        .iter()
+        .find(|r| r.dst.prefix_len() == 0)
+        .expect("default route");
+    assert_eq!(def.gateway, Some(gw));
+    let svc = routes
+        .iter()
+        .find(|r| r.dst == net("10.96.0.0/12"))
+        .expect("service route");
+    assert_eq!(svc.mtu, Some(1300));
+    assert_eq!(svc.metric, Some(50));
+    let j = pod.ip_json(&["route", "show", "default"]);
+    assert_eq!(j[0]["gateway"], "10.244.7.1");
+
+    pnl.delete_route(&r).unwrap();
+    assert!(
+        pnl.routes(false, tweed_netlink::TABLE_MAIN)
+            .unwrap()
+            .iter()
+            .all(|x| x.dst != r.dst)
+    );
+    pnl.delete_address(eth0.index, net("10.244.7.5/24"))
+        .unwrap();
+    assert!(
+        pnl.addresses(Some(eth0.index))
+            .unwrap()
+            .iter()
+            .all(|a| a.addr != net("10.244.7.5/24"))
+    );
+}
+
+#[test]
+fn errors_carry_the_kernels_explanation() {
+    let node = TempNs::new("node");
+    let mut nl = node.nl();
+    let lo = nl.link_by_name("lo").unwrap().unwrap();
+    // Gateway unreachable: the kernel says why.
+    let err = nl
+        .add_route(
+            &Route::new(net("10.1.0.0/16"))
+                .via("192.0.2.1".parse().unwrap())
+                .dev(lo.index),
+        )
+        .unwrap_err();
+    assert!(err.errno().is_some());
+    let text = err.to_string();
+    assert!(
+        text.starts_with("add route 10.1.0.0/16 via 192.0.2.1"),
+        "{text}"
+    );
+}
+
+#[test]
+fn vxlan_device_neighbours_and_fdb() {
+    let node = TempNs::new("node");
+    let mut nl = node.nl();
+    let mut vx = NewLink::new(
+        "tweed.7",
+        LinkKind::Vxlan(VxlanSpec {
+            vni: 7,
+            port: 8472,
+            local: Some("198.18.0.1".parse().unwrap()),
+            underlay_index: None,
+            learning: false,
+        }),
+    );
+    vx.mtu = Some(1450);
+    vx.mac = Some("02:00:00:00:07:01".parse().unwrap());
+    vx.up = true;
+    nl.create_link(&vx).unwrap();
+    let dev = nl.link_by_name("tweed.7").unwrap().unwrap();
+    let info = dev.vxlan.clone().expect("vxlan info");
+    assert_eq!((info.vni, info.port, info.learning), (7, 8472, false));
+    let j = node.ip_json(&["link", "show", "tweed.7"]);
+    assert_eq!(j[0]["linkinfo"]["info_data"]["id"], 7);
+    assert_eq!(j[0]["linkinfo"]["info_data"]["port"], 8472);
+
+    let peer_mac: MacAddr = "02:00:00:00:07:02".parse().unwrap();
+    let peer_ip: IpAddr = "10.244.2.0".parse().unwrap();
+    let peer_underlay: IpAddr = "198.18.0.2".parse().unwrap();
+    nl.set_neighbour(dev.index, peer_ip, peer_mac).unwrap();
+    nl.set_fdb(dev.index, peer_mac, peer_underlay).unwrap();
+    // Head-end replication: several destinations for the zero MAC.
+    nl.append_fdb(dev.index, MacAddr::ZERO, "198.18.0.3".parse().unwrap())
+        .unwrap();
+    nl.append_fdb(dev.index, MacAddr::ZERO, "198.18.0.4".parse().unwrap())
+        .unwrap();
+
+    let neigh = nl.neighbours(false, Some(dev.index)).unwrap();
+    assert!(
+        neigh
+            .iter()
+            .any(|n| n.ip == peer_ip && n.mac == Some(peer_mac) && n.permanent),
+        "{neigh:?}"
+    );
+    let fdb = nl.fdb(dev.index).unwrap();
+    assert!(
+        fdb.iter()
+            .any(|e| e.mac == peer_mac && e.dst == Some(peer_underlay) && e.own && e.permanent),
+        "{fdb:?}"
+    );
+    assert_eq!(fdb.iter().filter(|e| e.mac.is_zero()).count(), 2, "{fdb:?}");
+
+    nl.delete_fdb(
+        dev.index,
+        MacAddr::ZERO,
+        Some("198.18.0.3".parse().unwrap()),
+    )
+    .unwrap();
+    nl.delete_fdb(dev.index, peer_mac, None).unwrap();
+    nl.delete_neighbour(dev.index, peer_ip).unwrap();
+    let fdb = nl.fdb(dev.index).unwrap();
+    assert!(fdb.iter().all(|e| e.mac != peer_mac));
+    assert_eq!(fdb.iter().filter(|e| e.mac.is_zero()).count(), 1);
+    assert!(
+        nl.neighbours(false, Some(dev.index))
+            .unwrap()
+            .iter()
+            .all(|n| n.ip != peer_ip)
+    );
+}
+
+#[test]
+fn rename_and_move_between_namespaces() {
+    let a = TempNs::new("a");
+    let b = TempNs::new("b");
+    let mut na = a.nl();
+    na.create_link(&NewLink::new(
+        "twx",
+        LinkKind::Veth(VethPeer {
+            name: "twy".into(),
+            mac: None,
+            netns: None,
+        }),
+    ))
+    .unwrap();
+    let x = na.link_by_name("twx").unwrap().unwrap();
+    na.set_link_name(x.index, "twz").unwrap();
+    assert!(na.link_by_name("twz").unwrap().is_some());
+    na.set_link_mtu(x.index, 9000).unwrap();
+    assert_eq!(na.link_by_index(x.index).unwrap().unwrap().mtu, 9000);
+    na.set_link_netns(x.index, &b.ns).unwrap();
+    assert!(na.link_by_name("twz").unwrap().is_none());
+    assert!(b.nl().link_by_name("twz").unwrap().is_some());
+}

@@ -1,1 +1,16 @@
+//! Test support for tweed: throwaway network namespaces, a CNI runtime
+//! driver (single plugins and whole conflists), kernel state read back with
+//! iproute2, and podman as a real runtime.
+//!
+//! Everything here panics with a clear message on failure: it runs inside
+//! tests, where a panic is the report.
 
+pub mod chain;
+pub mod cni;
+pub mod kernel;
+pub mod netns;
+pub mod podman;
+
+pub use chain::{Attachment, Chain};
+pub use cni::{CniCall, CniOutput, REFERENCE_PLUGIN_DIR, reference_plugin};
+pub use netns::{TestNs, require_root, run_ok};

@@ -1,1 +1,5 @@
-fn main() {}
+//! The `tweed` CNI plugin binary. See the library for what it does.
+
+fn main() {
+    std::process::exit(tweed_plugin::run());
+}

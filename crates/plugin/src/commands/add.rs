@@ -1,0 +1,350 @@
+//! ADD: give a container an interface on the network.
+//!
+//! Order matters for rollback: everything that can be refused without side
+//! effects (config, environment, namespace, lease, an existing interface)
+//! is checked before the first reservation is made; after that every step
+//! is undone if a later one fails.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde_json::Value;
+use tweed_cni::error::CniError;
+use tweed_cni::result::{CniResult, Interface, IpConfig, Route};
+use tweed_netlink::{MacAddr, NetNs, Netlink};
+
+use super::Call;
+use crate::conf::DEFAULT_MTU;
+use crate::dataplane::{PodAddress, PodRoute, bridge, pod, veth};
+use crate::errors;
+use crate::ipam::{IpamPlan, builtin, delegate};
+use crate::lease::Lease;
+use crate::names;
+
+/// What IPAM handed out.
+struct Grant {
+    addresses: Vec<PodAddress>,
+    routes: Vec<PodRoute>,
+    dns: Option<tweed_cni::result::Dns>,
+}
+
+pub fn run(call: &mut Call) -> Result<Value, CniError> {
+    let conf = call.conf;
+    let network = conf.name().to_string();
+    let container_id = call.container_id().to_string();
+    let ifname = call.ifname().to_string();
+    let netns_path = call
+        .env
+        .netns
+        .clone()
+        .ok_or_else(|| super::missing("CNI_NETNS"))?;
+
+    let pod_ns =
+        NetNs::open(&netns_path).map_err(|e| CniError::invalid_env("CNI_NETNS", e.to_string()))?;
+    let mac = requested_mac(call)?;
+    let requested_ips = requested_ips(call)?;
+    let prev = match &conf.net.prev_result {
+        Some(v) => Some(CniResult::from_json(v)?),
+        None => None,
+    };
+    let lease = if conf.ipam.needs_lease() {
+        Some(Lease::read(&conf.subnet_file).map_err(errors::lease)?)
+    } else {
+        None
+    };
+    let mtu = conf
+        .mtu
+        .or(lease.as_ref().and_then(|l| l.mtu))
+        .unwrap_or(DEFAULT_MTU);
+
+    let mut host = Netlink::new().map_err(errors::kernel)?;
+    let mut pod_nl = Netlink::in_netns(&pod_ns).map_err(errors::kernel)?;
+    if pod_nl
+        .link_by_name(&ifname)
+        .map_err(errors::kernel)?
+        .is_some()
+    {
+        return Err(CniError::custom(
+            errors::INTERFACE_EXISTS,
+            format!(
+                "CNI_IFNAME: interface {ifname} already exists in {}",
+                netns_path.display()
+            ),
+        ));
+    }
+
+    let grant = reserve(call, lease.as_ref(), &requested_ips)?;
+    call.record.ips = grant
+        .addresses
+        .iter()
+        .map(|a| a.address.to_string())
+        .collect();
+
+    let host_name = names::host_veth(&network, &container_id, &ifname);
+    let mut attach = || -> Result<Value, CniError> {
+        let routes = pod_routes(call, &grant, lease.as_ref());
+        let gateways: Vec<IpNet> = grant
+            .addresses
+            .iter()
+            .filter_map(|a| {
+                a.gateway.map(|gw| {
+                    IpNet::new(gw, a.address.prefix_len()).expect("prefix from a valid net")
+                })
+            })
+            .collect();
+        let br = bridge::ensure(&mut host, &conf.bridge, mtu, &gateways)?;
+        let alias = names::alias(&network, &container_id, &ifname);
+        let plan = veth::VethPlan {
+            host_name: &host_name,
+            alias: &alias,
+            bridge_index: br.index,
+            hairpin: conf.hairpin,
+            mtu,
+            pod_ifname: &ifname,
+            pod_mac: mac,
+            pod_netns: &pod_ns,
+        };
+        let host_link = veth::create_replacing_leftover(&mut host, &plan)?;
+        let pod_link = pod::configure(&pod_ns, &mut pod_nl, &ifname, &grant.addresses, &routes)?;
+
+        let mut result = prev.clone().unwrap_or_default();
+        let first = result.interfaces.len();
+        result.interfaces.push(Interface {
+            name: br.name.clone(),
+            mac: br.mac.map(|m| m.to_string()),
+            ..Default::default()
+        });
+        result.interfaces.push(Interface {
+            name: host_link.name.clone(),
+            mac: host_link.mac.map(|m| m.to_string()),
+            ..Default::default()
+        });
+        result.interfaces.push(Interface {
+            name: ifname.clone(),
+            mac: pod_link.mac.map(|m| m.to_string()),
+            mtu: Some(mtu),
+            sandbox: Some(netns_path.display().to_string()),
+            ..Default::default()
+        });
+        for a in &grant.addresses {
+            result.ips.push(IpConfig {
+                address: a.address,
+                gateway: a.gateway,
+                interface: Some(first + 2),
+            });
+        }
+        for r in &routes {
+            result.routes.push(Route {
+                dst: r.dst,
+                gw: r.gateway,
+                ..Default::default()
+            });
+        }
+        if let Some(dns) = result_dns(call, &grant) {
+            result.dns = dns;
+        }
+        Ok(result.to_json(conf.version))
+    };
+    let outcome = attach();
+    if outcome.is_err() {
+        veth::delete_by_name(&mut host, &host_name);
+        unreserve(call);
+    }
+    outcome
+}
+
+/// The MAC asked for through the `mac` capability or `MAC=` (capability
+/// wins, as libcni documents for conflicting sources).
+fn requested_mac(call: &Call) -> Result<Option<MacAddr>, CniError> {
+    let from_runtime = call.conf.net.runtime_config.mac.as_deref();
+    let from_args = call.env.args.mac.as_deref();
+    match from_runtime.or(from_args) {
+        None => Ok(None),
+        Some(s) => s.parse::<MacAddr>().map(Some).map_err(|e| {
+            let field = if from_runtime.is_some() {
+                "runtimeConfig.mac"
+            } else {
+                "CNI_ARGS MAC"
+            };
+            CniError::invalid_config(field, e.to_string())
+        }),
+    }
+}
+
+/// Static addresses asked for through the `ips` capability or `IP=`.
+fn requested_ips(call: &Call) -> Result<Vec<IpAddr>, CniError> {
+    let mut out = Vec::new();
+    for (i, s) in call.conf.net.runtime_config.ips.iter().enumerate() {
+        // The capability carries CIDRs ("10.244.1.5/24"); plain addresses
+        // are accepted too.
+        let ip = s
+            .parse::<IpNet>()
+            .map(|n| n.addr())
+            .or_else(|_| s.parse::<IpAddr>())
+            .map_err(|_| {
+                CniError::invalid_config(
+                    &format!("runtimeConfig.ips[{i}]"),
+                    format!("{s:?} is not an IP address"),
+                )
+            })?;
+        out.push(ip);
+    }
+    for ip in &call.env.args.ips {
+        if !out.contains(ip) {
+            out.push(*ip);
+        }
+    }
+    Ok(out)
+}
+
+fn reserve(
+    call: &mut Call,
+    lease: Option<&Lease>,
+    requested: &[IpAddr],
+) -> Result<Grant, CniError> {
+    match &call.conf.ipam {
+        IpamPlan::Builtin(ipam) => {
+            let spec = builtin::spec(ipam, lease)?;
+            let allocations = builtin::allocate(
+                &spec,
+                call.conf.name(),
+                call.container_id(),
+                call.ifname(),
+                requested,
+            )?;
+            Ok(Grant {
+                addresses: allocations
+                    .iter()
+                    .map(|a| PodAddress {
+                        address: a.address,
+                        gateway: a.gateway,
+                    })
+                    .collect(),
+                routes: spec
+                    .routes
+                    .iter()
+                    .map(|r| PodRoute {
+                        dst: r.dst,
+                        gateway: r.gw,
+                    })
+                    .collect(),
+                dns: None,
+            })
+        }
+        IpamPlan::Delegate(plugin) => {
+            let out =
+                delegate::run(plugin, &call.env.path, "ADD", call.stdin)?.ok_or_else(|| {
+                    CniError::custom(
+                        errors::DELEGATE_FAILED,
+                        format!("ipam plugin {plugin} returned no result"),
+                    )
+                })?;
+            let result = CniResult::from_json(&out)?;
+            let grant = Grant {
+                addresses: result
+                    .ips
+                    .iter()
+                    .map(|ip| PodAddress {
+                        address: ip.address,
+                        gateway: ip.gateway,
+                    })
+                    .collect(),
+                routes: result
+                    .routes
+                    .iter()
+                    .map(|r| PodRoute {
+                        dst: r.dst,
+                        gateway: r.gw,
+                    })
+                    .collect(),
+                dns: Some(result.dns.clone()),
+            };
+            if grant.addresses.is_empty() {
+                unreserve(call);
+                return Err(CniError::custom(
+                    errors::DELEGATE_FAILED,
+                    format!("ipam plugin {plugin} returned no addresses"),
+                ));
+            }
+            Ok(grant)
+        }
+    }
+}
+
+/// Undoes [`reserve`] on a failed ADD (for a delegate: DEL, as the spec
+/// asks).
+fn unreserve(call: &Call) {
+    match &call.conf.ipam {
+        IpamPlan::Builtin(ipam) => {
+            let _ = builtin::release(
+                &builtin::data_dir(ipam),
+                call.conf.name(),
+                call.container_id(),
+                call.ifname(),
+            );
+        }
+        IpamPlan::Delegate(plugin) => {
+            let _ = delegate::run(plugin, &call.env.path, "DEL", call.stdin);
+        }
+    }
+}
+
+/// Routes for the pod: IPAM's routes (a missing gateway means the family's
+/// gateway), then a default route per family unless one was given or
+/// `isDefaultGateway` is off — in which case the cluster network from the
+/// lease is routed instead.
+fn pod_routes(call: &Call, grant: &Grant, lease: Option<&Lease>) -> Vec<PodRoute> {
+    let gateway_for = |v4: bool| {
+        grant
+            .addresses
+            .iter()
+            .find(|a| a.address.addr().is_ipv4() == v4)
+            .and_then(|a| a.gateway)
+    };
+    let mut routes: Vec<PodRoute> = grant
+        .routes
+        .iter()
+        .map(|r| PodRoute {
+            dst: r.dst,
+            gateway: r.gateway.or_else(|| gateway_for(r.dst.addr().is_ipv4())),
+        })
+        .collect();
+    for v4 in [true, false] {
+        let Some(gw) = gateway_for(v4) else { continue };
+        let any: IpNet = if v4 {
+            "0.0.0.0/0".parse().expect("literal")
+        } else {
+            "::/0".parse().expect("literal")
+        };
+        if call.conf.is_default_gateway {
+            if !routes.iter().any(|r| r.dst == any) {
+                routes.push(PodRoute {
+                    dst: any,
+                    gateway: Some(gw),
+                });
+            }
+        } else if let Some(net) = lease
+            .and_then(|l| if v4 { l.ipv4.as_ref() } else { l.ipv6.as_ref() })
+            .and_then(|f| f.network)
+            && !routes.iter().any(|r| r.dst == net)
+        {
+            routes.push(PodRoute {
+                dst: net,
+                gateway: Some(gw),
+            });
+        }
+    }
+    routes
+}
+
+/// DNS for the result: what the runtime passed (`dns` capability), else
+/// the network config's `dns`, else what a delegated IPAM returned.
+fn result_dns(call: &Call, grant: &Grant) -> Option<tweed_cni::result::Dns> {
+    call.conf
+        .net
+        .runtime_config
+        .dns
+        .clone()
+        .or_else(|| call.conf.net.dns.clone())
+        .or_else(|| grant.dns.clone())
+}

@@ -1,0 +1,43 @@
+//! DEL: take a container off the network.
+//!
+//! Must succeed when repeated, when the namespace is gone and when nothing
+//! was ever created; must always release the reservation.
+
+use tweed_cni::error::CniError;
+use tweed_netlink::Netlink;
+
+use super::Call;
+use crate::dataplane::veth;
+use crate::errors;
+use crate::ipam::{IpamPlan, builtin, delegate};
+use crate::names;
+
+pub fn run(call: &mut Call) -> Result<(), CniError> {
+    let conf = call.conf;
+    let network = conf.name();
+    let (id, ifname) = (call.container_id(), call.ifname());
+
+    // Release first: it needs nothing from the kernel, and a failure below
+    // must not keep the address reserved.
+    match &conf.ipam {
+        IpamPlan::Builtin(ipam) => {
+            let released = builtin::release(&builtin::data_dir(ipam), network, id, ifname)?;
+            call.record.ips = released.iter().map(|ip| ip.to_string()).collect();
+        }
+        IpamPlan::Delegate(plugin) => {
+            delegate::run(plugin, &call.env.path, "DEL", call.stdin)?;
+        }
+    }
+
+    // The host end is found by name; the pod end goes with it. If the pod
+    // namespace is already gone, the kernel removed both.
+    let mut host = Netlink::new().map_err(errors::kernel)?;
+    let host_name = names::host_veth(network, id, ifname);
+    let alias = names::alias(network, id, ifname);
+    if let Some(link) = host.link_by_name(&host_name).map_err(errors::kernel)?
+        && link.alias.as_deref() == Some(alias.as_str())
+    {
+        veth::delete_detached(link.index);
+    }
+    Ok(())
+}

@@ -1,0 +1,56 @@
+//! GC: remove every reservation and host interface of this network whose
+//! attachment is not in the runtime's list of valid attachments.
+
+use tweed_cni::error::CniError;
+use tweed_netlink::Netlink;
+
+use super::Call;
+use crate::errors;
+use crate::ipam::{IpamPlan, builtin, delegate};
+use crate::names;
+
+pub fn run(call: &mut Call) -> Result<(), CniError> {
+    let conf = call.conf;
+    let valid = tweed_cni::gc::valid_attachments(&conf.raw)?.ok_or_else(|| {
+        CniError::invalid_config(
+            "cni.dev/valid-attachments",
+            "GC needs the list of valid attachments",
+        )
+    })?;
+    let valid: Vec<(String, String)> = valid
+        .into_iter()
+        .map(|a| (a.container_id, a.ifname))
+        .collect();
+
+    match &conf.ipam {
+        IpamPlan::Builtin(ipam) => {
+            let released = builtin::gc(&builtin::data_dir(ipam), conf.name(), &valid)?;
+            call.record.ips = released.iter().map(|ip| ip.to_string()).collect();
+        }
+        IpamPlan::Delegate(plugin) => {
+            delegate::run(plugin, &call.env.path, "GC", call.stdin)?;
+        }
+    }
+
+    let mut host = Netlink::new().map_err(errors::kernel)?;
+    for link in host.links().map_err(errors::kernel)? {
+        let Some(alias) = link.alias.as_deref() else {
+            continue;
+        };
+        let Some((id, ifname)) = names::parse_alias(alias, conf.name()) else {
+            continue;
+        };
+        if valid
+            .iter()
+            .any(|(v_id, v_if)| v_id == id && v_if == ifname)
+        {
+            continue;
+        }
+        match host.delete_link(link.index) {
+            Ok(()) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(errors::kernel(e)),
+        }
+    }
+    Ok(())
+}

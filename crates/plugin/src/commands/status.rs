@@ -1,0 +1,40 @@
+//! STATUS: can this plugin serve ADD right now?
+
+use tweed_cni::error::CniError;
+
+use super::Call;
+use crate::ipam::{IpamPlan, builtin, delegate};
+use crate::lease::Lease;
+
+pub fn run(call: &mut Call) -> Result<(), CniError> {
+    let conf = call.conf;
+    match &conf.ipam {
+        IpamPlan::Builtin(ipam) => {
+            if conf.ipam.needs_lease() {
+                Lease::read(&conf.subnet_file)
+                    .map_err(|e| CniError::status_unavailable(e.to_string()))?;
+            }
+            builtin::status(&builtin::data_dir(ipam), conf.name())
+                .map_err(|e| CniError::status_unavailable(format!("IPAM store unusable: {e}")))?;
+        }
+        IpamPlan::Delegate(plugin) => {
+            // Only plugins that speak 1.1.0 know STATUS (libcni asks
+            // VERSION first, and so do we).
+            let version = delegate::run(
+                plugin,
+                &call.env.path,
+                "VERSION",
+                br#"{"cniVersion":"1.1.0"}"#,
+            )
+            .map_err(|e| CniError::status_unavailable(e.msg.clone()))?;
+            let speaks_status = version
+                .as_ref()
+                .and_then(|v| v["supportedVersions"].as_array())
+                .is_some_and(|vs| vs.iter().any(|v| v == "1.1.0"));
+            if speaks_status {
+                delegate::run(plugin, &call.env.path, "STATUS", call.stdin)?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,66 @@
+//! tweed's own CNI error codes (100 and up) and the conversions that turn
+//! internal failures into CNI errors with the right code.
+//!
+//! | code | meaning |
+//! |---|---|
+//! | 100 | the kernel refused a network change |
+//! | 101 | no free address left in a range |
+//! | 102 | a requested address is taken or outside every range |
+//! | 103 | the interface already exists in the container |
+//! | 104 | a delegated plugin could not be run or answered nonsense |
+//! | 105 | CHECK found the attachment not as ADD left it |
+//! | 106 | the bridge name belongs to a device that is not a bridge |
+//! | 107 | the node lease file exists but is invalid |
+
+use tweed_cni::error::CniError;
+use tweed_ipam::IpamError;
+use tweed_netlink::NetlinkError;
+
+use crate::lease::LeaseError;
+
+pub const KERNEL: u32 = 100;
+pub const IPAM_EXHAUSTED: u32 = 101;
+pub const IPAM_UNAVAILABLE: u32 = 102;
+pub const INTERFACE_EXISTS: u32 = 103;
+pub const DELEGATE_FAILED: u32 = 104;
+pub const CHECK_FAILED: u32 = 105;
+pub const BRIDGE_CONFLICT: u32 = 106;
+pub const LEASE_INVALID: u32 = 107;
+
+/// A kernel refusal, with what we were doing.
+pub fn kernel(e: NetlinkError) -> CniError {
+    match e {
+        NetlinkError::Netns { .. } => CniError::custom(KERNEL, e.to_string()),
+        other => CniError::custom(KERNEL, other.to_string()),
+    }
+}
+
+pub fn ipam(e: IpamError) -> CniError {
+    match &e {
+        IpamError::InvalidConfig { field, reason } => CniError::invalid_config(field, reason),
+        IpamError::Exhausted { .. } => CniError::custom(IPAM_EXHAUSTED, e.to_string()),
+        IpamError::InvalidArgument { name, reason } => CniError::invalid_env(name, reason),
+        IpamError::Io { .. } => CniError::io(e.to_string()),
+        // A requested address that is taken, a gateway, outside every
+        // range, or two in one set; or the attachment already holds one.
+        IpamError::RequestedNotInRange { .. }
+        | IpamError::AlreadyReserved { .. }
+        | IpamError::RequestedIsGateway { .. }
+        | IpamError::MultipleRequestedInSet { .. }
+        | IpamError::DuplicateAllocation { .. } => {
+            CniError::custom(IPAM_UNAVAILABLE, e.to_string())
+        }
+    }
+}
+
+pub fn lease(e: LeaseError) -> CniError {
+    match e {
+        LeaseError::Missing { .. } => CniError::try_again_later(e.to_string()),
+        LeaseError::Unreadable { .. } => CniError::io(e.to_string()),
+        LeaseError::Invalid { .. } => CniError::custom(LEASE_INVALID, e.to_string()),
+    }
+}
+
+pub fn check_failed(msg: impl Into<String>) -> CniError {
+    CniError::custom(CHECK_FAILED, msg.into())
+}

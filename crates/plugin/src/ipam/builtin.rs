@@ -1,0 +1,106 @@
+//! tweed's built-in IPAM, on host-local's on-disk store.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use tweed_cni::error::CniError;
+use tweed_ipam::{Allocation, DEFAULT_DATA_DIR, IpamConf, IpamSpec, RangeConf, Store};
+
+use crate::errors;
+use crate::lease::Lease;
+
+/// The validated IPAM spec, with ranges from the config or, when the
+/// config has none, from the node lease.
+pub fn spec(conf: &IpamConf, lease: Option<&Lease>) -> Result<IpamSpec, CniError> {
+    let mut conf = conf.clone();
+    if conf.ranges.is_none() && conf.subnet.is_none() {
+        let lease = lease.expect("caller reads the lease when the config has no ranges");
+        let sets: Vec<Vec<RangeConf>> = [&lease.ipv4, &lease.ipv6]
+            .into_iter()
+            .flatten()
+            .map(|f| {
+                vec![RangeConf {
+                    subnet: f.subnet.to_string(),
+                    gateway: Some(f.gateway.to_string()),
+                    ..Default::default()
+                }]
+            })
+            .collect();
+        conf.ranges = Some(sets);
+    }
+    conf.validate().map_err(errors::ipam)
+}
+
+/// The store root for a config (host-local's default when unset).
+pub fn data_dir(conf: &IpamConf) -> PathBuf {
+    match &conf.data_dir {
+        Some(d) if !d.as_os_str().is_empty() => d.clone(),
+        _ => PathBuf::from(DEFAULT_DATA_DIR),
+    }
+}
+
+/// Reserves one address per range set.
+pub fn allocate(
+    spec: &IpamSpec,
+    network: &str,
+    container_id: &str,
+    ifname: &str,
+    requested: &[IpAddr],
+) -> Result<Vec<Allocation>, CniError> {
+    let store = Store::open(&spec.data_dir, network).map_err(errors::ipam)?;
+    let guard = store.lock().map_err(errors::ipam)?;
+    tweed_ipam::allocate(spec, &guard, container_id, ifname, requested).map_err(errors::ipam)
+}
+
+/// Releases whatever the attachment holds. A store that was never created
+/// holds nothing, and is not created here.
+pub fn release(
+    data_dir: &Path,
+    network: &str,
+    container_id: &str,
+    ifname: &str,
+) -> Result<Vec<IpAddr>, CniError> {
+    if !data_dir.join(network).is_dir() {
+        return Ok(Vec::new());
+    }
+    let store = Store::open(data_dir, network).map_err(errors::ipam)?;
+    let guard = store.lock().map_err(errors::ipam)?;
+    guard
+        .release_by_id(container_id, ifname)
+        .map_err(errors::ipam)
+}
+
+/// The addresses the attachment holds.
+pub fn held(
+    data_dir: &Path,
+    network: &str,
+    container_id: &str,
+    ifname: &str,
+) -> Result<Vec<IpAddr>, CniError> {
+    if !data_dir.join(network).is_dir() {
+        return Ok(Vec::new());
+    }
+    let store = Store::open(data_dir, network).map_err(errors::ipam)?;
+    let guard = store.lock().map_err(errors::ipam)?;
+    guard.find_by_id(container_id, ifname).map_err(errors::ipam)
+}
+
+/// Releases every reservation not in `valid`.
+pub fn gc(
+    data_dir: &Path,
+    network: &str,
+    valid: &[(String, String)],
+) -> Result<Vec<IpAddr>, CniError> {
+    if !data_dir.join(network).is_dir() {
+        return Ok(Vec::new());
+    }
+    let store = Store::open(data_dir, network).map_err(errors::ipam)?;
+    let guard = store.lock().map_err(errors::ipam)?;
+    tweed_ipam::gc(&guard, valid).map_err(errors::ipam)
+}
+
+/// Can the store be used for ADD? (Opens, creates and locks it.)
+pub fn status(data_dir: &Path, network: &str) -> Result<(), String> {
+    let store = Store::open(data_dir, network).map_err(|e| e.to_string())?;
+    store.lock().map(|_| ()).map_err(|e| e.to_string())
+}

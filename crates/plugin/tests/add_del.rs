@@ -351,3 +351,41 @@ fn every_call_is_logged_with_microseconds() {
     node.add(&conf2, "log-b", &b, "eth0")
         .expect_ok("ADD with unwritable log");
 }
+
+#[test]
+fn chained_after_another_plugin_keeps_the_previous_result() {
+    let node = Node::new("chain");
+    let mut conf = node.conf_v4("chainnet", 48);
+    conf["isDefaultGateway"] = json!(false);
+    // What an earlier plugin in the list reported.
+    conf["prevResult"] = json!({
+        "cniVersion": "1.1.0",
+        "interfaces": [{"name": "net0", "sandbox": "/run/netns/elsewhere"}],
+        "ips": [{"address": "192.0.2.10/24", "interface": 0}],
+        "routes": [{"dst": "192.0.2.0/24"}],
+        "dns": {"nameservers": ["192.0.2.53"]}
+    });
+    let a = TestNs::new("ch");
+    let r = node.add(&conf, "ch-1", &a, "eth0").expect_ok("chained ADD");
+    let names: Vec<&str> = r["interfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names[0], "net0");
+    assert_eq!(names[1], "tweed0");
+    assert_eq!(names[3], "eth0");
+    assert_eq!(r["ips"][0]["address"], "192.0.2.10/24");
+    assert_eq!(r["ips"][0]["interface"], 0);
+    assert_eq!(
+        r["ips"][1]["interface"], 3,
+        "our address points at our interface"
+    );
+    assert_eq!(r["routes"][0]["dst"], "192.0.2.0/24");
+    assert_eq!(r["dns"]["nameservers"][0], "192.0.2.53");
+    assert_eq!(
+        kernel::addresses(&a.name, "eth0"),
+        vec![r["ips"][1]["address"].as_str().unwrap().to_string()]
+    );
+}

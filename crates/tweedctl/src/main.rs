@@ -1,1 +1,34 @@
-fn main() {}
+//! `tweedctl`: the operator's tool for tweed.
+
+mod demo;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "tweedctl", version, about = "The tweed operator's tool")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Single-node demo: two pods on a tweed network, connected and checked.
+    Demo(demo::DemoArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Cmd::Demo(args) => demo::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tweedctl: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -4,7 +4,9 @@
 //! Synchronous on purpose: the plugin runs once per CNI call and must start
 //! in microseconds, so no async runtime sits on its path. One [`Netlink`]
 //! handle is bound to one network namespace; [`NetNs`] opens and enters
-//! namespaces; [`sysctl`] writes per-namespace kernel parameters.
+//! namespaces; [`sysctl`] writes per-namespace kernel parameters. Links,
+//! addresses, routes, neighbours, FDB entries, ingress qdiscs and redirect
+//! filters each have their own module.
 
 mod address;
 mod error;
@@ -15,6 +17,7 @@ mod netns;
 mod route;
 mod socket;
 pub mod sysctl;
+mod tc;
 
 pub use address::Address;
 pub use error::{NetlinkError, Result};
@@ -24,3 +27,4 @@ pub use neighbour::{FdbEntry, Neighbour};
 pub use netns::{NAMED_NETNS_DIR, NetNs};
 pub use route::{PROTO_BOOT, PROTO_STATIC, Route, TABLE_MAIN};
 pub use socket::Netlink;
+pub use tc::{Filter, Qdisc};

@@ -278,14 +278,14 @@ fn errors_carry_the_kernels_explanation() {
     let err = nl
         .add_route(
             &Route::new(net("10.1.0.0/16"))
-                .via("192.0.2.1".parse().unwrap())
+                .via("198.18.255.1".parse().unwrap())
                 .dev(lo.index),
         )
         .unwrap_err();
     assert!(err.errno().is_some());
     let text = err.to_string();
     assert!(
-        text.starts_with("add route 10.1.0.0/16 via 192.0.2.1"),
+        text.starts_with("add route 10.1.0.0/16 via 198.18.255.1"),
         "{text}"
     );
 }
@@ -382,4 +382,114 @@ fn rename_and_move_between_namespaces() {
     na.set_link_netns(x.index, &b.ns).unwrap();
     assert!(na.link_by_name("twz").unwrap().is_none());
     assert!(b.nl().link_by_name("twz").unwrap().is_some());
+}
+
+#[test]
+fn ingress_redirect_joins_two_devices_back_to_back() {
+    // left <-veth-> middle(a)  middle(b) <-veth-> right; a and b are joined
+    // by two redirects, so left and right behave as if cabled together.
+    let left = TempNs::new("left");
+    let middle = TempNs::new("mid");
+    let right = TempNs::new("right");
+    let mut m = middle.nl();
+    for (name, peer_ns) in [("a", &left.ns), ("b", &right.ns)] {
+        let mut l = NewLink::new(
+            name,
+            LinkKind::Veth(VethPeer {
+                name: "eth0".into(),
+                mac: None,
+                netns: Some(peer_ns),
+            }),
+        );
+        l.up = true;
+        m.create_link(&l).unwrap();
+    }
+    let a = m.link_by_name("a").unwrap().unwrap().index;
+    let b = m.link_by_name("b").unwrap().unwrap().index;
+    m.add_ingress_qdisc(a).unwrap();
+    m.add_ingress_qdisc(b).unwrap();
+    assert!(m.add_ingress_qdisc(a).unwrap_err().is_exists());
+    m.add_redirect(a, b).unwrap();
+    m.add_redirect(b, a).unwrap();
+
+    let q = m.qdiscs(a).unwrap();
+    assert!(
+        q.iter()
+            .any(|q| q.kind == "ingress" && q.handle == 0xffff_0000),
+        "{q:?}"
+    );
+    let f = m.ingress_filters(a).unwrap();
+    assert!(
+        f.iter()
+            .any(|f| f.kind == "u32" && f.redirect_to == Some(b)),
+        "{f:?}"
+    );
+    // tc agrees.
+    let out = Command::new("tc")
+        .args([
+            "-n",
+            &middle.name,
+            "-j",
+            "filter",
+            "show",
+            "dev",
+            "a",
+            "ingress",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("mirred") && text.contains("\"to_dev\":\"b\""),
+        "{text}"
+    );
+
+    for (ns, addr) in [(&left, "10.244.250.1/24"), (&right, "10.244.250.2/24")] {
+        let mut nl = ns.nl();
+        let eth0 = nl.link_by_name("eth0").unwrap().unwrap();
+        nl.add_address(eth0.index, net(addr), true).unwrap();
+        nl.set_link_up(eth0.index, true).unwrap();
+    }
+    let ping = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &left.name,
+            "ping",
+            "-c",
+            "2",
+            "-W",
+            "2",
+            "10.244.250.2",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        ping.status.success(),
+        "ping across the redirect failed: {}",
+        String::from_utf8_lossy(&ping.stdout)
+    );
+
+    // Without the ingress qdisc the filters go too, and the cable is cut.
+    m.delete_ingress_qdisc(a).unwrap();
+    assert!(m.ingress_filters(a).unwrap().is_empty());
+    assert!(m.qdiscs(a).unwrap().iter().all(|q| q.kind != "ingress"));
+    let ping = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &left.name,
+            "ping",
+            "-c",
+            "1",
+            "-W",
+            "1",
+            "10.244.250.2",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        !ping.status.success(),
+        "traffic must stop without the redirect"
+    );
 }

@@ -12,6 +12,8 @@ packages=(
   busybox-static                # rootfs for podman test images
   iperf3 tcpdump                # throughput figures and packet captures
   procps psmisc                 # ps / fuser for diagnostics
+  protobuf-compiler             # protoc: the etcd-client crate compiles etcd's .proto files
+  etcd-server etcd-client       # etcd (a real lease store peer) and etcdctl to inspect it
 )
 
 missing=()

@@ -40,7 +40,9 @@ pub struct DemoArgs {
 pub enum DemoError {
     #[error("the demo creates network namespaces and must run as root")]
     NotRoot,
-    #[error("cannot find the tweed plugin at {0}; build it (cargo build --release) or pass --plugin")]
+    #[error(
+        "cannot find the tweed plugin at {0}; build it (cargo build --release) or pass --plugin"
+    )]
     NoPlugin(PathBuf),
     #[error("{0}")]
     Netlink(#[from] tweed_netlink::NetlinkError),
@@ -128,7 +130,10 @@ fn run_demo(plugin: &Path, keep: bool) -> Result<(), DemoError> {
         let started = Instant::now();
         let result = cni(&node, plugin, "ADD", &format!("demo-{i}"), &ns)?;
         let took = started.elapsed();
-        let ip = result["ips"][0]["address"].as_str().unwrap_or_default().to_string();
+        let ip = result["ips"][0]["address"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         println!(
             "  ADD {pod:<18} -> {ip:<16} via {}  ({:.1} ms)",
             result["ips"][0]["gateway"].as_str().unwrap_or("-"),
@@ -179,7 +184,13 @@ fn set_lo_up(ns: &NetNs) -> Result<(), DemoError> {
 }
 
 /// Runs the plugin inside the node namespace as a runtime would.
-fn cni(node: &NetNs, plugin: &Path, command: &'static str, id: &str, pod: &NetNs) -> Result<Value, DemoError> {
+fn cni(
+    node: &NetNs,
+    plugin: &Path,
+    command: &'static str,
+    id: &str,
+    pod: &NetNs,
+) -> Result<Value, DemoError> {
     let stdin = conf().to_string();
     let output = node
         .run(|| {
@@ -234,7 +245,11 @@ fn describe_node(node: &NetNs) -> Result<(), DemoError> {
             link.kind.as_deref().unwrap_or("-"),
             link.mtu,
             master,
-            if addrs.is_empty() { String::new() } else { format!(" {}", addrs.join(" ")) },
+            if addrs.is_empty() {
+                String::new()
+            } else {
+                format!(" {}", addrs.join(" "))
+            },
             link.bridge_port
                 .filter(|p| p.hairpin)
                 .map(|_| " hairpin")

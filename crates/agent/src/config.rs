@@ -1,0 +1,572 @@
+//! The network configuration, `/etc/tweed/net-conf.json`: a superset of
+//! flannel's net-conf.json, so an operator's existing file works unchanged.
+//!
+//! Parsing is strict about types and values (every error names its field)
+//! and lenient about unknown keys (flannel's files carry keys tweed does not
+//! use).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use serde::Deserialize;
+use serde_json::Value;
+use thiserror::Error;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("{field}: {reason}")]
+pub struct ConfigError {
+    pub field: String,
+    pub reason: String,
+}
+
+fn err(field: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        field: field.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// The file as written (flannel's key names).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RawConfig {
+    network: Option<String>,
+    subnet_len: Option<u8>,
+    subnet_min: Option<String>,
+    subnet_max: Option<String>,
+    #[serde(rename = "EnableIPv4")]
+    enable_ipv4: Option<bool>,
+    #[serde(rename = "EnableIPv6")]
+    enable_ipv6: Option<bool>,
+    #[serde(rename = "IPv6Network")]
+    ipv6_network: Option<String>,
+    #[serde(rename = "IPv6SubnetLen")]
+    ipv6_subnet_len: Option<u8>,
+    #[serde(rename = "IPv6SubnetMin")]
+    ipv6_subnet_min: Option<String>,
+    #[serde(rename = "IPv6SubnetMax")]
+    ipv6_subnet_max: Option<String>,
+    backend: Option<Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RawBackend {
+    #[serde(rename = "Type")]
+    kind: Option<String>,
+    #[serde(rename = "VNI")]
+    vni: Option<u32>,
+    port: Option<u16>,
+    #[serde(rename = "MTU")]
+    mtu: Option<u32>,
+    direct_routing: Option<bool>,
+    /// SRv6: the prefix node SIDs are carved from.
+    locator: Option<String>,
+}
+
+/// The pool node subnets of one family are cut from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pool<N> {
+    pub network: N,
+    pub subnet_len: u8,
+    /// First and last subnet that may be handed out.
+    pub min: N,
+    pub max: N,
+}
+
+/// Which overlay carries traffic between nodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackendConfig {
+    Vxlan {
+        vni: u32,
+        port: u16,
+        /// Peers on the same L2 segment get a plain route instead.
+        direct_routing: bool,
+    },
+    HostGw,
+    Srv6 {
+        /// Node SIDs are carved from this prefix.
+        locator: Ipv6Net,
+    },
+}
+
+impl BackendConfig {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            BackendConfig::Vxlan { .. } => "vxlan",
+            BackendConfig::HostGw => "host-gw",
+            BackendConfig::Srv6 { .. } => "srv6",
+        }
+    }
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetConfig {
+    pub ipv4: Option<Pool<Ipv4Net>>,
+    pub ipv6: Option<Pool<Ipv6Net>>,
+    pub backend: BackendConfig,
+    /// Overrides the MTU derived from the underlay.
+    pub mtu: Option<u32>,
+}
+
+pub const DEFAULT_VNI: u32 = 1;
+pub const DEFAULT_VXLAN_PORT: u16 = 8472;
+pub const DEFAULT_SRV6_LOCATOR: &str = "fd00:5::/48";
+
+impl NetConfig {
+    pub fn parse(text: &str) -> Result<NetConfig, ConfigError> {
+        let value: Value = serde_json::from_str(text)
+            .map_err(|e| err("net-conf.json", format!("not valid JSON: {e}")))?;
+        if !value.is_object() {
+            return Err(err("net-conf.json", "must be a JSON object"));
+        }
+        let raw: RawConfig = typed(&value, "")?;
+        let enable_ipv4 = raw.enable_ipv4.unwrap_or(true);
+        let enable_ipv6 = raw.enable_ipv6.unwrap_or(false);
+        if !enable_ipv4 && !enable_ipv6 {
+            return Err(err("EnableIPv4", "IPv4 and IPv6 are both disabled"));
+        }
+        let ipv4 = if enable_ipv4 {
+            let network: Ipv4Net = parse_net(raw.network.as_deref(), "Network")?;
+            Some(pool(
+                network,
+                raw.subnet_len.unwrap_or(24),
+                raw.subnet_min.as_deref(),
+                raw.subnet_max.as_deref(),
+                ("SubnetLen", "SubnetMin", "SubnetMax"),
+                30,
+            )?)
+        } else {
+            None
+        };
+        let ipv6 = if enable_ipv6 {
+            let network: Ipv6Net = parse_net(raw.ipv6_network.as_deref(), "IPv6Network")?;
+            Some(pool(
+                network,
+                raw.ipv6_subnet_len.unwrap_or(64),
+                raw.ipv6_subnet_min.as_deref(),
+                raw.ipv6_subnet_max.as_deref(),
+                ("IPv6SubnetLen", "IPv6SubnetMin", "IPv6SubnetMax"),
+                126,
+            )?)
+        } else {
+            None
+        };
+        let raw_backend: RawBackend = match &raw.backend {
+            None => RawBackend::default(),
+            Some(v) if v.is_object() => typed(v, "Backend.")?,
+            Some(_) => return Err(err("Backend", "must be an object")),
+        };
+        let kind = raw_backend.kind.as_deref().unwrap_or("vxlan");
+        let backend = match kind {
+            "vxlan" => {
+                let vni = raw_backend.vni.unwrap_or(DEFAULT_VNI);
+                if vni == 0 || vni >= 1 << 24 {
+                    return Err(err("Backend.VNI", format!("{vni} is outside 1..16777215")));
+                }
+                let port = raw_backend.port.unwrap_or(DEFAULT_VXLAN_PORT);
+                if port == 0 {
+                    return Err(err("Backend.Port", "must not be 0"));
+                }
+                BackendConfig::Vxlan {
+                    vni,
+                    port,
+                    direct_routing: raw_backend.direct_routing.unwrap_or(false),
+                }
+            }
+            "host-gw" => BackendConfig::HostGw,
+            "srv6" => {
+                let locator: Ipv6Net = raw_backend
+                    .locator
+                    .as_deref()
+                    .unwrap_or(DEFAULT_SRV6_LOCATOR)
+                    .parse()
+                    .map_err(|_| err("Backend.Locator", "not an IPv6 prefix"))?;
+                if locator.prefix_len() > 64 {
+                    return Err(err(
+                        "Backend.Locator",
+                        format!(
+                            "/{} leaves no room for node SIDs; use /64 or shorter",
+                            locator.prefix_len()
+                        ),
+                    ));
+                }
+                BackendConfig::Srv6 {
+                    locator: locator.trunc(),
+                }
+            }
+            other => {
+                return Err(err(
+                    "Backend.Type",
+                    format!("unknown backend {other:?}; tweed has vxlan, host-gw and srv6"),
+                ));
+            }
+        };
+        if let Some(mtu) = raw_backend.mtu
+            && !(576..=65535).contains(&mtu)
+        {
+            return Err(err("Backend.MTU", format!("{mtu} is outside 576..65535")));
+        }
+        Ok(NetConfig {
+            ipv4,
+            ipv6,
+            backend,
+            mtu: raw_backend.mtu,
+        })
+    }
+
+    /// The whole cluster network(s), for masquerade and routing decisions.
+    pub fn networks(&self) -> Vec<IpNet> {
+        let mut out = Vec::new();
+        if let Some(p) = &self.ipv4 {
+            out.push(IpNet::V4(p.network));
+        }
+        if let Some(p) = &self.ipv6 {
+            out.push(IpNet::V6(p.network));
+        }
+        out
+    }
+}
+
+fn typed<T: serde::de::DeserializeOwned>(v: &Value, prefix: &str) -> Result<T, ConfigError> {
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." {
+            prefix.trim_end_matches('.').to_string()
+        } else {
+            format!("{prefix}{path}")
+        };
+        err(&field, e.into_inner().to_string())
+    })
+}
+
+fn parse_net<N: std::str::FromStr>(value: Option<&str>, field: &str) -> Result<N, ConfigError> {
+    let v = value.ok_or_else(|| err(field, "missing"))?;
+    v.parse()
+        .map_err(|_| err(field, format!("{v:?} is not a network in CIDR notation")))
+}
+
+/// Operations both families need from their network type.
+pub trait Family: Copy + Eq + std::fmt::Display + std::str::FromStr {
+    type Addr: Copy + Eq + std::str::FromStr + Into<IpAddr>;
+    fn new(addr: Self::Addr, len: u8) -> Option<Self>;
+    fn addr(&self) -> Self::Addr;
+    fn prefix(&self) -> u8;
+    fn max_prefix() -> u8;
+    fn trunc(&self) -> Self;
+    fn contains_net(&self, other: &Self) -> bool;
+    fn index_in(&self, network: &Self) -> u128;
+    fn nth_subnet(network: &Self, len: u8, n: u128) -> Option<Self>;
+}
+
+impl Family for Ipv4Net {
+    type Addr = Ipv4Addr;
+    fn new(addr: Ipv4Addr, len: u8) -> Option<Self> {
+        Ipv4Net::new(addr, len).ok()
+    }
+    fn addr(&self) -> Ipv4Addr {
+        Ipv4Net::addr(self)
+    }
+    fn prefix(&self) -> u8 {
+        self.prefix_len()
+    }
+    fn max_prefix() -> u8 {
+        32
+    }
+    fn trunc(&self) -> Self {
+        Ipv4Net::trunc(self)
+    }
+    fn contains_net(&self, other: &Self) -> bool {
+        self.contains(other)
+    }
+    fn index_in(&self, network: &Self) -> u128 {
+        let off = u32::from(self.network()) - u32::from(network.network());
+        u128::from(off >> (32 - self.prefix_len()))
+    }
+    fn nth_subnet(network: &Self, len: u8, n: u128) -> Option<Self> {
+        let step = 1u128 << (32 - len);
+        let base = u128::from(u32::from(network.network()));
+        let addr = base.checked_add(n.checked_mul(step)?)?;
+        let addr = u32::try_from(addr).ok()?;
+        let net = Ipv4Net::new(Ipv4Addr::from(addr), len).ok()?;
+        network.contains(&net).then_some(net)
+    }
+}
+
+impl Family for Ipv6Net {
+    type Addr = Ipv6Addr;
+    fn new(addr: Ipv6Addr, len: u8) -> Option<Self> {
+        Ipv6Net::new(addr, len).ok()
+    }
+    fn addr(&self) -> Ipv6Addr {
+        Ipv6Net::addr(self)
+    }
+    fn prefix(&self) -> u8 {
+        self.prefix_len()
+    }
+    fn max_prefix() -> u8 {
+        128
+    }
+    fn trunc(&self) -> Self {
+        Ipv6Net::trunc(self)
+    }
+    fn contains_net(&self, other: &Self) -> bool {
+        self.contains(other)
+    }
+    fn index_in(&self, network: &Self) -> u128 {
+        let off = u128::from(self.network()) - u128::from(network.network());
+        off >> (128 - self.prefix_len())
+    }
+    fn nth_subnet(network: &Self, len: u8, n: u128) -> Option<Self> {
+        let shift = 128 - u32::from(len);
+        let step = 1u128.checked_shl(shift)?;
+        let addr = u128::from(network.network()).checked_add(n.checked_mul(step)?)?;
+        let net = Ipv6Net::new(Ipv6Addr::from(addr), len).ok()?;
+        network.contains(&net).then_some(net)
+    }
+}
+
+/// Builds and checks a pool. flannel's defaults: SubnetMin is the second
+/// subnet of the network (the first holds the network address), SubnetMax
+/// the last.
+fn pool<N: Family>(
+    network: N,
+    subnet_len: u8,
+    min: Option<&str>,
+    max: Option<&str>,
+    fields: (&str, &str, &str),
+    longest: u8,
+) -> Result<Pool<N>, ConfigError> {
+    let (len_field, min_field, max_field) = fields;
+    if network.trunc() != network {
+        return Err(err(
+            if N::max_prefix() == 32 {
+                "Network"
+            } else {
+                "IPv6Network"
+            },
+            format!(
+                "{network} has host bits set; did you mean {}?",
+                network.trunc()
+            ),
+        ));
+    }
+    if subnet_len <= network.prefix() || subnet_len > longest {
+        return Err(err(
+            len_field,
+            format!(
+                "{subnet_len} must be longer than the network's /{} and at most {longest}",
+                network.prefix()
+            ),
+        ));
+    }
+    let count_bits = u32::from(subnet_len - network.prefix());
+    let last_index = if count_bits >= 128 {
+        u128::MAX
+    } else {
+        (1u128 << count_bits) - 1
+    };
+    let parse_bound = |v: Option<&str>, field: &str, default: u128| -> Result<N, ConfigError> {
+        match v {
+            None => N::nth_subnet(&network, subnet_len, default)
+                .ok_or_else(|| err(field, "the network has no room for such a subnet")),
+            Some(s) => {
+                let addr: N::Addr = s
+                    .parse()
+                    .map_err(|_| err(field, format!("{s:?} is not an address")))?;
+                let net = N::new(addr, subnet_len).ok_or_else(|| err(field, "bad address"))?;
+                if net.trunc() != net {
+                    return Err(err(
+                        field,
+                        format!("{s} is not the start of a /{subnet_len} subnet"),
+                    ));
+                }
+                if !network.contains_net(&net) {
+                    return Err(err(field, format!("{s} is outside {network}")));
+                }
+                Ok(net)
+            }
+        }
+    };
+    let min_net = parse_bound(min, min_field, 1.min(last_index))?;
+    let max_net = parse_bound(max, max_field, last_index)?;
+    if min_net.index_in(&network) > max_net.index_in(&network) {
+        return Err(err(
+            min_field,
+            format!("{min_net} comes after {max_field} {max_net}"),
+        ));
+    }
+    Ok(Pool {
+        network,
+        subnet_len,
+        min: min_net,
+        max: max_net,
+    })
+}
+
+impl<N: Family> Pool<N> {
+    /// How many subnets the pool holds.
+    pub fn size(&self) -> u128 {
+        self.max.index_in(&self.network) - self.min.index_in(&self.network) + 1
+    }
+
+    /// The `i`-th subnet of the pool (0 = `min`).
+    pub fn subnet(&self, i: u128) -> Option<N> {
+        if i >= self.size() {
+            return None;
+        }
+        N::nth_subnet(
+            &self.network,
+            self.subnet_len,
+            self.min.index_in(&self.network) + i,
+        )
+    }
+
+    pub fn contains(&self, subnet: &N) -> bool {
+        subnet.prefix() == self.subnet_len
+            && self.network.contains_net(subnet)
+            && (self.min.index_in(&self.network)..=self.max.index_in(&self.network))
+                .contains(&subnet.index_in(&self.network))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flannel_defaults() {
+        let c = NetConfig::parse(r#"{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}"#)
+            .unwrap();
+        let p = c.ipv4.unwrap();
+        assert_eq!(p.subnet_len, 24);
+        assert_eq!(p.min, "10.244.1.0/24".parse().unwrap());
+        assert_eq!(p.max, "10.244.255.0/24".parse().unwrap());
+        assert_eq!(p.size(), 255);
+        assert_eq!(p.subnet(0), Some("10.244.1.0/24".parse().unwrap()));
+        assert_eq!(p.subnet(255), None);
+        assert_eq!(
+            c.backend,
+            BackendConfig::Vxlan {
+                vni: 1,
+                port: 8472,
+                direct_routing: false
+            }
+        );
+        assert!(c.ipv6.is_none());
+    }
+
+    #[test]
+    fn dual_stack_and_bounds() {
+        let c = NetConfig::parse(
+            r#"{"Network": "10.244.0.0/16", "SubnetLen": 26, "SubnetMin": "10.244.8.0", "SubnetMax": "10.244.9.192",
+                "EnableIPv6": true, "IPv6Network": "fd00:10:244::/56", "IPv6SubnetLen": 64,
+                "Backend": {"Type": "vxlan", "VNI": 4096, "Port": 4789, "DirectRouting": true, "MTU": 1400},
+                "SomethingFlannelHas": 1}"#,
+        )
+        .unwrap();
+        assert_eq!(c.ipv4.as_ref().unwrap().size(), 8);
+        assert!(
+            c.ipv4
+                .as_ref()
+                .unwrap()
+                .contains(&"10.244.9.64/26".parse().unwrap())
+        );
+        assert!(
+            !c.ipv4
+                .as_ref()
+                .unwrap()
+                .contains(&"10.244.10.0/26".parse().unwrap())
+        );
+        let v6 = c.ipv6.unwrap();
+        assert_eq!(v6.min, "fd00:10:244:1::/64".parse().unwrap());
+        assert_eq!(v6.size(), 255);
+        assert_eq!(
+            c.backend,
+            BackendConfig::Vxlan {
+                vni: 4096,
+                port: 4789,
+                direct_routing: true
+            }
+        );
+        assert_eq!(c.mtu, Some(1400));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let cases = [
+            ("not json", "net-conf.json"),
+            (r#"[]"#, "net-conf.json"),
+            (r#"{}"#, "Network"),
+            (r#"{"Network": "10.244.0.0/33"}"#, "Network"),
+            (r#"{"Network": "10.244.1.0/16"}"#, "Network"),
+            (
+                r#"{"Network": "10.244.0.0/16", "SubnetLen": 16}"#,
+                "SubnetLen",
+            ),
+            (
+                r#"{"Network": "10.244.0.0/16", "SubnetLen": 31}"#,
+                "SubnetLen",
+            ),
+            (
+                r#"{"Network": "10.244.0.0/16", "SubnetLen": "24"}"#,
+                "SubnetLen",
+            ),
+            (
+                r#"{"Network": "10.244.0.0/16", "SubnetMin": "10.245.0.0"}"#,
+                "SubnetMin",
+            ),
+            (
+                r#"{"Network": "10.244.0.0/16", "SubnetMin": "10.244.0.5"}"#,
+                "SubnetMin",
+            ),
+            (
+                r#"{"Network": "10.244.0.0/16", "SubnetMin": "10.244.9.0", "SubnetMax": "10.244.8.0"}"#,
+                "SubnetMin",
+            ),
+            (
+                r#"{"Network": "10.244.0.0/16", "Backend": {"Type": "udp"}}"#,
+                "Backend.Type",
+            ),
+            (
+                r#"{"Network": "10.244.0.0/16", "Backend": {"VNI": 0}}"#,
+                "Backend.VNI",
+            ),
+            (
+                r#"{"Network": "10.244.0.0/16", "Backend": {"VNI": "one"}}"#,
+                "Backend.VNI",
+            ),
+            (
+                r#"{"Network": "10.244.0.0/16", "Backend": {"MTU": 20}}"#,
+                "Backend.MTU",
+            ),
+            (r#"{"Network": "10.244.0.0/16", "Backend": []}"#, "Backend"),
+            (
+                r#"{"EnableIPv4": false, "EnableIPv6": true}"#,
+                "IPv6Network",
+            ),
+            (r#"{"EnableIPv4": false}"#, "EnableIPv4"),
+            (
+                r#"{"Network": "10.244.0.0/16", "Backend": {"Type": "srv6", "Locator": "fd00::/96"}}"#,
+                "Backend.Locator",
+            ),
+        ];
+        for (text, field) in cases {
+            let e = NetConfig::parse(text).unwrap_err();
+            assert_eq!(e.field, field, "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn srv6_locator_default() {
+        let c = NetConfig::parse(r#"{"Network": "10.244.0.0/16", "Backend": {"Type": "srv6"}}"#)
+            .unwrap();
+        assert_eq!(
+            c.backend,
+            BackendConfig::Srv6 {
+                locator: "fd00:5::/48".parse().unwrap()
+            }
+        );
+    }
+}

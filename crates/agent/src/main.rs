@@ -1,0 +1,3 @@
+//! `tweedd`: the tweed node agent.
+
+fn main() {}

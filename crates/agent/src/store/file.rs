@@ -1,0 +1,497 @@
+//! `file:///dir`: leases as files in a directory shared by every agent on
+//! one machine (the embedded default and the lab's store).
+//!
+//! Layout: `<dir>/subnets/<key>` holds one lease (flannel's record plus an
+//! expiry), `<dir>/revision` counts changes, `<dir>/lock` is taken with
+//! flock around every change, so agents in different processes never both
+//! create the same key. Watchers learn about changes through inotify on the
+//! directory, with a slow poll as a safety net.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+use serde::{Deserialize, Serialize};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+use tokio::sync::mpsc;
+
+use super::{Created, LeaseStore, Snapshot, StoreError, WatchEvent};
+use crate::lease::{Lease, LeaseAttrs, LeaseKey};
+
+/// How often a watcher re-reads the directory even without an inotify
+/// event: catches expiries, which produce no file event.
+const POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone)]
+pub struct FileStore {
+    root: PathBuf,
+}
+
+/// What a lease file holds.
+#[derive(Debug, Serialize, Deserialize)]
+struct Record {
+    #[serde(flatten)]
+    attrs: LeaseAttrs,
+    /// Seconds since the epoch; tweed's addition to flannel's record.
+    #[serde(rename = "Expires")]
+    expires: u64,
+}
+
+fn unavailable(what: &str, path: &Path, e: io::Error) -> StoreError {
+    StoreError::Unavailable(format!("{what} {}: {e}", path.display()))
+}
+
+fn epoch_secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl FileStore {
+    /// Opens (creating if needed) the store at `root`.
+    pub fn open(root: impl Into<PathBuf>) -> Result<FileStore, StoreError> {
+        let root = root.into();
+        let subnets = root.join("subnets");
+        fs::create_dir_all(&subnets).map_err(|e| unavailable("creating", &subnets, e))?;
+        Ok(FileStore { root })
+    }
+
+    /// Parses `file:///dir`.
+    pub fn from_url(url: &str) -> Result<FileStore, StoreError> {
+        let path = url
+            .strip_prefix("file://")
+            .ok_or_else(|| StoreError::Config(format!("{url:?} is not a file:// URL")))?;
+        if !path.starts_with('/') {
+            return Err(StoreError::Config(format!(
+                "{url:?}: the path must be absolute (file:///var/lib/tweed/store)"
+            )));
+        }
+        FileStore::open(path)
+    }
+
+    fn subnets(&self) -> PathBuf {
+        self.root.join("subnets")
+    }
+
+    fn lock(&self) -> Result<File, StoreError> {
+        let path = self.root.join("lock");
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| unavailable("opening", &path, e))?;
+        f.lock().map_err(|e| unavailable("locking", &path, e))?;
+        Ok(f)
+    }
+
+    fn revision(&self) -> u64 {
+        fs::read_to_string(self.root.join("revision"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Bumps the revision; called with the lock held.
+    fn bump(&self) -> Result<u64, StoreError> {
+        let next = self.revision() + 1;
+        write_atomic(&self.root.join("revision"), next.to_string().as_bytes())?;
+        Ok(next)
+    }
+
+    fn read(&self, key: &LeaseKey) -> Result<Option<Lease>, StoreError> {
+        let path = self.subnets().join(key.to_string());
+        match fs::read(&path) {
+            Ok(bytes) => parse(key, &bytes).map(Some),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(unavailable("reading", &path, e)),
+        }
+    }
+
+    fn write(&self, lease: &Lease) -> Result<(), StoreError> {
+        let record = Record {
+            attrs: lease.attrs.clone(),
+            expires: lease.expires.map(epoch_secs).unwrap_or(u64::MAX),
+        };
+        let bytes = serde_json::to_vec(&record).expect("lease record serialises");
+        write_atomic(&self.subnets().join(lease.key.to_string()), &bytes)
+    }
+
+    /// Every lease on disk, expired ones included.
+    fn read_all(&self) -> Result<Vec<Lease>, StoreError> {
+        let dir = self.subnets();
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(|e| unavailable("listing", &dir, e))? {
+            let entry = entry.map_err(|e| unavailable("listing", &dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue; // a write in progress
+            }
+            let Ok(key) = name.parse::<LeaseKey>() else {
+                continue;
+            };
+            match fs::read(entry.path()) {
+                Ok(bytes) => match parse(&key, &bytes) {
+                    Ok(lease) => out.push(lease),
+                    Err(e) => tracing::warn!(error = %e, "ignoring unreadable lease file"),
+                },
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(unavailable("reading", &entry.path(), e)),
+            }
+        }
+        out.sort_by_key(|l| l.key);
+        Ok(out)
+    }
+
+    fn list_sync(&self) -> Result<Snapshot, StoreError> {
+        let revision = self.revision();
+        let now = SystemTime::now();
+        let leases = self
+            .read_all()?
+            .into_iter()
+            .filter(|l| !l.is_expired(now))
+            .collect();
+        Ok(Snapshot { leases, revision })
+    }
+
+    fn create_sync(&self, lease: &Lease, ttl: Duration) -> Result<Created, StoreError> {
+        let _lock = self.lock()?;
+        if let Some(existing) = self.read(&lease.key)?
+            && !existing.is_expired(SystemTime::now())
+        {
+            return Ok(Created::Taken);
+        }
+        let mut stored = lease.clone();
+        stored.expires = Some(SystemTime::now() + ttl);
+        self.write(&stored)?;
+        self.bump()?;
+        Ok(Created::Yes(stored))
+    }
+
+    fn renew_sync(&self, lease: &Lease, ttl: Duration) -> Result<Lease, StoreError> {
+        let _lock = self.lock()?;
+        match self.read(&lease.key)? {
+            Some(existing) if existing.same_owner(&lease.attrs) => {}
+            _ => return Err(StoreError::LeaseLost(lease.key)),
+        }
+        let mut stored = lease.clone();
+        stored.expires = Some(SystemTime::now() + ttl);
+        self.write(&stored)?;
+        self.bump()?;
+        Ok(stored)
+    }
+
+    fn delete_sync(&self, key: &LeaseKey) -> Result<(), StoreError> {
+        let _lock = self.lock()?;
+        let path = self.subnets().join(key.to_string());
+        match fs::remove_file(&path) {
+            Ok(()) => {
+                self.bump()?;
+                Ok(())
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(unavailable("deleting", &path, e)),
+        }
+    }
+}
+
+fn parse(key: &LeaseKey, bytes: &[u8]) -> Result<Lease, StoreError> {
+    let record: Record = serde_json::from_slice(bytes).map_err(|e| StoreError::BadRecord {
+        key: key.to_string(),
+        reason: e.to_string(),
+    })?;
+    Ok(Lease {
+        key: *key,
+        attrs: record.attrs,
+        expires: (record.expires != u64::MAX)
+            .then(|| UNIX_EPOCH + Duration::from_secs(record.expires)),
+    })
+}
+
+/// Writes through a hidden temporary file and a rename, so readers never
+/// see half a record.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}", std::process::id()));
+    let result = (|| -> io::Result<()> {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_data()?;
+        fs::rename(&tmp, path)
+    })();
+    result.map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        unavailable("writing", path, e)
+    })
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("store task: {e}")))?
+}
+
+impl LeaseStore for FileStore {
+    async fn list(&self) -> Result<Snapshot, StoreError> {
+        let s = self.clone();
+        blocking(move || s.list_sync()).await
+    }
+
+    async fn create(&self, lease: &Lease, ttl: Duration) -> Result<Created, StoreError> {
+        let (s, lease) = (self.clone(), lease.clone());
+        blocking(move || s.create_sync(&lease, ttl)).await
+    }
+
+    async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease, StoreError> {
+        let (s, lease) = (self.clone(), lease.clone());
+        blocking(move || s.renew_sync(&lease, ttl)).await
+    }
+
+    async fn delete(&self, key: &LeaseKey) -> Result<(), StoreError> {
+        let (s, key) = (self.clone(), *key);
+        blocking(move || s.delete_sync(&key)).await
+    }
+
+    async fn watch(&self, revision: u64) -> Result<mpsc::Receiver<WatchEvent>, StoreError> {
+        let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
+            .map_err(|e| StoreError::Unavailable(format!("inotify: {e}")))?;
+        inotify
+            .add_watch(
+                &self.subnets(),
+                AddWatchFlags::IN_CREATE
+                    | AddWatchFlags::IN_DELETE
+                    | AddWatchFlags::IN_MOVED_TO
+                    | AddWatchFlags::IN_MOVED_FROM
+                    | AddWatchFlags::IN_CLOSE_WRITE,
+            )
+            .map_err(|e| StoreError::Unavailable(format!("inotify watch: {e}")))?;
+        // SAFETY: `Watched` owns the inotify descriptor and returns that
+        // same open descriptor from as_raw_fd until it is dropped, which
+        // happens only when the AsyncFd itself is dropped.
+        let fd = unsafe { AsyncFd::register_with_interest(Watched(inotify), Interest::READABLE) }
+            .map_err(|e| StoreError::Unavailable(format!("inotify: {e}")))?;
+        let (tx, rx) = mpsc::channel(256);
+        let store = self.clone();
+        let start = self.list().await?;
+        tokio::spawn(async move {
+            // The caller listed at `revision`; if anything changed since,
+            // it must list again.
+            if start.revision != revision && tx.send(WatchEvent::Resync).await.is_err() {
+                return;
+            }
+            let mut seen: BTreeMap<LeaseKey, Lease> =
+                start.leases.into_iter().map(|l| (l.key, l)).collect();
+            loop {
+                tokio::select! {
+                    ready = fd.readable() => {
+                        match ready {
+                            Ok(mut guard) => {
+                                // Drain the queued events; which file changed
+                                // does not matter, the diff finds out.
+                                let _ = guard.get_inner().0.read_events();
+                                guard.clear_ready();
+                            }
+                            Err(_) => return,
+                        }
+                    }
+                    _ = tokio::time::sleep(POLL_INTERVAL) => {}
+                    _ = tx.closed() => return,
+                }
+                let now = match store.list().await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "file store: listing for watch failed");
+                        continue;
+                    }
+                };
+                let current: BTreeMap<LeaseKey, Lease> =
+                    now.leases.into_iter().map(|l| (l.key, l)).collect();
+                for event in diff(&seen, &current) {
+                    if tx.send(event).await.is_err() {
+                        return;
+                    }
+                }
+                seen = current;
+            }
+        });
+        Ok(rx)
+    }
+}
+
+/// An inotify instance as tokio's reactor sees it.
+struct Watched(Inotify);
+
+impl AsRawFd for Watched {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_fd().as_raw_fd()
+    }
+}
+
+/// The events that turn `before` into `after`.
+pub fn diff(
+    before: &BTreeMap<LeaseKey, Lease>,
+    after: &BTreeMap<LeaseKey, Lease>,
+) -> Vec<WatchEvent> {
+    let mut out = Vec::new();
+    for (key, lease) in after {
+        if before.get(key).map(|b| b.attrs != lease.attrs) != Some(false) {
+            out.push(WatchEvent::Put(lease.clone()));
+        }
+    }
+    for key in before.keys() {
+        if !after.contains_key(key) {
+            out.push(WatchEvent::Delete(*key));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn lease(key: &str, node: &str) -> Lease {
+        Lease {
+            key: key.parse().unwrap(),
+            attrs: LeaseAttrs {
+                public_ip: Some("198.18.0.1".parse().unwrap()),
+                public_ipv6: None,
+                backend_type: "vxlan".into(),
+                backend_data: json!({"VNI": 1, "VtepMAC": "02:00:00:00:00:01"}),
+                backend_v6_data: serde_json::Value::Null,
+                node_name: node.into(),
+            },
+            expires: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn create_is_exclusive_and_renew_checks_the_owner() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FileStore::open(dir.path()).unwrap();
+        let a = lease("10.244.1.0-24", "a");
+        let stored = match s.create(&a, Duration::from_secs(60)).await.unwrap() {
+            Created::Yes(l) => l,
+            Created::Taken => panic!("free key reported taken"),
+        };
+        assert!(stored.expires.is_some());
+        assert_eq!(
+            s.create(&lease("10.244.1.0-24", "b"), Duration::from_secs(60))
+                .await
+                .unwrap(),
+            Created::Taken
+        );
+        s.renew(&a, Duration::from_secs(60)).await.unwrap();
+        assert!(matches!(
+            s.renew(&lease("10.244.1.0-24", "b"), Duration::from_secs(60))
+                .await,
+            Err(StoreError::LeaseLost(_))
+        ));
+        let snap = s.list().await.unwrap();
+        assert_eq!(snap.leases.len(), 1);
+        assert!(snap.revision >= 2);
+        s.delete(&a.key).await.unwrap();
+        assert!(s.list().await.unwrap().leases.is_empty());
+        assert!(matches!(
+            s.renew(&a, Duration::from_secs(60)).await,
+            Err(StoreError::LeaseLost(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn expired_leases_are_invisible_and_free() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FileStore::open(dir.path()).unwrap();
+        let a = lease("10.244.2.0-24", "a");
+        s.create(&a, Duration::ZERO).await.unwrap();
+        assert!(s.list().await.unwrap().leases.is_empty());
+        assert!(matches!(
+            s.create(&lease("10.244.2.0-24", "b"), Duration::from_secs(60))
+                .await
+                .unwrap(),
+            Created::Yes(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn watch_reports_puts_and_deletes() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FileStore::open(dir.path()).unwrap();
+        let snap = s.list().await.unwrap();
+        let mut rx = s.watch(snap.revision).await.unwrap();
+        let a = lease("10.244.3.0-24", "a");
+        s.create(&a, Duration::from_secs(60)).await.unwrap();
+        let ev = tokio::time::timeout(Duration::from_secs(3), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            matches!(ev, WatchEvent::Put(ref l) if l.key == a.key),
+            "{ev:?}"
+        );
+        s.delete(&a.key).await.unwrap();
+        let ev = tokio::time::timeout(Duration::from_secs(3), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(ev, WatchEvent::Delete(a.key));
+    }
+
+    #[tokio::test]
+    async fn watch_from_a_stale_revision_asks_for_a_resync() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FileStore::open(dir.path()).unwrap();
+        let snap = s.list().await.unwrap();
+        s.create(&lease("10.244.4.0-24", "a"), Duration::from_secs(60))
+            .await
+            .unwrap();
+        let mut rx = s.watch(snap.revision).await.unwrap();
+        let ev = tokio::time::timeout(Duration::from_secs(3), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(ev, WatchEvent::Resync);
+    }
+
+    #[test]
+    fn concurrent_creates_from_many_threads_give_one_winner_per_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(4)
+            .enable_all()
+            .build()
+            .unwrap();
+        let winners: usize = rt.block_on(async {
+            let mut tasks = Vec::new();
+            for i in 0..16 {
+                let s = FileStore::open(dir.path()).unwrap();
+                tasks.push(tokio::spawn(async move {
+                    let l = lease("10.244.5.0-24", &format!("n{i}"));
+                    matches!(
+                        s.create(&l, Duration::from_secs(60)).await.unwrap(),
+                        Created::Yes(_)
+                    ) as usize
+                }));
+            }
+            let mut n = 0;
+            for t in tasks {
+                n += t.await.unwrap();
+            }
+            n
+        });
+        assert_eq!(winners, 1);
+    }
+}

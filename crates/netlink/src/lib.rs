@@ -25,6 +25,6 @@ pub use link::{BridgePort, Link, LinkKind, NewLink, VethPeer, VxlanInfo, VxlanSp
 pub use mac::{InvalidMac, MacAddr};
 pub use neighbour::{FdbEntry, Neighbour};
 pub use netns::{NAMED_NETNS_DIR, NetNs};
-pub use route::{PROTO_BOOT, PROTO_STATIC, Route, TABLE_MAIN};
+pub use route::{PROTO_BOOT, PROTO_STATIC, Route, RouteEncap, RouteLookup, TABLE_MAIN};
 pub use socket::Netlink;
 pub use tc::{Filter, Qdisc};

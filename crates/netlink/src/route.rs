@@ -1,12 +1,13 @@
 //! Routes.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
 use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteMetric,
-    RouteProtocol, RouteScope, RouteType,
+    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteLwEnCapType, RouteLwTunnelEncap,
+    RouteMessage, RouteMetric, RouteProtocol, RouteScope, RouteSeg6IpTunnel, RouteSeg6LocalTunnel,
+    RouteType, Seg6Header, Seg6LocalAction, Seg6Mode,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
@@ -35,6 +36,32 @@ pub struct Route {
     pub onlink: bool,
     /// Who installed the route (`RTPROT_*`); lets an agent find its own.
     pub protocol: u8,
+    /// Lightweight-tunnel encapsulation (SRv6).
+    pub encap: Option<RouteEncap>,
+}
+
+/// What a route does to packets besides forwarding them (`encap ...`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteEncap {
+    /// `encap seg6 mode encap segs ...`: wrap the packet in an outer IPv6
+    /// header with a segment routing header listing `segments`.
+    Seg6 { segments: Vec<Ipv6Addr> },
+    /// `encap seg6local action End.DX4 nh4 ...`: remove the outer header
+    /// and forward the inner IPv4 packet to `nh4`; with `nh4` unspecified
+    /// the kernel routes the inner packet by its own destination.
+    EndDx4 { nh4: Ipv4Addr },
+    /// `encap seg6local action End.DX6 nh6 ...`: the same for inner IPv6.
+    EndDx6 { nh6: Ipv6Addr },
+}
+
+/// What the kernel would do with a packet to some destination
+/// (`ip route get`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteLookup {
+    pub oif: Option<u32>,
+    pub gateway: Option<IpAddr>,
+    /// The source address the kernel would pick.
+    pub prefsrc: Option<IpAddr>,
 }
 
 /// `RTPROT_BOOT`, what `ip route add` uses by default.
@@ -56,6 +83,7 @@ impl Route {
             advmss: None,
             onlink: false,
             protocol: PROTO_BOOT,
+            encap: None,
         }
     }
 
@@ -118,6 +146,40 @@ impl Netlink {
             RouteNetlinkMessage::DelRoute(route_message(route)),
             0,
         )
+    }
+
+    /// Asks the kernel how it would route a packet to `dst`.
+    pub fn route_get(&mut self, dst: IpAddr) -> Result<Option<RouteLookup>> {
+        let mut msg = RouteMessage::default();
+        msg.header.address_family = match dst {
+            IpAddr::V4(_) => AddressFamily::Inet,
+            IpAddr::V6(_) => AddressFamily::Inet6,
+        };
+        msg.header.destination_prefix_length = if dst.is_ipv4() { 32 } else { 128 };
+        msg.attributes
+            .push(RouteAttribute::Destination(RouteAddress::from(dst)));
+        let reply = self.get(
+            || format!("route get {dst}"),
+            RouteNetlinkMessage::GetRoute(msg),
+        )?;
+        Ok(reply.map(|m| {
+            let mut out = RouteLookup {
+                oif: None,
+                gateway: None,
+                prefsrc: None,
+            };
+            if let RouteNetlinkMessage::NewRoute(m) = m {
+                for attr in m.attributes {
+                    match attr {
+                        RouteAttribute::Oif(i) => out.oif = Some(i),
+                        RouteAttribute::Gateway(a) => out.gateway = to_ip(a),
+                        RouteAttribute::PrefSource(a) => out.prefsrc = to_ip(a),
+                        _ => {}
+                    }
+                }
+            }
+            out
+        }))
     }
 
     /// Unicast routes of one family in one table.
@@ -184,7 +246,64 @@ fn route_message(route: &Route) -> RouteMessage {
     if !metrics.is_empty() {
         msg.attributes.push(RouteAttribute::Metrics(metrics));
     }
+    if let Some(encap) = &route.encap {
+        let (kind, body) = match encap {
+            RouteEncap::Seg6 { segments } => {
+                let mut header = Seg6Header::default();
+                header.mode = Seg6Mode::Encap;
+                header.segments = segments.clone();
+                (
+                    RouteLwEnCapType::Seg6,
+                    vec![RouteLwTunnelEncap::Seg6(RouteSeg6IpTunnel::Seg6(header))],
+                )
+            }
+            RouteEncap::EndDx4 { nh4 } => (
+                RouteLwEnCapType::Seg6Local,
+                vec![
+                    RouteLwTunnelEncap::Seg6Local(RouteSeg6LocalTunnel::Action(
+                        Seg6LocalAction::EndDx4,
+                    )),
+                    RouteLwTunnelEncap::Seg6Local(RouteSeg6LocalTunnel::Nh4(*nh4)),
+                ],
+            ),
+            RouteEncap::EndDx6 { nh6 } => (
+                RouteLwEnCapType::Seg6Local,
+                vec![
+                    RouteLwTunnelEncap::Seg6Local(RouteSeg6LocalTunnel::Action(
+                        Seg6LocalAction::EndDx6,
+                    )),
+                    RouteLwTunnelEncap::Seg6Local(RouteSeg6LocalTunnel::Nh6(*nh6)),
+                ],
+            ),
+        };
+        msg.attributes.push(RouteAttribute::EncapType(kind));
+        msg.attributes.push(RouteAttribute::Encap(body));
+    }
     msg
+}
+
+fn parse_encap(items: Vec<RouteLwTunnelEncap>) -> Option<RouteEncap> {
+    let mut action = None;
+    let mut nh4 = Ipv4Addr::UNSPECIFIED;
+    let mut nh6 = Ipv6Addr::UNSPECIFIED;
+    for item in items {
+        match item {
+            RouteLwTunnelEncap::Seg6(RouteSeg6IpTunnel::Seg6(h)) => {
+                return Some(RouteEncap::Seg6 {
+                    segments: h.segments,
+                });
+            }
+            RouteLwTunnelEncap::Seg6Local(RouteSeg6LocalTunnel::Action(a)) => action = Some(a),
+            RouteLwTunnelEncap::Seg6Local(RouteSeg6LocalTunnel::Nh4(a)) => nh4 = a,
+            RouteLwTunnelEncap::Seg6Local(RouteSeg6LocalTunnel::Nh6(a)) => nh6 = a,
+            _ => {}
+        }
+    }
+    match action? {
+        Seg6LocalAction::EndDx4 => Some(RouteEncap::EndDx4 { nh4 }),
+        Seg6LocalAction::EndDx6 => Some(RouteEncap::EndDx6 { nh6 }),
+        _ => None,
+    }
 }
 
 fn to_ip(addr: RouteAddress) -> Option<IpAddr> {
@@ -220,6 +339,7 @@ fn parse_route(message: RouteNetlinkMessage) -> Option<Route> {
             RouteAttribute::Oif(i) => route.oif = Some(i),
             RouteAttribute::Table(t) => route.table = t,
             RouteAttribute::Priority(p) => route.metric = Some(p),
+            RouteAttribute::Encap(items) => route.encap = parse_encap(items),
             RouteAttribute::Metrics(ms) => {
                 for m in ms {
                     match m {

@@ -493,3 +493,145 @@ fn ingress_redirect_joins_two_devices_back_to_back() {
         "traffic must stop without the redirect"
     );
 }
+
+#[test]
+fn srv6_encap_and_end_dx4_carry_ipv4_over_an_ipv6_underlay() {
+    use tweed_netlink::RouteEncap;
+    // a ==(IPv6 only)== b --(IPv4)-- c. a's IPv4 address lives on its
+    // loopback; a reaches c only through the SRv6 tunnel a<->b.
+    let a = TempNs::new("srA");
+    let b = TempNs::new("srB");
+    let c = TempNs::new("srC");
+    let (mut na, mut nb, mut nc) = (a.nl(), b.nl(), c.nl());
+    let mut l = NewLink::new(
+        "a0",
+        LinkKind::Veth(VethPeer {
+            name: "b0".into(),
+            mac: None,
+            netns: Some(&b.ns),
+        }),
+    );
+    l.up = true;
+    na.create_link(&l).unwrap();
+    let mut l = NewLink::new(
+        "c0",
+        LinkKind::Veth(VethPeer {
+            name: "b1".into(),
+            mac: None,
+            netns: Some(&b.ns),
+        }),
+    );
+    l.up = true;
+    nc.create_link(&l).unwrap();
+    let idx = |nl: &mut Netlink, n: &str| nl.link_by_name(n).unwrap().unwrap().index;
+    let (a0, lo_a) = (idx(&mut na, "a0"), idx(&mut na, "lo"));
+    let (b0, b1) = (idx(&mut nb, "b0"), idx(&mut nb, "b1"));
+    let c0 = idx(&mut nc, "c0");
+    nb.set_link_up(b0, true).unwrap();
+    nb.set_link_up(b1, true).unwrap();
+    na.set_link_up(lo_a, true).unwrap();
+    na.add_address(a0, net("fd00:ab::1/64"), true).unwrap();
+    nb.add_address(b0, net("fd00:ab::2/64"), true).unwrap();
+    na.add_address(lo_a, net("10.244.252.1/32"), true).unwrap();
+    nb.add_address(b1, net("10.244.253.1/24"), true).unwrap();
+    nc.add_address(c0, net("10.244.253.2/24"), true).unwrap();
+    nc.add_route(
+        &Route::new(net("0.0.0.0/0"))
+            .via("10.244.253.1".parse().unwrap())
+            .dev(c0),
+    )
+    .unwrap();
+    for ns in [&a, &b] {
+        ns.ns
+            .run(|| {
+                tweed_netlink::sysctl::write(&["net", "ipv4", "ip_forward"], "1").unwrap();
+                tweed_netlink::sysctl::write(&["net", "ipv6", "conf", "all", "forwarding"], "1")
+                    .unwrap();
+            })
+            .unwrap();
+    }
+    // a: towards c's subnet, encapsulate to b's SID; a's own SID decaps.
+    let mut r = Route::new(net("10.244.253.0/24")).dev(a0);
+    r.encap = Some(RouteEncap::Seg6 {
+        segments: vec!["fd00:b::100".parse().unwrap()],
+    });
+    na.add_route(&r).unwrap();
+    let mut r = Route::new(net("fd00:a::100/128")).dev(a0);
+    r.encap = Some(RouteEncap::EndDx4 {
+        nh4: std::net::Ipv4Addr::UNSPECIFIED,
+    });
+    na.add_route(&r).unwrap();
+    // b: the mirror image.
+    let mut r = Route::new(net("10.244.252.1/32")).dev(b0);
+    r.encap = Some(RouteEncap::Seg6 {
+        segments: vec!["fd00:a::100".parse().unwrap()],
+    });
+    nb.add_route(&r).unwrap();
+    let mut r = Route::new(net("fd00:b::100/128")).dev(b0);
+    r.encap = Some(RouteEncap::EndDx4 {
+        nh4: std::net::Ipv4Addr::UNSPECIFIED,
+    });
+    nb.add_route(&r).unwrap();
+    // a has no route for fd00:b::/64 except via the on-link neighbour.
+    na.add_route(
+        &Route::new(net("fd00:b::/64"))
+            .via("fd00:ab::2".parse().unwrap())
+            .dev(a0),
+    )
+    .unwrap();
+    nb.add_route(
+        &Route::new(net("fd00:a::/64"))
+            .via("fd00:ab::1".parse().unwrap())
+            .dev(b0),
+    )
+    .unwrap();
+
+    // Read back: our decoder and iproute2.
+    let routes = na.routes(false, tweed_netlink::TABLE_MAIN).unwrap();
+    let enc = routes
+        .iter()
+        .find(|r| r.dst == net("10.244.253.0/24"))
+        .unwrap();
+    assert_eq!(
+        enc.encap,
+        Some(RouteEncap::Seg6 {
+            segments: vec!["fd00:b::100".parse().unwrap()]
+        })
+    );
+    let v6 = nb.routes(true, tweed_netlink::TABLE_MAIN).unwrap();
+    let local = v6.iter().find(|r| r.dst == net("fd00:b::100/128")).unwrap();
+    assert!(
+        matches!(local.encap, Some(RouteEncap::EndDx4 { .. })),
+        "{local:?}"
+    );
+    let j = b.ip_json(&["-6", "route", "show", "fd00:b::100"]);
+    assert_eq!(j[0]["encap"], "seg6local", "{j}");
+
+    let lookup = na
+        .route_get("10.244.253.2".parse().unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(lookup.oif, Some(a0));
+
+    let ping = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &a.name,
+            "ping",
+            "-c",
+            "2",
+            "-W",
+            "2",
+            "-I",
+            "10.244.252.1",
+            "10.244.253.2",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        ping.status.success(),
+        "ping over SRv6 failed: {}",
+        String::from_utf8_lossy(&ping.stdout)
+    );
+}

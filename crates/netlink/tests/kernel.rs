@@ -635,3 +635,49 @@ fn srv6_encap_and_end_dx4_carry_ipv4_over_an_ipv6_underlay() {
         String::from_utf8_lossy(&ping.stdout)
     );
 }
+
+#[test]
+fn monitor_reports_deletions() {
+    use tweed_netlink::{Event, Monitor};
+    let t = TempNs::new("mon");
+    let mut mon = t.ns.run(Monitor::new).unwrap().unwrap();
+    let mut nl = t.nl();
+    let mut l = NewLink::new(
+        "twm0",
+        LinkKind::Veth(VethPeer {
+            name: "twm1".into(),
+            mac: None,
+            netns: None,
+        }),
+    );
+    l.up = true;
+    nl.create_link(&l).unwrap();
+    let idx = nl.link_by_name("twm0").unwrap().unwrap().index;
+    nl.add_address(idx, net("10.244.254.1/24"), true).unwrap();
+    let mut r = Route::new(net("10.244.200.0/24"))
+        .via("10.244.254.2".parse().unwrap())
+        .dev(idx);
+    r.protocol = 77;
+    nl.add_route(&r).unwrap();
+    nl.delete_route(&r).unwrap();
+    nl.delete_link(idx).unwrap();
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while std::time::Instant::now() < deadline
+        && !seen
+            .iter()
+            .any(|e| matches!(e, Event::LinkDeleted { name, .. } if name == "twm0"))
+    {
+        seen.extend(mon.wait(std::time::Duration::from_millis(200)).unwrap());
+    }
+    assert!(
+        seen.iter()
+            .any(|e| matches!(e, Event::RouteDeleted { protocol: 77 })),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|e| matches!(e, Event::LinkDeleted { name, .. } if name == "twm0")),
+        "{seen:?}"
+    );
+}

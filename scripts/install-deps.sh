@@ -7,6 +7,7 @@ packages=(
   iproute2                      # ip/tc/bridge: tests read kernel state back with them
   iputils-ping                  # ping between pods
   nftables                      # inspect masquerade rules
+  iptables                      # the reference portmap 1.1.1 programs iptables (nft backend); tests read iptables-save
   podman runc conmon            # a real CNI runtime
   containernetworking-plugins   # reference bridge/host-local/portmap/bandwidth/tuning
   busybox-static                # rootfs for podman test images

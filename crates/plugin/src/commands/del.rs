@@ -18,16 +18,15 @@ pub fn run(call: &mut Call) -> Result<(), CniError> {
     let (id, ifname) = (call.container_id(), call.ifname());
 
     // Release first: it needs nothing from the kernel, and a failure below
-    // must not keep the address reserved.
-    match &conf.ipam {
-        IpamPlan::Builtin(ipam) => {
-            let released = builtin::release(&builtin::data_dir(ipam), network, id, ifname)?;
-            call.record.ips = released.iter().map(|ip| ip.to_string()).collect();
-        }
+    // must not keep the address reserved. A failing release is reported
+    // only after the interface is gone too, so one retry finishes the job.
+    let released = match &conf.ipam {
+        IpamPlan::Builtin(ipam) => builtin::release(&builtin::data_dir(ipam), network, id, ifname)
+            .map(|ips| call.record.ips = ips.iter().map(|ip| ip.to_string()).collect()),
         IpamPlan::Delegate(plugin) => {
-            delegate::run(plugin, &call.env.path, "DEL", call.stdin)?;
+            delegate::run(plugin, &call.env.path, "DEL", call.stdin).map(|_| ())
         }
-    }
+    };
 
     // The host end is found by name; the pod end goes with it. If the pod
     // namespace is already gone, the kernel removed both.
@@ -39,5 +38,5 @@ pub fn run(call: &mut Call) -> Result<(), CniError> {
     {
         veth::delete_detached(link.index);
     }
-    Ok(())
+    released
 }

@@ -153,3 +153,110 @@ pub fn bare(addr: &str) -> String {
 pub fn exists(p: &Path) -> bool {
     p.exists()
 }
+
+/// A process started inside a network namespace (`ip netns exec` execs
+/// the command itself, so the child's pid is the server's); killed by pid
+/// and reaped on drop.
+pub struct NsProcess {
+    child: std::process::Child,
+    what: String,
+}
+
+impl NsProcess {
+    pub fn spawn(ns: &str, argv: &[&str]) -> NsProcess {
+        let child = std::process::Command::new("ip")
+            .args(["netns", "exec", ns])
+            .args(argv)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {argv:?} in {ns}: {e}"));
+        NsProcess {
+            child,
+            what: format!("{argv:?} in {ns}"),
+        }
+    }
+
+    /// busybox httpd serving `dir` on TCP `port` in `ns`, in the foreground.
+    pub fn httpd(ns: &str, port: u16, dir: &Path) -> NsProcess {
+        let dir = dir.to_str().expect("utf-8 path");
+        NsProcess::spawn(
+            ns,
+            &[BUSYBOX, "httpd", "-f", "-p", &port.to_string(), "-h", dir],
+        )
+    }
+
+    /// Panics if the process has already exited (a server that failed to
+    /// bind, say).
+    pub fn assert_running(&mut self) {
+        if let Some(status) = self.child.try_wait().expect("try_wait") {
+            panic!("{} exited early: {status}", self.what);
+        }
+    }
+}
+
+impl Drop for NsProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Debian's busybox-static, used for servers and clients in namespaces.
+pub const BUSYBOX: &str = "/bin/busybox";
+
+/// Panics with an installation hint unless busybox-static is present.
+pub fn require_busybox() {
+    assert!(
+        Path::new(BUSYBOX).exists(),
+        "{BUSYBOX} is missing: install busybox-static (scripts/install-deps.sh)"
+    );
+}
+
+/// One HTTP GET with busybox wget from inside `ns`, limited to 5 s: the
+/// body, or the client's error output. (Debian's busybox 1.35 wget crashes
+/// with its own `-T` timeout option, so busybox `timeout` sets the limit.)
+pub fn http_get(ns: &str, url: &str) -> Result<String, String> {
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", ns, BUSYBOX, "timeout", "5"])
+        .args([BUSYBOX, "wget", "-q", "-O", "-", url])
+        .output()
+        .expect("run busybox wget");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "wget {url} in {ns}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// [`http_get`] retried until it succeeds (a server just started may not
+/// listen yet); panics with the last error after `secs`.
+pub fn http_get_within(ns: &str, url: &str, secs: u64) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        match http_get(ns, url) {
+            Ok(body) => return body,
+            Err(e) if std::time::Instant::now() >= deadline => {
+                panic!("no HTTP answer within {secs}s: {e}")
+            }
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(100)),
+        }
+    }
+}
+
+/// Polls `cond` every 20 ms; panics with `what` after `secs`.
+pub fn wait_until(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "after {secs}s still not: {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

@@ -15,6 +15,7 @@ packages=(
   procps psmisc                 # ps / fuser for diagnostics
   protobuf-compiler             # protoc: the etcd-client crate compiles etcd's .proto files
   etcd-server etcd-client       # etcd (a real lease store peer) and etcdctl to inspect it
+  openssl                       # throwaway CA and certificates for the etcd TLS tests
 )
 
 missing=()

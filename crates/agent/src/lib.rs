@@ -2,6 +2,16 @@
 //! store, programs the overlay towards every other node, keeps it correct,
 //! and writes the lease file the CNI plugin reads.
 
+pub mod agent;
+pub mod backend;
 pub mod config;
+pub mod health;
+pub mod identity;
 pub mod lease;
+pub mod leasing;
+pub mod masq;
+pub mod metrics;
+pub mod reconcile;
+pub mod state;
 pub mod store;
+pub mod subnet_file;

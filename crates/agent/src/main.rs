@@ -1,3 +1,174 @@
-//! `tweedd`: the tweed node agent.
+//! `tweedd`: the tweed node agent. Flags are documented in `--help` and in
+//! docs/agent.md; their names are fixed (the lab, the tests and operators'
+//! units use them).
 
-fn main() {}
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use tweedd::agent::{self, AgentOptions};
+use tweedd::config::NetConfig;
+use tweedd::identity::IdentityOptions;
+use tweedd::lease::LEASE_TTL;
+use tweedd::store::any::AnyStore;
+
+#[derive(Parser, Debug)]
+#[command(name = "tweedd", version, about = "The tweed node agent")]
+struct Flags {
+    /// Network configuration (a superset of flannel's net-conf.json).
+    #[arg(long, default_value = "/etc/tweed/net-conf.json")]
+    net_conf: PathBuf,
+    /// Lease store: file:///path or etcd://host:port[,host:port].
+    #[arg(long, default_value = "file:///var/lib/tweed/store")]
+    store: String,
+    /// Key prefix in etcd (flannel's layout).
+    #[arg(long, default_value = "/coreos.com/network")]
+    etcd_prefix: String,
+    #[arg(long)]
+    etcd_cafile: Option<PathBuf>,
+    #[arg(long)]
+    etcd_certfile: Option<PathBuf>,
+    #[arg(long)]
+    etcd_keyfile: Option<PathBuf>,
+    #[arg(long)]
+    etcd_username: Option<String>,
+    #[arg(long, env = "TWEED_ETCD_PASSWORD", hide_env_values = true)]
+    etcd_password: Option<String>,
+    /// This node's name (default: the host name).
+    #[arg(long)]
+    node_name: Option<String>,
+    /// Underlay interface, by name or address; repeat to give fallbacks.
+    #[arg(long)]
+    iface: Vec<String>,
+    /// Underlay interface name pattern; repeatable.
+    #[arg(long)]
+    iface_regex: Vec<String>,
+    /// Use the interface the route to this address leaves through.
+    #[arg(long)]
+    iface_can_reach: Option<IpAddr>,
+    /// Address to publish to peers instead of the interface's (NAT).
+    #[arg(long)]
+    public_ip: Option<Ipv4Addr>,
+    #[arg(long)]
+    public_ipv6: Option<Ipv6Addr>,
+    /// Where the node lease file for the CNI plugin goes.
+    #[arg(long, default_value = "/run/tweed/subnet.env")]
+    subnet_file: PathBuf,
+    /// Also write flannel's lease file (FLANNEL_* keys) here.
+    #[arg(long)]
+    flannel_subnet_file: Option<PathBuf>,
+    /// Masquerade pod traffic leaving the cluster network.
+    #[arg(long)]
+    ip_masq: bool,
+    /// Serve /healthz, /readyz and /metrics on this address.
+    #[arg(long)]
+    health_addr: Option<SocketAddr>,
+    /// Where the agent keeps what it must remember across restarts.
+    #[arg(long, default_value = "/var/lib/tweed")]
+    state_dir: PathBuf,
+    /// Lease lifetime in seconds (flannel: 24 h).
+    #[arg(long, default_value_t = LEASE_TTL.as_secs())]
+    lease_ttl: u64,
+    /// Seconds between lease renewals.
+    #[arg(long, default_value_t = 3600)]
+    renew_interval: u64,
+    /// Seconds between full resyncs of store and kernel.
+    #[arg(long, default_value_t = 60)]
+    resync_interval: u64,
+    /// Log lines as JSON objects instead of text.
+    #[arg(long)]
+    log_json: bool,
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TWEED_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Logs go to stderr (what container runtimes and journald collect),
+    // with colours only when a person is watching.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+fn main() -> ExitCode {
+    let flags = Flags::parse();
+    init_logging(flags.log_json);
+
+    // Configuration errors end the program before anything is programmed.
+    let text = match std::fs::read_to_string(&flags.net_conf) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!("cannot read --net-conf {}: {e}", flags.net_conf.display());
+            return ExitCode::from(2);
+        }
+    };
+    let config = match NetConfig::parse(&text) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("invalid {}: {e}", flags.net_conf.display());
+            return ExitCode::from(2);
+        }
+    };
+    if flags.renew_interval == 0 || flags.lease_ttl <= flags.renew_interval {
+        tracing::error!("--renew-interval must be positive and shorter than --lease-ttl");
+        return ExitCode::from(2);
+    }
+    let opts = AgentOptions {
+        node_name: flags.node_name.clone().unwrap_or_else(hostname),
+        identity: IdentityOptions {
+            iface: flags.iface.clone(),
+            iface_regex: flags.iface_regex.clone(),
+            iface_can_reach: flags.iface_can_reach,
+            public_ip: flags.public_ip,
+            public_ipv6: flags.public_ipv6,
+            need_ipv4: false,
+            need_ipv6: false,
+        },
+        subnet_file: flags.subnet_file.clone(),
+        flannel_subnet_file: flags.flannel_subnet_file.clone(),
+        ip_masq: flags.ip_masq,
+        health_addr: flags.health_addr,
+        state_dir: flags.state_dir.clone(),
+        lease_ttl: Duration::from_secs(flags.lease_ttl),
+        renew_interval: Duration::from_secs(flags.renew_interval),
+        resync_interval: Duration::from_secs(flags.resync_interval.max(1)),
+    };
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let result = runtime.block_on(async {
+        let store = match AnyStore::open(&flags.store).await {
+            Ok(s) => s,
+            Err(e) => return Err(e.to_string()),
+        };
+        agent::run(opts, config, store)
+            .await
+            .map_err(|e| e.to_string())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}

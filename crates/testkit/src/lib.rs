@@ -7,6 +7,7 @@
 
 pub mod chain;
 pub mod cni;
+pub mod etcd;
 pub mod kernel;
 pub mod netns;
 pub mod podman;

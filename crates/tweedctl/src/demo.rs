@@ -120,9 +120,7 @@ fn run_demo(plugin: &Path, keep: bool) -> Result<(), DemoError> {
     println!("tweed demo: one node, two pods, network {NETWORK} ({SUBNET})\n");
     let node = NetNs::create_named(NODE)?;
     // Loopback up in every namespace, as runtimes do.
-    for ns in [&node] {
-        set_lo_up(ns)?;
-    }
+    set_lo_up(&node)?;
     let mut ips = Vec::new();
     for (i, pod) in PODS.iter().enumerate() {
         let ns = NetNs::create_named(pod)?;

@@ -6,6 +6,8 @@
 //! `etcd://host:port[,host:port]` (etcd v3, flannel's key layout); `kube`
 //! joins later behind the same trait.
 
+pub mod any;
+pub mod etcd;
 pub mod file;
 
 use std::future::Future;
@@ -41,6 +43,8 @@ pub struct Snapshot {
 }
 
 /// Something changed in the store.
+// Events are few and moved once; boxing the lease would only add noise.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum WatchEvent {
     /// A lease was created or its record changed.
@@ -53,6 +57,7 @@ pub enum WatchEvent {
 }
 
 /// The result of an attempt to create a lease.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Created {
     Yes(Lease),

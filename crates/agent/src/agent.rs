@@ -1,0 +1,479 @@
+//! The agent's life: pick the underlay, lease a subnet, start the
+//! reconciler, write the lease file, then follow the store until told to
+//! stop. Stopping leaves the data plane and the lease in place, so pods
+//! keep working through an agent restart and the node gets its subnet back.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU32;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use thiserror::Error;
+use tokio::signal::unix::{SignalKind, signal};
+use tweed_netlink::{MacAddr, Monitor, Netlink};
+
+use crate::backend::hostgw::HostGwBackend;
+use crate::backend::srv6::Srv6Backend;
+use crate::backend::vxlan::VxlanBackend;
+use crate::backend::{Backend, LocalNode};
+use crate::config::{BackendConfig, Family, NetConfig};
+use crate::health::Health;
+use crate::identity::{self, IdentityOptions, Underlay};
+use crate::lease::{Lease, LeaseAttrs, LeaseKey};
+use crate::leasing::{self, AcquireError};
+use crate::metrics::Metrics;
+use crate::reconcile::{self, Input, Reconciler};
+use crate::state::{self, NodeState};
+use crate::store::any::AnyStore;
+use crate::store::{LeaseStore, StoreError, WatchEvent};
+use crate::subnet_file::{self, SubnetInfo};
+
+#[derive(Debug, Clone)]
+pub struct AgentOptions {
+    pub node_name: String,
+    pub identity: IdentityOptions,
+    pub subnet_file: PathBuf,
+    pub flannel_subnet_file: Option<PathBuf>,
+    pub ip_masq: bool,
+    pub health_addr: Option<SocketAddr>,
+    pub state_dir: PathBuf,
+    pub lease_ttl: Duration,
+    pub renew_interval: Duration,
+    pub resync_interval: Duration,
+}
+
+#[derive(Debug, Error)]
+pub enum AgentError {
+    #[error("choosing the underlay interface: {0}")]
+    Identity(#[from] identity::IdentityError),
+    #[error("{0}")]
+    Acquire(#[from] AcquireError),
+    #[error("netlink: {0}")]
+    Netlink(#[from] tweed_netlink::NetlinkError),
+    #[error("backend: {0}")]
+    Backend(String),
+    #[error("writing the lease file {path}: {source}")]
+    SubnetFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("masquerade: {0}")]
+    Masq(String),
+    #[error("health server: {0}")]
+    Health(std::io::Error),
+}
+
+/// Everything needed to build the backend for a given lease.
+struct BackendFactory {
+    config: NetConfig,
+    underlay: Underlay,
+    vtep_mac: MacAddr,
+}
+
+impl BackendFactory {
+    fn build(&self, key: &LeaseKey) -> Box<dyn Backend> {
+        let ipv6_underlay = self.underlay.ipv4.is_none();
+        match &self.config.backend {
+            BackendConfig::Vxlan {
+                vni,
+                port,
+                direct_routing,
+            } => Box::new(VxlanBackend::new(
+                *vni,
+                *port,
+                *direct_routing,
+                self.vtep_mac,
+                self.underlay.mtu,
+                ipv6_underlay,
+                self.config.mtu,
+            )),
+            BackendConfig::HostGw => {
+                Box::new(HostGwBackend::new(self.underlay.mtu, self.config.mtu))
+            }
+            BackendConfig::Srv6 { locator } => Box::new(Srv6Backend::new(
+                *locator,
+                node_number(&self.config, key),
+                self.underlay.mtu,
+                self.config.mtu,
+            )),
+        }
+    }
+
+    fn attrs(&self, key: &LeaseKey, node_name: &str) -> LeaseAttrs {
+        let backend = self.build(key);
+        LeaseAttrs {
+            public_ip: self.underlay.public_ipv4,
+            public_ipv6: self.underlay.public_ipv6,
+            backend_type: backend.kind().to_string(),
+            backend_data: backend.lease_data(),
+            backend_v6_data: serde_json::Value::Null,
+            node_name: node_name.to_string(),
+        }
+    }
+}
+
+/// The node's number: its subnet's position in the pool (SRv6 SID blocks
+/// are numbered by it).
+fn node_number(config: &NetConfig, key: &LeaseKey) -> u16 {
+    let n = match (&config.ipv4, key.ipv4, &config.ipv6, key.ipv6) {
+        (Some(p), Some(k), _, _) => k.index_in(&p.network),
+        (_, _, Some(p), Some(k)) => k.index_in(&p.network),
+        _ => 0,
+    };
+    (n % 65536) as u16
+}
+
+pub async fn run(opts: AgentOptions, config: NetConfig, store: AnyStore) -> Result<(), AgentError> {
+    let metrics = Arc::new(Metrics::new());
+    let health = Arc::new(Health::new());
+    health.set_not_ready("choosing the underlay and leasing a subnet");
+    if let Some(addr) = opts.health_addr {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(AgentError::Health)?;
+        drop(listener);
+        let (h, m) = (health.clone(), metrics.clone());
+        tokio::spawn(async move {
+            if let Err(e) = crate::health::serve(addr, h, m).await {
+                tracing::error!(error = %e, %addr, "health server stopped");
+            }
+        });
+    }
+
+    let mut nl = Netlink::new()?;
+    let mut id_opts = opts.identity.clone();
+    match &config.backend {
+        BackendConfig::Srv6 { .. } => id_opts.need_ipv6 = true,
+        _ => id_opts.need_ipv4 = !id_opts.need_ipv6,
+    }
+    let underlay = identity::choose(&mut nl, &id_opts)?;
+    tracing::info!(
+        iface = %underlay.iface,
+        ipv4 = ?underlay.ipv4,
+        ipv6 = ?underlay.ipv6,
+        public_ipv4 = ?underlay.public_ipv4,
+        public_ipv6 = ?underlay.public_ipv6,
+        mtu = underlay.mtu,
+        reason = %underlay.reason,
+        "underlay interface chosen"
+    );
+    let underlay_networks: Vec<IpNet> = nl
+        .addresses(Some(underlay.index))?
+        .into_iter()
+        .filter(|a| !a.scope_link)
+        .map(|a| a.addr.trunc())
+        .collect();
+
+    let mut saved = NodeState::load(&opts.state_dir);
+    let vtep_mac = saved
+        .vtep_mac()
+        .or_else(|| match &config.backend {
+            BackendConfig::Vxlan { vni, .. } => nl
+                .link_by_name(&format!("tweed.{vni}"))
+                .ok()
+                .flatten()
+                .and_then(|l| l.mac),
+            _ => None,
+        })
+        .unwrap_or_else(|| state::derived_mac(&opts.node_name));
+    let factory = BackendFactory {
+        config: config.clone(),
+        underlay: underlay.clone(),
+        vtep_mac,
+    };
+    let previous: Option<LeaseKey> = saved.lease.as_deref().and_then(|s| s.parse().ok());
+
+    let mut lease = acquire_with_retry(&store, &config, &factory, &opts, previous).await?;
+    saved.vtep_mac = Some(vtep_mac.to_string());
+    saved.lease = Some(lease.key.to_string());
+    if let Err(e) = saved.save(&opts.state_dir) {
+        tracing::warn!(error = %e, dir = %opts.state_dir.display(), "cannot save state; the VTEP MAC stays derived from the node name");
+    }
+
+    let mut local = Arc::new(LocalNode {
+        name: opts.node_name.clone(),
+        lease: lease.clone(),
+        underlay: underlay.clone(),
+        underlay_networks,
+    });
+    let backend = factory.build(&lease.key);
+    let pod_mtu = backend.pod_mtu();
+
+    // The reconciler and the kernel monitor live on their own threads with
+    // their own netlink sockets, opened here, in this namespace.
+    let (tx, rx) = std::sync::mpsc::channel::<Input>();
+    let (first_tx, first_rx) = tokio::sync::oneshot::channel();
+    let managed = Arc::new(AtomicU32::new(0));
+    let reconciler = Reconciler::new(
+        Netlink::new()?,
+        backend,
+        metrics.clone(),
+        opts.resync_interval,
+        managed.clone(),
+    )
+    .on_first_pass(first_tx);
+    let reconcile_thread = std::thread::Builder::new()
+        .name("reconcile".into())
+        .spawn(move || reconciler.run(rx))
+        .expect("spawn reconciler");
+    let monitor = Monitor::new()?;
+    let monitor_tx = tx.clone();
+    std::thread::Builder::new()
+        .name("kernel-monitor".into())
+        .spawn(move || reconcile::watch_kernel(monitor, "tweed.", managed, monitor_tx))
+        .expect("spawn monitor");
+
+    let mut peers = Peers::default();
+    let snapshot = list_with_retry(&store, &metrics).await;
+    peers.replace(&snapshot.leases, &lease.key);
+    let mut revision = snapshot.revision;
+    peers.send(&tx, &local);
+
+    match first_rx.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(AgentError::Backend(e)),
+        Err(_) => return Err(AgentError::Backend("reconciler stopped".into())),
+    }
+    write_subnet_files(&opts, &config, &lease, pod_mtu)?;
+    if opts.ip_masq {
+        let node_subnets: Vec<IpNet> =
+            [lease.key.ipv4.map(IpNet::V4), lease.key.ipv6.map(IpNet::V6)]
+                .into_iter()
+                .flatten()
+                .collect();
+        crate::masq::install_for_node(
+            &crate::masq::MasqRules {
+                cluster_networks: config.networks(),
+            },
+            &node_subnets,
+        )
+        .map_err(|e| AgentError::Masq(e.to_string()))?;
+    }
+    health.set_ready();
+    metrics.ready.set(1);
+    tracing::info!(subnet = %lease.key, file = %opts.subnet_file.display(), mtu = pod_mtu, "ready");
+
+    let mut watch = store.watch(revision).await.ok();
+    let mut renew = tokio::time::interval(opts.renew_interval);
+    renew.tick().await;
+    let mut relist = tokio::time::interval(opts.resync_interval);
+    relist.tick().await;
+    let mut heartbeat = tokio::time::interval(Duration::from_secs(5));
+    let mut sigterm = signal(SignalKind::terminate()).map_err(AgentError::Health)?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(AgentError::Health)?;
+    let mut rewatch_backoff = Duration::from_millis(200);
+
+    loop {
+        let event = async {
+            match watch.as_mut() {
+                Some(rx) => rx.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
+            _ = heartbeat.tick() => health.beat(),
+            ev = event => {
+                metrics.store_events.inc();
+                let lost = match ev {
+                    Some(WatchEvent::Put(l)) if l.key == lease.key => !l.same_owner(&lease.attrs),
+                    Some(WatchEvent::Put(l)) => {
+                        peers.put(l);
+                        peers.send(&tx, &local);
+                        false
+                    }
+                    Some(WatchEvent::Delete(k)) if k == lease.key => true,
+                    Some(WatchEvent::Delete(k)) => {
+                        peers.remove(&k);
+                        peers.send(&tx, &local);
+                        false
+                    }
+                    Some(WatchEvent::Resync) => {
+                        let s = list_with_retry(&store, &metrics).await;
+                        let ours = s.leases.iter().any(|l| l.key == lease.key && l.same_owner(&lease.attrs));
+                        peers.replace(&s.leases, &lease.key);
+                        peers.send(&tx, &local);
+                        !ours
+                    }
+                    None => {
+                        // The watch ended (store restarted, connection lost):
+                        // list again and start a new one.
+                        tokio::time::sleep(rewatch_backoff).await;
+                        rewatch_backoff = (rewatch_backoff * 2).min(Duration::from_secs(5));
+                        let s = list_with_retry(&store, &metrics).await;
+                        revision = s.revision;
+                        peers.replace(&s.leases, &lease.key);
+                        peers.send(&tx, &local);
+                        watch = store.watch(revision).await.ok();
+                        if watch.is_some() {
+                            rewatch_backoff = Duration::from_millis(200);
+                        }
+                        !s.leases.iter().any(|l| l.key == lease.key && l.same_owner(&lease.attrs))
+                    }
+                };
+                if lost {
+                    lease = recover_lease(&store, &config, &factory, &opts, &metrics, &lease).await?;
+                    if Arc::get_mut(&mut local).is_none() || local.lease.key != lease.key {
+                        local = Arc::new(LocalNode { lease: lease.clone(), ..(*local).clone() });
+                        let _ = tx.send(Input::SetBackend(factory.build(&lease.key)));
+                        write_subnet_files(&opts, &config, &lease, pod_mtu)?;
+                    }
+                    peers.send(&tx, &local);
+                }
+            }
+            _ = renew.tick() => {
+                match store.renew(&lease, opts.lease_ttl).await {
+                    Ok(l) => {
+                        lease = l;
+                        metrics.lease_renewals.inc();
+                    }
+                    Err(StoreError::LeaseLost(_)) => {
+                        lease = recover_lease(&store, &config, &factory, &opts, &metrics, &lease).await?;
+                        local = Arc::new(LocalNode { lease: lease.clone(), ..(*local).clone() });
+                        let _ = tx.send(Input::SetBackend(factory.build(&lease.key)));
+                        write_subnet_files(&opts, &config, &lease, pod_mtu)?;
+                        peers.send(&tx, &local);
+                    }
+                    Err(e) => {
+                        metrics.store_errors.inc();
+                        tracing::warn!(error = %e, "lease renewal failed; retrying at the next interval (the data plane is untouched)");
+                    }
+                }
+            }
+            _ = relist.tick() => {
+                if let Ok(s) = store.list().await {
+                    peers.replace(&s.leases, &lease.key);
+                    peers.send(&tx, &local);
+                }
+            }
+        }
+    }
+    tracing::info!("stopping; the data plane and the lease stay in place");
+    let _ = tx.send(Input::Stop);
+    let _ = reconcile_thread.join();
+    Ok(())
+}
+
+/// The peers as last seen in the store.
+#[derive(Default)]
+struct Peers {
+    map: BTreeMap<LeaseKey, Lease>,
+}
+
+impl Peers {
+    fn replace(&mut self, leases: &[Lease], ours: &LeaseKey) {
+        self.map = leases
+            .iter()
+            .filter(|l| &l.key != ours)
+            .map(|l| (l.key, l.clone()))
+            .collect();
+    }
+
+    fn put(&mut self, lease: Lease) {
+        self.map.insert(lease.key, lease);
+    }
+
+    fn remove(&mut self, key: &LeaseKey) {
+        self.map.remove(key);
+    }
+
+    fn send(&self, tx: &std::sync::mpsc::Sender<Input>, local: &Arc<LocalNode>) {
+        let _ = tx.send(Input::Peers {
+            local: local.clone(),
+            peers: Arc::new(self.map.values().cloned().collect()),
+        });
+    }
+}
+
+fn write_subnet_files(
+    opts: &AgentOptions,
+    config: &NetConfig,
+    lease: &Lease,
+    mtu: u32,
+) -> Result<(), AgentError> {
+    let info = SubnetInfo {
+        ipv4_network: config.ipv4.as_ref().map(|p| IpNet::V4(p.network)),
+        ipv4_subnet: lease.key.ipv4.map(IpNet::V4),
+        ipv6_network: config.ipv6.as_ref().map(|p| IpNet::V6(p.network)),
+        ipv6_subnet: lease.key.ipv6.map(IpNet::V6),
+        mtu,
+        ip_masq: opts.ip_masq,
+    };
+    subnet_file::write(&opts.subnet_file, &info, "TWEED").map_err(|source| {
+        AgentError::SubnetFile {
+            path: opts.subnet_file.clone(),
+            source,
+        }
+    })?;
+    if let Some(path) = &opts.flannel_subnet_file {
+        subnet_file::write(path, &info, "FLANNEL").map_err(|source| AgentError::SubnetFile {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+async fn list_with_retry(store: &AnyStore, metrics: &Metrics) -> crate::store::Snapshot {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match store.list().await {
+            Ok(s) => return s,
+            Err(e) => {
+                metrics.store_errors.inc();
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "listing leases failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+async fn acquire_with_retry(
+    store: &AnyStore,
+    config: &NetConfig,
+    factory: &BackendFactory,
+    opts: &AgentOptions,
+    previous: Option<LeaseKey>,
+) -> Result<Lease, AgentError> {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let attrs_for = |k: &LeaseKey| factory.attrs(k, &opts.node_name);
+        match leasing::acquire(store, config, attrs_for, previous, opts.lease_ttl).await {
+            Ok(l) => return Ok(l),
+            Err(AcquireError::Store(e)) => {
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot reach the store to lease a subnet; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Our lease vanished or was taken: say so loudly, get one again (the same
+/// subnet if it is still free). Pods keep working meanwhile: nothing in the
+/// kernel is touched.
+async fn recover_lease(
+    store: &AnyStore,
+    config: &NetConfig,
+    factory: &BackendFactory,
+    opts: &AgentOptions,
+    metrics: &Metrics,
+    lost: &Lease,
+) -> Result<Lease, AgentError> {
+    metrics.lease_losses.inc();
+    tracing::error!(subnet = %lost.key, "LEASE LOST: this node's subnet lease was deleted, expired or taken; re-acquiring (existing pods keep their data plane meanwhile)");
+    let lease = acquire_with_retry(store, config, factory, opts, Some(lost.key)).await?;
+    if lease.key == lost.key {
+        tracing::info!(subnet = %lease.key, "lease recovered with the same subnet");
+    } else {
+        tracing::error!(old = %lost.key, new = %lease.key, "lease recovered with a DIFFERENT subnet; pods started before keep old addresses that peers no longer route");
+    }
+    Ok(lease)
+}

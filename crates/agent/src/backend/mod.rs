@@ -1,0 +1,58 @@
+//! Backends: how node-to-node pod traffic travels. One trait, one small
+//! module per backend (flannel's shape); the reconciler never knows which
+//! one runs.
+
+pub mod hostgw;
+pub mod srv6;
+pub mod vxlan;
+
+use ipnet::IpNet;
+use serde_json::Value;
+use thiserror::Error;
+use tweed_netlink::{Netlink, NetlinkError};
+
+use crate::identity::Underlay;
+use crate::lease::Lease;
+use crate::reconcile::desired::Desired;
+
+#[derive(Debug, Error)]
+pub enum BackendError {
+    #[error("{0}")]
+    Netlink(#[from] NetlinkError),
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// What a backend knows about this node.
+#[derive(Debug, Clone)]
+pub struct LocalNode {
+    pub name: String,
+    pub lease: Lease,
+    pub underlay: Underlay,
+    /// The underlay interface's connected networks: peers inside them are
+    /// on the same L2 segment.
+    pub underlay_networks: Vec<IpNet>,
+}
+
+pub trait Backend: Send {
+    /// `BackendType` in lease records.
+    fn kind(&self) -> &'static str;
+
+    /// The backend's part of this node's lease record.
+    fn lease_data(&self) -> Value;
+
+    /// MTU for pod interfaces (written to the lease file).
+    fn pod_mtu(&self) -> u32;
+
+    /// Creates or repairs this node's devices and settings; called before
+    /// every reconcile pass, so a device deleted by hand comes back.
+    fn ensure_devices(&mut self, nl: &mut Netlink, local: &LocalNode) -> Result<(), BackendError>;
+
+    /// The routes, neighbours and FDB entries wanted for `peers`.
+    fn desired(&self, local: &LocalNode, peers: &[Lease]) -> Desired;
+}
+
+/// True when `ip` is on one of the underlay's connected networks.
+pub fn on_link(local: &LocalNode, ip: std::net::IpAddr) -> bool {
+    local.underlay_networks.iter().any(|n| n.contains(&ip))
+}

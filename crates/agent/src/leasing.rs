@@ -1,0 +1,172 @@
+//! Getting this node a subnet: reuse what it held before, else take a free
+//! one, atomically, retrying with another subnet when a concurrent agent
+//! wins the race (flannel gives up there).
+
+use std::collections::HashSet;
+use std::hash::{BuildHasher, RandomState};
+use std::time::Duration;
+
+use ipnet::{Ipv4Net, Ipv6Net};
+use thiserror::Error;
+
+use crate::config::{Family, NetConfig, Pool};
+use crate::lease::{Lease, LeaseAttrs, LeaseKey};
+use crate::store::{Created, LeaseStore, StoreError};
+
+#[derive(Debug, Error)]
+pub enum AcquireError {
+    #[error(
+        "no free subnet: all {size} subnets of the pool ({pool}) are leased; raise SubnetMax/shorten SubnetLen or remove stale leases"
+    )]
+    NoFreeSubnet { pool: String, size: u128 },
+    #[error(
+        "lost the race for a subnet {0} times in a row; is something creating leases in a loop?"
+    )]
+    TooManyRaces(usize),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+const MAX_ATTEMPTS: usize = 20;
+
+/// Does `key` belong to the pools of `config`?
+pub fn fits(config: &NetConfig, key: &LeaseKey) -> bool {
+    let v4_ok = match (&config.ipv4, key.ipv4) {
+        (Some(p), Some(n)) => p.contains(&n),
+        (None, None) => true,
+        _ => false,
+    };
+    let v6_ok = match (&config.ipv6, key.ipv6) {
+        (Some(p), Some(n)) => p.contains(&n),
+        (None, None) => true,
+        _ => false,
+    };
+    v4_ok && v6_ok
+}
+
+/// Acquires a lease for a node described by `attrs_for(key)` (the record
+/// may depend on the subnet, as SRv6 SIDs do).
+pub async fn acquire<S: LeaseStore>(
+    store: &S,
+    config: &NetConfig,
+    attrs_for: impl Fn(&LeaseKey) -> LeaseAttrs,
+    previous: Option<LeaseKey>,
+    ttl: Duration,
+) -> Result<Lease, AcquireError> {
+    let mut races = 0;
+    for attempt in 0..MAX_ATTEMPTS {
+        let snapshot = store.list().await?;
+        let probe = attrs_for(&previous.unwrap_or(LeaseKey {
+            ipv4: None,
+            ipv6: None,
+        }));
+        // A lease this node already holds (a restart): keep it.
+        if let Some(mine) = snapshot
+            .leases
+            .iter()
+            .find(|l| l.same_owner(&probe) && fits(config, &l.key))
+        {
+            let lease = Lease {
+                key: mine.key,
+                attrs: attrs_for(&mine.key),
+                expires: None,
+            };
+            match store.renew(&lease, ttl).await {
+                Ok(l) => {
+                    tracing::info!(subnet = %l.key, "kept the lease this node already held");
+                    return Ok(l);
+                }
+                Err(StoreError::LeaseLost(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let taken: HashSet<LeaseKey> = snapshot.leases.iter().map(|l| l.key).collect();
+        let taken_v4: HashSet<Ipv4Net> =
+            snapshot.leases.iter().filter_map(|l| l.key.ipv4).collect();
+        let taken_v6: HashSet<Ipv6Net> =
+            snapshot.leases.iter().filter_map(|l| l.key.ipv6).collect();
+        let candidate = match previous.filter(|k| {
+            fits(config, k)
+                && !taken.contains(k)
+                && k.ipv4.is_none_or(|n| !taken_v4.contains(&n))
+                && k.ipv6.is_none_or(|n| !taken_v6.contains(&n))
+        }) {
+            Some(k) => k,
+            None => pick_free(config, &taken_v4, &taken_v6, attempt as u64)?,
+        };
+        let lease = Lease {
+            key: candidate,
+            attrs: attrs_for(&candidate),
+            expires: None,
+        };
+        match store.create(&lease, ttl).await? {
+            Created::Yes(l) => {
+                tracing::info!(subnet = %l.key, "acquired a new lease");
+                return Ok(l);
+            }
+            Created::Taken => {
+                races += 1;
+                tracing::info!(subnet = %candidate, "another node took this subnet first; trying another");
+            }
+        }
+    }
+    Err(AcquireError::TooManyRaces(races))
+}
+
+/// A random free subnet (per family); for dual stack, the v6 subnet with
+/// the same position as the v4 one when it is free, so numbers line up.
+fn pick_free(
+    config: &NetConfig,
+    taken_v4: &HashSet<Ipv4Net>,
+    taken_v6: &HashSet<Ipv6Net>,
+    salt: u64,
+) -> Result<LeaseKey, AcquireError> {
+    let seed =
+        RandomState::new().hash_one((std::process::id(), salt, std::time::SystemTime::now()));
+    let mut key = LeaseKey {
+        ipv4: None,
+        ipv6: None,
+    };
+    let mut position = None;
+    if let Some(pool) = &config.ipv4 {
+        let (i, net) = random_free(pool, taken_v4, seed, None)?;
+        key.ipv4 = Some(net);
+        position = Some(i);
+    }
+    if let Some(pool) = &config.ipv6 {
+        let (_, net) = random_free(pool, taken_v6, seed, position)?;
+        key.ipv6 = Some(net);
+    }
+    Ok(key)
+}
+
+fn random_free<N: Family + std::hash::Hash>(
+    pool: &Pool<N>,
+    taken: &HashSet<N>,
+    seed: u64,
+    prefer: Option<u128>,
+) -> Result<(u128, N), AcquireError> {
+    let size = pool.size();
+    if let Some(i) = prefer
+        && let Some(n) = pool.subnet(i)
+        && !taken.contains(&n)
+    {
+        return Ok((i, n));
+    }
+    // Walk the pool from a random start; large IPv6 pools are never
+    // exhausted in practice, so the walk ends quickly.
+    let start = u128::from(seed) % size.max(1);
+    let limit = size.min(1 << 20);
+    for step in 0..limit {
+        let i = (start + step) % size;
+        if let Some(n) = pool.subnet(i)
+            && !taken.contains(&n)
+        {
+            return Ok((i, n));
+        }
+    }
+    Err(AcquireError::NoFreeSubnet {
+        pool: format!("{} /{}", pool.network, pool.subnet_len),
+        size,
+    })
+}

@@ -1,0 +1,85 @@
+//! Pods, made by the real `tweed` plugin exactly as a runtime would: ADD
+//! with the node's lease file as the subnet source, run inside the node's
+//! namespace.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use serde_json::{Value, json};
+use tweed_netlink::NetNs;
+
+use crate::LabError;
+
+/// The network configuration the lab's pods use on a node.
+pub fn conflist(node_dir: &Path) -> Value {
+    json!({
+        "cniVersion": "1.1.0",
+        "name": "tweed",
+        "type": "tweed",
+        "subnetFile": node_dir.join("subnet.env"),
+        "logFile": node_dir.join("cni.log"),
+        "ipam": {"dataDir": node_dir.join("ipam")},
+    })
+}
+
+/// Runs the plugin; returns its result JSON.
+pub fn cni(
+    plugin: &Path,
+    node_ns: &str,
+    node_dir: &Path,
+    command: &str,
+    container_id: &str,
+    pod_ns: &str,
+) -> Result<Value, LabError> {
+    let node = NetNs::named(node_ns)?;
+    let stdin = conflist(node_dir).to_string();
+    let netns_path = format!("/run/netns/{pod_ns}");
+    let output = node
+        .run(|| {
+            let mut child = Command::new(plugin)
+                .env_clear()
+                .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+                .env("CNI_COMMAND", command)
+                .env("CNI_CONTAINERID", container_id)
+                .env("CNI_NETNS", &netns_path)
+                .env("CNI_IFNAME", "eth0")
+                .env("CNI_PATH", plugin.parent().unwrap_or(Path::new("/")))
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()?;
+            if let Some(mut input) = child.stdin.take() {
+                input.write_all(stdin.as_bytes())?;
+            }
+            child.wait_with_output()
+        })?
+        .map_err(|e| LabError::io(format!("run {}", plugin.display()), e))?;
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    if !output.status.success() {
+        return Err(LabError::Plugin {
+            command: command.to_string(),
+            pod: pod_ns.to_string(),
+            output: text,
+        });
+    }
+    Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// The first address of each family in a result.
+pub fn addresses(result: &Value) -> (Option<String>, Option<String>) {
+    let mut v4 = None;
+    let mut v6 = None;
+    for ip in result["ips"].as_array().into_iter().flatten() {
+        let Some(a) = ip["address"].as_str() else {
+            continue;
+        };
+        let bare = a.split('/').next().unwrap_or(a).to_string();
+        if bare.contains(':') {
+            v6.get_or_insert(bare);
+        } else {
+            v4.get_or_insert(bare);
+        }
+    }
+    (v4, v6)
+}

@@ -1,0 +1,85 @@
+//! The lab's record of what it made (`/run/tweed-lab/<name>/lab.json`),
+//! so `lab status`, `lab exec` and `lab down` find every namespace,
+//! process and file — and so two labs never touch each other's.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub const LAB_ROOT: &str = "/run/tweed-lab";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LabState {
+    pub name: String,
+    pub backend: String,
+    pub store: String,
+    /// The store URL the agents use.
+    pub store_url: String,
+    pub underlay_ns: String,
+    pub etcd_pid: Option<i32>,
+    pub nodes: Vec<NodeState>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeState {
+    pub name: String,
+    pub ns: String,
+    pub underlay_ipv4: String,
+    pub underlay_ipv6: String,
+    pub agent_pid: Option<i32>,
+    pub health_addr: String,
+    pub pods: Vec<PodState>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PodState {
+    pub name: String,
+    pub ns: String,
+    pub container_id: String,
+    pub ipv4: Option<String>,
+    pub ipv6: Option<String>,
+}
+
+pub fn lab_dir(name: &str) -> PathBuf {
+    Path::new(LAB_ROOT).join(name)
+}
+
+impl LabState {
+    pub fn load(name: &str) -> io::Result<LabState> {
+        let bytes = fs::read(lab_dir(name).join("lab.json"))?;
+        serde_json::from_slice(&bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    }
+
+    pub fn save(&self) -> io::Result<()> {
+        let dir = lab_dir(&self.name);
+        fs::create_dir_all(&dir)?;
+        let tmp = dir.join(".lab.json.tmp");
+        fs::write(
+            &tmp,
+            serde_json::to_vec_pretty(self).expect("lab state serialises"),
+        )?;
+        fs::rename(tmp, dir.join("lab.json"))
+    }
+
+    pub fn dir(&self) -> PathBuf {
+        lab_dir(&self.name)
+    }
+
+    pub fn node(&self, name: &str) -> Option<&NodeState> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+}
+
+/// Names of labs that exist on this machine.
+pub fn labs() -> Vec<String> {
+    fs::read_dir(LAB_ROOT)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter(|e| e.path().join("lab.json").exists())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}

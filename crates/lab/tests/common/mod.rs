@@ -1,0 +1,176 @@
+//! Shared helpers for lab tests: a lab that tears itself down, built from
+//! the workspace's own binaries.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use tweed_lab::{Binaries, Lab, LabSpec};
+use tweed_netlink::NetNs;
+
+/// `target/<profile>/`, where cargo put tweedd and tweed.
+pub fn binaries() -> Binaries {
+    let exe = std::env::current_exe().expect("test exe");
+    let profile_dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let b = Binaries {
+        tweedd: profile_dir.join("tweedd"),
+        plugin: profile_dir.join("tweed"),
+        etcd: PathBuf::from("/usr/bin/etcd"),
+    };
+    for p in [&b.tweedd, &b.plugin, &b.etcd] {
+        assert!(
+            p.is_file(),
+            "{} missing: build the workspace first (cargo build --workspace) and install etcd-server (scripts/install-deps.sh)",
+            p.display()
+        );
+    }
+    b
+}
+
+/// A lab removed when dropped, with a name unique to this test process.
+pub struct TestLab {
+    pub lab: Option<Lab>,
+}
+
+impl TestLab {
+    pub fn up(tag: &str, nodes: usize, backend: &str, store: &str) -> TestLab {
+        TestLab::up_with(tag, nodes, backend, store, |_| {})
+    }
+
+    pub fn up_with(
+        tag: &str,
+        nodes: usize,
+        backend: &str,
+        store: &str,
+        tweak: impl FnOnce(&mut LabSpec),
+    ) -> TestLab {
+        // SAFETY: geteuid has no preconditions.
+        assert_eq!(unsafe { libc::geteuid() }, 0, "lab tests must run as root");
+        static N: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "t{tag}{}x{}",
+            std::process::id() % 100000,
+            N.fetch_add(1, Ordering::SeqCst)
+        );
+        let mut spec = LabSpec {
+            name,
+            nodes,
+            backend: backend.into(),
+            store: store.into(),
+            pods_per_node: 1,
+            ip_masq: true,
+            ipv6: false,
+            net_conf_overrides: Default::default(),
+            binaries: binaries(),
+        };
+        tweak(&mut spec);
+        let lab = Lab::up(&spec).unwrap_or_else(|e| panic!("lab up ({backend}, {store}): {e}"));
+        TestLab { lab: Some(lab) }
+    }
+
+    pub fn lab(&self) -> &Lab {
+        self.lab.as_ref().expect("lab")
+    }
+
+    pub fn lab_mut(&mut self) -> &mut Lab {
+        self.lab.as_mut().expect("lab")
+    }
+
+    /// IPv4 address of pod `p1` on node `node`.
+    pub fn pod_ip(&self, node: &str) -> IpAddr {
+        let n = self.lab().state.node(node).expect("node");
+        n.pods[0]
+            .ipv4
+            .as_ref()
+            .expect("pod ipv4")
+            .parse()
+            .expect("ip")
+    }
+
+    pub fn pod_ns(&self, node: &str) -> NetNs {
+        let n = self.lab().state.node(node).expect("node");
+        NetNs::named(&n.pods[0].ns).expect("pod ns")
+    }
+
+    /// Runs `ip -j ...` in a node namespace and parses the output.
+    pub fn ip_json(&self, target: &str, args: &[&str]) -> serde_json::Value {
+        let mut argv = vec!["ip", "-j"];
+        argv.extend_from_slice(args);
+        let out = self.lab().exec_output(target, &argv).expect("ip");
+        assert!(
+            out.status.success(),
+            "ip {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        if text.trim().is_empty() {
+            return serde_json::Value::Array(vec![]);
+        }
+        serde_json::from_str(&text).expect("ip json")
+    }
+
+    pub fn logs(&self) -> String {
+        self.lab().agent_logs()
+    }
+}
+
+impl Drop for TestLab {
+    fn drop(&mut self) {
+        if let Some(lab) = self.lab.take() {
+            lab.down();
+        }
+    }
+}
+
+/// A TCP server in `ns` that reads everything a client sends, then answers
+/// with the number of bytes and the peer address it saw.
+pub fn tcp_sink(ns: &NetNs, addr: SocketAddr) -> std::thread::JoinHandle<(usize, SocketAddr)> {
+    let listener = ns
+        .run(|| TcpListener::bind(addr))
+        .expect("enter ns")
+        .unwrap_or_else(|e| panic!("listen on {addr}: {e}"));
+    std::thread::spawn(move || {
+        let (mut conn, peer) = listener.accept().expect("accept");
+        let mut total = 0;
+        let mut buf = vec![0u8; 65536];
+        loop {
+            match conn.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => total += n,
+                Err(_) => break,
+            }
+        }
+        (total, peer)
+    })
+}
+
+/// Sends `bytes` from `ns` to `addr`.
+pub fn tcp_send(ns: &NetNs, addr: SocketAddr, bytes: usize) -> std::io::Result<()> {
+    let mut s = ns
+        .run(|| TcpStream::connect_timeout(&addr, Duration::from_secs(3)))
+        .expect("enter ns")?;
+    let chunk = vec![0x5au8; 65536];
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(chunk.len());
+        s.write_all(&chunk[..n])?;
+        left -= n;
+    }
+    s.shutdown(std::net::Shutdown::Write)
+}
+
+/// Polls `f` until true or panics after `secs` with `what`.
+pub fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {secs}s waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,165 @@
+//! Pods on different lab nodes reach each other through each backend and
+//! store; pods reach an outside host through masquerade while pod-to-pod
+//! traffic keeps pod source addresses.
+
+mod common;
+
+use std::net::{IpAddr, SocketAddr};
+
+use common::{TestLab, tcp_send, tcp_sink};
+use tweed_netlink::NetNs;
+
+/// Full matrix by ICMP, then a 4 MB TCP transfer n1/p1 → n2/p1 whose
+/// receiver sees n1/p1's own address.
+fn pods_talk(lab: &TestLab) {
+    let m = lab.lab().check().expect("check");
+    assert!(m.all_ok(), "reachability:\n{}\n{}", m.render(), lab.logs());
+    let dst = SocketAddr::new(lab.pod_ip("n2"), 5001);
+    let sink = tcp_sink(&lab.pod_ns("n2"), dst);
+    tcp_send(&lab.pod_ns("n1"), dst, 4 << 20).expect("TCP transfer across nodes");
+    let (bytes, peer) = sink.join().expect("sink");
+    assert_eq!(bytes, 4 << 20);
+    assert_eq!(
+        peer.ip(),
+        lab.pod_ip("n1"),
+        "pod-to-pod traffic must keep the pod's source address"
+    );
+}
+
+/// The underlay namespace plays "outside": it has no route to pods, so a
+/// pod reaches it only masqueraded behind its node's address.
+fn pods_reach_outside_masqueraded(lab: &TestLab) {
+    let outside = NetNs::named(&lab.lab().state.underlay_ns).expect("underlay ns");
+    let addr: SocketAddr = "198.18.0.254:5002".parse().unwrap();
+    let sink = tcp_sink(&outside, addr);
+    tcp_send(&lab.pod_ns("n1"), addr, 1 << 16).expect("pod to outside");
+    let (bytes, peer) = sink.join().expect("sink");
+    assert_eq!(bytes, 1 << 16);
+    let node_ip: IpAddr = lab
+        .lab()
+        .state
+        .node("n1")
+        .unwrap()
+        .underlay_ipv4
+        .parse()
+        .unwrap();
+    assert_eq!(
+        peer.ip(),
+        node_ip,
+        "outside must see the node's address, not the pod's"
+    );
+}
+
+#[test]
+fn vxlan_with_file_store() {
+    let lab = TestLab::up("cvf", 3, "vxlan", "file");
+    pods_talk(&lab);
+    pods_reach_outside_masqueraded(&lab);
+    // The kernel holds exactly flannel's per-peer state on n1: for each of
+    // the 2 peers one onlink route, one permanent neighbour, one FDB entry.
+    let routes = lab.ip_json("n1", &["route", "show", "proto", "77"]);
+    assert_eq!(routes.as_array().unwrap().len(), 2, "{routes}");
+    assert!(routes.as_array().unwrap().iter().all(|r| {
+        r["dev"] == "tweed.1"
+            && r["flags"]
+                .as_array()
+                .is_some_and(|f| f.iter().any(|x| x == "onlink"))
+    }));
+    let neigh = lab.ip_json(
+        "n1",
+        &["neigh", "show", "dev", "tweed.1", "nud", "permanent"],
+    );
+    assert_eq!(neigh.as_array().unwrap().len(), 2, "{neigh}");
+    let out = lab
+        .lab()
+        .exec_output("n1", &["bridge", "-j", "fdb", "show", "dev", "tweed.1"])
+        .unwrap();
+    let fdb: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let peers: Vec<_> = fdb
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["dst"].is_string())
+        .collect();
+    assert_eq!(peers.len(), 2, "{fdb}");
+    let dev = lab.ip_json("n1", &["-d", "link", "show", "tweed.1"]);
+    assert_eq!(dev[0]["mtu"], 1450, "VXLAN over IPv4: underlay 1500 - 50");
+    assert_eq!(dev[0]["linkinfo"]["info_data"]["learning"], false);
+    assert_eq!(dev[0]["linkinfo"]["info_data"]["port"], 8472);
+}
+
+#[test]
+fn vxlan_with_etcd_store() {
+    let lab = TestLab::up("cve", 3, "vxlan", "etcd");
+    pods_talk(&lab);
+    pods_reach_outside_masqueraded(&lab);
+}
+
+#[test]
+fn host_gw_with_file_store() {
+    let lab = TestLab::up("chg", 3, "host-gw", "file");
+    pods_talk(&lab);
+    pods_reach_outside_masqueraded(&lab);
+    let routes = lab.ip_json("n1", &["route", "show", "proto", "77"]);
+    let vias: Vec<&str> = routes
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["gateway"].as_str())
+        .collect();
+    assert!(
+        vias.contains(&"198.18.0.2") && vias.contains(&"198.18.0.3"),
+        "{routes}"
+    );
+    let out = lab
+        .lab()
+        .exec_output("n1", &["ip", "link", "show", "tweed.1"])
+        .unwrap();
+    assert!(!out.status.success(), "host-gw makes no VXLAN device");
+}
+
+#[test]
+fn srv6_with_file_store() {
+    let lab = TestLab::up("csr", 3, "srv6", "file");
+    pods_talk(&lab);
+    pods_reach_outside_masqueraded(&lab);
+    let routes = lab.ip_json("n1", &["-d", "route", "show", "proto", "77"]);
+    assert!(
+        routes
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["encap"] == "seg6"),
+        "{routes}"
+    );
+    let local = lab.ip_json("n1", &["-6", "-d", "route", "show", "proto", "77"]);
+    assert!(
+        local
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["encap"] == "seg6local"),
+        "{local}"
+    );
+    // Pods get the underlay MTU minus the encapsulation.
+    let env = std::fs::read_to_string(lab.lab().state.dir().join("n1").join("subnet.env")).unwrap();
+    assert!(env.contains("TWEED_MTU=1436"), "{env}");
+}
+
+#[test]
+fn dual_stack_pods_over_vxlan() {
+    let lab = TestLab::up_with("cds", 2, "vxlan", "file", |s| s.ipv6 = true);
+    let m = lab.lab().check().expect("check");
+    assert!(m.all_ok(), "{}\n{}", m.render(), lab.logs());
+    let n2 = lab.lab().state.node("n2").unwrap();
+    let v6: IpAddr = n2.pods[0]
+        .ipv6
+        .as_ref()
+        .expect("ipv6 pod address")
+        .parse()
+        .unwrap();
+    let dst = SocketAddr::new(v6, 5003);
+    let sink = tcp_sink(&lab.pod_ns("n2"), dst);
+    tcp_send(&lab.pod_ns("n1"), dst, 1 << 20).expect("IPv6 TCP across nodes");
+    assert_eq!(sink.join().unwrap().0, 1 << 20);
+}

@@ -1,0 +1,190 @@
+//! Bad configuration, an unreachable store, an exhausted pool and a store
+//! outage: each gets a clear error or a patient retry, and nothing is left
+//! half-programmed.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{TestLab, binaries, wait_until};
+
+/// Runs a second tweedd by hand inside node n1 with its own paths.
+fn tweedd_in(
+    lab: &TestLab,
+    dir: &std::path::Path,
+    net_conf: &str,
+    store: &str,
+) -> std::process::Child {
+    std::fs::write(dir.join("net-conf.json"), net_conf).unwrap();
+    let argv: Vec<String> = vec![
+        binaries().tweedd.display().to_string(),
+        "--net-conf".into(),
+        dir.join("net-conf.json").display().to_string(),
+        "--store".into(),
+        store.into(),
+        "--node-name".into(),
+        "stray".into(),
+        "--iface".into(),
+        "eth0".into(),
+        "--subnet-file".into(),
+        dir.join("subnet.env").display().to_string(),
+        "--state-dir".into(),
+        dir.join("state").display().to_string(),
+    ];
+    lab.lab()
+        .command("n1", &argv)
+        .unwrap()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start tweedd")
+}
+
+fn leases(lab: &TestLab) -> usize {
+    std::fs::read_dir(lab.lab().state.dir().join("store").join("subnets"))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn invalid_config_exits_with_the_field_named_and_programs_nothing() {
+    let lab = TestLab::up_with("fbc", 1, "vxlan", "file", |s| s.pods_per_node = 0);
+    let dir = tempfile::tempdir().unwrap();
+    let store = lab.lab().state.store_url.clone();
+    for (conf, field) in [
+        (r#"{"Network": "10.244.0.0/33"}"#, "Network"),
+        (
+            r#"{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan", "VNI": 0}}"#,
+            "Backend.VNI",
+        ),
+        (
+            r#"{"Network": "10.244.0.0/16", "Backend": {"Type": "udp"}}"#,
+            "Backend.Type",
+        ),
+        ("{not json", "net-conf.json"),
+    ] {
+        let before = leases(&lab);
+        let out = tweedd_in(&lab, dir.path(), conf, &store)
+            .wait_with_output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{conf}");
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            log.contains(field),
+            "{conf}: log does not name {field}: {log}"
+        );
+        assert_eq!(leases(&lab), before, "no lease taken");
+        assert!(!dir.path().join("subnet.env").exists());
+    }
+    // Nothing new in the node: still only the lab agent's device.
+    let links = lab.ip_json("n1", &["link", "show"]);
+    let tweed_devs = links
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["ifname"].as_str().unwrap().starts_with("tweed."))
+        .count();
+    assert_eq!(tweed_devs, 1);
+}
+
+#[test]
+fn unreachable_store_is_retried_with_backoff_and_nothing_is_programmed() {
+    let lab = TestLab::up_with("fus", 1, "vxlan", "file", |s| s.pods_per_node = 0);
+    let dir = tempfile::tempdir().unwrap();
+    let conf = r#"{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan", "VNI": 42}}"#;
+    // Nothing listens on 198.18.0.254:2379 in a file-store lab.
+    let mut child = tweedd_in(&lab, dir.path(), conf, "etcd://198.18.0.254:2379");
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "tweedd must keep retrying, not exit"
+    );
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("retry"), "the log must say it retries: {log}");
+    assert!(!dir.path().join("subnet.env").exists());
+    let out = lab
+        .lab()
+        .exec_output("n1", &["ip", "link", "show", "tweed.42"])
+        .unwrap();
+    assert!(!out.status.success(), "no VXLAN device before a lease");
+}
+
+#[test]
+fn exhausted_pool_fails_clearly() {
+    let mut lab = TestLab::up_with("fex", 1, "vxlan", "file", |s| {
+        s.pods_per_node = 0;
+        s.net_conf_overrides
+            .insert("SubnetMin".into(), "10.244.7.0".into());
+        s.net_conf_overrides
+            .insert("SubnetMax".into(), "10.244.7.0".into());
+    });
+    let err = match lab.lab_mut().add_node() {
+        Ok(n) => panic!("{n} got a subnet from an exhausted pool"),
+        Err(e) => e,
+    };
+    assert!(err.to_string().contains("exited"), "{err}");
+    let log = std::fs::read_to_string(lab.lab().state.dir().join("n2").join("tweedd.log")).unwrap();
+    assert!(log.contains("no free subnet"), "{log}");
+    let out = lab
+        .lab()
+        .exec_output("n2", &["ip", "link", "show", "tweed.1"])
+        .unwrap();
+    assert!(!out.status.success(), "nothing programmed without a lease");
+    assert_eq!(leases(&lab), 1);
+}
+
+/// etcd down for 30 s: traffic keeps flowing; when it returns, the agents
+/// follow changes made right after.
+#[test]
+fn etcd_outage_keeps_traffic_and_agents_catch_up() {
+    let mut lab = TestLab::up("fso", 2, "vxlan", "etcd");
+    let target = lab.pod_ip("n2").to_string();
+    let ping = lab
+        .lab()
+        .command(
+            "n1/p1",
+            &["ping", "-q", "-i", "0.05", "-c", "700", "-W", "1", &target].map(String::from),
+        )
+        .unwrap()
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    lab.lab_mut().stop_store().unwrap();
+    let down_since = Instant::now();
+    std::thread::sleep(Duration::from_secs(30));
+    for n in ["n1", "n2"] {
+        let pid = lab.lab().state.node(n).unwrap().agent_pid.unwrap();
+        assert!(
+            tweed_lab::procs::alive(pid),
+            "{n}'s agent died during the outage"
+        );
+    }
+    lab.lab_mut().start_store().unwrap();
+    assert!(down_since.elapsed() >= Duration::from_secs(30));
+    // A change right after the store returns: a third node joins.
+    let n3 = lab.lab_mut().add_node().expect("join after the outage");
+    let key = lab.lab().lease_of(&n3).unwrap().replace('-', "/");
+    for node in ["n1", "n2"] {
+        wait_until(15, "the older agents to learn about the new node", || {
+            lab.ip_json(node, &["route", "show", "proto", "77"])
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["dst"] == key.as_str())
+        });
+    }
+    let out = ping.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("700 packets transmitted, 700 received"),
+        "traffic suffered during the outage:\n{text}"
+    );
+}

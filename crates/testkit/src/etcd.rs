@@ -1,0 +1,488 @@
+//! A real etcd for tests and the lab: Debian's `etcd-server` (3.4) run
+//! inside a named network namespace.
+//!
+//! The server is entered into the namespace between fork and exec (like
+//! nsenter), so it listens only there and the test's traffic never leaves
+//! the namespaces the test created. Each server has its own scratch
+//! directory (data dir, log, certificates), removed on drop; the process is
+//! killed by its pid, never by name, so parallel tests and a developer's
+//! own etcd are left alone.
+//!
+//! Options: TLS (a throwaway CA, a server certificate for the listen IP,
+//! client certificates, and `--client-cert-auth`) and authentication (a
+//! `root` user with a password, `etcdctl auth enable`). [`EtcdServer::stop`]
+//! and [`EtcdServer::start_again`] keep the data dir, for outage tests.
+
+use std::fs::{self, File};
+use std::io::{Read, Seek, SeekFrom};
+use std::net::IpAddr;
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// Debian's etcd server binary (`etcd-server`).
+pub const ETCD_BIN: &str = "/usr/bin/etcd";
+/// Debian's etcd command-line client (`etcd-client`).
+pub const ETCDCTL_BIN: &str = "/usr/bin/etcdctl";
+
+/// How long a start may take before the test fails: etcd needs well under a
+/// second here, but a loaded CI machine is slower.
+const START_DEADLINE: Duration = Duration::from_secs(30);
+
+/// How an [`EtcdServer`] is set up.
+#[derive(Debug, Clone)]
+pub struct EtcdOpts {
+    /// Client port (`http(s)://<ip>:<client_port>`).
+    pub client_port: u16,
+    /// Peer (raft) port; nothing talks to it, but etcd must listen somewhere.
+    pub peer_port: u16,
+    /// Serve TLS with a throwaway CA and require client certificates.
+    pub tls: bool,
+    /// Enable authentication with user `root` and this password.
+    pub root_password: Option<String>,
+    /// Anything else to pass to etcd (e.g. `--auto-compaction-retention`).
+    pub extra_args: Vec<String>,
+}
+
+impl Default for EtcdOpts {
+    fn default() -> Self {
+        EtcdOpts {
+            client_port: 2379,
+            peer_port: 2380,
+            tls: false,
+            root_password: None,
+            extra_args: Vec::new(),
+        }
+    }
+}
+
+/// The certificates of a TLS-enabled server, all PEM files.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The CA that signed the server and client certificates.
+    pub ca_cert: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    /// A client certificate the server accepts (CN `tweed-client`).
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+    /// A CA the server knows nothing about, and a client certificate it
+    /// signed: for tests that wrong credentials are refused.
+    pub rogue_ca_cert: PathBuf,
+    pub rogue_client_cert: PathBuf,
+    pub rogue_client_key: PathBuf,
+}
+
+/// A running (or stopped, see [`EtcdServer::stop`]) etcd in a namespace.
+#[derive(Debug)]
+pub struct EtcdServer {
+    netns: String,
+    listen_ip: IpAddr,
+    opts: EtcdOpts,
+    /// Scratch directory: `data/`, `etcd.log`, `tls/`.
+    dir: PathBuf,
+    tls: Option<TlsFiles>,
+    child: Option<Child>,
+}
+
+impl EtcdServer {
+    /// Starts etcd in the named namespace `netns`, listening on
+    /// `listen_ip`, and waits until it answers `etcdctl endpoint health`.
+    /// Panics (with etcd's log) if it does not come up.
+    pub fn start(netns: &str, listen_ip: IpAddr, opts: EtcdOpts) -> EtcdServer {
+        crate::require_root();
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "tweed-etcd-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+        let tls = opts.tls.then(|| generate_tls(&dir.join("tls"), listen_ip));
+        let mut server = EtcdServer {
+            netns: netns.to_string(),
+            listen_ip,
+            opts,
+            dir,
+            tls,
+            child: None,
+        };
+        server.spawn();
+        server.wait_healthy();
+        if let Some(password) = server.opts.root_password.clone() {
+            server.enable_auth(&password);
+        }
+        server
+    }
+
+    /// The client URL: `http://<ip>:<port>`, or `https://` with TLS.
+    pub fn endpoint(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.host_port(self.opts.client_port))
+    }
+
+    /// `host:port` of the client URL (IPv6 in brackets), as tweed's
+    /// `etcd://` URLs want it.
+    pub fn client_addr(&self) -> String {
+        self.host_port(self.opts.client_port)
+    }
+
+    /// The certificates, when started with `tls`.
+    pub fn tls(&self) -> Option<&TlsFiles> {
+        self.tls.as_ref()
+    }
+
+    /// The root password, when started with authentication.
+    pub fn root_password(&self) -> Option<&str> {
+        self.opts.root_password.as_deref()
+    }
+
+    /// The etcd process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    pub fn netns(&self) -> &str {
+        &self.netns
+    }
+
+    /// Kills etcd (SIGKILL, like a crash or a power cut) and reaps it; the
+    /// data dir stays for [`EtcdServer::start_again`].
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // Child::kill signals this process by its pid.
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts etcd again on the same data dir and waits until it is healthy.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "etcd is still running");
+        self.spawn();
+        self.wait_healthy();
+    }
+
+    /// Runs `etcdctl` in the server's namespace with the endpoint, TLS and
+    /// root credentials filled in.
+    pub fn etcdctl(&self, args: &[&str]) -> Output {
+        let mut cmd = self.etcdctl_cmd();
+        cmd.args(args);
+        run_in_netns(&mut cmd, &self.netns)
+    }
+
+    /// [`EtcdServer::etcdctl`], panicking with its output on failure;
+    /// returns stdout.
+    pub fn etcdctl_ok(&self, args: &[&str]) -> String {
+        let out = self.etcdctl(args);
+        assert!(
+            out.status.success(),
+            "etcdctl {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The store's current revision (from `etcdctl endpoint status`).
+    pub fn revision(&self) -> i64 {
+        let out = self.etcdctl_ok(&["endpoint", "status", "-w", "json"]);
+        let v: serde_json::Value = serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("etcdctl endpoint status: {e}: {out}"));
+        v[0]["Status"]["header"]["revision"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("no revision in {out}"))
+    }
+
+    /// The last `bytes` of etcd's log, for failure messages.
+    pub fn log_tail(&self, bytes: u64) -> String {
+        let Ok(mut f) = File::open(self.dir.join("etcd.log")) else {
+            return String::new();
+        };
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        let _ = f.seek(SeekFrom::Start(len.saturating_sub(bytes)));
+        let mut s = String::new();
+        let _ = f.read_to_string(&mut s);
+        s
+    }
+
+    fn host_port(&self, port: u16) -> String {
+        match self.listen_ip {
+            IpAddr::V4(ip) => format!("{ip}:{port}"),
+            IpAddr::V6(ip) => format!("[{ip}]:{port}"),
+        }
+    }
+
+    fn spawn(&mut self) {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let client_url = format!("{scheme}://{}", self.host_port(self.opts.client_port));
+        // Peers never talk here (one member); plain http keeps it simple.
+        let peer_url = format!("http://{}", self.host_port(self.opts.peer_port));
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("etcd.log"))
+            .unwrap_or_else(|e| panic!("open etcd log: {e}"));
+        let log2 = log
+            .try_clone()
+            .unwrap_or_else(|e| panic!("dup etcd log: {e}"));
+        let mut cmd = Command::new(ETCD_BIN);
+        cmd.arg("--name=tweed-test")
+            .arg(format!("--data-dir={}", self.dir.join("data").display()))
+            .arg(format!("--listen-client-urls={client_url}"))
+            .arg(format!("--advertise-client-urls={client_url}"))
+            .arg(format!("--listen-peer-urls={peer_url}"))
+            .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+            .arg(format!("--initial-cluster=tweed-test={peer_url}"))
+            .arg("--initial-cluster-state=new")
+            .arg("--initial-cluster-token=tweed-test")
+            .arg("--log-level=warn")
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2);
+        if let Some(tls) = &self.tls {
+            cmd.arg(format!("--trusted-ca-file={}", tls.ca_cert.display()))
+                .arg(format!("--cert-file={}", tls.server_cert.display()))
+                .arg(format!("--key-file={}", tls.server_key.display()))
+                .arg("--client-cert-auth");
+        }
+        cmd.args(&self.opts.extra_args);
+        let ns = open_netns(&self.netns);
+        enter_netns_on_exec(&mut cmd, &ns);
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {ETCD_BIN}: {e} (apt-get install etcd-server)"));
+        drop(ns);
+        self.child = Some(child);
+    }
+
+    fn wait_healthy(&mut self) {
+        let deadline = Instant::now() + START_DEADLINE;
+        loop {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                self.child = None;
+                panic!(
+                    "etcd exited ({status}) while starting:\n{}",
+                    self.log_tail(4000)
+                );
+            }
+            let out = self.etcdctl(&["endpoint", "health", "--command-timeout=1s"]);
+            if out.status.success() {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "etcd in {} not healthy after {START_DEADLINE:?}: {}{}\n{}",
+                    self.netns,
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr),
+                    self.log_tail(4000)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// `root` with the root role, then `auth enable` (etcd refuses to enable
+    /// authentication without a root user holding the root role).
+    fn enable_auth(&self, password: &str) {
+        let pw = format!("--new-user-password={password}");
+        self.etcdctl_plain(&["user", "add", "root", &pw, "--interactive=false"]);
+        // 3.4 may already have created the role along with the user.
+        let _ = self.etcdctl(&["role", "add", "root"]);
+        self.etcdctl_plain(&["user", "grant-role", "root", "root"]);
+        self.etcdctl_plain(&["auth", "enable"]);
+    }
+
+    /// etcdctl without the root credentials (before auth is enabled).
+    fn etcdctl_plain(&self, args: &[&str]) -> String {
+        let mut cmd = self.etcdctl_base();
+        cmd.args(args);
+        let out = run_in_netns(&mut cmd, &self.netns);
+        assert!(
+            out.status.success(),
+            "etcdctl {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn etcdctl_base(&self) -> Command {
+        let mut cmd = Command::new(ETCDCTL_BIN);
+        cmd.env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", self.endpoint()))
+            .arg("--dial-timeout=2s");
+        if let Some(tls) = &self.tls {
+            cmd.arg(format!("--cacert={}", tls.ca_cert.display()))
+                .arg(format!("--cert={}", tls.client_cert.display()))
+                .arg(format!("--key={}", tls.client_key.display()));
+        }
+        cmd
+    }
+
+    fn etcdctl_cmd(&self) -> Command {
+        let mut cmd = self.etcdctl_base();
+        if let Some(pw) = &self.opts.root_password {
+            cmd.arg("--user=root").arg(format!("--password={pw}"));
+        }
+        cmd
+    }
+}
+
+impl Drop for EtcdServer {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn open_netns(name: &str) -> File {
+    File::open(format!("/run/netns/{name}")).unwrap_or_else(|e| panic!("open netns {name}: {e}"))
+}
+
+/// Makes `cmd`'s child enter the namespace `ns` before it execs.
+fn enter_netns_on_exec(cmd: &mut Command, ns: &File) {
+    let fd = ns.as_raw_fd();
+    // SAFETY: setns is async-signal-safe; the caller keeps `ns` (and so
+    // the descriptor) open until spawn has returned.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Runs `cmd` to completion inside the named namespace.
+fn run_in_netns(cmd: &mut Command, netns: &str) -> Output {
+    let ns = open_netns(netns);
+    enter_netns_on_exec(cmd, &ns);
+    cmd.output()
+        .unwrap_or_else(|e| panic!("run {:?}: {e}", cmd.get_program()))
+}
+
+/// A throwaway PKI in `dir`: a CA, a server certificate for `ip` (also
+/// usable as a client certificate, which etcd's own gateway needs), a
+/// client certificate, and a rogue CA with its own client certificate.
+fn generate_tls(dir: &Path, ip: IpAddr) -> TlsFiles {
+    fs::create_dir_all(dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+    let p = |name: &str| dir.join(name);
+    make_ca(dir, "ca", "tweed-test-ca");
+    make_ca(dir, "rogue-ca", "tweed-rogue-ca");
+    let server_ext = format!(
+        "subjectAltName=IP:{ip}\nbasicConstraints=CA:FALSE\n\
+         keyUsage=critical,digitalSignature,keyEncipherment\n\
+         extendedKeyUsage=serverAuth,clientAuth\n"
+    );
+    make_leaf(dir, "ca", "server", "tweed-etcd", &server_ext);
+    let client_ext = "basicConstraints=CA:FALSE\n\
+                      keyUsage=critical,digitalSignature,keyEncipherment\n\
+                      extendedKeyUsage=clientAuth\n";
+    make_leaf(dir, "ca", "client", "tweed-client", client_ext);
+    make_leaf(dir, "rogue-ca", "rogue-client", "tweed-client", client_ext);
+    TlsFiles {
+        ca_cert: p("ca.crt"),
+        server_cert: p("server.crt"),
+        server_key: p("server.key"),
+        client_cert: p("client.crt"),
+        client_key: p("client.key"),
+        rogue_ca_cert: p("rogue-ca.crt"),
+        rogue_client_cert: p("rogue-client.crt"),
+        rogue_client_key: p("rogue-client.key"),
+    }
+}
+
+/// `<name>.crt` and `<name>.key`: a self-signed P-256 CA valid for a day.
+fn make_ca(dir: &Path, name: &str, cn: &str) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            &format!("/CN={cn}"),
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.crt"),
+        ],
+    );
+}
+
+/// `<name>.crt` and `<name>.key` signed by the CA `<ca>`, with the v3
+/// extensions in `ext` (openssl extfile syntax).
+fn make_leaf(dir: &Path, ca: &str, name: &str, cn: &str, ext: &str) {
+    let ext_file = format!("{name}.ext");
+    fs::write(dir.join(&ext_file), ext).unwrap_or_else(|e| panic!("write {ext_file}: {e}"));
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-subj",
+            &format!("/CN={cn}"),
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            &format!("{ca}.crt"),
+            "-CAkey",
+            &format!("{ca}.key"),
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            &ext_file,
+            "-out",
+            &format!("{name}.crt"),
+        ],
+    );
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run openssl: {e} (apt-get install openssl)"));
+    assert!(
+        out.status.success(),
+        "openssl {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,0 +1,262 @@
+//! `tweedctl lab`: the emulated multi-node cluster (crate `tweed-lab`).
+
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use tweed_lab::{Binaries, Lab, LabError, LabSpec};
+
+#[derive(Args)]
+pub struct LabArgs {
+    #[command(subcommand)]
+    command: LabCmd,
+}
+
+#[derive(Args, Clone)]
+struct Which {
+    /// The lab's name (several labs can run side by side).
+    #[arg(long, default_value = "tweed")]
+    name: String,
+}
+
+#[derive(Subcommand)]
+enum LabCmd {
+    /// Build a lab: N nodes running tweedd, pods attached by the plugin.
+    Up {
+        #[command(flatten)]
+        which: Which,
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// vxlan, host-gw or srv6.
+        #[arg(long, default_value = "vxlan")]
+        backend: String,
+        /// file (embedded) or etcd (Debian's etcd in the underlay namespace).
+        #[arg(long, default_value = "file")]
+        store: String,
+        #[arg(long, default_value_t = 1)]
+        pods_per_node: usize,
+        /// Dual-stack pods.
+        #[arg(long)]
+        ipv6: bool,
+        /// Do not masquerade pod traffic leaving the cluster network.
+        #[arg(long)]
+        no_ip_masq: bool,
+        #[arg(long)]
+        tweedd: Option<PathBuf>,
+        #[arg(long)]
+        plugin: Option<PathBuf>,
+    },
+    /// Nodes, agents, leases and pods of a lab.
+    Status(Which),
+    /// Pod-to-pod reachability matrix; fails if any pair cannot talk.
+    Check(Which),
+    /// Run a command in a node (n1), a pod (n1/p1) or the underlay.
+    Exec {
+        #[command(flatten)]
+        which: Which,
+        target: String,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Add or delete a pod.
+    Pod {
+        #[command(flatten)]
+        which: Which,
+        /// add or del
+        action: String,
+        node: String,
+        pod: String,
+    },
+    /// Add a node, or stop/start a node's agent.
+    Node {
+        #[command(flatten)]
+        which: Which,
+        /// add, stop or start
+        action: String,
+        node: Option<String>,
+    },
+    /// Remove a lab (or every lab with --all): processes, namespaces, files.
+    Down {
+        #[command(flatten)]
+        which: Which,
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+fn binaries(tweedd: Option<PathBuf>, plugin: Option<PathBuf>) -> Binaries {
+    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("tweedctl"));
+    let mut b = Binaries::beside(&exe);
+    if let Some(p) = tweedd {
+        b.tweedd = p;
+    }
+    if let Some(p) = plugin {
+        b.plugin = p;
+    }
+    b
+}
+
+pub fn run(args: LabArgs) -> Result<(), LabError> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err(LabError::Usage(
+            "the lab creates network namespaces: run as root".into(),
+        ));
+    }
+    match args.command {
+        LabCmd::Up {
+            which,
+            nodes,
+            backend,
+            store,
+            pods_per_node,
+            ipv6,
+            no_ip_masq,
+            tweedd,
+            plugin,
+        } => {
+            let spec = LabSpec {
+                name: which.name,
+                nodes,
+                backend,
+                store,
+                pods_per_node,
+                ip_masq: !no_ip_masq,
+                ipv6,
+                net_conf_overrides: Default::default(),
+                binaries: binaries(tweedd, plugin),
+            };
+            let started = std::time::Instant::now();
+            let lab = Lab::up(&spec)?;
+            println!(
+                "lab {} up in {:.1}s: {} nodes, backend {}, store {}\n",
+                spec.name,
+                started.elapsed().as_secs_f64(),
+                spec.nodes,
+                spec.backend,
+                spec.store
+            );
+            print_status(&lab);
+            let m = lab.check()?;
+            println!("\npod-to-pod reachability (ICMP):\n{}", m.render());
+            if !m.all_ok() {
+                return Err(LabError::Setup("some pods cannot reach each other".into()));
+            }
+            println!(
+                "tweedctl lab exec --name {0} n1/p1 -- ping <ip>   |   tweedctl lab down --name {0}",
+                spec.name
+            );
+            Ok(())
+        }
+        LabCmd::Status(w) => {
+            print_status(&Lab::load(&w.name, binaries(None, None))?);
+            Ok(())
+        }
+        LabCmd::Check(w) => {
+            let lab = Lab::load(&w.name, binaries(None, None))?;
+            let m = lab.check()?;
+            print!("{}", m.render());
+            if m.all_ok() {
+                Ok(())
+            } else {
+                Err(LabError::Setup("some pods cannot reach each other".into()))
+            }
+        }
+        LabCmd::Exec {
+            which,
+            target,
+            command,
+        } => {
+            let lab = Lab::load(&which.name, binaries(None, None))?;
+            let err = lab.command(&target, &command)?.exec();
+            Err(LabError::io(format!("exec {command:?}"), err))
+        }
+        LabCmd::Pod {
+            which,
+            action,
+            node,
+            pod,
+        } => {
+            let mut lab = Lab::load(&which.name, binaries(None, None))?;
+            match action.as_str() {
+                "add" => {
+                    let p = lab.add_pod(&node, &pod)?;
+                    println!(
+                        "{node}/{} {}",
+                        p.name,
+                        [p.ipv4, p.ipv6]
+                            .into_iter()
+                            .flatten()
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    );
+                    Ok(())
+                }
+                "del" => lab.del_pod(&node, &pod),
+                other => Err(LabError::Usage(format!("pod {other:?}: add or del"))),
+            }
+        }
+        LabCmd::Node {
+            which,
+            action,
+            node,
+        } => {
+            let mut lab = Lab::load(&which.name, binaries(None, None))?;
+            match (action.as_str(), node) {
+                ("add", _) => {
+                    let n = lab.add_node()?;
+                    println!("{n} ready");
+                    Ok(())
+                }
+                ("stop", Some(n)) => lab.stop_agent(&n),
+                ("start", Some(n)) => lab.start_agent(&n),
+                _ => Err(LabError::Usage(
+                    "node add | node stop NODE | node start NODE".into(),
+                )),
+            }
+        }
+        LabCmd::Down { which, all } => {
+            let names = if all {
+                tweed_lab::state::labs()
+            } else {
+                vec![which.name]
+            };
+            for n in names {
+                tweed_lab::teardown(&n);
+                println!("lab {n} removed");
+            }
+            Ok(())
+        }
+    }
+}
+
+fn print_status(lab: &Lab) {
+    let s = &lab.state;
+    println!("lab {} ({}, store {})", s.name, s.backend, s.store_url);
+    for n in &s.nodes {
+        let agent = match n.agent_pid {
+            Some(pid) if tweed_lab::procs::alive(pid) => {
+                if lab.ready(n) {
+                    format!("tweedd pid {pid} ready")
+                } else {
+                    format!("tweedd pid {pid} NOT READY")
+                }
+            }
+            Some(pid) => format!("tweedd pid {pid} DEAD"),
+            None => "tweedd stopped".to_string(),
+        };
+        let lease = lab.lease_of(&n.name).unwrap_or_else(|| "-".into());
+        println!(
+            "  {:<4} {:<14} lease {:<18} {agent}",
+            n.name, n.underlay_ipv4, lease
+        );
+        for p in &n.pods {
+            let addrs: Vec<&str> = [&p.ipv4, &p.ipv6]
+                .into_iter()
+                .flatten()
+                .map(|s| s.as_str())
+                .collect();
+            println!("       pod {:<6} {}", p.name, addrs.join(" "));
+        }
+    }
+}

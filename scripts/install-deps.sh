@@ -1,22 +1,32 @@
 #!/usr/bin/env bash
-# Installs every system package tweed's tests, demo and benchmarks use.
-# Safe to run repeatedly; needs root (CI runs as root on a fresh Debian machine).
+# Installs the Debian packages tweed needs. Safe to run repeatedly; needs
+# root (CI runs it as root on a fresh Debian machine).
+#
+#   install-deps.sh        everything: build, lab, tests and benchmarks
+#   install-deps.sh run    only what building tweed and running the lab need
 set -euo pipefail
 
-packages=(
-  iproute2                      # ip/tc/bridge: tests read kernel state back with them
+run_packages=(
+  protobuf-compiler             # protoc: the etcd-client crate compiles etcd's .proto files
+  nftables                      # tweedd's masquerade rules go through nft
+  iproute2                      # ip/tc/bridge to look at what tweed programmed
+  etcd-server etcd-client       # the lab's etcd store, and etcdctl to inspect it
+)
+test_packages=(
   iputils-ping                  # ping between pods
-  nftables                      # inspect masquerade rules
   iptables                      # the reference portmap 1.1.1 programs iptables (nft backend); tests read iptables-save
   podman runc conmon            # a real CNI runtime
   containernetworking-plugins   # reference bridge/host-local/portmap/bandwidth/tuning
   busybox-static                # rootfs for podman test images
   iperf3 tcpdump                # throughput figures and packet captures
   procps psmisc                 # ps / fuser for diagnostics
-  protobuf-compiler             # protoc: the etcd-client crate compiles etcd's .proto files
-  etcd-server etcd-client       # etcd (a real lease store peer) and etcdctl to inspect it
   openssl                       # throwaway CA and certificates for the etcd TLS tests
 )
+
+packages=("${run_packages[@]}")
+if [ "${1:-all}" != "run" ]; then
+  packages+=("${test_packages[@]}")
+fi
 
 missing=()
 for p in "${packages[@]}"; do

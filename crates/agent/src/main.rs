@@ -12,7 +12,9 @@ use tweedd::agent::{self, AgentOptions};
 use tweedd::config::NetConfig;
 use tweedd::identity::IdentityOptions;
 use tweedd::lease::LEASE_TTL;
+use tweedd::store::StoreError;
 use tweedd::store::any::AnyStore;
+use tweedd::store::etcd::EtcdOptions;
 
 #[derive(Parser, Debug)]
 #[command(name = "tweedd", version, about = "The tweed node agent")]
@@ -106,6 +108,23 @@ fn hostname() -> String {
         .unwrap_or_else(|| "localhost".to_string())
 }
 
+/// Opens the store, retrying with backoff while it is unreachable (a node
+/// agent outlives store outages); a wrong URL or options end the program.
+async fn open_store(url: &str, etcd: EtcdOptions) -> Result<AnyStore, (ExitCode, String)> {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match AnyStore::open(url, etcd.clone()).await {
+            Ok(s) => return Ok(s),
+            Err(StoreError::Unavailable(e)) => {
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "store unreachable; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+            Err(e) => return Err((ExitCode::from(2), e.to_string())),
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let flags = Flags::parse();
     init_logging(flags.log_json);
@@ -155,20 +174,26 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("tokio runtime");
+    let etcd = EtcdOptions {
+        prefix: flags.etcd_prefix.clone(),
+        ca_file: flags.etcd_cafile.clone(),
+        cert_file: flags.etcd_certfile.clone(),
+        key_file: flags.etcd_keyfile.clone(),
+        username: flags.etcd_username.clone(),
+        password: flags.etcd_password.clone(),
+        ..EtcdOptions::default()
+    };
     let result = runtime.block_on(async {
-        let store = match AnyStore::open(&flags.store).await {
-            Ok(s) => s,
-            Err(e) => return Err(e.to_string()),
-        };
+        let store = open_store(&flags.store, etcd).await?;
         agent::run(opts, config, store)
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| (ExitCode::FAILURE, e.to_string()))
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+        Err((code, e)) => {
             tracing::error!("{e}");
-            ExitCode::FAILURE
+            code
         }
     }
 }

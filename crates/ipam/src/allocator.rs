@@ -51,19 +51,46 @@ pub fn allocate(
     ifname: &str,
     requested: &[IpAddr],
 ) -> Result<Vec<Allocation>, IpamError> {
+    allocate_inner(spec, guard, container_id, ifname, requested, true)
+}
+
+/// [`allocate`] without the duplicate-ADD check, which reads every
+/// reservation file and so grows with the number of pods. For callers that
+/// have already established that the attachment holds nothing — the tweed
+/// plugin refuses an ADD whose interface exists before it gets here.
+pub fn allocate_fresh(
+    spec: &IpamSpec,
+    guard: &StoreGuard<'_>,
+    container_id: &str,
+    ifname: &str,
+    requested: &[IpAddr],
+) -> Result<Vec<Allocation>, IpamError> {
+    allocate_inner(spec, guard, container_id, ifname, requested, false)
+}
+
+fn allocate_inner(
+    spec: &IpamSpec,
+    guard: &StoreGuard<'_>,
+    container_id: &str,
+    ifname: &str,
+    requested: &[IpAddr],
+    check_duplicates: bool,
+) -> Result<Vec<Allocation>, IpamError> {
     check_container_id(container_id)?;
     check_ifname(ifname)?;
     let wanted = match_requested(spec, requested)?;
 
-    let held = guard.find_by_id(container_id, ifname)?;
-    for (k, set) in spec.range_sets.iter().enumerate() {
-        if let Some(ip) = held.iter().find(|ip| set.contains(**ip)) {
-            return Err(IpamError::DuplicateAllocation {
-                ip: *ip,
-                container_id: container_id.trim().to_string(),
-                ifname: ifname.to_string(),
-                range_set: k,
-            });
+    if check_duplicates {
+        let held = guard.find_by_id(container_id, ifname)?;
+        for (k, set) in spec.range_sets.iter().enumerate() {
+            if let Some(ip) = held.iter().find(|ip| set.contains(**ip)) {
+                return Err(IpamError::DuplicateAllocation {
+                    ip: *ip,
+                    container_id: container_id.trim().to_string(),
+                    ifname: ifname.to_string(),
+                    range_set: k,
+                });
+            }
         }
     }
 

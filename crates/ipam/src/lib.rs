@@ -27,7 +27,9 @@ pub mod error;
 pub mod range;
 pub mod store;
 
-pub use allocator::{Allocation, allocate, gc, parse_requested_ip, release_attachment};
+pub use allocator::{
+    Allocation, allocate, allocate_fresh, gc, parse_requested_ip, release_attachment,
+};
 pub use config::{DEFAULT_DATA_DIR, IpamConf, IpamSpec, RangeConf, Route, RouteConf};
 pub use error::IpamError;
 pub use range::{Range, RangeSet};

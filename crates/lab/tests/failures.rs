@@ -151,7 +151,7 @@ fn etcd_outage_keeps_traffic_and_agents_catch_up() {
         .lab()
         .command(
             "n1/p1",
-            &["ping", "-q", "-i", "0.05", "-c", "700", "-W", "1", &target].map(String::from),
+            &["ping", "-q", "-i", "0.05", "-c", "700", "-W", "3", &target].map(String::from),
         )
         .unwrap()
         .stdout(Stdio::piped())

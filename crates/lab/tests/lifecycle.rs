@@ -87,7 +87,7 @@ fn agent_restart_loses_no_packets_and_keeps_subnet_and_mac() {
         .lab()
         .command(
             "n1/p1",
-            &["ping", "-q", "-i", "0.02", "-c", "400", "-W", "1", &target].map(String::from),
+            &["ping", "-q", "-i", "0.02", "-c", "400", "-W", "3", &target].map(String::from),
         )
         .unwrap()
         .stdout(std::process::Stdio::piped())

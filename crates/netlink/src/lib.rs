@@ -29,4 +29,7 @@ pub use neighbour::{FdbEntry, Neighbour};
 pub use netns::{NAMED_NETNS_DIR, NetNs};
 pub use route::{PROTO_BOOT, PROTO_STATIC, Route, RouteEncap, RouteLookup, TABLE_MAIN};
 pub use socket::Netlink;
+
+/// `IPV4_DEVCONF_ARP_NOTIFY`: announce the address when the link comes up.
+pub const IPV4_DEVCONF_ARP_NOTIFY: u16 = 22;
 pub use tc::{Filter, Qdisc};

@@ -11,6 +11,11 @@ pub const HOST_VETH_PREFIX: &str = "tw";
 /// Prefix of the alias tweed puts on the host-side veth.
 pub const ALIAS_PREFIX: &str = "tweed/";
 
+/// Prefix of the alias of a host veth whose DEL is under way: its
+/// detached deletion may still be running when the same attachment is
+/// ADDed again, and ADD may then remove it at once.
+pub const DELETING_PREFIX: &str = "tweed-deleting/";
+
 /// The host-side veth name for an attachment: `tw` + 12 hex digits.
 pub fn host_veth(network: &str, container_id: &str, ifname: &str) -> String {
     let h = fnv1a64(&[
@@ -26,6 +31,11 @@ pub fn host_veth(network: &str, container_id: &str, ifname: &str) -> String {
 /// directory name for IPAM), so the alias parses back unambiguously.
 pub fn alias(network: &str, container_id: &str, ifname: &str) -> String {
     format!("{ALIAS_PREFIX}{network}/{container_id}/{ifname}")
+}
+
+/// The alias a host veth gets when DEL hands it to the detached deleter.
+pub fn deleting_alias(network: &str, container_id: &str, ifname: &str) -> String {
+    format!("{DELETING_PREFIX}{network}/{container_id}/{ifname}")
 }
 
 /// The (container ID, ifname) of a tweed alias on `network`, if it is one.
@@ -95,5 +105,9 @@ mod tests {
         assert_eq!(parse_alias(&a, "other"), None);
         assert_eq!(parse_alias("tweed/podnet/", "podnet"), None);
         assert_eq!(parse_alias("something else", "podnet"), None);
+        assert_eq!(
+            parse_alias(&deleting_alias("podnet", "ctr-1", "eth0"), "podnet"),
+            None
+        );
     }
 }

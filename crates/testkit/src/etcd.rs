@@ -82,6 +82,9 @@ pub struct EtcdServer {
     netns: String,
     listen_ip: IpAddr,
     opts: EtcdOpts,
+    /// Member name, and `--initial-cluster` (every member's name=peer URL).
+    name: String,
+    initial_cluster: String,
     /// Scratch directory: `data/`, `etcd.log`, `tls/`.
     dir: PathBuf,
     tls: Option<TlsFiles>,
@@ -93,6 +96,59 @@ impl EtcdServer {
     /// `listen_ip`, and waits until it answers `etcdctl endpoint health`.
     /// Panics (with etcd's log) if it does not come up.
     pub fn start(netns: &str, listen_ip: IpAddr, opts: EtcdOpts) -> EtcdServer {
+        let mut server = EtcdServer::prepare(netns, listen_ip, opts, "tweed-test".into());
+        let peer_url = server.peer_url();
+        server.initial_cluster = format!("{}={peer_url}", server.name);
+        server.spawn();
+        server.wait_healthy();
+        if let Some(password) = server.opts.root_password.clone() {
+            server.enable_auth(&password);
+        }
+        server
+    }
+
+    /// Starts a cluster of `members` etcds on `listen_ip`; member `i` uses
+    /// the client and peer ports of `opts` plus `100 * i`. All members are
+    /// started before any is waited for: none is healthy without a quorum.
+    /// TLS is not supported for clusters (each member would get its own CA).
+    pub fn start_cluster(
+        netns: &str,
+        listen_ip: IpAddr,
+        members: usize,
+        opts: EtcdOpts,
+    ) -> Vec<EtcdServer> {
+        assert!(!opts.tls, "start_cluster does not support TLS");
+        let mut servers: Vec<EtcdServer> = (0..members)
+            .map(|i| {
+                let step = u16::try_from(100 * i).expect("member count");
+                let member_opts = EtcdOpts {
+                    client_port: opts.client_port + step,
+                    peer_port: opts.peer_port + step,
+                    ..opts.clone()
+                };
+                EtcdServer::prepare(netns, listen_ip, member_opts, format!("tweed-test-{i}"))
+            })
+            .collect();
+        let initial_cluster = servers
+            .iter()
+            .map(|s| format!("{}={}", s.name, s.peer_url()))
+            .collect::<Vec<_>>()
+            .join(",");
+        for s in &mut servers {
+            s.initial_cluster = initial_cluster.clone();
+            s.spawn();
+        }
+        for s in &mut servers {
+            s.wait_healthy();
+        }
+        if let Some(password) = opts.root_password.clone() {
+            servers[0].enable_auth(&password);
+        }
+        servers
+    }
+
+    /// A member with its scratch directory (and certificates), not started.
+    fn prepare(netns: &str, listen_ip: IpAddr, opts: EtcdOpts, name: String) -> EtcdServer {
         crate::require_root();
         static N: AtomicU32 = AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(
@@ -103,20 +159,16 @@ impl EtcdServer {
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
         let tls = opts.tls.then(|| generate_tls(&dir.join("tls"), listen_ip));
-        let mut server = EtcdServer {
+        EtcdServer {
             netns: netns.to_string(),
             listen_ip,
             opts,
+            name,
+            initial_cluster: String::new(),
             dir,
             tls,
             child: None,
-        };
-        server.spawn();
-        server.wait_healthy();
-        if let Some(password) = server.opts.root_password.clone() {
-            server.enable_auth(&password);
         }
-        server
     }
 
     /// The client URL: `http://<ip>:<port>`, or `https://` with TLS.
@@ -217,11 +269,15 @@ impl EtcdServer {
         }
     }
 
+    /// Peers talk plain http: the tests are about the client side.
+    fn peer_url(&self) -> String {
+        format!("http://{}", self.host_port(self.opts.peer_port))
+    }
+
     fn spawn(&mut self) {
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         let client_url = format!("{scheme}://{}", self.host_port(self.opts.client_port));
-        // Peers never talk here (one member); plain http keeps it simple.
-        let peer_url = format!("http://{}", self.host_port(self.opts.peer_port));
+        let peer_url = self.peer_url();
         let log = File::options()
             .create(true)
             .append(true)
@@ -231,13 +287,13 @@ impl EtcdServer {
             .try_clone()
             .unwrap_or_else(|e| panic!("dup etcd log: {e}"));
         let mut cmd = Command::new(ETCD_BIN);
-        cmd.arg("--name=tweed-test")
+        cmd.arg(format!("--name={}", self.name))
             .arg(format!("--data-dir={}", self.dir.join("data").display()))
             .arg(format!("--listen-client-urls={client_url}"))
             .arg(format!("--advertise-client-urls={client_url}"))
             .arg(format!("--listen-peer-urls={peer_url}"))
             .arg(format!("--initial-advertise-peer-urls={peer_url}"))
-            .arg(format!("--initial-cluster=tweed-test={peer_url}"))
+            .arg(format!("--initial-cluster={}", self.initial_cluster))
             .arg("--initial-cluster-state=new")
             .arg("--initial-cluster-token=tweed-test")
             .arg("--log-level=warn")

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use super::etcd::{EtcdOptions, EtcdStore};
 use super::file::FileStore;
 use super::{Created, LeaseStore, Snapshot, StoreError, WatchEvent};
 use crate::lease::{Lease, LeaseKey};
@@ -13,13 +14,22 @@ use crate::lease::{Lease, LeaseKey};
 #[derive(Debug, Clone)]
 pub enum AnyStore {
     File(FileStore),
+    Etcd(EtcdStore),
 }
 
 impl AnyStore {
-    /// Opens the store a URL names.
-    pub async fn open(url: &str) -> Result<AnyStore, StoreError> {
+    /// Opens the store a URL names: `file:///dir`, or etcd as
+    /// `etcd://host:port[,host:port]`, `etcds://...` (TLS) or flannel's
+    /// `http(s)://host:port[,...]` endpoint lists.
+    pub async fn open(url: &str, etcd: EtcdOptions) -> Result<AnyStore, StoreError> {
         if url.starts_with("file://") {
             return Ok(AnyStore::File(FileStore::from_url(url)?));
+        }
+        if ["etcd://", "etcds://", "http://", "https://"]
+            .iter()
+            .any(|p| url.starts_with(p))
+        {
+            return Ok(AnyStore::Etcd(EtcdStore::connect(url, etcd).await?));
         }
         Err(StoreError::Config(format!(
             "--store {url:?}: unknown store; use file:///path or etcd://host:port[,host:port]"
@@ -27,34 +37,33 @@ impl AnyStore {
     }
 }
 
+macro_rules! forward {
+    ($self:ident, $s:ident => $call:expr) => {
+        match $self {
+            AnyStore::File($s) => $call,
+            AnyStore::Etcd($s) => $call,
+        }
+    };
+}
+
 impl LeaseStore for AnyStore {
     async fn list(&self) -> Result<Snapshot, StoreError> {
-        match self {
-            AnyStore::File(s) => s.list().await,
-        }
+        forward!(self, s => s.list().await)
     }
 
     async fn create(&self, lease: &Lease, ttl: Duration) -> Result<Created, StoreError> {
-        match self {
-            AnyStore::File(s) => s.create(lease, ttl).await,
-        }
+        forward!(self, s => s.create(lease, ttl).await)
     }
 
     async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease, StoreError> {
-        match self {
-            AnyStore::File(s) => s.renew(lease, ttl).await,
-        }
+        forward!(self, s => s.renew(lease, ttl).await)
     }
 
     async fn delete(&self, key: &LeaseKey) -> Result<(), StoreError> {
-        match self {
-            AnyStore::File(s) => s.delete(key).await,
-        }
+        forward!(self, s => s.delete(key).await)
     }
 
     async fn watch(&self, revision: u64) -> Result<mpsc::Receiver<WatchEvent>, StoreError> {
-        match self {
-            AnyStore::File(s) => s.watch(revision).await,
-        }
+        forward!(self, s => s.watch(revision).await)
     }
 }

@@ -26,7 +26,20 @@
 //! to an etcd lease with the TTL, so etcd itself deletes it when its node
 //! stops renewing. `<prefix>/config` holds flannel's net-conf JSON
 //! ([`EtcdStore::network_config`]). Records a foreign writer left that do
-//! not parse are skipped with a warning, never fatal.
+//! not parse are skipped with a warning, never fatal (a watch reports a
+//! subnet key whose new value does not decode as deleted, which is how a
+//! list sees it). Listed and watched leases carry no `expires`: it would
+//! cost one request per lease.
+//!
+//! # Endpoints
+//!
+//! One connection per endpoint, used one at a time, like etcd's own client:
+//! requests stay on the endpoint in use while it works; one that cannot be
+//! connected to is skipped at once (the request goes to the next), and
+//! after a request fails on the way (it may have been applied, so it is
+//! reported, not repeated) or a watch breaks, the next attempt goes to the
+//! next endpoint. etcd-client's multi-endpoint balancing is not used:
+//! it keeps routing requests to a dead member.
 //!
 //! # Watching
 //!
@@ -35,7 +48,8 @@
 //! (`last_seen`: the highest event revision, and the revision of etcd's
 //! periodic progress notifications, which etcd only sends to watchers that
 //! have caught up). When the stream breaks (etcd restarted, connection
-//! lost, leader lost) it reconnects with backoff (capped at 5 s) from
+//! lost, leader lost, auth token gone) it reconnects with backoff (capped
+//! at 5 s) from
 //! `last_seen + 1`, so events are neither missed nor repeated. When etcd
 //! answers that the revision was compacted away, the task reads the
 //! current revision, sends [`WatchEvent::Resync`] (the receiver lists
@@ -51,7 +65,9 @@
 use std::fmt;
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use etcd_client::{
     Certificate, Client, Compare, CompareOp, ConnectOptions, Event, EventType, GetOptions,
@@ -89,6 +105,7 @@ const RENEW_ATTEMPTS: usize = 5;
 /// gRPC status codes (tonic's `Code` as numbers; tonic is not a direct
 /// dependency).
 const GRPC_PERMISSION_DENIED: i32 = 7;
+const GRPC_UNAVAILABLE: i32 = 14;
 const GRPC_UNAUTHENTICATED: i32 = 16;
 
 /// Everything but the endpoints, which come from the URL.
@@ -270,11 +287,112 @@ fn normalize_prefix(prefix: &str) -> Result<String, StoreError> {
     Ok(p.to_string())
 }
 
-/// The store. Cloning is cheap: clones share one connection pool.
+/// One client per endpoint, used one at a time: etcd's own Go client sticks
+/// to one endpoint while it works and moves on when it fails. (etcd-client's
+/// balanced channel keeps sending requests to a dead endpoint: a cluster
+/// with one member down would fail every other request.)
+struct Pool {
+    endpoints: Vec<String>,
+    options: ConnectOptions,
+    connect_timeout: Duration,
+    /// Connected lazily, kept once connected (each reconnects by itself).
+    clients: Mutex<Vec<Option<Client>>>,
+    /// The endpoint in use.
+    current: AtomicUsize,
+}
+
+impl Pool {
+    /// The client for endpoint `idx`, connecting it first if needed.
+    async fn client(&self, idx: usize) -> Result<Client, StoreError> {
+        if let Some(c) = self.lock()[idx].clone() {
+            return Ok(c);
+        }
+        let what = format!("connecting to etcd at {}", self.endpoints[idx]);
+        let client = with_deadline(
+            self.connect_timeout,
+            &what,
+            Client::connect([&self.endpoints[idx]], Some(self.options.clone())),
+        )
+        .await?;
+        self.lock()[idx] = Some(client.clone());
+        Ok(client)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Option<Client>>> {
+        // A panic while holding this lock cannot leave the vector invalid.
+        self.clients.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Moves on from endpoint `idx` after it failed (unless another request
+    /// already did).
+    fn rotate_from(&self, idx: usize) {
+        let next = (idx + 1) % self.endpoints.len();
+        let _ = self
+            .current
+            .compare_exchange(idx, next, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    /// The endpoint in use and its client, moving on past endpoints that
+    /// cannot be connected to.
+    async fn pick(&self) -> Result<(usize, Client), StoreError> {
+        let first = self.current.load(Ordering::Relaxed);
+        let mut last_err = None;
+        for step in 0..self.endpoints.len() {
+            let idx = (first + step) % self.endpoints.len();
+            match self.client(idx).await {
+                Ok(c) => return Ok((idx, c)),
+                Err(e @ StoreError::Config(_)) => return Err(e),
+                Err(e) => {
+                    self.rotate_from(idx);
+                    last_err = Some(e);
+                }
+            }
+        }
+        Err(last_err.unwrap_or_else(|| config_err("no etcd endpoints")))
+    }
+
+    /// Runs one request on the endpoint in use, within `limit`. A request
+    /// that could not even connect goes to the next endpoint; one that
+    /// failed on the way (it may have been applied) is reported, and the
+    /// next request goes elsewhere.
+    async fn call<T, Fut>(
+        &self,
+        what: &str,
+        limit: Duration,
+        op: impl Fn(Client) -> Fut,
+    ) -> Result<T, StoreError>
+    where
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let mut last_err = None;
+        for _ in 0..self.endpoints.len() {
+            let (idx, client) = self.pick().await?;
+            match with_deadline_raw(limit, op(client)).await {
+                Some(Ok(v)) => return Ok(v),
+                Some(Err(e)) if never_sent(&e) => {
+                    self.rotate_from(idx);
+                    last_err = Some(etcd_error(what, e));
+                }
+                Some(Err(e)) => {
+                    if is_transport(&e) {
+                        self.rotate_from(idx);
+                    }
+                    return Err(etcd_error(what, e));
+                }
+                None => {
+                    self.rotate_from(idx);
+                    return Err(timeout_error(what, limit));
+                }
+            }
+        }
+        Err(last_err.unwrap_or_else(|| timeout_error(what, limit)))
+    }
+}
+
+/// The store. Cloning is cheap: clones share the connections.
 #[derive(Clone)]
 pub struct EtcdStore {
-    client: Client,
-    endpoints: Vec<String>,
+    pool: Arc<Pool>,
     /// Normalized prefix, without a trailing slash.
     prefix: String,
     has_credentials: bool,
@@ -284,7 +402,7 @@ pub struct EtcdStore {
 impl fmt::Debug for EtcdStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EtcdStore")
-            .field("endpoints", &self.endpoints)
+            .field("endpoints", &self.pool.endpoints)
             .field("prefix", &self.prefix)
             .finish_non_exhaustive()
     }
@@ -292,7 +410,8 @@ impl fmt::Debug for EtcdStore {
 
 impl EtcdStore {
     /// Connects to the etcd cluster `url` names and checks that it answers
-    /// (and accepts our credentials) by reading `<prefix>/config`.
+    /// (and accepts our credentials) by reading `<prefix>/config`; with
+    /// several endpoints, one answering is enough.
     ///
     /// [`StoreError::Config`] for a bad URL, unreadable TLS files or
     /// refused credentials (retrying will not help);
@@ -302,28 +421,31 @@ impl EtcdStore {
         let target = EtcdUrl::parse(url)?;
         let prefix = normalize_prefix(&options.prefix)?;
         let connect_options = connect_options(&target, &options)?;
-        let what = format!("connecting to etcd at {}", target.endpoints.join(","));
-        let client = with_deadline(
-            options.connect_timeout,
-            &what,
-            Client::connect(&target.endpoints, Some(connect_options)),
-        )
-        .await?;
         let store = EtcdStore {
-            client,
-            endpoints: target.endpoints,
+            pool: Arc::new(Pool {
+                clients: Mutex::new(vec![None; target.endpoints.len()]),
+                endpoints: target.endpoints,
+                options: connect_options,
+                connect_timeout: options.connect_timeout,
+                current: AtomicUsize::new(0),
+            }),
             prefix,
             has_credentials: options.username.is_some(),
             request_timeout: options.request_timeout,
         };
-        let probe = GetOptions::new().with_count_only();
-        let mut kv = store.client.kv_client();
-        with_deadline(
-            options.connect_timeout,
-            &what,
-            kv.get(store.config_key(), Some(probe)),
-        )
-        .await?;
+        let what = format!("connecting to etcd at {}", store.pool.endpoints.join(","));
+        let key = store.config_key();
+        store
+            .pool
+            .call(&what, options.connect_timeout, |c| {
+                let key = key.clone();
+                async move {
+                    let opts = GetOptions::new().with_count_only();
+                    c.kv_client().get(key, Some(opts)).await
+                }
+            })
+            .await
+            .map_err(|e| connect_hint(e, target.tls))?;
         Ok(store)
     }
 
@@ -332,27 +454,23 @@ impl EtcdStore {
         &self.prefix
     }
 
-    /// The endpoints in use, as URLs.
+    /// The endpoints, as URLs.
     pub fn endpoints(&self) -> &[String] {
-        &self.endpoints
+        &self.pool.endpoints
     }
 
     /// flannel's net-conf JSON at `<prefix>/config`, if any: lets an
     /// operator migrating from flannel carry the network settings over.
     pub async fn network_config(&self) -> Result<Option<String>, StoreError> {
         let key = self.config_key();
-        let mut kv = self.client.kv_client();
-        let resp = self
-            .call("reading network config", kv.get(key.clone(), None))
-            .await?;
-        let Some(item) = resp.kvs().first() else {
+        let Some(item) = self.get_one("reading network config", &key).await? else {
             return Ok(None);
         };
-        let text = std::str::from_utf8(item.value()).map_err(|e| StoreError::BadRecord {
+        let text = String::from_utf8(item.value().to_vec()).map_err(|e| StoreError::BadRecord {
             key: key.clone(),
             reason: format!("not UTF-8: {e}"),
         })?;
-        Ok(Some(text.to_string()))
+        Ok(Some(text))
     }
 
     /// Writes flannel's net-conf JSON to `<prefix>/config`; refuses text that
@@ -360,11 +478,11 @@ impl EtcdStore {
     pub async fn put_network_config(&self, json: &str) -> Result<(), StoreError> {
         serde_json::from_str::<serde_json::Value>(json)
             .map_err(|e| config_err(format!("network config is not JSON: {e}")))?;
-        let mut kv = self.client.kv_client();
-        self.call(
-            "writing network config",
-            kv.put(self.config_key(), json, None),
-        )
+        let key = self.config_key();
+        self.call("writing network config", |c| {
+            let (key, json) = (key.clone(), json.to_string());
+            async move { c.kv_client().put(key, json, None).await }
+        })
         .await?;
         Ok(())
     }
@@ -381,21 +499,21 @@ impl EtcdStore {
         format!("{}{key}", self.subnets_prefix())
     }
 
-    /// Runs one request with the request timeout and turns its error into a
-    /// [`StoreError`] that says what was being done.
-    async fn call<T>(
-        &self,
-        what: &str,
-        fut: impl Future<Output = Result<T, etcd_client::Error>>,
-    ) -> Result<T, StoreError> {
-        with_deadline(self.request_timeout, what, fut).await
+    /// Runs one request (see [`Pool::call`]) with the request timeout; the
+    /// error says what was being done.
+    async fn call<T, Fut>(&self, what: &str, op: impl Fn(Client) -> Fut) -> Result<T, StoreError>
+    where
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        self.pool.call(what, self.request_timeout, op).await
     }
 
     /// Grants an etcd lease of `ttl` seconds and returns its id.
     async fn grant(&self, ttl: i64) -> Result<i64, StoreError> {
-        let mut leases = self.client.lease_client();
         let resp = self
-            .call("granting a lease", leases.grant(ttl, None))
+            .call("granting a lease", |c| async move {
+                c.lease_client().grant(ttl, None).await
+            })
             .await?;
         Ok(resp.id())
     }
@@ -403,8 +521,12 @@ impl EtcdStore {
     /// Revokes a lease we granted but did not use; failure only means it
     /// lingers until its TTL runs out.
     async fn revoke_quietly(&self, id: i64) {
-        let mut leases = self.client.lease_client();
-        if let Err(e) = self.call("revoking a lease", leases.revoke(id)).await {
+        let revoked = self
+            .call("revoking a lease", |c| async move {
+                c.lease_client().revoke(id).await
+            })
+            .await;
+        if let Err(e) = revoked {
             tracing::debug!(error = %e, lease = id, "etcd: unused lease left to expire");
         }
     }
@@ -413,46 +535,62 @@ impl EtcdStore {
     /// `want` seconds. `Ok(false)` when it is gone or has another TTL: the
     /// caller then attaches the key to a fresh lease.
     async fn keep_alive(&self, id: i64, want: i64) -> Result<bool, StoreError> {
-        let mut leases = self.client.lease_client();
         let ttl = self
-            .call("reading a lease's TTL", leases.time_to_live(id, None))
+            .call("reading a lease's TTL", |c| async move {
+                c.lease_client().time_to_live(id, None).await
+            })
             .await?;
         let granted = ttl.granted_ttl();
         if ttl.ttl() <= 0 || granted < want || granted > want.max(TTL_TOLERANCE_SECS) {
             return Ok(false);
         }
-        // keep_alive sends one refresh and waits for its answer; dropping
-        // the returned keeper and stream ends the gRPC stream.
-        match with_deadline_raw(self.request_timeout, leases.keep_alive(id)).await {
-            Some(Ok(_)) => Ok(true),
-            Some(Err(etcd_client::Error::LeaseKeepAliveError(_))) => Ok(false),
-            Some(Err(e)) => Err(etcd_error("refreshing a lease", e)),
-            None => Err(timeout_error("refreshing a lease", self.request_timeout)),
-        }
+        // keep_alive sends one refresh and waits for its answer (an error if
+        // the lease is gone); dropping the keeper and stream ends the stream.
+        let refreshed = self
+            .call("refreshing a lease", |c| async move {
+                match c.lease_client().keep_alive(id).await {
+                    Ok(_) => Ok(true),
+                    Err(etcd_client::Error::LeaseKeepAliveError(_)) => Ok(false),
+                    Err(e) => Err(e),
+                }
+            })
+            .await?;
+        Ok(refreshed)
     }
 
     /// Reads one key.
-    async fn get_one(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
-        let mut kv = self.client.kv_client();
-        let mut resp = self.call("reading a lease", kv.get(key, None)).await?;
+    async fn get_one(&self, what: &str, key: &str) -> Result<Option<KeyValue>, StoreError> {
+        let mut resp = self
+            .call(what, |c| {
+                let key = key.to_string();
+                async move { c.kv_client().get(key, None).await }
+            })
+            .await?;
         Ok(resp.take_kvs().into_iter().next())
     }
 
     /// Runs a transaction; `Ok(true)` when its comparison held.
     async fn txn(&self, what: &str, txn: Txn) -> Result<bool, StoreError> {
-        let mut kv = self.client.kv_client();
-        Ok(self.call(what, kv.txn(txn)).await?.succeeded())
+        let resp = self
+            .call(what, |c| {
+                let txn = txn.clone();
+                async move { c.kv_client().txn(txn).await }
+            })
+            .await?;
+        Ok(resp.succeeded())
     }
 
     /// The store's current revision (a count-only read).
     async fn current_revision(&self) -> Result<i64, StoreError> {
-        let mut kv = self.client.kv_client();
-        let opts = GetOptions::new().with_prefix().with_count_only();
+        let prefix = self.subnets_prefix();
         let resp = self
-            .call(
-                "reading the revision",
-                kv.get(self.subnets_prefix(), Some(opts)),
-            )
+            .call("reading the revision", |c| {
+                let prefix = prefix.clone();
+                async move {
+                    let opts = GetOptions::new().with_prefix().with_count_only();
+                    c.kv_client().get(prefix, Some(opts)).await
+                }
+            })
             .await?;
         Ok(resp.header().map(|h| h.revision()).unwrap_or(0))
     }
@@ -482,7 +620,6 @@ impl EtcdStore {
         let mut from = prefix.clone().into_bytes();
         let mut revision = 0;
         let mut leases = Vec::new();
-        let mut kv = self.client.kv_client();
         loop {
             // Later pages read at the first page's revision: one consistent
             // snapshot however many pages it takes.
@@ -493,7 +630,10 @@ impl EtcdStore {
                 opts = opts.with_revision(revision);
             }
             let resp = self
-                .call("listing leases", kv.get(from.clone(), Some(opts)))
+                .call("listing leases", |c| {
+                    let (from, opts) = (from.clone(), opts.clone());
+                    async move { c.kv_client().get(from, Some(opts)).await }
+                })
                 .await?;
             if revision == 0 {
                 revision = resp.header().map(|h| h.revision()).unwrap_or(0);
@@ -524,8 +664,8 @@ impl EtcdStore {
         let value = encode(&key, &lease.attrs)?;
         let start = SystemTime::now();
         let id = self.grant(ttl_secs(ttl)).await?;
-        // flannel's create: succeeds only if the key has never been
-        // written since it last went away.
+        // flannel's create: succeeds only if the key does not exist
+        // (create_revision 0), so two nodes can never both win.
         let txn = Txn::new()
             .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
             .and_then([TxnOp::put(
@@ -557,7 +697,7 @@ impl EtcdStore {
         let want = ttl_secs(ttl);
         for _ in 0..RENEW_ATTEMPTS {
             let start = SystemTime::now();
-            let current = self.get_one(&key).await?;
+            let current = self.get_one("reading a lease", &key).await?;
             let Some(current) = current.filter(|c| is_ours(lease, c)) else {
                 return Err(StoreError::LeaseLost(lease.key));
             };
@@ -595,12 +735,9 @@ impl EtcdStore {
                         self.revoke_quietly(id).await;
                     }
                 }
-                Err(e) => {
-                    if fresh {
-                        self.revoke_quietly(id).await;
-                    }
-                    return Err(e);
-                }
+                // Unlike create, keep the fresh lease: if the write did land,
+                // revoking it would delete the very key we just renewed.
+                Err(e) => return Err(e),
             }
         }
         Err(StoreError::Unavailable(format!(
@@ -609,10 +746,13 @@ impl EtcdStore {
     }
 
     async fn delete_lease(&self, key: &LeaseKey) -> Result<(), StoreError> {
-        let mut kv = self.client.kv_client();
+        let key = self.lease_key(key);
         // The etcd lease it was attached to simply expires later.
-        self.call("deleting a lease", kv.delete(self.lease_key(key), None))
-            .await?;
+        self.call("deleting a lease", |c| {
+            let key = key.clone();
+            async move { c.kv_client().delete(key, None).await }
+        })
+        .await?;
         Ok(())
     }
 }
@@ -634,7 +774,9 @@ fn encode(key: &str, attrs: &LeaseAttrs) -> Result<Vec<u8>, StoreError> {
 /// etcd TTLs are whole seconds: round up, and never 0 (which etcd would
 /// replace with its minimum anyway).
 fn ttl_secs(ttl: Duration) -> i64 {
-    let secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
+    let secs = ttl
+        .as_secs()
+        .saturating_add(u64::from(ttl.subsec_nanos() > 0));
     i64::try_from(secs).unwrap_or(i64::MAX).max(1)
 }
 
@@ -689,18 +831,62 @@ async fn with_deadline<T>(
     }
 }
 
+/// True when a request failed while connecting (tonic reports connection
+/// failures as UNAVAILABLE with the cause attached; etcd's own UNAVAILABLE
+/// answers carry none), so it never reached etcd and may go elsewhere.
+fn never_sent(e: &etcd_client::Error) -> bool {
+    match e {
+        etcd_client::Error::GRpcStatus(s) => {
+            i32::from(s.code()) == GRPC_UNAVAILABLE && std::error::Error::source(s).is_some()
+        }
+        etcd_client::Error::TransportError(_) => true,
+        _ => false,
+    }
+}
+
+/// True when a request failed in the connection rather than with an
+/// answer from etcd.
+fn is_transport(e: &etcd_client::Error) -> bool {
+    match e {
+        etcd_client::Error::GRpcStatus(s) => std::error::Error::source(s).is_some(),
+        etcd_client::Error::TransportError(_) => true,
+        _ => false,
+    }
+}
+
+/// Adds what to check when a connection was accepted and then failed: the
+/// TLS layer says little more than "broken pipe" when etcd refuses a
+/// client certificate, or when one side speaks TLS and the other does not.
+fn connect_hint(err: StoreError, tls: bool) -> StoreError {
+    match err {
+        StoreError::Unavailable(msg)
+            if !msg.contains("tcp connect error") && !msg.contains("no answer") =>
+        {
+            let hint = if tls {
+                "the TLS connection failed: check ca_file, cert_file and key_file; \
+                 etcd may require a client certificate signed by a CA it trusts"
+            } else {
+                "the connection failed after it was accepted: if etcd serves TLS, use etcds://"
+            };
+            StoreError::Unavailable(format!("{msg} -- {hint}"))
+        }
+        other => other,
+    }
+}
+
 fn timeout_error(what: &str, limit: Duration) -> StoreError {
     StoreError::Unavailable(format!("{what}: no answer from etcd within {limit:?}"))
 }
 
-/// Classifies a client error: refused credentials and permissions are
-/// configuration problems (retrying will not fix them), everything else
-/// is the store being unavailable for now.
+/// Classifies a client error: refused credentials, permissions and
+/// certificates are configuration problems (retrying will not fix them),
+/// everything else is the store being unavailable for now.
 fn etcd_error(what: &str, e: etcd_client::Error) -> StoreError {
     use etcd_client::Error as E;
     match e {
-        E::GRpcStatus(status) => {
-            let msg = status.message().to_string();
+        // A status etcd itself sent (transport failures carry a source).
+        E::GRpcStatus(status) if std::error::Error::source(&status).is_none() => {
+            let msg = status.message();
             let code = i32::from(status.code());
             let auth = msg.contains("authentication")
                 || msg.contains("user name is empty")
@@ -712,31 +898,56 @@ fn etcd_error(what: &str, e: etcd_client::Error) -> StoreError {
                     "{what}: etcd denied permission: {msg} (the user needs read/write on the prefix)"
                 ))
             } else {
-                let detail = error_chain(&status);
-                StoreError::Unavailable(format!("{what}: {detail}"))
+                StoreError::Unavailable(format!("{what}: {msg}"))
             }
         }
         E::InvalidArgs(msg) => config_err(format!("{what}: {msg}")),
         E::InvalidUri(err) => config_err(format!("{what}: {err}")),
-        E::TransportError(err) => StoreError::Unavailable(format!("{what}: {}", error_chain(&err))),
-        other => StoreError::Unavailable(format!("{what}: {other}")),
+        other => {
+            let text = describe(&other);
+            if text.contains("invalid peer certificate") {
+                config_err(format!("{what}: etcd's certificate was rejected: {text}"))
+            } else if text.contains("fatal alert") && text.contains("Certificate") {
+                // Unavailable, not Config: the same refusal often surfaces
+                // only as a closed connection, and both must be handled alike.
+                StoreError::Unavailable(format!(
+                    "{what}: etcd rejected our client certificate (or its absence): {text}"
+                ))
+            } else {
+                StoreError::Unavailable(format!("{what}: {text}"))
+            }
+        }
     }
 }
 
-/// An error and all its causes on one line: tonic's top-level messages
-/// ("transport error") say nothing without them.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
+/// A client error and all its causes on one line: tonic's own messages
+/// ("transport error") say nothing without their causes.
+fn describe(e: &etcd_client::Error) -> String {
+    use etcd_client::Error as E;
+    match e {
+        E::GRpcStatus(s) => with_causes(s.message().to_string(), std::error::Error::source(s)),
+        E::TransportError(t) => with_causes(String::new(), std::error::Error::source(t)),
+        other => other.to_string(),
+    }
+}
+
+fn with_causes(first: String, mut source: Option<&(dyn std::error::Error + 'static)>) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut add = |text: String| {
+        let empty = text.is_empty() || text == "transport error";
+        if !empty && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
         }
+    };
+    add(first);
+    while let Some(s) = source {
+        add(s.to_string());
         source = s.source();
     }
-    out
+    if parts.is_empty() {
+        return "transport error".into();
+    }
+    parts.join(": ")
 }
 
 /// The client options the URL and [`EtcdOptions`] ask for, refusing
@@ -925,23 +1136,35 @@ impl Watcher {
         }
     }
 
-    /// Opens one watch stream from `last_seen + 1` and forwards its events
-    /// until it ends.
+    /// Opens one watch stream from `last_seen + 1` on the endpoint in use
+    /// and forwards its events until it ends; the next attempt after a
+    /// failure goes to the next endpoint.
     async fn stream(&mut self, backoff: &mut Backoff) -> StreamEnd {
+        let (idx, client) = match self.store.pool.pick().await {
+            Ok(picked) => picked,
+            Err(e) => return StreamEnd::Broken(e.to_string()),
+        };
+        let end = self.follow(&client, backoff).await;
+        if let StreamEnd::Broken(_) = end {
+            self.store.pool.rotate_from(idx);
+        }
+        end
+    }
+
+    async fn follow(&mut self, client: &Client, backoff: &mut Backoff) -> StreamEnd {
         let opts = WatchOptions::new()
             .with_prefix()
             .with_start_revision(self.last_seen + 1)
             .with_progress_notify();
-        let mut client = self.store.client.watch_client();
+        let mut watch = client.watch_client();
         let prefix = self.store.subnets_prefix();
         let opened =
-            with_deadline_raw(self.store.request_timeout, client.watch(prefix, Some(opts))).await;
+            with_deadline_raw(self.store.request_timeout, watch.watch(prefix, Some(opts))).await;
         let mut stream = match opened {
             Some(Ok(s)) => s,
             Some(Err(e)) => return StreamEnd::Broken(describe(&e)),
             None => return StreamEnd::Broken("no answer to the watch request".into()),
         };
-        let opened_at = Instant::now();
         loop {
             let resp = match stream.message().await {
                 Ok(Some(resp)) => resp,
@@ -955,7 +1178,7 @@ impl Watcher {
                 // e.g. permission denied after an etcd restart invalidated
                 // our auth token: a fresh token may be all it takes.
                 if self.store.has_credentials {
-                    let _ = self.store.client.refresh_token().await;
+                    let _ = client.refresh_token().await;
                 }
                 return StreamEnd::Broken(format!(
                     "etcd cancelled the watch: {}",
@@ -963,9 +1186,7 @@ impl Watcher {
                 ));
             }
             if resp.created() {
-                if opened_at.elapsed() < BACKOFF_CAP {
-                    backoff.reset();
-                }
+                backoff.reset();
                 continue;
             }
             if resp.events().is_empty() {
@@ -1007,15 +1228,6 @@ impl Watcher {
             },
             EventType::Delete => self.store.decode_key(kv.key()).ok().map(WatchEvent::Delete),
         }
-    }
-}
-
-/// A one-line description of a stream error.
-fn describe(e: &etcd_client::Error) -> String {
-    match e {
-        etcd_client::Error::GRpcStatus(s) => error_chain(s),
-        etcd_client::Error::TransportError(t) => error_chain(t),
-        other => other.to_string(),
     }
 }
 

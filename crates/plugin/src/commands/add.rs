@@ -1,9 +1,11 @@
 //! ADD: give a container an interface on the network.
 //!
 //! Order matters for rollback: everything that can be refused without side
-//! effects (config, environment, namespace, lease, an existing interface)
-//! is checked before the first reservation is made; after that every step
-//! is undone if a later one fails.
+//! effects (config, environment, namespace, lease) is checked before the
+//! first reservation is made; after that every step is undone if a later
+//! one fails. An existing interface is found when the veth is created (the
+//! kernel refuses the name), which saves a lookup on every successful ADD;
+//! the reservation is released again then.
 
 use std::net::IpAddr;
 
@@ -59,19 +61,10 @@ pub fn run(call: &mut Call) -> Result<Value, CniError> {
 
     let mut host = Netlink::new().map_err(errors::kernel)?;
     let mut pod_nl = Netlink::in_netns(&pod_ns).map_err(errors::kernel)?;
-    if pod_nl
-        .link_by_name(&ifname)
-        .map_err(errors::kernel)?
-        .is_some()
-    {
-        return Err(CniError::custom(
-            errors::INTERFACE_EXISTS,
-            format!(
-                "CNI_IFNAME: interface {ifname} already exists in {}",
-                netns_path.display()
-            ),
-        ));
-    }
+    // The pod's MAC is chosen here (as the kernel would: random, locally
+    // administered) unless the runtime asked for one, so the result needs
+    // no lookup of the new interface.
+    let pod_mac = mac.unwrap_or_else(MacAddr::random);
 
     let grant = reserve(call, lease.as_ref(), &requested_ips)?;
     call.record.ips = grant
@@ -94,18 +87,37 @@ pub fn run(call: &mut Call) -> Result<Value, CniError> {
             .collect();
         let br = bridge::ensure(&mut host, &conf.bridge, mtu, &gateways)?;
         let alias = names::alias(&network, &container_id, &ifname);
+        let deleting_alias = names::deleting_alias(&network, &container_id, &ifname);
         let plan = veth::VethPlan {
             host_name: &host_name,
             alias: &alias,
+            deleting_alias: &deleting_alias,
             bridge_index: br.index,
             hairpin: conf.hairpin,
             mtu,
             pod_ifname: &ifname,
-            pod_mac: mac,
+            pod_mac: Some(pod_mac),
             pod_netns: &pod_ns,
         };
-        let host_link = veth::create_replacing_leftover(&mut host, &plan)?;
-        let pod_link = pod::configure(&pod_ns, &mut pod_nl, &ifname, &grant.addresses, &routes)?;
+        let host_link = match veth::create_replacing_leftover(&mut host, &plan) {
+            Ok(l) => l,
+            Err(e) if e.code == errors::INTERFACE_EXISTS => {
+                return Err(interface_exists(&mut pod_nl, &ifname, &netns_path, e));
+            }
+            Err(e) => return Err(e),
+        };
+        // The host end's IFLA_LINK is the pod end's index in the pod.
+        let pod_index = host_link.peer_index.ok_or_else(|| {
+            CniError::custom(errors::KERNEL, format!("{host_name} reports no peer"))
+        })?;
+        pod::configure(
+            &pod_ns,
+            &mut pod_nl,
+            &ifname,
+            pod_index,
+            &grant.addresses,
+            &routes,
+        )?;
 
         let mut result = prev.clone().unwrap_or_default();
         let first = result.interfaces.len();
@@ -121,7 +133,7 @@ pub fn run(call: &mut Call) -> Result<Value, CniError> {
         });
         result.interfaces.push(Interface {
             name: ifname.clone(),
-            mac: pod_link.mac.map(|m| m.to_string()),
+            mac: Some(pod_mac.to_string()),
             mtu: Some(mtu),
             sandbox: Some(netns_path.display().to_string()),
             ..Default::default()
@@ -148,9 +160,30 @@ pub fn run(call: &mut Call) -> Result<Value, CniError> {
     let outcome = attach();
     if outcome.is_err() {
         veth::delete_by_name(&mut host, &host_name);
-        unreserve(call);
+        let ips: Vec<IpAddr> = grant.addresses.iter().map(|a| a.address.addr()).collect();
+        unreserve(call, &ips);
     }
     outcome
+}
+
+/// The error for an ADD whose veth could not be created because a name
+/// was taken: say which, naming the pod's interface when that is it.
+fn interface_exists(
+    pod_nl: &mut Netlink,
+    ifname: &str,
+    netns: &std::path::Path,
+    fallback: CniError,
+) -> CniError {
+    match pod_nl.link_by_name(ifname) {
+        Ok(Some(_)) => CniError::custom(
+            errors::INTERFACE_EXISTS,
+            format!(
+                "CNI_IFNAME: interface {ifname} already exists in {}",
+                netns.display()
+            ),
+        ),
+        _ => fallback,
+    }
 }
 
 /// The MAC asked for through the `mac` capability or `MAC=` (capability
@@ -260,7 +293,7 @@ fn reserve(
                 dns: Some(result.dns.clone()),
             };
             if grant.addresses.is_empty() {
-                unreserve(call);
+                unreserve(call, &[]);
                 return Err(CniError::custom(
                     errors::DELEGATE_FAILED,
                     format!("ipam plugin {plugin} returned no addresses"),
@@ -273,7 +306,7 @@ fn reserve(
 
 /// Undoes [`reserve`] on a failed ADD (for a delegate: DEL, as the spec
 /// asks).
-fn unreserve(call: &Call) {
+fn unreserve(call: &Call, ips: &[IpAddr]) {
     match &call.conf.ipam {
         IpamPlan::Builtin(ipam) => {
             let _ = builtin::release(
@@ -281,6 +314,7 @@ fn unreserve(call: &Call) {
                 call.conf.name(),
                 call.container_id(),
                 call.ifname(),
+                ips,
             );
         }
         IpamPlan::Delegate(plugin) => {

@@ -20,9 +20,12 @@ pub fn run(call: &mut Call) -> Result<(), CniError> {
     // Release first: it needs nothing from the kernel, and a failure below
     // must not keep the address reserved. A failing release is reported
     // only after the interface is gone too, so one retry finishes the job.
+    let known = addresses_in_prev_result(call);
     let released = match &conf.ipam {
-        IpamPlan::Builtin(ipam) => builtin::release(&builtin::data_dir(ipam), network, id, ifname)
-            .map(|ips| call.record.ips = ips.iter().map(|ip| ip.to_string()).collect()),
+        IpamPlan::Builtin(ipam) => {
+            builtin::release(&builtin::data_dir(ipam), network, id, ifname, &known)
+                .map(|ips| call.record.ips = ips.iter().map(|ip| ip.to_string()).collect())
+        }
         IpamPlan::Delegate(plugin) => {
             delegate::run(plugin, &call.env.path, "DEL", call.stdin).map(|_| ())
         }
@@ -36,7 +39,29 @@ pub fn run(call: &mut Call) -> Result<(), CniError> {
     if let Some(link) = host.link_by_name(&host_name).map_err(errors::kernel)?
         && link.alias.as_deref() == Some(alias.as_str())
     {
+        // Marked first, so an ADD of the same attachment that meets the
+        // device before the kernel has finished removing it knows it may
+        // take it down (a live attachment's device keeps its alias).
+        let _ = host.set_link_alias(link.index, &names::deleting_alias(network, id, ifname));
         veth::delete_detached(link.index);
     }
     released
+}
+
+/// The addresses `prevResult` gives this attachment's interface (none when
+/// there is no usable prevResult: then DEL scans the store).
+fn addresses_in_prev_result(call: &Call) -> Vec<std::net::IpAddr> {
+    let Ok(Some(prev)) = call.conf.net.prev_result() else {
+        return Vec::new();
+    };
+    let ifname = call.ifname();
+    prev.ips
+        .iter()
+        .filter(|ip| {
+            ip.interface
+                .and_then(|i| prev.interfaces.get(i))
+                .is_some_and(|iface| iface.name == ifname && iface.sandbox.is_some())
+        })
+        .map(|ip| ip.address.addr())
+        .collect()
 }

@@ -37,6 +37,15 @@ pub fn run(call: &mut Call) -> Result<(), CniError> {
         let Some(alias) = link.alias.as_deref() else {
             continue;
         };
+        // A device whose detached deletion died half-way.
+        if alias
+            .strip_prefix(names::DELETING_PREFIX)
+            .and_then(|rest| rest.strip_prefix(conf.name()))
+            .is_some_and(|rest| rest.starts_with('/'))
+        {
+            let _ = host.delete_link(link.index);
+            continue;
+        }
         let Some((id, ifname)) = names::parse_alias(alias, conf.name()) else {
             continue;
         };

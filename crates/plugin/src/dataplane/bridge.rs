@@ -36,14 +36,18 @@ pub fn ensure(
     if !bridge.up {
         nl.set_link_up(bridge.index, true).map_err(errors::kernel)?;
     }
+    let mut added = Vec::new();
     for gw in gateways {
         match nl.add_address(bridge.index, *gw, true) {
-            Ok(()) => {}
+            Ok(()) => added.push(*gw),
             Err(e) if e.is_exists() => {}
             Err(e) => return Err(errors::kernel(e)),
         }
     }
-    enable_forwarding(gateways)?;
+    // Forwarding is switched on with the first gateway of each family; the
+    // pods after it find it on (reading /proc/sys on every ADD is slow on
+    // a node with many namespaces).
+    enable_forwarding(&added)?;
     Ok(bridge)
 }
 

@@ -9,6 +9,8 @@ use crate::errors;
 pub struct VethPlan<'a> {
     pub host_name: &'a str,
     pub alias: &'a str,
+    /// The alias DEL gives the device while deleting it.
+    pub deleting_alias: &'a str,
     pub bridge_index: u32,
     pub hairpin: bool,
     pub mtu: u32,
@@ -33,30 +35,16 @@ pub fn create(nl: &mut Netlink, plan: &VethPlan) -> Result<Link, CniError> {
     spec.master = Some(plan.bridge_index);
     spec.up = true;
     spec.alias = Some(plan.alias.to_string());
-    if let Err(e) = nl.create_link(&spec) {
-        // The alias is set after creation; if that failed, the pair exists.
+    spec.hairpin = Some(plan.hairpin);
+    spec.queues = Some(1);
+    nl.create_link_and_get(&spec).map_err(|e| {
+        // Alias and hairpin are set right after creation; if that failed,
+        // the pair exists.
         if !e.is_exists() {
             delete_by_name(nl, plan.host_name);
         }
-        return Err(create_error(e, plan));
-    }
-    let finish = |nl: &mut Netlink| -> Result<Link, CniError> {
-        let host = nl
-            .link_by_name(plan.host_name)
-            .map_err(errors::kernel)?
-            .ok_or_else(|| {
-                CniError::custom(
-                    errors::KERNEL,
-                    format!("{} vanished after creation", plan.host_name),
-                )
-            })?;
-        if plan.hairpin {
-            nl.set_bridge_port(host.index, true)
-                .map_err(errors::kernel)?;
-        }
-        Ok(host)
-    };
-    finish(nl).inspect_err(|_| delete_by_name(nl, plan.host_name))
+        create_error(e, plan)
+    })
 }
 
 fn create_error(e: tweed_netlink::NetlinkError, plan: &VethPlan) -> CniError {
@@ -81,12 +69,14 @@ pub fn delete_by_name(nl: &mut Netlink, name: &str) {
 }
 
 /// [`create`], but when the host name is held by a leftover of this very
-/// attachment — a DEL whose detached teardown has not finished, or an ADD
-/// that crashed — the leftover is removed and creation tried once more.
+/// attachment — a DEL whose detached teardown has not finished — the
+/// leftover is removed and creation tried once more. A live attachment's
+/// device (still carrying its normal alias) is never touched: repeating an
+/// ADD fails as the spec requires.
 pub fn create_replacing_leftover(nl: &mut Netlink, plan: &VethPlan) -> Result<Link, CniError> {
     match create(nl, plan) {
         Err(e) if e.code == errors::INTERFACE_EXISTS => match nl.link_by_name(plan.host_name) {
-            Ok(Some(old)) if old.alias.as_deref() == Some(plan.alias) => {
+            Ok(Some(old)) if old.alias.as_deref() == Some(plan.deleting_alias) => {
                 match nl.delete_link(old.index) {
                     Ok(()) => {}
                     Err(d) if d.is_not_found() => {}
@@ -100,49 +90,52 @@ pub fn create_replacing_leftover(nl: &mut Netlink, plan: &VethPlan) -> Result<Li
     }
 }
 
+/// The environment variable that turns a `tweed` process into the
+/// detached deleter of one link (see [`delete_detached`]).
+pub const DETACHED_DELETE_ENV: &str = "TWEED_DETACHED_DELETE_LINK";
+
 /// Deletes a link without making the caller wait for the kernel.
 ///
 /// Unregistering a network device waits for an RCU grace period (about
 /// 18 ms on the test machines), which would dominate DEL. The request is
-/// therefore sent from a detached child process: DEL returns once the
-/// address is released, and the device disappears a few milliseconds later.
-/// ADD copes with a device still on its way out (see
-/// [`create_replacing_leftover`]).
+/// therefore made by a detached copy of this program, started with
+/// `posix_spawn` (the parent only waits for the exec) with stdin, stdout and
+/// stderr on /dev/null, so the runtime's pipe closes the moment DEL exits.
+/// DEL returns once the address is released, and the device disappears a
+/// few milliseconds later. ADD copes with a device still on its way out
+/// (see [`create_replacing_leftover`]).
 pub fn delete_detached(index: u32) {
-    use nix::unistd::{ForkResult, fork, setsid};
-    // SAFETY: the plugin is single-threaded, so the child starts with no
-    // lock held by a vanished thread; it only makes system calls and leaves
-    // with _exit, never returning into the parent's code.
-    match unsafe { fork() } {
-        Ok(ForkResult::Child) => {
-            let _ = setsid();
-            // Let go of the runtime's pipes at once: a runtime reads our
-            // stdout until every writer has closed it.
-            if let Ok(null) = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open("/dev/null")
-            {
-                use std::os::fd::AsRawFd;
-                for fd in 0..3 {
-                    // SAFETY: dup2 onto the standard descriptors of this
-                    // process; `null` stays open across the calls.
-                    unsafe { libc::dup2(null.as_raw_fd(), fd) };
-                }
-            }
-            if let Ok(mut nl) = Netlink::new() {
-                let _ = nl.delete_link(index);
-            }
-            // SAFETY: ends the child without running the parent's exit
-            // handlers or flushing buffers the parent owns.
-            unsafe { libc::_exit(0) }
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+    let spawned = std::env::current_exe().and_then(|exe| {
+        Command::new(exe)
+            .env_clear()
+            .env(DETACHED_DELETE_ENV, index.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            // Its own process group: a signal to the runtime's group must
+            // not cut the deletion short.
+            .process_group(0)
+            .spawn()
+    });
+    if spawned.is_err() {
+        // No helper process (e.g. the binary was replaced during an
+        // upgrade): delete here and wait, rather than leak the device.
+        if let Ok(mut nl) = Netlink::new() {
+            let _ = nl.delete_link(index);
         }
-        Ok(ForkResult::Parent { .. }) => {}
-        // No child: delete here and wait, rather than leak the device.
-        Err(_) => {
-            if let Ok(mut nl) = Netlink::new() {
-                let _ = nl.delete_link(index);
-            }
-        }
+    }
+}
+
+/// The detached deleter's whole job; returns the exit code.
+pub fn run_detached_delete(index: &str) -> i32 {
+    let Ok(index) = index.parse::<u32>() else {
+        return 2;
+    };
+    match Netlink::new().and_then(|mut nl| nl.delete_link(index)) {
+        Ok(()) => 0,
+        Err(e) if e.is_not_found() => 0,
+        Err(_) => 1,
     }
 }

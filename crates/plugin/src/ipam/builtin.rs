@@ -49,22 +49,35 @@ pub fn allocate(
 ) -> Result<Vec<Allocation>, CniError> {
     let store = Store::open(&spec.data_dir, network).map_err(errors::ipam)?;
     let guard = store.lock().map_err(errors::ipam)?;
-    tweed_ipam::allocate(spec, &guard, container_id, ifname, requested).map_err(errors::ipam)
+    // ADD has already refused an attachment whose interface exists, so the
+    // store-wide duplicate scan (which grows with the pod count) is skipped.
+    tweed_ipam::allocate_fresh(spec, &guard, container_id, ifname, requested).map_err(errors::ipam)
 }
 
-/// Releases whatever the attachment holds. A store that was never created
-/// holds nothing, and is not created here.
+/// Releases whatever the attachment holds. `known` are the addresses
+/// `prevResult` says it has: when all of them are released directly, the
+/// store-wide scan is skipped. A store that was never created holds
+/// nothing, and is not created here.
 pub fn release(
     data_dir: &Path,
     network: &str,
     container_id: &str,
     ifname: &str,
+    known: &[IpAddr],
 ) -> Result<Vec<IpAddr>, CniError> {
     if !data_dir.join(network).is_dir() {
         return Ok(Vec::new());
     }
     let store = Store::open(data_dir, network).map_err(errors::ipam)?;
     let guard = store.lock().map_err(errors::ipam)?;
+    if !known.is_empty() {
+        let released = guard
+            .release_owned(known, container_id, ifname)
+            .map_err(errors::ipam)?;
+        if released.len() == known.len() {
+            return Ok(released);
+        }
+    }
     guard
         .release_by_id(container_id, ifname)
         .map_err(errors::ipam)

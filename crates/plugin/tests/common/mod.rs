@@ -101,7 +101,9 @@ impl Node {
             .filter(|l| {
                 l["ifalias"]
                     .as_str()
-                    .is_some_and(|a| a.starts_with("tweed/"))
+                    // "tweed/..." for live attachments, "tweed-deleting/..." while
+                    // DEL's detached deletion is still under way.
+                    .is_some_and(|a| a.starts_with("tweed"))
             })
             .filter_map(|l| l["ifname"].as_str().map(str::to_string))
             .collect()

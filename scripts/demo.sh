@@ -3,7 +3,7 @@
 # (node namespaces on an emulated underlay, a real tweedd in each, pods
 # attached by the real plugin, the embedded file store) and prints the
 # pod-to-pod reachability matrix. The lab stays up to explore; remove it
-# with `target/release/tweedctl lab down`.
+# with `target/x86_64-unknown-linux-gnu/release/tweedctl lab down`.
 #
 # Extra arguments go to `tweedctl lab up` (e.g. --nodes 5 --backend srv6
 # --store etcd). Needs root; installs the few Debian packages it needs.
@@ -15,5 +15,6 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 scripts/install-deps.sh run
 cargo build --release -q -p tweed-plugin -p tweedd -p tweedctl
-target/release/tweedctl lab down --name tweed >/dev/null
-exec target/release/tweedctl lab up --name tweed --nodes 3 "$@"
+bin=target/x86_64-unknown-linux-gnu/release   # see .cargo/config.toml
+"$bin/tweedctl" lab down --name tweed >/dev/null
+exec "$bin/tweedctl" lab up --name tweed --nodes 3 "$@"

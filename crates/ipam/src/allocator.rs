@@ -94,12 +94,11 @@ fn allocate_inner(
         }
     }
 
-    let reserved = guard.reserved_addresses()?;
     let mut done: Vec<Allocation> = Vec::with_capacity(spec.range_sets.len());
     for (k, set) in spec.range_sets.iter().enumerate() {
         let one = match wanted[k] {
             Some(ip) => reserve_requested(guard, set, k, ip, container_id, ifname),
-            None => reserve_next(guard, set, k, &reserved, container_id, ifname),
+            None => reserve_next(guard, set, k, container_id, ifname),
         };
         match one {
             Ok(a) => done.push(a),
@@ -236,11 +235,14 @@ fn reserve_requested(
     Ok(allocation(set, k, ip))
 }
 
+/// The next free address after the set's cursor. Each candidate is taken
+/// with an exclusive create, which fails for a reserved address, so the
+/// store's directory is never listed: the usual case (the address after the
+/// cursor is free) costs one file creation however many pods there are.
 fn reserve_next(
     guard: &StoreGuard<'_>,
     set: &RangeSet,
     k: usize,
-    reserved: &HashSet<IpAddr>,
     container_id: &str,
     ifname: &str,
 ) -> Result<Allocation, IpamError> {
@@ -248,9 +250,6 @@ fn reserve_next(
     // beginning; losing round-robin once beats failing the pod.
     let last = guard.last_reserved(k).unwrap_or(None);
     for (_, ip) in set.candidates(last) {
-        if reserved.contains(&ip) {
-            continue;
-        }
         if guard.reserve(ip, container_id, ifname, k)? {
             return Ok(allocation(set, k, ip));
         }

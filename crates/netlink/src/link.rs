@@ -7,7 +7,7 @@ use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::link::{
     BridgeStpState, InfoBridge, InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind,
-    InfoVeth, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    InfoVeth, InfoVxlan, LinkAttribute, LinkExtentMask, LinkFlags, LinkInfo, LinkMessage,
 };
 
 use crate::error::Result;
@@ -123,6 +123,10 @@ impl Netlink {
     pub fn link_by_name(&mut self, name: &str) -> Result<Option<Link>> {
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        // Counters are never needed here; leaving them out makes the reply
+        // smaller and quicker to build and to decode.
+        msg.attributes
+            .push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
         let reply = self.get(
             || format!("get link {name}"),
             RouteNetlinkMessage::GetLink(msg),
@@ -134,6 +138,8 @@ impl Netlink {
     pub fn link_by_index(&mut self, index: u32) -> Result<Option<Link>> {
         let mut msg = LinkMessage::default();
         msg.header.index = index;
+        msg.attributes
+            .push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
         let reply = self.get(
             || format!("get link #{index}"),
             RouteNetlinkMessage::GetLink(msg),
@@ -235,16 +241,25 @@ impl Netlink {
             LinkKind::Veth(p) => format!("veth (peer {})", p.name),
             LinkKind::Vxlan(v) => format!("vxlan (VNI {})", v.vni),
         };
-        self.execute(
+        let echoed = self.execute_echo(
             || format!("create {what} {name}"),
             RouteNetlinkMessage::NewLink(msg),
             NLM_F_CREATE | NLM_F_EXCL,
         )?;
-        let mut link =
-            self.link_by_name(&spec.name)?
-                .ok_or_else(|| crate::error::NetlinkError::NotFound {
+        // The kernel echoes the new device (Linux 6.3 and later); older
+        // kernels need a lookup.
+        let echoed = echoed
+            .into_iter()
+            .filter_map(parse_link)
+            .find(|l| l.name == spec.name);
+        let mut link = match echoed {
+            Some(l) => l,
+            None => self.link_by_name(&spec.name)?.ok_or_else(|| {
+                crate::error::NetlinkError::NotFound {
                     what: format!("link {name} right after creating it"),
-                })?;
+                }
+            })?,
+        };
         // The kernel ignores IFLA_IFALIAS and bridge-port settings when
         // creating a device, so they follow in one more request.
         if spec.alias.is_some() || spec.hairpin.is_some() {

@@ -65,7 +65,16 @@ impl NetNs {
 
     /// The calling thread's current network namespace.
     pub fn current() -> Result<NetNs> {
-        NetNs::open("/proc/thread-self/ns/net")
+        // Certainly a network namespace: no need for open()'s type check.
+        let path = Path::new("/proc/thread-self/ns/net");
+        let file = File::open(path).map_err(|source| NetlinkError::Netns {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Ok(NetNs {
+            file,
+            path: path.to_path_buf(),
+        })
     }
 
     /// Opens the named namespace `/run/netns/<name>`.

@@ -6,7 +6,7 @@
 //! netavark pattern) instead of switching namespaces around each request.
 
 use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+    NLM_F_ACK, NLM_F_DUMP, NLM_F_ECHO, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
@@ -28,11 +28,10 @@ pub struct Netlink {
 impl Netlink {
     /// Opens a handle in the calling thread's current network namespace.
     pub fn new() -> Result<Self> {
-        let mut socket = Socket::new(NETLINK_ROUTE).map_err(NetlinkError::Socket)?;
-        socket.bind_auto().map_err(NetlinkError::Socket)?;
-        socket
-            .connect(&SocketAddr::new(0, 0))
-            .map_err(NetlinkError::Socket)?;
+        // No explicit bind or connect: the kernel binds the socket on the
+        // first send, and every request names the kernel as its peer. Three
+        // system calls fewer per socket, on a path that runs per CNI call.
+        let socket = Socket::new(NETLINK_ROUTE).map_err(NetlinkError::Socket)?;
         // Short acks (no echo of our request) with the kernel's explanation
         // attached: the explanation ends up in our error messages.
         socket.set_cap_ack(true).map_err(NetlinkError::Socket)?;
@@ -62,7 +61,22 @@ impl Netlink {
         flags: u16,
     ) -> Result<()> {
         let seq = self.send(message, NLM_F_REQUEST | NLM_F_ACK | flags)?;
-        self.receive(seq, op, |_| {})
+        self.receive(seq, op, true, |_| {})
+    }
+
+    /// Like [`execute`](Self::execute) with `NLM_F_ECHO`: also returns the
+    /// object the kernel created, as its notification describes it, which
+    /// saves looking it up afterwards.
+    pub(crate) fn execute_echo(
+        &mut self,
+        op: impl FnOnce() -> String,
+        message: RouteNetlinkMessage,
+        flags: u16,
+    ) -> Result<Vec<RouteNetlinkMessage>> {
+        let seq = self.send(message, NLM_F_REQUEST | NLM_F_ACK | NLM_F_ECHO | flags)?;
+        let mut out = Vec::new();
+        self.receive(seq, op, true, |m| out.push(m))?;
+        Ok(out)
     }
 
     /// Sends a dump request and collects every object of the reply.
@@ -73,7 +87,7 @@ impl Netlink {
     ) -> Result<Vec<RouteNetlinkMessage>> {
         let seq = self.send(message, NLM_F_REQUEST | NLM_F_DUMP)?;
         let mut out = Vec::new();
-        self.receive(seq, op, |m| out.push(m))?;
+        self.receive(seq, op, false, |m| out.push(m))?;
         Ok(out)
     }
 
@@ -85,7 +99,7 @@ impl Netlink {
     ) -> Result<Option<RouteNetlinkMessage>> {
         let seq = self.send(message, NLM_F_REQUEST)?;
         let mut out = None;
-        match self.receive(seq, op, |m| out = Some(m)) {
+        match self.receive(seq, op, false, |m| out = Some(m)) {
             Ok(()) => Ok(out),
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e),
@@ -101,16 +115,20 @@ impl Netlink {
         packet.finalize();
         let mut bytes = vec![0u8; packet.buffer_len()];
         packet.serialize(&mut bytes);
-        self.socket.send(&bytes, 0).map_err(NetlinkError::Socket)?;
+        self.socket
+            .send_to(&bytes, &SocketAddr::new(0, 0), 0)
+            .map_err(NetlinkError::Socket)?;
         Ok(self.seq)
     }
 
     /// Reads replies to `seq` until the kernel says it is finished: an ack
-    /// (error code 0), an error, or the end of a dump.
+    /// (error code 0), an error, or the end of a dump. With `until_ack`,
+    /// single (echoed) objects do not end the exchange; only the ack does.
     fn receive(
         &mut self,
         seq: u32,
         op: impl FnOnce() -> String,
+        until_ack: bool,
         mut on_message: impl FnMut(RouteNetlinkMessage),
     ) -> Result<()> {
         let mut op = Some(op);
@@ -165,7 +183,7 @@ impl Netlink {
                     },
                     NetlinkPayload::InnerMessage(inner) => {
                         on_message(inner);
-                        if !multipart {
+                        if !multipart && !until_ack {
                             return Ok(());
                         }
                     }

@@ -34,10 +34,15 @@ impl CallRecord {
             return;
         }
         let line = self.to_line(started, took);
-        if let Some(dir) = path.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(path) {
+        let open = || OpenOptions::new().create(true).append(true).open(path);
+        // The directory usually exists: only create it when opening fails.
+        let file = open().or_else(|_| {
+            if let Some(dir) = path.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            open()
+        });
+        if let Ok(mut f) = file {
             // One write call per line: appends of this size land whole even
             // when many plugin processes log at once.
             let _ = f.write_all(line.as_bytes());

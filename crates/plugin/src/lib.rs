@@ -66,7 +66,8 @@ fn dispatch(
     let command = Command::from_process()?;
     record.command = command.as_str().to_string();
 
-    let mut stdin = Vec::new();
+    // Configurations are small: one read usually takes all of it.
+    let mut stdin = Vec::with_capacity(16 * 1024);
     std::io::stdin()
         .read_to_end(&mut stdin)
         .map_err(|e| CniError::io(format!("reading the configuration from stdin: {e}")))?;

@@ -1,9 +1,19 @@
 //! The `tweed` CNI plugin binary. See the library for what it does.
+//!
+//! `no_main`: the plugin runs once per CNI call, and Rust's usual start-up
+//! (stack-guard discovery through /proc/self/maps, signal handlers for
+//! stack overflows, argument capture) costs a noticeable share of a call
+//! that does nothing else that needs it. libc still sets up the process;
+//! `std` works as usual (environment, files, sockets, panics abort).
 
-fn main() {
+#![no_main]
+
+/// The C entry point libc calls.
+#[unsafe(no_mangle)]
+pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
     // A detached helper DEL started to finish a device deletion.
     if let Ok(index) = std::env::var(tweed_plugin::dataplane::veth::DETACHED_DELETE_ENV) {
-        std::process::exit(tweed_plugin::dataplane::veth::run_detached_delete(&index));
+        return tweed_plugin::dataplane::veth::run_detached_delete(&index);
     }
-    std::process::exit(tweed_plugin::run());
+    tweed_plugin::run()
 }

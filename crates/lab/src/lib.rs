@@ -234,7 +234,49 @@ impl Lab {
                 self.add_pod(&node, &format!("p{}", p + 1))?;
             }
         }
+        self.wait_converged()
+    }
+
+    /// Waits until every running agent has programmed every other node (its
+    /// `tweed_peers` metric, set after each reconcile pass, counts them all).
+    pub fn wait_converged(&self) -> Result<(), LabError> {
+        let running: Vec<&NodeState> = self
+            .state
+            .nodes
+            .iter()
+            .filter(|n| n.agent_pid.is_some_and(procs::alive))
+            .collect();
+        let want = running.len().saturating_sub(1);
+        let deadline = Instant::now() + READY_TIMEOUT;
+        for node in &running {
+            loop {
+                if self.peers_of(node) == Some(want) {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    return Err(LabError::Setup(format!(
+                        "{} has not programmed all {want} peers within {}s (it reports {:?})",
+                        node.name,
+                        READY_TIMEOUT.as_secs(),
+                        self.peers_of(node)
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         Ok(())
+    }
+
+    /// The number of peers a node's agent has reconciled, from `/metrics`.
+    pub fn peers_of(&self, node: &NodeState) -> Option<usize> {
+        let (code, body) = self.http_get(node, "/metrics")?;
+        if code != 200 {
+            return None;
+        }
+        body.lines()
+            .find_map(|l| l.strip_prefix("tweed_peers "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .map(|v| v as usize)
     }
 
     pub fn load(name: &str, binaries: Binaries) -> Result<Lab, LabError> {
@@ -356,6 +398,7 @@ impl Lab {
         self.state
             .save()
             .map_err(|e| LabError::io("save lab state", e))?;
+        self.wait_converged()?;
         Ok(name)
     }
 

@@ -6,7 +6,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
-use tweed_netlink::{LinkKind, NetNs, Netlink, NewLink, Route, VethPeer, sysctl};
+use tweed_netlink::{LinkKind, MacAddr, NetNs, Netlink, NewLink, Route, VethPeer, sysctl};
 
 use crate::LabError;
 
@@ -41,6 +41,10 @@ pub fn create_underlay(ns_name: &str) -> Result<(), LabError> {
     let mut nl = Netlink::in_netns(&ns)?;
     lo_up(&mut nl)?;
     let mut br = NewLink::new(UNDERLAY_BRIDGE, LinkKind::Bridge);
+    // A fixed address: a bridge otherwise takes its lowest port's MAC and
+    // changes it as nodes join, leaving every node with a stale ARP entry
+    // for the router (and etcd) behind it.
+    br.mac = Some(MacAddr::random());
     br.up = true;
     nl.create_link(&br)?;
     let index = nl

@@ -24,9 +24,15 @@ fn joining_node_is_reached_and_leaving_node_is_forgotten_everywhere() {
     lab.lab_mut()
         .add_pod(&n3, "p1")
         .expect("pod on the new node");
-    wait_until(10, "every pod to reach every pod after the join", || {
+    let joined = common::wait_for(10, || {
         lab.lab().check().map(|m| m.all_ok()).unwrap_or(false)
     });
+    assert!(
+        joined,
+        "not every pod reaches every pod 10 s after the join:\n{}\n{}",
+        lab.lab().check().map(|m| m.render()).unwrap_or_default(),
+        lab.logs()
+    );
 
     // n3 leaves: its agent stops and its lease is deleted.
     let key = lab.lab().lease_of(&n3).expect("n3 lease");

@@ -163,6 +163,18 @@ pub fn tcp_send(ns: &NetNs, addr: SocketAddr, bytes: usize) -> std::io::Result<(
     s.shutdown(std::net::Shutdown::Write)
 }
 
+/// Polls `f` until true; false if it never was within `secs`.
+pub fn wait_for(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    true
+}
+
 /// Polls `f` until true or panics after `secs` with `what`.
 pub fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);

@@ -279,26 +279,37 @@ pub async fn run(opts: AgentOptions, config: NetConfig, store: AnyStore) -> Resu
             _ = sigint.recv() => break,
             _ = heartbeat.tick() => health.beat(),
             ev = event => {
-                metrics.store_events.inc();
                 let lost = match ev {
-                    Some(WatchEvent::Put(l)) if l.key == lease.key => !l.same_owner(&lease.attrs),
-                    Some(WatchEvent::Put(l)) => {
-                        peers.put(l);
+                    Some(first) => {
+                        // Take the whole burst that is already waiting (a
+                        // thousand nodes joining, a relist's diff): one
+                        // update of the peers serves all of it.
+                        let mut batch = vec![first];
+                        if let Some(rx) = watch.as_mut() {
+                            while let Ok(e) = rx.try_recv() {
+                                batch.push(e);
+                            }
+                        }
+                        metrics.store_events.inc_by(batch.len() as u64);
+                        tracing::debug!(events = ?batch, "store events");
+                        let mut lost = false;
+                        let mut resync = false;
+                        for e in batch {
+                            match e {
+                                WatchEvent::Put(l) if l.key == lease.key => lost |= !l.same_owner(&lease.attrs),
+                                WatchEvent::Put(l) => peers.put(l),
+                                WatchEvent::Delete(k) if k == lease.key => lost = true,
+                                WatchEvent::Delete(k) => peers.remove(&k),
+                                WatchEvent::Resync => resync = true,
+                            }
+                        }
+                        if resync {
+                            let s = list_with_retry(&store, &metrics).await;
+                            lost |= !s.leases.iter().any(|l| l.key == lease.key && l.same_owner(&lease.attrs));
+                            peers.replace(&s.leases, &lease.key);
+                        }
                         peers.send(&tx, &local);
-                        false
-                    }
-                    Some(WatchEvent::Delete(k)) if k == lease.key => true,
-                    Some(WatchEvent::Delete(k)) => {
-                        peers.remove(&k);
-                        peers.send(&tx, &local);
-                        false
-                    }
-                    Some(WatchEvent::Resync) => {
-                        let s = list_with_retry(&store, &metrics).await;
-                        let ours = s.leases.iter().any(|l| l.key == lease.key && l.same_owner(&lease.attrs));
-                        peers.replace(&s.leases, &lease.key);
-                        peers.send(&tx, &local);
-                        !ours
+                        lost
                     }
                     None => {
                         // The watch ended (store restarted, connection lost):
@@ -318,7 +329,7 @@ pub async fn run(opts: AgentOptions, config: NetConfig, store: AnyStore) -> Resu
                 };
                 if lost {
                     lease = recover_lease(&store, &config, &factory, &opts, &metrics, &lease).await?;
-                    if Arc::get_mut(&mut local).is_none() || local.lease.key != lease.key {
+                    if local.lease.key != lease.key {
                         local = Arc::new(LocalNode { lease: lease.clone(), ..(*local).clone() });
                         let _ = tx.send(Input::SetBackend(factory.build(&lease.key)));
                         write_subnet_files(&opts, &config, &lease, pod_mtu)?;

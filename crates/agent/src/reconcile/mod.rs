@@ -54,6 +54,8 @@ pub struct Reconciler {
     /// Told once the first pass is done (with its device setup outcome),
     /// so the agent writes the lease file only when the overlay is up.
     first_pass: Option<tokio::sync::oneshot::Sender<Result<(), String>>>,
+    /// What the last pass put in the kernel, when it all landed.
+    applied: Option<desired::Desired>,
 }
 
 impl Reconciler {
@@ -71,6 +73,7 @@ impl Reconciler {
             resync,
             managed,
             first_pass: None,
+            applied: None,
         }
     }
 
@@ -88,45 +91,63 @@ impl Reconciler {
         let mut next_resync = Instant::now() + self.resync;
         loop {
             let timeout = next_resync.saturating_duration_since(Instant::now());
-            let mut pass = match rx.recv_timeout(timeout) {
-                Ok(Input::Stop) | Err(RecvTimeoutError::Disconnected) => return,
-                Ok(Input::Peers { local, peers }) => {
-                    state = Some((local, peers));
-                    true
-                }
-                Ok(Input::Kick) => true,
-                Ok(Input::SetBackend(b)) => {
-                    self.backend = b;
-                    true
-                }
-                Err(RecvTimeoutError::Timeout) => true,
+            // A timeout is the periodic resync: a full pass.
+            let mut trigger = match rx.recv_timeout(timeout) {
+                Ok(input) => match self.take(input, &mut state) {
+                    Some(t) => t,
+                    None => return,
+                },
+                Err(RecvTimeoutError::Timeout) => Trigger::Full,
+                Err(RecvTimeoutError::Disconnected) => return,
             };
-            // Take everything that arrived meanwhile (or within a moment):
-            // one pass serves a whole burst.
+            // Take everything that arrives within a moment: one pass serves
+            // a whole burst.
             let settle_until = Instant::now() + SETTLE;
             loop {
                 match rx.recv_timeout(settle_until.saturating_duration_since(Instant::now())) {
-                    Ok(Input::Stop) | Err(RecvTimeoutError::Disconnected) => return,
-                    Ok(Input::Peers { local, peers }) => {
-                        state = Some((local, peers));
-                        pass = true;
-                    }
-                    Ok(Input::Kick) => pass = true,
-                    Ok(Input::SetBackend(b)) => {
-                        self.backend = b;
-                        pass = true;
-                    }
+                    Ok(input) => match self.take(input, &mut state) {
+                        Some(t) => trigger = trigger.max(t),
+                        None => return,
+                    },
                     Err(RecvTimeoutError::Timeout) => break,
+                    Err(RecvTimeoutError::Disconnected) => return,
                 }
             }
-            if pass && let Some((local, peers)) = &state {
-                self.pass(local, peers);
-                next_resync = Instant::now() + self.resync;
+            if let Some((local, peers)) = &state {
+                self.pass(local, peers, trigger == Trigger::Full);
+                if trigger == Trigger::Full {
+                    next_resync = Instant::now() + self.resync;
+                }
             }
         }
     }
 
-    fn pass(&mut self, local: &LocalNode, peers: &[Lease]) {
+    /// Records an input; `None` means stop.
+    fn take(
+        &mut self,
+        input: Input,
+        state: &mut Option<(Arc<LocalNode>, Arc<Vec<Lease>>)>,
+    ) -> Option<Trigger> {
+        match input {
+            Input::Stop => None,
+            Input::Peers { local, peers } => {
+                *state = Some((local, peers));
+                Some(Trigger::Peers)
+            }
+            // Someone touched the kernel: only reading it tells what.
+            Input::Kick => Some(Trigger::Full),
+            Input::SetBackend(b) => {
+                self.backend = b;
+                self.applied = None;
+                Some(Trigger::Full)
+            }
+        }
+    }
+
+    /// One pass. `full` reads the kernel to find what to change; otherwise
+    /// the last applied state stands in for it (peer changes arrive by the
+    /// thousand at scale, and dumping every route each time would dominate).
+    fn pass(&mut self, local: &LocalNode, peers: &[Lease], full: bool) {
         let started = Instant::now();
         let setup = self.backend.ensure_devices(&mut self.nl, local);
         if let Err(e) = &setup {
@@ -143,8 +164,13 @@ impl Reconciler {
             .and_then(|d| self.nl.link_by_name(&d.name).ok().flatten())
             .map(|l| l.index)
             .unwrap_or(0);
-        self.managed.store(managed, Ordering::Relaxed);
-        match apply::apply(&mut self.nl, &desired) {
+        // A device that was recreated lost its entries: trust nothing.
+        let device_changed = managed != self.managed.swap(managed, Ordering::Relaxed);
+        let outcome = match (&self.applied, full || device_changed) {
+            (Some(applied), false) => apply::execute(&mut self.nl, &apply::plan(applied, &desired)),
+            _ => apply::apply(&mut self.nl, &desired),
+        };
+        match outcome {
             Ok(changes) => {
                 if changes.added + changes.removed > 0 {
                     tracing::info!(
@@ -153,17 +179,24 @@ impl Reconciler {
                         added = changes.added,
                         removed = changes.removed,
                         errors = changes.errors,
+                        full,
                         took_ms = started.elapsed().as_secs_f64() * 1e3,
                         "reconciled"
                     );
                 }
                 if changes.errors > 0 {
                     self.metrics.reconcile_errors.inc_by(changes.errors as u64);
+                    // Some change did not land: the next pass looks at the
+                    // kernel again.
+                    self.applied = None;
+                } else {
+                    self.applied = Some(desired.clone());
                 }
             }
             Err(e) => {
                 tracing::error!(error = %e, "reconcile pass failed");
                 self.metrics.reconcile_errors.inc();
+                self.applied = None;
             }
         }
         self.metrics.peers.set(peers.len() as i64);
@@ -173,6 +206,13 @@ impl Reconciler {
         self.metrics.reconcile_runs.inc();
         self.metrics.observe_reconcile(started.elapsed());
     }
+}
+
+/// Why a pass runs; a full pass covers a peers pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Trigger {
+    Peers,
+    Full,
 }
 
 /// Watches the kernel for deletions of state the agent owns and kicks the

@@ -13,20 +13,12 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use serde::{Deserialize, Serialize};
-use std::os::fd::{AsFd, AsRawFd, RawFd};
 
-use tokio::io::Interest;
-use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
 
 use super::{Created, LeaseStore, Snapshot, StoreError, WatchEvent};
 use crate::lease::{Lease, LeaseAttrs, LeaseKey};
-
-/// How often a watcher re-reads the directory even without an inotify
-/// event: catches expiries, which produce no file event.
-const POLL_INTERVAL: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone)]
 pub struct FileStore {
@@ -75,7 +67,7 @@ impl FileStore {
         FileStore::open(path)
     }
 
-    fn subnets(&self) -> PathBuf {
+    pub(super) fn subnets(&self) -> PathBuf {
         self.root.join("subnets")
     }
 
@@ -91,7 +83,7 @@ impl FileStore {
         Ok(f)
     }
 
-    fn revision(&self) -> u64 {
+    pub(super) fn revision(&self) -> u64 {
         fs::read_to_string(self.root.join("revision"))
             .ok()
             .and_then(|s| s.trim().parse().ok())
@@ -105,7 +97,7 @@ impl FileStore {
         Ok(next)
     }
 
-    fn read(&self, key: &LeaseKey) -> Result<Option<Lease>, StoreError> {
+    pub(super) fn read(&self, key: &LeaseKey) -> Result<Option<Lease>, StoreError> {
         let path = self.subnets().join(key.to_string());
         match fs::read(&path) {
             Ok(bytes) => parse(key, &bytes).map(Some),
@@ -149,7 +141,7 @@ impl FileStore {
         Ok(out)
     }
 
-    fn list_sync(&self) -> Result<Snapshot, StoreError> {
+    pub(super) fn list_sync(&self) -> Result<Snapshot, StoreError> {
         let revision = self.revision();
         let now = SystemTime::now();
         let leases = self
@@ -265,77 +257,7 @@ impl LeaseStore for FileStore {
     }
 
     async fn watch(&self, revision: u64) -> Result<mpsc::Receiver<WatchEvent>, StoreError> {
-        let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
-            .map_err(|e| StoreError::Unavailable(format!("inotify: {e}")))?;
-        inotify
-            .add_watch(
-                &self.subnets(),
-                AddWatchFlags::IN_CREATE
-                    | AddWatchFlags::IN_DELETE
-                    | AddWatchFlags::IN_MOVED_TO
-                    | AddWatchFlags::IN_MOVED_FROM
-                    | AddWatchFlags::IN_CLOSE_WRITE,
-            )
-            .map_err(|e| StoreError::Unavailable(format!("inotify watch: {e}")))?;
-        // SAFETY: `Watched` owns the inotify descriptor and returns that
-        // same open descriptor from as_raw_fd until it is dropped, which
-        // happens only when the AsyncFd itself is dropped.
-        let fd = unsafe { AsyncFd::register_with_interest(Watched(inotify), Interest::READABLE) }
-            .map_err(|e| StoreError::Unavailable(format!("inotify: {e}")))?;
-        let (tx, rx) = mpsc::channel(256);
-        let store = self.clone();
-        let start = self.list().await?;
-        tokio::spawn(async move {
-            // The caller listed at `revision`; if anything changed since,
-            // it must list again.
-            if start.revision != revision && tx.send(WatchEvent::Resync).await.is_err() {
-                return;
-            }
-            let mut seen: BTreeMap<LeaseKey, Lease> =
-                start.leases.into_iter().map(|l| (l.key, l)).collect();
-            loop {
-                tokio::select! {
-                    ready = fd.readable() => {
-                        match ready {
-                            Ok(mut guard) => {
-                                // Drain the queued events; which file changed
-                                // does not matter, the diff finds out.
-                                let _ = guard.get_inner().0.read_events();
-                                guard.clear_ready();
-                            }
-                            Err(_) => return,
-                        }
-                    }
-                    _ = tokio::time::sleep(POLL_INTERVAL) => {}
-                    _ = tx.closed() => return,
-                }
-                let now = match store.list().await {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "file store: listing for watch failed");
-                        continue;
-                    }
-                };
-                let current: BTreeMap<LeaseKey, Lease> =
-                    now.leases.into_iter().map(|l| (l.key, l)).collect();
-                for event in diff(&seen, &current) {
-                    if tx.send(event).await.is_err() {
-                        return;
-                    }
-                }
-                seen = current;
-            }
-        });
-        Ok(rx)
-    }
-}
-
-/// An inotify instance as tokio's reactor sees it.
-struct Watched(Inotify);
-
-impl AsRawFd for Watched {
-    fn as_raw_fd(&self) -> RawFd {
-        self.0.as_fd().as_raw_fd()
+        super::file_watch::watch(self.clone(), revision).await
     }
 }
 

@@ -9,6 +9,7 @@
 pub mod any;
 pub mod etcd;
 pub mod file;
+mod file_watch;
 
 use std::future::Future;
 use std::time::Duration;

@@ -1,0 +1,167 @@
+//! Watching the file store: inotify tells which lease files changed, and
+//! only those are read again, so a store of thousands of leases costs the
+//! same per change as a store of three. A full re-read (and diff) happens
+//! only when inotify overflowed, when a lease is due to expire (expiry
+//! makes no file event), and every `FULL_RESYNC` as a safety net.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::time::{Duration, Instant, SystemTime};
+
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, InotifyEvent};
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+use tokio::sync::mpsc;
+
+use super::file::{FileStore, diff};
+use super::{LeaseStore, StoreError, WatchEvent};
+use crate::lease::{Lease, LeaseKey};
+
+/// How often the watcher wakes without an event, to notice expiries.
+const TICK: Duration = Duration::from_secs(1);
+/// How often it re-reads everything regardless.
+const FULL_RESYNC: Duration = Duration::from_secs(30);
+
+/// An inotify instance as tokio's reactor sees it.
+struct Watched(Inotify);
+
+impl AsRawFd for Watched {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_fd().as_raw_fd()
+    }
+}
+
+/// What a burst of inotify events asks for.
+#[derive(Default)]
+struct Pending {
+    changed: BTreeSet<LeaseKey>,
+    full: bool,
+}
+
+impl Pending {
+    fn note(&mut self, ev: &InotifyEvent) {
+        if ev.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
+            self.full = true;
+            return;
+        }
+        let Some(name) = ev.name.as_ref().and_then(|n| n.to_str()) else {
+            return;
+        };
+        // Hidden names are writes in progress; their rename announces them.
+        if name.starts_with('.') {
+            return;
+        }
+        if let Ok(key) = name.parse::<LeaseKey>() {
+            self.changed.insert(key);
+        }
+    }
+}
+
+pub(super) async fn watch(
+    store: FileStore,
+    revision: u64,
+) -> Result<mpsc::Receiver<WatchEvent>, StoreError> {
+    let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
+        .map_err(|e| StoreError::Unavailable(format!("inotify: {e}")))?;
+    inotify
+        .add_watch(
+            &store.subnets(),
+            AddWatchFlags::IN_DELETE
+                | AddWatchFlags::IN_MOVED_TO
+                | AddWatchFlags::IN_MOVED_FROM
+                | AddWatchFlags::IN_CLOSE_WRITE,
+        )
+        .map_err(|e| StoreError::Unavailable(format!("inotify watch: {e}")))?;
+    // SAFETY: `Watched` owns the inotify descriptor and returns that same
+    // open descriptor from as_raw_fd until it is dropped, which happens only
+    // when the AsyncFd itself is dropped.
+    let fd = unsafe { AsyncFd::register_with_interest(Watched(inotify), Interest::READABLE) }
+        .map_err(|e| StoreError::Unavailable(format!("inotify: {e}")))?;
+    let (tx, rx) = mpsc::channel(1024);
+    // Registered first, listed second: nothing written in between is lost.
+    let start = store.list().await?;
+    tokio::spawn(async move {
+        // The caller listed at `revision`; if anything changed since, it
+        // must list again.
+        if start.revision != revision && tx.send(WatchEvent::Resync).await.is_err() {
+            return;
+        }
+        let mut seen: BTreeMap<LeaseKey, Lease> =
+            start.leases.into_iter().map(|l| (l.key, l)).collect();
+        let mut last_full = Instant::now();
+        loop {
+            let mut pending = Pending::default();
+            tokio::select! {
+                ready = fd.readable() => {
+                    let Ok(mut guard) = ready else { return };
+                    match guard.get_inner().0.read_events() {
+                        Ok(events) => events.iter().for_each(|e| pending.note(e)),
+                        Err(nix::errno::Errno::EAGAIN) => {}
+                        Err(_) => pending.full = true,
+                    }
+                    guard.clear_ready();
+                }
+                _ = tokio::time::sleep(TICK) => {}
+                _ = tx.closed() => return,
+            }
+            let now = SystemTime::now();
+            if last_full.elapsed() >= FULL_RESYNC || seen.values().any(|l| l.is_expired(now)) {
+                pending.full = true;
+            }
+            let events = if pending.full {
+                last_full = Instant::now();
+                match store.list().await {
+                    Ok(s) => {
+                        let current: BTreeMap<LeaseKey, Lease> =
+                            s.leases.into_iter().map(|l| (l.key, l)).collect();
+                        let events = diff(&seen, &current);
+                        seen = current;
+                        events
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "file store: listing for watch failed");
+                        continue;
+                    }
+                }
+            } else if pending.changed.is_empty() {
+                continue;
+            } else {
+                let reader = store.clone();
+                let keys: Vec<LeaseKey> = pending.changed.into_iter().collect();
+                let read = tokio::task::spawn_blocking(move || {
+                    keys.into_iter()
+                        .map(|k| (k, reader.read(&k)))
+                        .collect::<Vec<_>>()
+                })
+                .await;
+                let Ok(read) = read else { continue };
+                let mut events = Vec::new();
+                for (key, result) in read {
+                    match result {
+                        Ok(Some(lease)) if !lease.is_expired(now) => {
+                            if seen.get(&key).map(|old| old.attrs != lease.attrs) != Some(false) {
+                                seen.insert(key, lease.clone());
+                                events.push(WatchEvent::Put(lease));
+                            }
+                        }
+                        Ok(_) => {
+                            if seen.remove(&key).is_some() {
+                                events.push(WatchEvent::Delete(key));
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "file store: ignoring unreadable lease file")
+                        }
+                    }
+                }
+                events
+            };
+            for event in events {
+                if tx.send(event).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    Ok(rx)
+}

@@ -147,6 +147,95 @@ fn srv6_with_file_store() {
 }
 
 #[test]
+fn host_gw_with_etcd_store() {
+    let lab = TestLab::up("che", 3, "host-gw", "etcd");
+    pods_talk(&lab);
+}
+
+#[test]
+fn srv6_with_etcd_store() {
+    let lab = TestLab::up("cse", 3, "srv6", "etcd");
+    pods_talk(&lab);
+}
+
+/// With DirectRouting, peers on the same L2 segment (all lab nodes) get a
+/// plain route via their underlay address instead of the tunnel.
+#[test]
+fn vxlan_direct_routing_uses_plain_routes_on_one_segment() {
+    let lab = TestLab::up_with("cdr", 3, "vxlan", "file", |s| {
+        s.net_conf_overrides.insert(
+            "Backend".into(),
+            serde_json::json!({"Type": "vxlan", "DirectRouting": true}),
+        );
+    });
+    pods_talk(&lab);
+    let routes = lab.ip_json("n1", &["route", "show", "proto", "77"]);
+    let routes = routes.as_array().unwrap();
+    assert_eq!(routes.len(), 2, "{routes:?}");
+    assert!(
+        routes.iter().all(|r| r["dev"] == "eth0"
+            && r["gateway"]
+                .as_str()
+                .is_some_and(|g| g.starts_with("198.18.0."))),
+        "{routes:?}"
+    );
+    let neigh = lab.ip_json(
+        "n1",
+        &["neigh", "show", "dev", "tweed.1", "nud", "permanent"],
+    );
+    assert!(
+        neigh.as_array().unwrap().is_empty(),
+        "no tunnel entries: {neigh}"
+    );
+}
+
+/// A host-gw peer that is not on this node's L2 segment is refused with an
+/// error, not routed through some gateway.
+#[test]
+fn host_gw_refuses_a_peer_off_the_segment() {
+    let lab = TestLab::up("chr", 2, "host-gw", "file");
+    let store = tweedd::store::file::FileStore::open(lab.lab().state.dir().join("store")).unwrap();
+    let stranger = tweedd::lease::Lease {
+        key: "10.244.250.0-24".parse().unwrap(),
+        attrs: tweedd::lease::LeaseAttrs {
+            public_ip: Some("198.19.7.7".parse().unwrap()),
+            public_ipv6: None,
+            backend_type: "host-gw".into(),
+            backend_data: serde_json::json!({}),
+            backend_v6_data: serde_json::Value::Null,
+            node_name: "far-away".into(),
+        },
+        expires: None,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(tweedd::store::LeaseStore::create(
+        &store,
+        &stranger,
+        std::time::Duration::from_secs(600),
+    ))
+    .unwrap();
+    let log = lab.lab().state.dir().join("n1").join("tweedd.log");
+    common::wait_until(10, "the agent to refuse the off-segment peer", || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("not on this node's L2 segment")
+    });
+    let routes = lab.ip_json("n1", &["route", "show", "proto", "77"]);
+    assert!(
+        !routes
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["dst"] == "10.244.250.0/24"),
+        "{routes}"
+    );
+    // The peer that is on the segment still works.
+    pods_talk(&lab);
+}
+
+#[test]
 fn dual_stack_pods_over_vxlan() {
     let lab = TestLab::up_with("cds", 2, "vxlan", "file", |s| s.ipv6 = true);
     let m = lab.lab().check().expect("check");

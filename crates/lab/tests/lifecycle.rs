@@ -73,6 +73,33 @@ fn joining_node_is_reached_and_leaving_node_is_forgotten_everywhere() {
     assert!(m.ok[0][1] && m.ok[1][0], "{}", m.render());
 }
 
+/// A peer that left while an agent was down is cleaned up when it starts.
+#[test]
+fn restarted_agent_removes_state_of_peers_that_left_meanwhile() {
+    let mut lab = TestLab::up("lst", 3, "vxlan", "file");
+    let key = lab.lab().lease_of("n3").unwrap();
+    lab.lab_mut().stop_agent("n1").unwrap();
+    lab.lab_mut().stop_agent("n3").unwrap();
+    lab.lab().delete_lease("n3").unwrap();
+    assert!(
+        routes_to(&lab, "n1", &key),
+        "the stopped agent left its routes in place"
+    );
+    lab.lab_mut().start_agent("n1").unwrap();
+    wait_until(10, "n1 to drop the route of the node that left", || {
+        !routes_to(&lab, "n1", &key)
+    });
+    let neigh = lab.ip_json(
+        "n1",
+        &["neigh", "show", "dev", "tweed.1", "nud", "permanent"],
+    );
+    assert_eq!(
+        neigh.as_array().unwrap().len(),
+        1,
+        "only n2 remains: {neigh}"
+    );
+}
+
 /// 50 packets per second across nodes while each end's agent restarts:
 /// not one lost, and the node keeps its subnet and VTEP MAC.
 #[test]

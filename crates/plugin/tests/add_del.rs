@@ -389,3 +389,23 @@ fn chained_after_another_plugin_keeps_the_previous_result() {
         vec![r["ips"][1]["address"].as_str().unwrap().to_string()]
     );
 }
+
+#[test]
+fn dns_comes_from_the_capability_else_the_config() {
+    let node = Node::new("dns");
+    let mut conf = node.conf_v4("dnsnet", 54);
+    conf["dns"] = json!({"nameservers": ["10.96.0.10"], "search": ["svc.cluster.local"]});
+    let a = TestNs::new("dna");
+    let r = node
+        .add(&conf, "dns-a", &a, "eth0")
+        .expect_ok("ADD with config dns");
+    assert_eq!(r["dns"]["nameservers"][0], "10.96.0.10");
+    assert_eq!(r["dns"]["search"][0], "svc.cluster.local");
+    conf["runtimeConfig"] = json!({"dns": {"nameservers": ["10.96.0.53"], "options": ["ndots:5"]}});
+    let b = TestNs::new("dnb");
+    let r = node
+        .add(&conf, "dns-b", &b, "eth0")
+        .expect_ok("ADD with the dns capability");
+    assert_eq!(r["dns"]["nameservers"][0], "10.96.0.53");
+    assert_eq!(r["dns"]["options"][0], "ndots:5");
+}

@@ -112,3 +112,22 @@ fn invalid_lease_file_is_its_own_error() {
         .run()
         .expect_error(50, "STATUS on a bad lease");
 }
+
+#[test]
+fn status_reports_an_unusable_ipam_store() {
+    let node = Node::new("stst");
+    let mut conf = node.conf_v4("stnet", 53);
+    // A regular file where the store's directory should be.
+    let blocker = node.dir.path().join("not-a-dir");
+    std::fs::write(&blocker, "").unwrap();
+    conf["ipam"]["dataDir"] = json!(blocker);
+    let msg = node
+        .call("STATUS", &conf)
+        .run()
+        .expect_error(50, "STATUS with a broken store");
+    assert!(msg.contains("IPAM store"), "{msg}");
+    // And the same config with a usable store is fine.
+    node.call("STATUS", &node.conf_v4("stnet", 53))
+        .run()
+        .expect_ok("STATUS");
+}

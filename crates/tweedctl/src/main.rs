@@ -1,6 +1,5 @@
 //! `tweedctl`: the operator's tool for tweed.
 
-mod demo;
 mod lab;
 
 use std::process::ExitCode;
@@ -16,8 +15,6 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Single-node demo: two pods on a tweed network, connected and checked.
-    Demo(demo::DemoArgs),
     /// An emulated multi-node cluster on this machine.
     Lab(lab::LabArgs),
 }
@@ -25,7 +22,6 @@ enum Cmd {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Cmd::Demo(args) => demo::run(&args).map_err(|e| e.to_string()),
         Cmd::Lab(args) => lab::run(args).map_err(|e| e.to_string()),
     };
     match result {

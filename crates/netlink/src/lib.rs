@@ -18,6 +18,7 @@ mod netns;
 mod route;
 mod socket;
 pub mod sysctl;
+mod tap;
 mod tc;
 
 pub use address::Address;
@@ -29,7 +30,10 @@ pub use neighbour::{FdbEntry, Neighbour};
 pub use netns::{NAMED_NETNS_DIR, NetNs};
 pub use route::{PROTO_BOOT, PROTO_STATIC, Route, RouteEncap, RouteLookup, TABLE_MAIN};
 pub use socket::Netlink;
+pub use tap::{TapSpec, create_tap};
 
 /// `IPV4_DEVCONF_ARP_NOTIFY`: announce the address when the link comes up.
 pub const IPV4_DEVCONF_ARP_NOTIFY: u16 = 22;
+/// `IPV4_DEVCONF_ROUTE_LOCALNET`: route packets to and from 127.0.0.0/8.
+pub const IPV4_DEVCONF_ROUTE_LOCALNET: u16 = 26;
 pub use tc::{Filter, Qdisc};

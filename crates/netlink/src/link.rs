@@ -6,8 +6,9 @@ use std::os::fd::AsRawFd;
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::link::{
-    BridgeStpState, InfoBridge, InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind,
-    InfoVeth, InfoVxlan, LinkAttribute, LinkExtentMask, LinkFlags, LinkInfo, LinkMessage,
+    BridgeStpState, InfoBridge, InfoBridgePort, InfoData, InfoKind, InfoMacVtap, InfoPortData,
+    InfoPortKind, InfoVeth, InfoVxlan, LinkAttribute, LinkExtentMask, LinkFlags, LinkInfo,
+    LinkMessage, MacVtapMode,
 };
 
 use crate::error::Result;
@@ -63,6 +64,10 @@ pub enum LinkKind<'a> {
     Bridge,
     Veth(VethPeer<'a>),
     Vxlan(VxlanSpec),
+    /// A bridge-mode macvtap on top of the device with index `lower`.
+    MacVtap {
+        lower: u32,
+    },
 }
 
 /// The far end of a veth pair. Creating it directly in its target namespace
@@ -229,6 +234,15 @@ impl Netlink {
                 }
                 (InfoKind::Vxlan, Some(InfoData::Vxlan(opts)))
             }
+            LinkKind::MacVtap { lower } => {
+                msg.attributes.push(LinkAttribute::Link(*lower));
+                (
+                    InfoKind::MacVtap,
+                    Some(InfoData::MacVtap(vec![InfoMacVtap::Mode(
+                        MacVtapMode::Bridge,
+                    )])),
+                )
+            }
         };
         let mut info = vec![LinkInfo::Kind(kind)];
         if let Some(data) = data {
@@ -240,6 +254,7 @@ impl Netlink {
             LinkKind::Bridge => "bridge".to_string(),
             LinkKind::Veth(p) => format!("veth (peer {})", p.name),
             LinkKind::Vxlan(v) => format!("vxlan (VNI {})", v.vni),
+            LinkKind::MacVtap { lower } => format!("macvtap on link #{lower}"),
         };
         let echoed = self.execute_echo(
             || format!("create {what} {name}"),

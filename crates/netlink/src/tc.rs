@@ -20,6 +20,8 @@ use crate::socket::Netlink;
 
 /// `ETH_P_ALL`: the filter sees frames of every protocol.
 const ETH_P_ALL: u16 = 0x0003;
+/// `ETH_P_IP`.
+const ETH_P_IP: u16 = 0x0800;
 /// `TCA_ACT_TAB`: the attribute that carries a filter's action list.
 const TCA_ACT_TAB: u16 = 1;
 /// The handle iproute2 gives the ingress qdisc (`ffff:`).
@@ -136,6 +138,43 @@ impl Netlink {
         ]));
         self.execute(
             || format!("redirect link #{from} ingress to link #{to}"),
+            RouteNetlinkMessage::NewTrafficFilter(msg),
+            NLM_F_CREATE | NLM_F_EXCL,
+        )
+    }
+
+    /// Lets IPv4 packets for `dst` through to this namespace's own stack:
+    /// a u32 filter with no action ends classification with "pass", so a
+    /// redirect at a lower priority (higher number) never sees them.
+    /// `priority` must be below the redirect's (the kernel gives the first
+    /// filter 49152).
+    pub fn add_pass_ipv4_dst(
+        &mut self,
+        index: u32,
+        dst: std::net::Ipv4Addr,
+        priority: u16,
+    ) -> Result<()> {
+        let mut msg = TcMessage::with_index(index as i32);
+        msg.header.parent = TcHandle::from(INGRESS_HANDLE);
+        msg.header.info = (u32::from(priority) << 16) | u32::from(ETH_P_IP.to_be());
+        msg.attributes.push(TcAttribute::Kind("u32".to_string()));
+        let mut selector = TcU32Selector::default();
+        selector.flags = TcU32SelectorFlags::Terminal;
+        selector.nkeys = 1;
+        let mut key = TcU32Key::default();
+        // The destination address: bytes 16..20 of the IPv4 header.
+        key.mask = 0xffff_ffff;
+        key.val = u32::from(dst);
+        key.off = 16;
+        selector.keys = vec![key];
+        msg.attributes.push(TcAttribute::Options(vec![
+            TcOption::U32(TcFilterU32Option::ClassId(TcHandle::from(
+                INGRESS_HANDLE | 1,
+            ))),
+            TcOption::U32(TcFilterU32Option::Selector(selector)),
+        ]));
+        self.execute(
+            || format!("pass {dst} on link #{index} ingress"),
             RouteNetlinkMessage::NewTrafficFilter(msg),
             NLM_F_CREATE | NLM_F_EXCL,
         )

@@ -681,3 +681,150 @@ fn monitor_reports_deletions() {
         "{seen:?}"
     );
 }
+
+#[test]
+fn tap_devices_are_created_inside_a_namespace() {
+    use tweed_netlink::{TapSpec, create_tap};
+    let t = TempNs::new("tap");
+    t.ns.run(|| {
+        create_tap(&TapSpec {
+            name: "tap0".into(),
+            vnet_hdr: true,
+            owner: Some(1234),
+            group: Some(5678),
+        })
+    })
+    .unwrap()
+    .unwrap();
+    let j = t.ip_json(&["link", "show", "tap0"]);
+    let info = &j[0]["linkinfo"]["info_data"];
+    assert_eq!(info["type"], "tap", "{j}");
+    assert_eq!(info["pi"], false);
+    assert_eq!(info["vnet_hdr"], true);
+    assert_eq!(info["persist"], true);
+    assert_eq!(info["user"], 1234);
+    assert_eq!(info["group"], 5678);
+    // Not in the caller's namespace.
+    assert!(
+        Netlink::new()
+            .unwrap()
+            .link_by_name("tap0")
+            .unwrap()
+            .is_none()
+    );
+    // Removed over netlink like any link.
+    let mut nl = t.nl();
+    let idx = nl.link_by_name("tap0").unwrap().unwrap().index;
+    nl.delete_link(idx).unwrap();
+    assert!(nl.link_by_name("tap0").unwrap().is_none());
+    // A second tap with the same name in the same namespace is refused.
+    t.ns.run(|| {
+        create_tap(&TapSpec {
+            name: "tap1".into(),
+            vnet_hdr: false,
+            owner: None,
+            group: None,
+        })
+    })
+    .unwrap()
+    .unwrap();
+    let err =
+        t.ns.run(|| {
+            create_tap(&TapSpec {
+                name: "tap1".into(),
+                vnet_hdr: true,
+                owner: None,
+                group: None,
+            })
+        })
+        .unwrap();
+    assert!(err.is_err());
+}
+
+#[test]
+fn macvtap_in_bridge_mode_on_a_lower_device() {
+    let t = TempNs::new("mvt");
+    let mut nl = t.nl();
+    nl.create_link(&NewLink::new(
+        "eth0",
+        LinkKind::Veth(VethPeer {
+            name: "peer0".into(),
+            mac: None,
+            netns: None,
+        }),
+    ))
+    .unwrap();
+    let lower = nl.link_by_name("eth0").unwrap().unwrap().index;
+    let mut spec = NewLink::new("mvtap0", LinkKind::MacVtap { lower });
+    spec.mac = Some("02:00:00:00:aa:01".parse().unwrap());
+    let link = nl.create_link_and_get(&spec).unwrap();
+    assert_eq!(link.kind.as_deref(), Some("macvtap"));
+    assert_eq!(link.peer_index, Some(lower));
+    let j = t.ip_json(&["link", "show", "mvtap0"]);
+    assert_eq!(j[0]["linkinfo"]["info_data"]["mode"], "bridge", "{j}");
+    assert_eq!(j[0]["address"], "02:00:00:00:aa:01");
+}
+
+#[test]
+fn a_pass_filter_lets_one_address_through_ahead_of_the_redirect() {
+    let left = TempNs::new("pl");
+    let middle = TempNs::new("pm");
+    let right = TempNs::new("pr");
+    let mut m = middle.nl();
+    for (name, peer_ns) in [("a", &left.ns), ("b", &right.ns)] {
+        let mut l = NewLink::new(
+            name,
+            LinkKind::Veth(VethPeer {
+                name: "eth0".into(),
+                mac: None,
+                netns: Some(peer_ns),
+            }),
+        );
+        l.up = true;
+        m.create_link(&l).unwrap();
+    }
+    let a = m.link_by_name("a").unwrap().unwrap();
+    let b = m.link_by_name("b").unwrap().unwrap().index;
+    m.add_address(a.index, net("10.244.249.3/32"), true)
+        .unwrap();
+    m.add_ingress_qdisc(a.index).unwrap();
+    m.add_ingress_qdisc(b).unwrap();
+    m.add_redirect(a.index, b).unwrap();
+    m.add_redirect(b, a.index).unwrap();
+    m.add_pass_ipv4_dst(a.index, "10.244.249.3".parse().unwrap(), 1)
+        .unwrap();
+    for (ns, addr) in [(&left, "10.244.249.1/24"), (&right, "10.244.249.2/24")] {
+        let mut nl = ns.nl();
+        let eth0 = nl.link_by_name("eth0").unwrap().unwrap();
+        nl.add_address(eth0.index, net(addr), true).unwrap();
+        nl.set_link_up(eth0.index, true).unwrap();
+    }
+    // middle answers for .3 on a; left knows its MAC (ARP is redirected).
+    let mut lnl = left.nl();
+    let leth = lnl.link_by_name("eth0").unwrap().unwrap();
+    lnl.set_neighbour(leth.index, "10.244.249.3".parse().unwrap(), a.mac.unwrap())
+        .unwrap();
+    m.add_route(&Route::new(net("10.244.249.1/32")).dev(a.index))
+        .unwrap();
+    // ARP is redirected too, so the middle knows left's MAC statically.
+    m.set_neighbour(a.index, "10.244.249.1".parse().unwrap(), leth.mac.unwrap())
+        .unwrap();
+    let ping = |to: &str| {
+        Command::new("ip")
+            .args([
+                "netns", "exec", &left.name, "ping", "-c", "1", "-W", "2", to,
+            ])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    assert!(
+        ping("10.244.249.3"),
+        "the passed address reaches the middle's own stack"
+    );
+    assert!(
+        ping("10.244.249.2"),
+        "everything else still crosses the cable"
+    );
+}

@@ -71,7 +71,7 @@ impl FileStore {
         self.root.join("subnets")
     }
 
-    fn lock(&self) -> Result<File, StoreError> {
+    fn open_lock(&self) -> Result<(File, PathBuf), StoreError> {
         let path = self.root.join("lock");
         let f = OpenOptions::new()
             .create(true)
@@ -79,7 +79,24 @@ impl FileStore {
             .write(true)
             .open(&path)
             .map_err(|e| unavailable("opening", &path, e))?;
+        Ok((f, path))
+    }
+
+    /// The writers' lock, held around a change and its revision bump.
+    fn lock(&self) -> Result<File, StoreError> {
+        let (f, path) = self.open_lock()?;
         f.lock().map_err(|e| unavailable("locking", &path, e))?;
+        Ok(f)
+    }
+
+    /// The readers' lock: a listing taken under it never sees a change
+    /// whose revision bump has not happened yet, so a snapshot's revision
+    /// always matches its contents (a watch started from that revision
+    /// would otherwise miss the change for good).
+    fn lock_shared(&self) -> Result<File, StoreError> {
+        let (f, path) = self.open_lock()?;
+        f.lock_shared()
+            .map_err(|e| unavailable("locking", &path, e))?;
         Ok(f)
     }
 
@@ -142,6 +159,7 @@ impl FileStore {
     }
 
     pub(super) fn list_sync(&self) -> Result<Snapshot, StoreError> {
+        let _lock = self.lock_shared()?;
         let revision = self.revision();
         let now = SystemTime::now();
         let leases = self

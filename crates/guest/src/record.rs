@@ -92,6 +92,9 @@ pub enum DnsSource {
     RuntimeConfig,
     /// The network configuration's `dns` key.
     NetworkConfig,
+    /// The result of the plugin before tweed in the chain (or of a
+    /// delegated IPAM plugin).
+    PrevResult,
     /// The pod's resolv.conf (`guest.resolvConf`).
     ResolvConf,
     /// Nothing gave any: the guest gets no nameserver.
@@ -102,6 +105,9 @@ pub enum DnsSource {
 #[serde(rename_all = "camelCase")]
 pub struct GuestRecord {
     pub version: u32,
+    /// The CNI network name (GC of one network leaves others' records).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub network: String,
     pub container_id: String,
     /// The pod interface the guest stands behind (CNI_IFNAME).
     pub ifname: String,
@@ -307,6 +313,7 @@ mod tests {
     fn sample() -> GuestRecord {
         GuestRecord {
             version: RECORD_VERSION,
+            network: "tweed".into(),
             container_id: "abc".into(),
             ifname: "eth0".into(),
             netns: "/run/netns/x".into(),

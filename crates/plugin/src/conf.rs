@@ -12,6 +12,7 @@ use tweed_cni::error::CniError;
 use tweed_cni::version::CniVersion;
 
 use crate::calllog::DEFAULT_LOG_FILE;
+use crate::guest::request::GuestSection;
 use crate::ipam::IpamPlan;
 use crate::lease::DEFAULT_SUBNET_FILE;
 
@@ -29,6 +30,7 @@ struct TweedFields {
     subnet_file: Option<PathBuf>,
     log_file: Option<PathBuf>,
     is_default_gateway: Option<bool>,
+    guest: Option<GuestSection>,
 }
 
 /// Everything a command needs from the configuration.
@@ -44,6 +46,8 @@ pub struct Conf {
     pub log_file: PathBuf,
     pub is_default_gateway: bool,
     pub ipam: IpamPlan,
+    /// The operator's guest defaults (`guest`); see `guest::request`.
+    pub guest: Option<GuestSection>,
     /// The configuration exactly as received (handed to delegates).
     pub raw: Value,
 }
@@ -82,6 +86,7 @@ impl Conf {
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_LOG_FILE)),
             is_default_gateway: fields.is_default_gateway.unwrap_or(true),
             ipam,
+            guest: fields.guest,
             net,
             raw,
         })

@@ -8,6 +8,7 @@ use crate::record::{DnsSource, GuestAddress, GuestMode, GuestRecord, GuestRoute}
 fn record(addr: &str, gw: &str, dns: &[&str]) -> GuestRecord {
     GuestRecord {
         version: 1,
+        network: "tweed".into(),
         container_id: "c1".into(),
         ifname: "eth0".into(),
         netns: "/run/netns/p1".into(),

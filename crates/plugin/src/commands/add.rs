@@ -13,12 +13,14 @@ use ipnet::IpNet;
 use serde_json::Value;
 use tweed_cni::error::CniError;
 use tweed_cni::result::{CniResult, Interface, IpConfig, Route};
+use tweed_guest::record::DnsSource;
 use tweed_netlink::{MacAddr, NetNs, Netlink};
 
 use super::Call;
 use crate::conf::DEFAULT_MTU;
 use crate::dataplane::{PodAddress, PodRoute, bridge, pod, veth};
 use crate::errors;
+use crate::guest;
 use crate::ipam::{IpamPlan, builtin, delegate};
 use crate::lease::Lease;
 use crate::names;
@@ -49,6 +51,20 @@ pub fn run(call: &mut Call) -> Result<Value, CniError> {
         Some(v) => Some(CniResult::from_json(v)?),
         None => None,
     };
+    let guest_req = guest::request::resolve(&guest::request::Sources {
+        section: conf.guest.as_ref(),
+        runtime_config: &conf.net.runtime_config.extra,
+        args: &call.env.args.other,
+        container_id: &container_id,
+        ifname: &ifname,
+    })?;
+    // Chained after the plugin that made the pod interface: add the guest
+    // only.
+    if let (Some(req), Some(prev)) = (&guest_req, &prev)
+        && let Some(index) = guest::chained::pod_interface(prev, &ifname)
+    {
+        return guest::chained::add(call, req, prev.clone(), index);
+    }
     let lease = if conf.ipam.needs_lease() {
         Some(Lease::read(&conf.subnet_file).map_err(errors::lease)?)
     } else {
@@ -110,14 +126,35 @@ pub fn run(call: &mut Call) -> Result<Value, CniError> {
         let pod_index = host_link.peer_index.ok_or_else(|| {
             CniError::custom(errors::KERNEL, format!("{host_name} reports no peer"))
         })?;
+        // A guest takes the addresses and routes; the pod's own stack
+        // keeps none (see guest::localhost for its path to the guest).
+        let (pod_addresses, pod_routes) = match guest_req {
+            Some(_) => (&[][..], &[][..]),
+            None => (&grant.addresses[..], &routes[..]),
+        };
         pod::configure(
             &pod_ns,
             &mut pod_nl,
             &ifname,
             pod_index,
-            &grant.addresses,
-            &routes,
+            pod_addresses,
+            pod_routes,
         )?;
+        let attached = match &guest_req {
+            Some(req) => Some(attach_guest(
+                call,
+                req,
+                &mut pod_nl,
+                &pod_ns,
+                pod_index,
+                pod_mac,
+                mtu,
+                &grant,
+                &routes,
+                br.mac,
+            )?),
+            None => None,
+        };
 
         let mut result = prev.clone().unwrap_or_default();
         let first = result.interfaces.len();
@@ -155,6 +192,9 @@ pub fn run(call: &mut Call) -> Result<Value, CniError> {
         if let Some(dns) = result_dns(call, &grant) {
             result.dns = dns;
         }
+        if let Some(g) = &attached {
+            guest::result::add_guest(&mut result, g, &container_id);
+        }
         Ok(result.to_json(conf.version))
     };
     let outcome = attach();
@@ -164,6 +204,57 @@ pub fn run(call: &mut Call) -> Result<Value, CniError> {
         unreserve(call, &ips);
     }
     outcome
+}
+
+/// The guest half of a container-path ADD, once the pod interface exists.
+#[allow(clippy::too_many_arguments)]
+fn attach_guest(
+    call: &Call,
+    req: &guest::GuestRequest,
+    pod_nl: &mut Netlink,
+    pod_ns: &NetNs,
+    pod_index: u32,
+    pod_mac: MacAddr,
+    mtu: u32,
+    grant: &Grant,
+    routes: &[PodRoute],
+    gateway_mac: Option<MacAddr>,
+) -> Result<guest::Attached, CniError> {
+    let eth = pod_nl
+        .link_by_index(pod_index)
+        .map_err(errors::kernel)?
+        .ok_or_else(|| CniError::custom(errors::KERNEL, "the pod interface vanished"))?;
+    let netns_path = pod_ns.path().to_path_buf();
+    let offer = guest::offer([
+        (
+            call.conf.net.runtime_config.dns.as_ref(),
+            DnsSource::RuntimeConfig,
+        ),
+        (call.conf.net.dns.as_ref(), DnsSource::NetworkConfig),
+        (grant.dns.as_ref(), DnsSource::PrevResult),
+    ]);
+    guest::attach(
+        pod_nl,
+        &guest::Identity {
+            network: call.conf.name(),
+            container_id: call.container_id(),
+            ifname: call.ifname(),
+            hostname: call.env.args.k8s_pod_name.as_deref(),
+        },
+        req,
+        &guest::PodSide {
+            ns: pod_ns,
+            netns_path: &netns_path,
+            eth: &eth,
+            guest_mac: pod_mac,
+            mtu,
+            addresses: &grant.addresses,
+            routes,
+            gateway_mac,
+            chained: false,
+        },
+        &offer,
+    )
 }
 
 /// The error for an ADD whose veth could not be created because a name

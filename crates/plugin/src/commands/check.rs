@@ -5,10 +5,13 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use tweed_cni::error::CniError;
 use tweed_cni::result::CniResult;
+use tweed_guest::GuestRecord;
+use tweed_guest::record::RecordError;
 use tweed_netlink::{NetNs, Netlink, TABLE_MAIN};
 
 use super::Call;
 use crate::errors::{self, check_failed};
+use crate::guest;
 use crate::ipam::{IpamPlan, builtin, delegate};
 use crate::names;
 
@@ -50,6 +53,22 @@ pub fn run(call: &mut Call) -> Result<(), CniError> {
     if !link.up {
         return Err(check_failed(format!("interface {ifname} is down")));
     }
+    // A guest attachment: the guest holds the addresses and routes (and,
+    // behind a macvtap, the MAC); tweed chained after another plugin
+    // checks only what it made.
+    let state_dir = guest::request::state_dir(conf.guest.as_ref());
+    let guest = match GuestRecord::read(&state_dir, id, ifname) {
+        Ok(r) => Some(r),
+        Err(RecordError::Missing { .. }) => None,
+        Err(e) => return Err(check_failed(e.to_string())),
+    };
+    if let Some(record) = &guest {
+        guest::check::verify(&mut pod, record, &link)?;
+        if record.chained {
+            return Ok(());
+        }
+        return check_node(call, &prev, index);
+    }
     if let Some(mac) = &iface.mac
         && link.mac.map(|m| m.to_string()) != Some(mac.to_lowercase())
     {
@@ -72,12 +91,7 @@ pub fn run(call: &mut Call) -> Result<(), CniError> {
         .into_iter()
         .map(|a| a.addr)
         .collect();
-    let ours: Vec<IpNet> = prev
-        .ips
-        .iter()
-        .filter(|ip| ip.interface == Some(index))
-        .map(|ip| ip.address)
-        .collect();
+    let ours = addresses_of(&prev, index);
     for addr in &ours {
         if !present.contains(addr) {
             return Err(check_failed(format!(
@@ -105,6 +119,23 @@ pub fn run(call: &mut Call) -> Result<(), CniError> {
         }
     }
 
+    check_node(call, &prev, index)
+}
+
+/// The addresses `prev` gives the interface at `index`.
+fn addresses_of(prev: &CniResult, index: usize) -> Vec<IpNet> {
+    prev.ips
+        .iter()
+        .filter(|ip| ip.interface == Some(index))
+        .map(|ip| ip.address)
+        .collect()
+}
+
+/// The node side and the reservations.
+fn check_node(call: &Call, prev: &CniResult, index: usize) -> Result<(), CniError> {
+    let conf = call.conf;
+    let (id, ifname) = (call.container_id(), call.ifname());
+    let ours = addresses_of(prev, index);
     // On the node.
     let mut host = Netlink::new().map_err(errors::kernel)?;
     let host_name = names::host_veth(conf.name(), id, ifname);

@@ -4,11 +4,14 @@
 //! was ever created; must always release the reservation.
 
 use tweed_cni::error::CniError;
+use tweed_guest::GuestRecord;
+use tweed_guest::record::RecordError;
 use tweed_netlink::Netlink;
 
 use super::Call;
 use crate::dataplane::veth;
 use crate::errors;
+use crate::guest;
 use crate::ipam::{IpamPlan, builtin, delegate};
 use crate::names;
 
@@ -16,6 +19,47 @@ pub fn run(call: &mut Call) -> Result<(), CniError> {
     let conf = call.conf;
     let network = conf.name();
     let (id, ifname) = (call.container_id(), call.ifname());
+
+    // A guest attachment: its record says what was made and whether tweed
+    // was chained after another plugin (then the guest is all there is to
+    // remove here).
+    let state_dir = guest::request::state_dir(conf.guest.as_ref());
+    let record = match GuestRecord::read(&state_dir, id, ifname) {
+        Ok(r) => Some(r),
+        Err(RecordError::Missing { .. }) => None,
+        Err(_) => {
+            // Unreadable: it cannot guide the teardown; do not keep it.
+            let _ = GuestRecord::remove(&state_dir, id, ifname);
+            None
+        }
+    };
+    if let Some(r) = &record
+        && r.chained
+    {
+        return guest::chained::del(r, &state_dir);
+    }
+    // Without a record (a repeated DEL, or a record lost), the request
+    // still names the device, which is removed only if it carries tweed's
+    // alias.
+    let fallback = guest::request::resolve(&guest::request::Sources {
+        section: conf.guest.as_ref(),
+        runtime_config: &conf.net.runtime_config.extra,
+        args: &call.env.args.other,
+        container_id: id,
+        ifname,
+    })
+    .ok()
+    .flatten();
+    let guest_done = if record.is_some() || fallback.is_some() {
+        guest::detach(
+            &state_dir,
+            record.as_ref(),
+            fallback.as_ref().map(|r| (r, id, ifname)),
+            call.env.netns.as_deref(),
+        )
+    } else {
+        Ok(())
+    };
 
     // Release first: it needs nothing from the kernel, and a failure below
     // must not keep the address reserved. A failing release is reported
@@ -45,7 +89,7 @@ pub fn run(call: &mut Call) -> Result<(), CniError> {
         let _ = host.set_link_alias(link.index, &names::deleting_alias(network, id, ifname));
         veth::delete_detached(link.index);
     }
-    released
+    released.and(guest_done)
 }
 
 /// The addresses `prevResult` gives this attachment's interface (none when

@@ -6,6 +6,7 @@ use tweed_netlink::Netlink;
 
 use super::Call;
 use crate::errors;
+use crate::guest;
 use crate::ipam::{IpamPlan, builtin, delegate};
 use crate::names;
 
@@ -29,6 +30,24 @@ pub fn run(call: &mut Call) -> Result<(), CniError> {
         }
         IpamPlan::Delegate(plugin) => {
             delegate::run(plugin, &call.env.path, "GC", call.stdin)?;
+        }
+    }
+
+    // Guest records (and what they describe, where the pod namespace still
+    // exists) of this network's vanished attachments.
+    let state_dir = guest::request::state_dir(conf.guest.as_ref());
+    for (path, record) in tweed_guest::record::list(&state_dir) {
+        let Some(record) = record else { continue };
+        if record.network != conf.name()
+            || valid
+                .iter()
+                .any(|(id, ifname)| *id == record.container_id && *ifname == record.ifname)
+        {
+            continue;
+        }
+        let netns = std::path::PathBuf::from(&record.netns);
+        if guest::detach(&state_dir, Some(&record), None, Some(&netns)).is_err() {
+            let _ = std::fs::remove_file(&path);
         }
     }
 

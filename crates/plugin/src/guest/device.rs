@@ -1,0 +1,288 @@
+//! The guest's device in the pod namespace: a tap joined to the pod
+//! interface by a two-way tc redirect, or a bridge-mode macvtap on it.
+
+use std::path::PathBuf;
+
+use nix::mount::{MsFlags, mount};
+use nix::sched::{CloneFlags, unshare};
+use tweed_cni::error::CniError;
+use tweed_guest::{DeviceNumber, GuestMode};
+use tweed_netlink::{Link, LinkKind, MacAddr, NetNs, Netlink, NewLink};
+use tweed_netlink::{TapSpec, create_tap};
+
+use super::request::GuestRequest;
+use crate::errors;
+
+/// Prefix of the alias on every guest device tweed makes; DEL and GC only
+/// ever delete devices that carry it.
+pub const ALIAS_PREFIX: &str = "tweed-guest/";
+
+/// `tweed-guest/<containerID>/<ifname>`.
+pub fn alias(container_id: &str, ifname: &str) -> String {
+    format!("{ALIAS_PREFIX}{container_id}/{ifname}")
+}
+
+/// A device made for a guest.
+#[derive(Debug, Clone)]
+pub struct Device {
+    pub name: String,
+    pub index: u32,
+    pub mac: Option<MacAddr>,
+    pub number: Option<DeviceNumber>,
+}
+
+/// What [`create`] needs about the pod side.
+pub struct Target<'a> {
+    pub ns: &'a NetNs,
+    /// The pod interface the guest stands behind.
+    pub eth: &'a Link,
+    /// The MAC the guest will use (the pod interface's).
+    pub guest_mac: MacAddr,
+    /// The MAC to give a tap (the gateway's, so the pod's own stack accepts
+    /// frames the guest addresses to its gateway; see `localhost`).
+    pub tap_mac: Option<MacAddr>,
+    pub alias: &'a str,
+}
+
+/// Creates the device and joins it to the pod interface. On error nothing
+/// of it is left.
+pub fn create(nl: &mut Netlink, req: &GuestRequest, t: &Target) -> Result<Device, CniError> {
+    match req.mode {
+        GuestMode::Tap => create_tap_device(nl, req, t),
+        GuestMode::Macvtap => create_macvtap(nl, req, t),
+    }
+}
+
+fn exists_error(name: &str) -> CniError {
+    CniError::custom(
+        errors::INTERFACE_EXISTS,
+        format!(
+            "guest device {name} already exists in the pod namespace (choose another with guest.tapName / TWEED_GUEST_TAP)"
+        ),
+    )
+}
+
+fn create_tap_device(nl: &mut Netlink, req: &GuestRequest, t: &Target) -> Result<Device, CniError> {
+    let spec = TapSpec {
+        name: req.device.clone(),
+        vnet_hdr: req.vnet_hdr,
+        owner: req.owner,
+        group: req.group,
+    };
+    match t.ns.run(|| create_tap(&spec)).map_err(errors::kernel)? {
+        Ok(()) => {}
+        Err(e) if e.is_exists() => return Err(exists_error(&req.device)),
+        Err(e) => return Err(errors::kernel(e)),
+    }
+    let mut created_qdisc = false;
+    let outcome = (|| -> Result<Device, CniError> {
+        let tap = nl
+            .link_by_name(&req.device)
+            .map_err(errors::kernel)?
+            .ok_or_else(|| {
+                CniError::custom(
+                    errors::KERNEL,
+                    format!("tap {} vanished after creation", req.device),
+                )
+            })?;
+        nl.set_link_mtu(tap.index, t.eth.mtu)
+            .map_err(errors::kernel)?;
+        if let Some(mac) = t.tap_mac {
+            nl.set_link_mac(tap.index, mac).map_err(errors::kernel)?;
+        }
+        nl.set_link_alias(tap.index, t.alias)
+            .map_err(errors::kernel)?;
+        match nl.add_ingress_qdisc(t.eth.index) {
+            Ok(()) => created_qdisc = true,
+            // Another plugin in the chain made one; the filters go in it.
+            Err(e) if e.is_exists() => {}
+            Err(e) => return Err(errors::kernel(e)),
+        }
+        nl.add_ingress_qdisc(tap.index).map_err(errors::kernel)?;
+        nl.add_redirect(t.eth.index, tap.index)
+            .map_err(errors::kernel)?;
+        nl.add_redirect(tap.index, t.eth.index)
+            .map_err(errors::kernel)?;
+        nl.set_link_up(tap.index, true).map_err(errors::kernel)?;
+        Ok(Device {
+            name: req.device.clone(),
+            index: tap.index,
+            mac: t.tap_mac.or(tap.mac),
+            number: None,
+        })
+    })();
+    if outcome.is_err() {
+        delete_by_name(nl, &req.device);
+        if created_qdisc {
+            let _ = nl.delete_ingress_qdisc(t.eth.index);
+        }
+    }
+    outcome
+}
+
+/// A bridge-mode macvtap on the pod interface. The kernel refuses a
+/// macvlan with its lower device's MAC, so the two swap: the macvtap (the
+/// guest) takes the pod's MAC and the pod interface a new random one;
+/// frames for the pod's MAC then reach the guest.
+fn create_macvtap(nl: &mut Netlink, req: &GuestRequest, t: &Target) -> Result<Device, CniError> {
+    let original = t.eth.mac;
+    set_mac(nl, t.eth, MacAddr::random())?;
+    let mut spec = NewLink::new(&req.device, LinkKind::MacVtap { lower: t.eth.index });
+    spec.mtu = Some(t.eth.mtu);
+    spec.mac = Some(t.guest_mac);
+    spec.alias = Some(t.alias.to_string());
+    spec.up = true;
+    let outcome = match nl.create_link_and_get(&spec) {
+        Ok(link) => device_number(t.ns, &link).map(|number| Device {
+            name: link.name.clone(),
+            index: link.index,
+            mac: Some(t.guest_mac),
+            number: Some(number),
+        }),
+        Err(e) if e.is_exists() => Err(exists_error(&req.device)),
+        Err(e) => Err(errors::kernel(e)),
+    };
+    if outcome.is_err() {
+        delete_by_name(nl, &req.device);
+        if let Some(mac) = original {
+            let _ = set_mac(nl, t.eth, mac);
+        }
+    }
+    outcome
+}
+
+/// Sets a MAC, taking the link down for it if the driver insists.
+fn set_mac(nl: &mut Netlink, link: &Link, mac: MacAddr) -> Result<(), CniError> {
+    match nl.set_link_mac(link.index, mac) {
+        Ok(()) => Ok(()),
+        Err(e) if e.errno() == Some(libc::EBUSY) => {
+            nl.set_link_up(link.index, false).map_err(errors::kernel)?;
+            let set = nl.set_link_mac(link.index, mac).map_err(errors::kernel);
+            nl.set_link_up(link.index, link.up)
+                .map_err(errors::kernel)?;
+            set
+        }
+        Err(e) => Err(errors::kernel(e)),
+    }
+}
+
+/// The macvtap's character device number, from sysfs as the pod's
+/// namespace shows it. The node's /sys shows the node's devices only, so
+/// a thread of ours takes a private mount namespace, enters the pod's
+/// network namespace and mounts a sysfs of its own there; both vanish with
+/// the thread.
+fn device_number(ns: &NetNs, link: &Link) -> Result<DeviceNumber, CniError> {
+    let file = PathBuf::from(format!(
+        "/sys/class/net/{}/macvtap/tap{}/dev",
+        link.name, link.index
+    ));
+    let read = std::thread::scope(|s| {
+        s.spawn(|| -> Result<String, String> {
+            unshare(CloneFlags::CLONE_NEWNS)
+                .map_err(|e| format!("unshare mount namespace: {e}"))?;
+            mount(
+                None::<&str>,
+                "/",
+                None::<&str>,
+                MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+                None::<&str>,
+            )
+            .map_err(|e| format!("make mounts private: {e}"))?;
+            ns.run(|| -> Result<String, String> {
+                mount(
+                    Some("sysfs"),
+                    "/sys",
+                    Some("sysfs"),
+                    MsFlags::empty(),
+                    None::<&str>,
+                )
+                .map_err(|e| format!("mount sysfs: {e}"))?;
+                std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))
+            })
+            .map_err(|e| e.to_string())?
+        })
+        .join()
+        .unwrap_or_else(|_| Err("the sysfs reader panicked".into()))
+    });
+    let text = read.map_err(|e| {
+        CniError::custom(
+            errors::KERNEL,
+            format!("macvtap {}: cannot read its device number: {e}", link.name),
+        )
+    })?;
+    parse_device_number(text.trim()).ok_or_else(|| {
+        CniError::custom(
+            errors::KERNEL,
+            format!("macvtap {}: unexpected device number {text:?}", link.name),
+        )
+    })
+}
+
+fn parse_device_number(s: &str) -> Option<DeviceNumber> {
+    let (major, minor) = s.split_once(':')?;
+    Some(DeviceNumber {
+        major: major.parse().ok()?,
+        minor: minor.parse().ok()?,
+    })
+}
+
+/// Best-effort removal on rollback paths.
+pub fn delete_by_name(nl: &mut Netlink, name: &str) {
+    if let Ok(Some(link)) = nl.link_by_name(name) {
+        let _ = nl.delete_link(link.index);
+    }
+}
+
+/// DEL's half: removes the guest device if it is ours (carries `alias`),
+/// and undoes what it did to the pod interface. Missing pieces are fine.
+pub fn remove(
+    nl: &mut Netlink,
+    mode: GuestMode,
+    device: &str,
+    alias: &str,
+    ifname: &str,
+    pod_mac: Option<MacAddr>,
+) -> Result<(), CniError> {
+    if let Some(link) = nl.link_by_name(device).map_err(errors::kernel)?
+        && link.alias.as_deref() == Some(alias)
+    {
+        match nl.delete_link(link.index) {
+            Ok(()) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(errors::kernel(e)),
+        }
+    }
+    let Some(eth) = nl.link_by_name(ifname).map_err(errors::kernel)? else {
+        return Ok(());
+    };
+    match mode {
+        GuestMode::Tap => match nl.delete_ingress_qdisc(eth.index) {
+            Ok(()) => Ok(()),
+            Err(e) if e.is_not_found() || e.errno() == Some(libc::EINVAL) => Ok(()),
+            Err(e) => Err(errors::kernel(e)),
+        },
+        // Give the pod interface its MAC back.
+        GuestMode::Macvtap => match pod_mac {
+            Some(mac) if eth.mac != Some(mac) => set_mac(nl, &eth, mac),
+            _ => Ok(()),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_numbers_parse() {
+        assert_eq!(
+            parse_device_number("241:3"),
+            Some(DeviceNumber {
+                major: 241,
+                minor: 3
+            })
+        );
+        assert_eq!(parse_device_number("241"), None);
+        assert_eq!(parse_device_number("a:b"), None);
+    }
+}

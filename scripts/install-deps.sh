@@ -21,6 +21,9 @@ test_packages=(
   iperf3 tcpdump                # throughput figures and packet captures
   procps psmisc                 # ps / fuser for diagnostics
   openssl                       # throwaway CA and certificates for the etcd TLS tests
+  qemu-system-x86               # the real VM guest (TCG) of the guest tests
+  cpio xz-utils zstd            # scripts/build-guest-image.sh: the guest's initramfs and kernel modules
+  dnsmasq                       # DNS (and later DHCP) servers inside test namespaces
 )
 
 packages=("${run_packages[@]}")

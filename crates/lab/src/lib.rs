@@ -290,7 +290,8 @@ impl Lab {
         teardown(&self.state.name);
     }
 
-    fn node_dir(&self, node: &str) -> PathBuf {
+    /// A node's directory: its subnet.env, IPAM store and plugin log.
+    pub fn node_dir(&self, node: &str) -> PathBuf {
         self.state.dir().join(node)
     }
 

@@ -23,7 +23,8 @@ pub fn conflist(node_dir: &Path) -> Value {
     })
 }
 
-/// Runs the plugin; returns its result JSON.
+/// Runs the plugin with the node's standard configuration; returns its
+/// result JSON.
 pub fn cni(
     plugin: &Path,
     node_ns: &str,
@@ -32,8 +33,35 @@ pub fn cni(
     container_id: &str,
     pod_ns: &str,
 ) -> Result<Value, LabError> {
+    let call = Call {
+        command,
+        container_id,
+        pod_ns,
+        cni_args: "",
+    };
+    cni_with(plugin, node_ns, &conflist(node_dir), &call)
+}
+
+/// One plugin invocation's runtime side.
+pub struct Call<'a> {
+    pub command: &'a str,
+    pub container_id: &'a str,
+    /// The pod's named namespace.
+    pub pod_ns: &'a str,
+    pub cni_args: &'a str,
+}
+
+/// Runs the plugin with `conf` (the node's [`conflist`] with additions,
+/// say a `guest` section) in the node's namespace.
+pub fn cni_with(
+    plugin: &Path,
+    node_ns: &str,
+    conf: &Value,
+    call: &Call,
+) -> Result<Value, LabError> {
     let node = NetNs::named(node_ns)?;
-    let stdin = conflist(node_dir).to_string();
+    let stdin = conf.to_string();
+    let (command, container_id, pod_ns) = (call.command, call.container_id, call.pod_ns);
     let netns_path = format!("/run/netns/{pod_ns}");
     let output = node
         .run(|| {
@@ -44,6 +72,7 @@ pub fn cni(
                 .env("CNI_CONTAINERID", container_id)
                 .env("CNI_NETNS", &netns_path)
                 .env("CNI_IFNAME", "eth0")
+                .env("CNI_ARGS", call.cni_args)
                 .env("CNI_PATH", plugin.parent().unwrap_or(Path::new("/")))
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())

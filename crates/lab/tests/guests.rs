@@ -58,14 +58,12 @@ fn wget(ns: &str, url: &str) -> Result<String, String> {
 }
 
 fn tweedctl(lab: &TestLab) -> std::path::PathBuf {
-    let p = lab
-        .lab()
-        .binaries
-        .plugin
-        .parent()
-        .unwrap()
-        .join("tweedctl");
-    assert!(p.is_file(), "{} missing: cargo build --workspace", p.display());
+    let p = lab.lab().binaries.plugin.parent().unwrap().join("tweedctl");
+    assert!(
+        p.is_file(),
+        "{} missing: cargo build --workspace",
+        p.display()
+    );
     p
 }
 
@@ -184,7 +182,12 @@ fn guest_across_nodes(tag: &str, format: &str, backend: &str) {
         .output()
         .unwrap();
     let links = String::from_utf8_lossy(&links.stdout).to_string();
-    assert!(!links.contains("tap0") && !links.contains("eth0"), "{links}");
+    assert!(
+        !links.contains("tap0") && !links.contains("eth0"),
+        "{links}"
+    );
     assert!(!state.join(format!("guests/{id}-eth0.json")).exists());
+    let reservation = node_dir.join("ipam").join("tweed").join(&guest_ip);
+    assert!(!reservation.exists(), "{} left", reservation.display());
     let _ = tweed_netlink::NetNs::delete_named(&pod_ns);
 }

@@ -1,6 +1,8 @@
 //! `tweedctl`: the operator's tool for tweed.
 
+mod cleanup;
 mod guest_args;
+mod install_cni;
 mod lab;
 
 use std::process::ExitCode;
@@ -20,6 +22,11 @@ enum Cmd {
     Lab(lab::LabArgs),
     /// Print a guest's boot arguments (from the record the plugin wrote).
     GuestArgs(guest_args::GuestArgs),
+    /// Install the plugin and its conflist into the node's CNI directories,
+    /// atomically (the DaemonSet's init step).
+    InstallCni(install_cni::InstallCniArgs),
+    /// Remove everything tweed created on this node (dry run without --yes).
+    NodeCleanup(cleanup::CleanupArgs),
 }
 
 fn main() -> ExitCode {
@@ -27,6 +34,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Cmd::Lab(args) => lab::run(args).map_err(|e| e.to_string()),
         Cmd::GuestArgs(args) => guest_args::run(args).map_err(|e| e.to_string()),
+        Cmd::InstallCni(args) => install_cni::run(args).map_err(|e| e.to_string()),
+        Cmd::NodeCleanup(args) => cleanup::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,141 @@
+//! `tweedctl node-cleanup`: removes everything tweed created on this node
+//! (the documented way to uninstall; deleting the DaemonSet alone leaves
+//! the data plane running so pods stay connected).
+//!
+//! Without `--yes` it only lists what it would remove.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use tweed_netlink::{Netlink, TABLE_MAIN};
+use tweedd::reconcile::desired::ROUTE_PROTOCOL;
+
+#[derive(Args, Debug)]
+pub struct CleanupArgs {
+    /// Really remove (otherwise: print the plan).
+    #[arg(long)]
+    yes: bool,
+    /// The node bridge the plugin created.
+    #[arg(long, default_value = "tweed0")]
+    bridge: String,
+    #[arg(long, default_value = "/run/tweed/subnet.env")]
+    subnet_file: PathBuf,
+    /// flannel's lease file, if tweedd wrote one (--flannel-subnet-file).
+    #[arg(long)]
+    flannel_subnet_file: Option<PathBuf>,
+    /// The installed plugin binary.
+    #[arg(long, default_value = "/opt/cni/bin/tweed")]
+    cni_bin: PathBuf,
+    /// The installed conflist.
+    #[arg(long, default_value = "/etc/cni/net.d/10-tweed.conflist")]
+    cni_conflist: PathBuf,
+}
+
+/// One thing to remove.
+enum Item {
+    Link {
+        index: u32,
+        name: String,
+        why: &'static str,
+    },
+    Route(tweed_netlink::Route),
+    Nft,
+    File(PathBuf),
+}
+
+impl std::fmt::Display for Item {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Item::Link { name, why, .. } => write!(f, "link {name} ({why})"),
+            Item::Route(r) => write!(f, "route {r} (proto {ROUTE_PROTOCOL})"),
+            Item::Nft => write!(f, "nftables table inet {}", tweedd::masq::TABLE),
+            Item::File(p) => write!(f, "file {}", p.display()),
+        }
+    }
+}
+
+fn plan(args: &CleanupArgs, nl: &mut Netlink) -> Result<Vec<Item>, String> {
+    let mut items = Vec::new();
+    let links = nl.links().map_err(|e| e.to_string())?;
+    let bridge = links
+        .iter()
+        .find(|l| l.name == args.bridge)
+        .map(|l| l.index);
+    for l in &links {
+        let why = if l.name.starts_with("tweed.") && l.kind.as_deref() == Some("vxlan") {
+            "tweedd's VXLAN device"
+        } else if Some(l.index) == bridge {
+            "the plugin's node bridge"
+        } else if l
+            .alias
+            .as_deref()
+            .is_some_and(|a| a.starts_with("tweed/") || a.starts_with("tweed-deleting/"))
+        {
+            "a pod's host veth"
+        } else {
+            continue;
+        };
+        items.push(Item::Link {
+            index: l.index,
+            name: l.name.clone(),
+            why,
+        });
+    }
+    for v6 in [false, true] {
+        for r in nl.routes(v6, TABLE_MAIN).map_err(|e| e.to_string())? {
+            if r.protocol == ROUTE_PROTOCOL {
+                items.push(Item::Route(r));
+            }
+        }
+    }
+    items.push(Item::Nft);
+    let files = [
+        Some(args.subnet_file.clone()),
+        args.flannel_subnet_file.clone(),
+        Some(args.cni_conflist.clone()),
+        Some(args.cni_bin.clone()),
+    ];
+    for f in files.into_iter().flatten() {
+        if f.exists() {
+            items.push(Item::File(f));
+        }
+    }
+    Ok(items)
+}
+
+pub fn run(args: CleanupArgs) -> Result<(), String> {
+    let mut nl = Netlink::new().map_err(|e| e.to_string())?;
+    let items = plan(&args, &mut nl)?;
+    if !args.yes {
+        println!("would remove (run again with --yes):");
+        for i in &items {
+            println!("  {i}");
+        }
+        return Ok(());
+    }
+    let mut failures = Vec::new();
+    for item in &items {
+        let done = match item {
+            Item::Link { index, .. } => match nl.delete_link(*index) {
+                Err(e) if !e.is_not_found() => Err(e.to_string()),
+                _ => Ok(()),
+            },
+            // Routes through a deleted device are gone already.
+            Item::Route(r) => match nl.delete_route(r) {
+                Err(e) if !e.is_not_found() => Err(e.to_string()),
+                _ => Ok(()),
+            },
+            Item::Nft => tweedd::masq::remove().map_err(|e| e.to_string()),
+            Item::File(p) => std::fs::remove_file(p).map_err(|e| e.to_string()),
+        };
+        match done {
+            Ok(()) => println!("removed {item}"),
+            Err(e) => failures.push(format!("{item}: {e}")),
+        }
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("could not remove: {}", failures.join("; ")))
+    }
+}

@@ -1,0 +1,277 @@
+//! deploy/tweed.yaml: every object parses into its typed k8s-openapi struct
+//! with no field the struct does not know (k8s-openapi's structs ignore
+//! unknown fields, so each object is round-tripped and every field of the
+//! YAML must come back); the RBAC is exactly what tweedd needs; the
+//! ConfigMap's net-conf parses with tweedd's parser, and its conflist is
+//! installed by `tweedctl install-cni` and run by the real `tweed` plugin.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tweed_testkit::{CniCall, TestNs};
+
+fn manifest() -> Vec<Value> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/tweed.yaml");
+    let text = std::fs::read_to_string(&path).expect("deploy/tweed.yaml");
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|doc| Value::deserialize(doc).expect("YAML document"))
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+/// Every field of `original` is in `typed` with the same value.
+fn contained(original: &Value, typed: &Value, at: &str) -> Result<(), String> {
+    match (original, typed) {
+        (Value::Object(o), Value::Object(t)) => {
+            for (k, v) in o {
+                let here = format!("{at}.{k}");
+                let Some(tv) = t.get(k) else {
+                    return Err(format!(
+                        "{here}: unknown field (dropped by the typed struct)"
+                    ));
+                };
+                contained(v, tv, &here)?;
+            }
+            Ok(())
+        }
+        (Value::Array(o), Value::Array(t)) if o.len() == t.len() => o
+            .iter()
+            .zip(t)
+            .enumerate()
+            .try_for_each(|(i, (a, b))| contained(a, b, &format!("{at}[{i}]"))),
+        (o, t) if o == t => Ok(()),
+        (o, t) => Err(format!("{at}: {o} came back as {t}")),
+    }
+}
+
+fn round_trip<T: serde::de::DeserializeOwned + serde::Serialize>(doc: &Value, what: &str) -> T {
+    let typed: T = serde_json::from_value(doc.clone())
+        .unwrap_or_else(|e| panic!("{what}: not a valid {}: {e}", std::any::type_name::<T>()));
+    let back = serde_json::to_value(&typed).unwrap();
+    contained(doc, &back, what).unwrap_or_else(|e| panic!("{e}"));
+    typed
+}
+
+fn target_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let p = exe.parent().unwrap().parent().unwrap().join(name);
+    assert!(
+        p.is_file(),
+        "{} missing: cargo build --workspace",
+        p.display()
+    );
+    p
+}
+
+fn config_map(docs: &[Value]) -> ConfigMap {
+    let doc = docs
+        .iter()
+        .find(|d| d["kind"] == "ConfigMap")
+        .expect("ConfigMap");
+    round_trip(doc, "ConfigMap")
+}
+
+#[test]
+fn every_object_is_a_valid_typed_kubernetes_object() {
+    let docs = manifest();
+    let mut kinds = Vec::new();
+    for doc in &docs {
+        let kind = doc["kind"].as_str().expect("kind").to_string();
+        let name = format!("{kind}/{}", doc["metadata"]["name"].as_str().unwrap_or("?"));
+        match kind.as_str() {
+            "Namespace" => drop(round_trip::<Namespace>(doc, &name)),
+            "ServiceAccount" => drop(round_trip::<ServiceAccount>(doc, &name)),
+            "ClusterRole" => drop(round_trip::<ClusterRole>(doc, &name)),
+            "ClusterRoleBinding" => drop(round_trip::<ClusterRoleBinding>(doc, &name)),
+            "ConfigMap" => drop(round_trip::<ConfigMap>(doc, &name)),
+            "DaemonSet" => drop(round_trip::<DaemonSet>(doc, &name)),
+            other => panic!("unexpected kind {other} in deploy/tweed.yaml"),
+        }
+        kinds.push(kind);
+    }
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "ConfigMap",
+            "DaemonSet",
+            "Namespace",
+            "ServiceAccount"
+        ]
+    );
+}
+
+#[test]
+fn the_role_grants_exactly_what_tweedd_uses() {
+    let docs = manifest();
+    let doc = docs.iter().find(|d| d["kind"] == "ClusterRole").unwrap();
+    let role: ClusterRole = round_trip(doc, "ClusterRole");
+    let mut grants: Vec<String> = role
+        .rules
+        .unwrap_or_default()
+        .iter()
+        .flat_map(|r| {
+            let resources = r.resources.clone().unwrap_or_default();
+            let mut out = Vec::new();
+            for v in &r.verbs {
+                for res in &resources {
+                    out.push(format!("{res}:{v}"));
+                }
+            }
+            out
+        })
+        .collect();
+    grants.sort();
+    assert_eq!(
+        grants,
+        [
+            "nodes/status:patch",
+            "nodes:get",
+            "nodes:list",
+            "nodes:patch",
+            "nodes:watch"
+        ]
+    );
+}
+
+#[test]
+fn the_daemonset_is_unprivileged_host_network_and_probed() {
+    let docs = manifest();
+    let doc = docs.iter().find(|d| d["kind"] == "DaemonSet").unwrap();
+    let ds: DaemonSet = round_trip(doc, "DaemonSet");
+    let pod = ds.spec.template.spec.expect("pod spec");
+    assert_eq!(pod.host_network, Some(true));
+    assert_eq!(
+        pod.priority_class_name.as_deref(),
+        Some("system-node-critical")
+    );
+    assert!(
+        pod.tolerations
+            .unwrap_or_default()
+            .iter()
+            .any(|t| t.operator.as_deref() == Some("Exists") && t.key.is_none())
+    );
+    let agent = &pod.containers[0];
+    let sc = agent.security_context.clone().unwrap();
+    assert_eq!(sc.privileged, Some(false));
+    assert_eq!(
+        sc.capabilities.unwrap().add.unwrap_or_default(),
+        vec!["NET_ADMIN".to_string()]
+    );
+    let probe_path = |p: Option<k8s_openapi::api::core::v1::Probe>| {
+        p.and_then(|p| p.http_get)
+            .and_then(|h| h.path)
+            .unwrap_or_default()
+    };
+    assert_eq!(probe_path(agent.liveness_probe.clone()), "/healthz");
+    assert_eq!(probe_path(agent.readiness_probe.clone()), "/readyz");
+    let command = agent.command.clone().unwrap();
+    assert!(command.contains(&"--store=kube".to_string()), "{command:?}");
+    let init = &pod.init_containers.unwrap()[0];
+    assert_eq!(init.command.as_ref().unwrap()[1], "install-cni");
+}
+
+#[test]
+fn net_conf_parses_with_tweedds_parser() {
+    let cm = config_map(&manifest());
+    let data = cm.data.unwrap();
+    let conf = tweedd::config::NetConfig::parse(&data["net-conf.json"]).expect("net-conf.json");
+    assert_eq!(conf.backend.type_name(), "vxlan");
+}
+
+#[test]
+fn the_conflist_installs_atomically_and_runs_with_the_real_plugin() {
+    let cm = config_map(&manifest());
+    let conflist: Value = serde_json::from_str(&cm.data.unwrap()["cni-conf.json"]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("cni-conf.json");
+    std::fs::write(&src, conflist.to_string()).unwrap();
+    let (bin_dir, conf_dir) = (dir.path().join("bin"), dir.path().join("net.d"));
+    let out = Command::new(target_bin("tweedctl"))
+        .arg("install-cni")
+        .arg("--plugin")
+        .arg(target_bin("tweed"))
+        .arg("--bin-dir")
+        .arg(&bin_dir)
+        .arg("--conflist")
+        .arg(&src)
+        .arg("--conf-dir")
+        .arg(&conf_dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let installed_plugin = bin_dir.join("tweed");
+    let installed: Value =
+        serde_json::from_slice(&std::fs::read(conf_dir.join("10-tweed.conflist")).unwrap())
+            .unwrap();
+    assert_eq!(installed, conflist);
+    assert_eq!(
+        std::fs::read_dir(&conf_dir).unwrap().count(),
+        1,
+        "temporary file left"
+    );
+
+    // The tweed entry, as a runtime hands it to the plugin, with a lease
+    // file as tweedd would write it.
+    let lease = dir.path().join("subnet.env");
+    std::fs::write(
+        &lease,
+        "TWEED_NETWORK=10.244.0.0/16\nTWEED_SUBNET=10.244.93.1/24\nTWEED_MTU=1450\nTWEED_IPMASQ=true\n",
+    )
+    .unwrap();
+    let mut plugin = conflist["plugins"][0].clone();
+    let obj = plugin.as_object_mut().unwrap();
+    obj.remove("capabilities");
+    obj.insert("cniVersion".into(), conflist["cniVersion"].clone());
+    obj.insert("name".into(), conflist["name"].clone());
+    obj.insert("subnetFile".into(), json!(lease));
+    obj.insert("logFile".into(), json!(dir.path().join("cni.log")));
+    obj.insert("ipam".into(), json!({"dataDir": dir.path().join("ipam")}));
+    obj.insert(
+        "runtimeConfig".into(),
+        json!({"io.kubernetes.cri.pod-annotations": {"io.kubernetes.pod.name": "web"}}),
+    );
+    let (node, pod) = (TestNs::new("dpn"), TestNs::new("dpp"));
+    let r = CniCall::new(&installed_plugin, "ADD")
+        .config(&plugin)
+        .in_node(&node.name)
+        .container("deploy-1", &pod.path(), "eth0")
+        .run()
+        .expect_ok("ADD with the deployed conflist");
+    assert!(
+        r["ips"][0]["address"]
+            .as_str()
+            .unwrap()
+            .starts_with("10.244.93."),
+        "{r}"
+    );
+    assert_eq!(r["interfaces"][2]["mtu"], 1450);
+    CniCall::new(&installed_plugin, "DEL")
+        .config(&plugin)
+        .in_node(&node.name)
+        .container("deploy-1", &pod.path(), "eth0")
+        .run()
+        .expect_ok("DEL");
+}
+
+#[test]
+fn the_round_trip_catches_unknown_fields_and_wrong_types() {
+    let unknown = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x", "lables": {"a": "b"}}});
+    let typed: Namespace = serde_json::from_value(unknown.clone()).unwrap();
+    let back = serde_json::to_value(&typed).unwrap();
+    let err = contained(&unknown, &back, "Namespace").unwrap_err();
+    assert!(err.contains("metadata.lables"), "{err}");
+    let wrong = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": 7}});
+    assert!(serde_json::from_value::<ServiceAccount>(wrong).is_err());
+}

@@ -24,6 +24,7 @@ test_packages=(
   qemu-system-x86               # the real VM guest (TCG) of the guest tests
   cpio xz-utils zstd            # scripts/build-guest-image.sh: the guest's initramfs and kernel modules
   dnsmasq                       # DNS (and later DHCP) servers inside test namespaces
+  buildah umoci                 # scripts/build-image.sh and its test (OCI image without a daemon)
 )
 
 packages=("${run_packages[@]}")

@@ -4,6 +4,7 @@ mod cleanup;
 mod guest_args;
 mod install_cni;
 mod lab;
+mod status;
 
 use std::process::ExitCode;
 
@@ -22,6 +23,8 @@ enum Cmd {
     Lab(lab::LabArgs),
     /// Print a guest's boot arguments (from the record the plugin wrote).
     GuestArgs(guest_args::GuestArgs),
+    /// This node's lease, agent and kernel state, with warnings.
+    Status(status::StatusArgs),
     /// Install the plugin and its conflist into the node's CNI directories,
     /// atomically (the DaemonSet's init step).
     InstallCni(install_cni::InstallCniArgs),
@@ -36,6 +39,7 @@ fn main() -> ExitCode {
         Cmd::GuestArgs(args) => guest_args::run(args).map_err(|e| e.to_string()),
         Cmd::InstallCni(args) => install_cni::run(args).map_err(|e| e.to_string()),
         Cmd::NodeCleanup(args) => cleanup::run(args),
+        Cmd::Status(args) => status::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

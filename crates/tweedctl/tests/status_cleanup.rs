@@ -1,0 +1,151 @@
+//! `tweedctl status` and `tweedctl node-cleanup` on a lab node: status reads
+//! the lease, the agent and the kernel, and warns when the agent is gone;
+//! cleanup removes everything tweed made on the node and nothing else.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use tweed_lab::{Binaries, Lab, LabSpec};
+
+fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().to_path_buf()
+}
+
+fn tweedctl(args: &[&str]) -> (bool, String) {
+    let out = Command::new(bin_dir().join("tweedctl"))
+        .args(args)
+        .output()
+        .expect("run tweedctl");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// The lab, removed on drop even when the test fails.
+struct Guard(Option<Lab>);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(lab) = self.0.take() {
+            lab.down();
+        }
+    }
+}
+
+#[test]
+fn status_reports_and_cleanup_removes_everything_on_a_lab_node() {
+    let name = format!("ts{}", std::process::id() % 100000);
+    let lab = Lab::up(&LabSpec {
+        name: name.clone(),
+        nodes: 2,
+        backend: "vxlan".into(),
+        store: "file".into(),
+        pods_per_node: 1,
+        ip_masq: true,
+        ipv6: false,
+        net_conf_overrides: Default::default(),
+        binaries: Binaries::beside(&bin_dir().join("tweedctl")),
+    })
+    .expect("lab up");
+    let mut guard = Guard(Some(lab));
+    let lab = guard.0.as_mut().unwrap();
+    let n1 = lab.state.node("n1").unwrap().clone();
+    let subnet_file = lab.node_dir("n1").join("subnet.env");
+    let subnet = subnet_file.to_str().unwrap().to_string();
+    let status = |lab: &Lab| {
+        let n = lab.state.node("n1").unwrap();
+        tweedctl(&[
+            "status",
+            "--netns",
+            &n.ns,
+            "--subnet-file",
+            &subnet,
+            "--health-addr",
+            &n.health_addr,
+        ])
+    };
+
+    let (ok, out) = status(lab);
+    assert!(ok, "{out}");
+    for needle in [
+        "TWEED_SUBNET=",
+        "ready",
+        "peers known              1",
+        "tweed.1",
+        "vxlan vni 1 port 8472",
+        "routes by tweedd (proto 77): 1",
+        "no problems found",
+    ] {
+        assert!(out.contains(needle), "{needle:?} missing:\n{out}");
+    }
+
+    // The agent stops: the data plane stays, and status says what is wrong.
+    lab.stop_agent("n1").unwrap();
+    let (_, out) = status(lab);
+    assert!(
+        out.contains("cannot reach tweedd's health endpoint"),
+        "{out}"
+    );
+    assert!(out.contains("routes by tweedd (proto 77): 1"), "{out}");
+
+    // A dry run changes nothing; --yes removes every tweed object.
+    let ns = n1.ns.clone();
+    let cleanup = |yes: bool| {
+        let mut args = vec!["netns", "exec", &ns];
+        let exe = bin_dir().join("tweedctl");
+        let exe = exe.to_str().unwrap().to_string();
+        args.push(&exe);
+        args.extend(["node-cleanup", "--subnet-file", &subnet]);
+        if yes {
+            args.push("--yes");
+        }
+        let out = Command::new("ip").args(&args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let plan = cleanup(false);
+    assert!(
+        plan.contains("would remove") && plan.contains("tweed.1"),
+        "{plan}"
+    );
+    assert!(subnet_file.exists());
+    cleanup(true);
+    let links = Command::new("ip")
+        .args(["-n", &ns, "-o", "link"])
+        .output()
+        .unwrap();
+    let links = String::from_utf8_lossy(&links.stdout).to_string();
+    assert!(
+        !links.contains("tweed.1") && !links.contains("tweed0"),
+        "{links}"
+    );
+    assert!(
+        links.contains("eth0"),
+        "the underlay interface must stay: {links}"
+    );
+    let routes = Command::new("ip")
+        .args(["-n", &ns, "route", "show", "proto", "77"])
+        .output()
+        .unwrap();
+    assert!(
+        routes.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&routes.stdout)
+    );
+    let nft = Command::new("ip")
+        .args(["netns", "exec", &ns, "nft", "list", "tables"])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&nft.stdout).contains("tweed"));
+    assert!(!subnet_file.exists());
+}

@@ -13,4 +13,4 @@ scripts/install-deps.sh
 
 export RUST_BACKTRACE=1
 cargo build --workspace --all-targets
-cargo test --workspace -- --test-threads "${TWEED_TEST_THREADS:-4}"
+cargo test --workspace --no-fail-fast -- --test-threads "${TWEED_TEST_THREADS:-4}"

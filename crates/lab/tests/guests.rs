@@ -9,40 +9,17 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::TestLab;
 use serde_json::{Value, json};
 use tweed_lab::pods::{self, Call};
 use tweed_lab::topology;
+use tweed_testkit::dns::Dnsmasq;
 use tweed_testkit::qemu::{Guest, GuestImage, ready_fields};
 
 const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
-
-/// A process in a namespace, killed by pid and reaped on drop.
-struct InNs(Child);
-
-impl InNs {
-    fn spawn(ns: &str, argv: &[&str]) -> InNs {
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns])
-            .args(argv)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {argv:?} in {ns}: {e}"));
-        InNs(child)
-    }
-}
-
-impl Drop for InNs {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn wget(ns: &str, url: &str) -> Result<String, String> {
     let out = Command::new("ip")
@@ -103,19 +80,7 @@ fn guest_across_nodes(tag: &str, format: &str, backend: &str) {
     // client's name.
     let dns_pod = lab.lab_mut().add_pod(n1, "dns").expect("dns pod");
     let dns_ip = dns_pod.ipv4.clone().unwrap();
-    let _dnsmasq = InNs::spawn(
-        &dns_pod.ns,
-        &[
-            "dnsmasq",
-            "--keep-in-foreground",
-            "--no-resolv",
-            "--no-hosts",
-            "--port=53",
-            &format!("--listen-address={dns_ip}"),
-            "--bind-interfaces",
-            &format!("--address=/web.lab.test/{client_ip}"),
-        ],
-    );
+    let _dnsmasq = Dnsmasq::start(&dns_pod.ns, &dns_ip, &[("web.lab.test", &client_ip)]);
 
     // The guest pod on node 2, through the plugin, as a runtime that knows
     // it starts a VM: the guest section in the config, the cluster DNS as

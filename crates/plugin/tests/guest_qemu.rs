@@ -12,8 +12,9 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Node, NsProcess, http_get, http_get_within};
+use common::{Node, http_get, http_get_within};
 use serde_json::json;
+use tweed_testkit::dns::Dnsmasq;
 use tweed_testkit::qemu::{Guest, GuestImage};
 use tweed_testkit::{Attachment, Chain, TestNs, kernel};
 
@@ -71,18 +72,7 @@ fn qemu_guest_chained_after_the_reference_bridge() {
     let client_ip = common::bare(rc["ips"][0]["address"].as_str().unwrap());
     let rd = plain_chain.add(&att("dns", &dns)).expect("dns ADD");
     let dns_ip = common::bare(rd["ips"][0]["address"].as_str().unwrap());
-    let _dnsmasq = NsProcess::spawn(
-        &dns.name,
-        &[
-            "dnsmasq",
-            "--keep-in-foreground",
-            "--no-resolv",
-            "--no-hosts",
-            &format!("--listen-address={dns_ip}"),
-            "--bind-interfaces",
-            &format!("--address=/web.lab.test/{client_ip}"),
-        ],
-    );
+    let _dnsmasq = Dnsmasq::start(&dns.name, &dns_ip, &[("web.lab.test", &client_ip)]);
 
     // The guest pod: bridge, then tweed's guest, with the DNS as kubelet
     // would pass it.

@@ -1,0 +1,79 @@
+//! A DNS server for tests: Debian's dnsmasq in a namespace, answering
+//! fixed records, started only when it answers, stopped by pid on drop.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Dnsmasq {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Dnsmasq {
+    /// Serves `records` (name → IPv4 address) on `listen`:53 inside the
+    /// named namespace `ns`, and waits until a query from inside `ns`
+    /// gets the first record's answer (panics after 15 s, with dnsmasq's
+    /// own output).
+    pub fn start(ns: &str, listen: &str, records: &[(&str, &str)]) -> Dnsmasq {
+        crate::require_root();
+        let dir = std::env::temp_dir().join(format!("tweed-dnsmasq-{ns}"));
+        let _ = std::fs::create_dir_all(&dir);
+        let log = dir.join("dnsmasq.log");
+        let mut args = vec![
+            "netns".to_string(),
+            "exec".into(),
+            ns.into(),
+            "dnsmasq".into(),
+            "--keep-in-foreground".into(),
+            // Nothing from the machine's own configuration.
+            "--conf-file=/dev/null".into(),
+            "--no-resolv".into(),
+            "--no-hosts".into(),
+            "--user=root".into(),
+            format!("--pid-file={}", dir.join("dnsmasq.pid").display()),
+            format!("--listen-address={listen}"),
+            "--bind-interfaces".into(),
+            format!("--log-facility={}", log.display()),
+        ];
+        for (name, addr) in records {
+            args.push(format!("--address=/{name}/{addr}"));
+        }
+        let child = Command::new("ip")
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start dnsmasq (install it: scripts/install-deps.sh)");
+        let server = Dnsmasq { child, dir };
+        if let Some((name, addr)) = records.first() {
+            let deadline = Instant::now() + Duration::from_secs(15);
+            loop {
+                let out = Command::new("ip")
+                    .args(["netns", "exec", ns, "busybox", "nslookup", name, listen])
+                    .output()
+                    .expect("busybox nslookup");
+                if String::from_utf8_lossy(&out.stdout).contains(addr) {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "dnsmasq on {listen} in {ns} does not answer for {name}: {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        server
+    }
+}
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        // `ip netns exec` execs dnsmasq in place: this pid is dnsmasq's.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -7,10 +7,13 @@
 
 pub mod chain;
 pub mod cni;
+pub mod dns;
 pub mod etcd;
 pub mod kernel;
 pub mod netns;
 pub mod podman;
+pub mod qemu;
+pub mod tap_guest;
 
 pub use chain::{Attachment, Chain};
 pub use cni::{CniCall, CniOutput, REFERENCE_PLUGIN_DIR, reference_plugin};

@@ -94,12 +94,24 @@ pub(super) async fn watch(
             tokio::select! {
                 ready = fd.readable() => {
                     let Ok(mut guard) = ready else { return };
-                    match guard.get_inner().0.read_events() {
-                        Ok(events) => events.iter().for_each(|e| pending.note(e)),
-                        Err(nix::errno::Errno::EAGAIN) => {}
-                        Err(_) => pending.full = true,
+                    // Drain the queue: readiness is edge-triggered, so
+                    // events left unread now would wait for the next change
+                    // (or the full resync) — a burst of renames once lost
+                    // hundreds of leases for 30 s that way.
+                    loop {
+                        match guard.get_inner().0.read_events() {
+                            Ok(events) => events.iter().for_each(|e| pending.note(e)),
+                            Err(nix::errno::Errno::EAGAIN) => {
+                                guard.clear_ready();
+                                break;
+                            }
+                            Err(_) => {
+                                pending.full = true;
+                                guard.clear_ready();
+                                break;
+                            }
+                        }
                     }
-                    guard.clear_ready();
                 }
                 _ = tokio::time::sleep(TICK) => {}
                 _ = tx.closed() => return,

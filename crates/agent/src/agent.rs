@@ -256,6 +256,9 @@ pub async fn run(opts: AgentOptions, config: NetConfig, store: AnyStore) -> Resu
     health.set_ready();
     metrics.ready.set(1);
     tracing::info!(subnet = %lease.key, file = %opts.subnet_file.display(), mtu = pod_mtu, "ready");
+    // Telling the store's world (kube: NetworkUnavailable=False) is retried
+    // on the heartbeat until it works; the data plane does not wait for it.
+    let mut announced = announce(&store, &lease).await;
 
     let mut watch = store.watch(revision).await.ok();
     let mut renew = tokio::time::interval(opts.renew_interval);
@@ -277,7 +280,12 @@ pub async fn run(opts: AgentOptions, config: NetConfig, store: AnyStore) -> Resu
         tokio::select! {
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
-            _ = heartbeat.tick() => health.beat(),
+            _ = heartbeat.tick() => {
+                health.beat();
+                if !announced {
+                    announced = announce(&store, &lease).await;
+                }
+            }
             ev = event => {
                 let lost = match ev {
                     Some(first) => {
@@ -329,6 +337,7 @@ pub async fn run(opts: AgentOptions, config: NetConfig, store: AnyStore) -> Resu
                 };
                 if lost {
                     lease = recover_lease(&store, &config, &factory, &opts, &metrics, &lease).await?;
+                    announced = announce(&store, &lease).await;
                     if local.lease.key != lease.key {
                         local = Arc::new(LocalNode { lease: lease.clone(), ..(*local).clone() });
                         let _ = tx.send(Input::SetBackend(factory.build(&lease.key)));
@@ -342,9 +351,11 @@ pub async fn run(opts: AgentOptions, config: NetConfig, store: AnyStore) -> Resu
                     Ok(l) => {
                         lease = l;
                         metrics.lease_renewals.inc();
+                        announced = announce(&store, &lease).await;
                     }
                     Err(StoreError::LeaseLost(_)) => {
                         lease = recover_lease(&store, &config, &factory, &opts, &metrics, &lease).await?;
+                        announced = announce(&store, &lease).await;
                         local = Arc::new(LocalNode { lease: lease.clone(), ..(*local).clone() });
                         let _ = tx.send(Input::SetBackend(factory.build(&lease.key)));
                         write_subnet_files(&opts, &config, &lease, pod_mtu)?;
@@ -462,7 +473,29 @@ async fn acquire_with_retry(
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(10));
             }
+            Err(e) if e.is_waiting() => {
+                // Repeated on purpose: this is what an operator searching
+                // the log for "why is this node not ready" must find.
+                tracing::error!(
+                    retry_in_ms = backoff.as_millis() as u64,
+                    "no subnet for this node: {e}"
+                );
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
             Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// [`LeaseStore::announce_ready`]; `false` (logged) when it has to be
+/// tried again.
+async fn announce(store: &AnyStore, lease: &Lease) -> bool {
+    match store.announce_ready(lease).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot announce that this node's network is ready; retrying");
+            false
         }
     }
 }

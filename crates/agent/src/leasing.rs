@@ -1,6 +1,7 @@
 //! Getting this node a subnet: reuse what it held before, else take a free
 //! one, atomically, retrying with another subnet when a concurrent agent
-//! wins the race (flannel gives up there).
+//! wins the race (flannel gives up there). With a store that assigns
+//! subnets itself (kube), publish the record for the assigned one.
 
 use std::collections::HashSet;
 use std::hash::{BuildHasher, RandomState};
@@ -11,7 +12,7 @@ use thiserror::Error;
 
 use crate::config::{Family, NetConfig, Pool};
 use crate::lease::{Lease, LeaseAttrs, LeaseKey};
-use crate::store::{Created, LeaseStore, StoreError};
+use crate::store::{Assignment, Created, LeaseStore, StoreError};
 
 #[derive(Debug, Error)]
 pub enum AcquireError {
@@ -23,8 +24,27 @@ pub enum AcquireError {
         "lost the race for a subnet {0} times in a row; is something creating leases in a loop?"
     )]
     TooManyRaces(usize),
+    /// The store assigns subnets and has none for this node yet; worth
+    /// waiting for (the text says who must act).
+    #[error("{0}")]
+    NotAssigned(String),
+    #[error(
+        "the subnet assigned to this node ({subnet}) is not inside the configured network(s) {networks}"
+    )]
+    OutsideNetwork { subnet: LeaseKey, networks: String },
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl AcquireError {
+    /// Errors that end when someone else acts (an operator, the
+    /// controller-manager), so the agent waits and asks again.
+    pub fn is_waiting(&self) -> bool {
+        matches!(
+            self,
+            AcquireError::NotAssigned(_) | AcquireError::OutsideNetwork { .. }
+        )
+    }
 }
 
 const MAX_ATTEMPTS: usize = 20;
@@ -53,6 +73,13 @@ pub async fn acquire<S: LeaseStore>(
     previous: Option<LeaseKey>,
     ttl: Duration,
 ) -> Result<Lease, AcquireError> {
+    match store.assignment().await? {
+        Assignment::AgentPicks => {}
+        Assignment::Assigned(key) => {
+            return take_assigned(store, config, &attrs_for, key, ttl).await;
+        }
+        Assignment::Pending(why) => return Err(AcquireError::NotAssigned(why)),
+    }
     let mut races = 0;
     for attempt in 0..MAX_ATTEMPTS {
         let snapshot = store.list().await?;
@@ -111,6 +138,37 @@ pub async fn acquire<S: LeaseStore>(
         }
     }
     Err(AcquireError::TooManyRaces(races))
+}
+
+/// Publishes this node's record for the subnet the store assigned.
+async fn take_assigned<S: LeaseStore>(
+    store: &S,
+    config: &NetConfig,
+    attrs_for: &impl Fn(&LeaseKey) -> LeaseAttrs,
+    key: LeaseKey,
+    ttl: Duration,
+) -> Result<Lease, AcquireError> {
+    if !fits(config, &key) {
+        let networks: Vec<String> = config.networks().iter().map(|n| n.to_string()).collect();
+        return Err(AcquireError::OutsideNetwork {
+            subnet: key,
+            networks: networks.join(","),
+        });
+    }
+    let lease = Lease {
+        key,
+        attrs: attrs_for(&key),
+        expires: None,
+    };
+    match store.create(&lease, ttl).await? {
+        Created::Yes(l) => {
+            tracing::info!(subnet = %l.key, "using the subnet assigned to this node");
+            Ok(l)
+        }
+        Created::Taken => Err(AcquireError::NotAssigned(format!(
+            "this node's assigned subnet changed from {key} while publishing its record; asking again"
+        ))),
+    }
 }
 
 /// A random free subnet (per family); for dual stack, the v6 subnet with

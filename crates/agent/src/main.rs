@@ -15,6 +15,8 @@ use tweedd::lease::LEASE_TTL;
 use tweedd::store::StoreError;
 use tweedd::store::any::AnyStore;
 use tweedd::store::etcd::EtcdOptions;
+use tweedd::store::kube::KubeOptions;
+use tweedd::store::kube::node::Networks;
 
 #[derive(Parser, Debug)]
 #[command(name = "tweedd", version, about = "The tweed node agent")]
@@ -22,9 +24,14 @@ struct Flags {
     /// Network configuration (a superset of flannel's net-conf.json).
     #[arg(long, default_value = "/etc/tweed/net-conf.json")]
     net_conf: PathBuf,
-    /// Lease store: file:///path or etcd://host:port[,host:port].
+    /// Lease store: file:///path, etcd://host:port[,host:port], or kube
+    /// (Node objects in the Kubernetes API).
     #[arg(long, default_value = "file:///var/lib/tweed/store")]
     store: String,
+    /// With --store kube: the kubeconfig to use (default: the pod's
+    /// service account).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
     /// Key prefix in etcd (flannel's layout).
     #[arg(long, default_value = "/coreos.com/network")]
     etcd_prefix: String,
@@ -38,8 +45,9 @@ struct Flags {
     etcd_username: Option<String>,
     #[arg(long, env = "TWEED_ETCD_PASSWORD", hide_env_values = true)]
     etcd_password: Option<String>,
-    /// This node's name (default: the host name).
-    #[arg(long)]
+    /// This node's name (default: the host name); with --store kube, the
+    /// Kubernetes node name.
+    #[arg(long, env = "NODE_NAME")]
     node_name: Option<String>,
     /// Underlay interface, by name or address; repeat to give fallbacks.
     #[arg(long)]
@@ -110,10 +118,14 @@ fn hostname() -> String {
 
 /// Opens the store, retrying with backoff while it is unreachable (a node
 /// agent outlives store outages); a wrong URL or options end the program.
-async fn open_store(url: &str, etcd: EtcdOptions) -> Result<AnyStore, (ExitCode, String)> {
+async fn open_store(
+    url: &str,
+    etcd: EtcdOptions,
+    kube: KubeOptions,
+) -> Result<AnyStore, (ExitCode, String)> {
     let mut backoff = Duration::from_millis(200);
     loop {
-        match AnyStore::open(url, etcd.clone()).await {
+        match AnyStore::open_with(url, etcd.clone(), Some(kube.clone())).await {
             Ok(s) => return Ok(s),
             Err(StoreError::Unavailable(e)) => {
                 tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "store unreachable; retrying");
@@ -183,8 +195,20 @@ fn main() -> ExitCode {
         password: flags.etcd_password.clone(),
         ..EtcdOptions::default()
     };
+    let kube = KubeOptions {
+        node_name: opts.node_name.clone(),
+        kubeconfig: flags.kubeconfig.clone(),
+        networks: Networks {
+            ipv4: config.ipv4.as_ref().map(|p| p.network),
+            ipv6: config.ipv6.as_ref().map(|p| p.network),
+        },
+    };
+    if flags.kubeconfig.is_some() && flags.store != "kube" {
+        tracing::error!("--kubeconfig is only for --store kube");
+        return ExitCode::from(2);
+    }
     let result = runtime.block_on(async {
-        let store = open_store(&flags.store, etcd).await?;
+        let store = open_store(&flags.store, etcd, kube).await?;
         agent::run(opts, config, store)
             .await
             .map_err(|e| (ExitCode::FAILURE, e.to_string()))

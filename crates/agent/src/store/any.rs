@@ -8,20 +8,39 @@ use tokio::sync::mpsc;
 
 use super::etcd::{EtcdOptions, EtcdStore};
 use super::file::FileStore;
-use super::{Created, LeaseStore, Snapshot, StoreError, WatchEvent};
+use super::kube::{KubeOptions, KubeStore};
+use super::{Assignment, Created, LeaseStore, Snapshot, StoreError, WatchEvent};
 use crate::lease::{Lease, LeaseKey};
 
 #[derive(Debug, Clone)]
 pub enum AnyStore {
     File(FileStore),
     Etcd(EtcdStore),
+    Kube(Box<KubeStore>),
 }
 
 impl AnyStore {
     /// Opens the store a URL names: `file:///dir`, or etcd as
     /// `etcd://host:port[,host:port]`, `etcds://...` (TLS) or flannel's
-    /// `http(s)://host:port[,...]` endpoint lists.
+    /// `http(s)://host:port[,...]` endpoint lists. `kube` needs
+    /// [`KubeOptions`]: see [`AnyStore::open_with`].
     pub async fn open(url: &str, etcd: EtcdOptions) -> Result<AnyStore, StoreError> {
+        AnyStore::open_with(url, etcd, None).await
+    }
+
+    /// [`AnyStore::open`], plus `kube` (the Kubernetes API, in-cluster or
+    /// through a kubeconfig) when `kube` options are given.
+    pub async fn open_with(
+        url: &str,
+        etcd: EtcdOptions,
+        kube: Option<KubeOptions>,
+    ) -> Result<AnyStore, StoreError> {
+        if url == "kube" {
+            let opts = kube.ok_or_else(|| {
+                StoreError::Config("--store kube: no node name or network given".into())
+            })?;
+            return Ok(AnyStore::Kube(Box::new(KubeStore::connect(opts).await?)));
+        }
         if url.starts_with("file://") {
             return Ok(AnyStore::File(FileStore::from_url(url)?));
         }
@@ -32,7 +51,7 @@ impl AnyStore {
             return Ok(AnyStore::Etcd(EtcdStore::connect(url, etcd).await?));
         }
         Err(StoreError::Config(format!(
-            "--store {url:?}: unknown store; use file:///path or etcd://host:port[,host:port]"
+            "--store {url:?}: unknown store; use file:///path, etcd://host:port[,host:port] or kube"
         )))
     }
 }
@@ -42,11 +61,20 @@ macro_rules! forward {
         match $self {
             AnyStore::File($s) => $call,
             AnyStore::Etcd($s) => $call,
+            AnyStore::Kube($s) => $call,
         }
     };
 }
 
 impl LeaseStore for AnyStore {
+    async fn assignment(&self) -> Result<Assignment, StoreError> {
+        forward!(self, s => s.assignment().await)
+    }
+
+    async fn announce_ready(&self, lease: &Lease) -> Result<(), StoreError> {
+        forward!(self, s => s.announce_ready(lease).await)
+    }
+
     async fn list(&self) -> Result<Snapshot, StoreError> {
         forward!(self, s => s.list().await)
     }

@@ -3,13 +3,22 @@
 //! One trait, one small module per implementation (flannel's shape); the
 //! rest of the agent never knows which one runs. Stores are chosen by URL:
 //! `file:///dir` (the embedded default, for one machine and the lab) and
-//! `etcd://host:port[,host:port]` (etcd v3, flannel's key layout); `kube`
-//! joins later behind the same trait.
+//! `etcd://host:port[,host:port]` (etcd v3, flannel's key layout) and
+//! `kube` (Node objects in the Kubernetes API).
+//!
+//! Two models of who picks a node's subnet meet here. In the file and
+//! etcd stores the agents pick free subnets and race to create leases; in
+//! Kubernetes the controller-manager assigns each node its `podCIDR` and
+//! the agent only publishes its record next to it. [`LeaseStore::assignment`]
+//! tells the agent which model the store follows, and
+//! [`LeaseStore::announce_ready`] lets a store tell its world that the node's
+//! network is up; both default to the agent-picks model and to nothing.
 
 pub mod any;
 pub mod etcd;
 pub mod file;
 mod file_watch;
+pub mod kube;
 
 use std::future::Future;
 use std::time::Duration;
@@ -66,8 +75,36 @@ pub enum Created {
     Taken,
 }
 
+/// Who decides which subnet this node gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Assignment {
+    /// The agent picks a free subnet and creates the lease (file, etcd).
+    AgentPicks,
+    /// Someone else assigned this node's subnet (kube: the
+    /// controller-manager's `podCIDR`s); the agent publishes its record
+    /// for it with [`LeaseStore::create`].
+    Assigned(LeaseKey),
+    /// Someone else assigns subnets and has not (usably) done so for this
+    /// node yet; the text says what is missing and who must act. The agent
+    /// logs it, stays not ready and asks again.
+    Pending(String),
+}
+
 /// A store of subnet leases.
 pub trait LeaseStore: Send + Sync + 'static {
+    /// Whether this node's subnet is the agent's choice or assigned.
+    fn assignment(&self) -> impl Future<Output = Result<Assignment, StoreError>> + Send {
+        async { Ok(Assignment::AgentPicks) }
+    }
+
+    /// Tells the store's world that the node's network is ready (kube: the
+    /// node condition `NetworkUnavailable=False`). Called once the lease
+    /// file is written and the backend is up, and again after each renewal.
+    fn announce_ready(&self, lease: &Lease) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let _ = lease;
+        async { Ok(()) }
+    }
+
     /// Every unexpired lease, and the revision to watch from.
     fn list(&self) -> impl Future<Output = Result<Snapshot, StoreError>> + Send;
 

@@ -1,0 +1,399 @@
+//! Node objects ↔ leases, with nothing but data: which subnet a Node's
+//! `spec.podCIDR(s)` give this cluster network, the `tweed.io/`
+//! annotations that carry a lease record, and the patches that write them
+//! and the `NetworkUnavailable` condition.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use serde_json::{Value, json};
+use thiserror::Error;
+
+use crate::lease::{Lease, LeaseAttrs, LeaseKey};
+
+/// tweed's own annotation prefix (flannel's is `flannel.alpha.coreos.com/`).
+pub const PREFIX: &str = "tweed.io/";
+/// `vxlan`, `host-gw`, `srv6`: [`LeaseAttrs::backend_type`].
+pub const BACKEND_TYPE: &str = "tweed.io/backend-type";
+/// [`LeaseAttrs::backend_data`] as compact JSON (`{"VNI":1,"VtepMAC":".."}`).
+pub const BACKEND_DATA: &str = "tweed.io/backend-data";
+/// [`LeaseAttrs::backend_v6_data`] as compact JSON, when there is any.
+pub const BACKEND_V6_DATA: &str = "tweed.io/backend-v6-data";
+/// The underlay address peers send to ([`LeaseAttrs::public_ip`]).
+pub const PUBLIC_IP: &str = "tweed.io/public-ip";
+pub const PUBLIC_IPV6: &str = "tweed.io/public-ipv6";
+
+/// The condition tweed clears once the node's network is up.
+pub const CONDITION: &str = "NetworkUnavailable";
+pub const READY_REASON: &str = "TweedIsUp";
+
+/// The cluster network(s) of net-conf.json: a lease has a subnet of each
+/// family configured here, inside it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Networks {
+    pub ipv4: Option<Ipv4Net>,
+    pub ipv6: Option<Ipv6Net>,
+}
+
+/// Why a Node's pod CIDRs give this network no subnet.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum CidrProblem {
+    #[error(
+        "node {node} has no spec.podCIDR yet. With the kube store each node's pod subnet is the one kube-controller-manager allocates: run it with --allocate-node-cidrs=true and --cluster-cidr={network} (the Network of net-conf.json); waiting for it, not ready until then"
+    )]
+    Missing { node: String, network: String },
+    #[error("node {node}: spec.podCIDRs holds {cidr:?}, which is not a CIDR")]
+    Unparsable { node: String, cidr: String },
+    #[error(
+        "node {node} has no IPv{family} pod CIDR inside the configured network {network} (its podCIDRs: {cidrs}); kube-controller-manager's --cluster-cidr must match net-conf.json"
+    )]
+    Outside {
+        node: String,
+        family: u8,
+        network: String,
+        cidrs: String,
+    },
+}
+
+fn name_of(node: &Node) -> String {
+    node.metadata.name.clone().unwrap_or_default()
+}
+
+fn networks_text(nets: &Networks) -> String {
+    let v: Vec<String> = [nets.ipv4.map(IpNet::V4), nets.ipv6.map(IpNet::V6)]
+        .into_iter()
+        .flatten()
+        .map(|n| n.to_string())
+        .collect();
+    v.join(",")
+}
+
+/// The node's subnet for this network: for each configured family the
+/// first of its pod CIDRs inside the network (`podCIDRs`, or the older
+/// single `podCIDR`).
+pub fn pod_subnet(node: &Node, nets: &Networks) -> Result<LeaseKey, CidrProblem> {
+    let name = name_of(node);
+    let spec = node.spec.as_ref();
+    let mut raw: Vec<String> = spec.and_then(|s| s.pod_cidrs.clone()).unwrap_or_default();
+    if raw.is_empty()
+        && let Some(c) = spec
+            .and_then(|s| s.pod_cidr.clone())
+            .filter(|c| !c.is_empty())
+    {
+        raw.push(c);
+    }
+    if raw.is_empty() {
+        return Err(CidrProblem::Missing {
+            node: name,
+            network: networks_text(nets),
+        });
+    }
+    let mut cidrs = Vec::new();
+    for c in &raw {
+        let net: IpNet = c.parse().map_err(|_| CidrProblem::Unparsable {
+            node: name.clone(),
+            cidr: c.clone(),
+        })?;
+        cidrs.push(net.trunc());
+    }
+    let outside = |family: u8, network: String| CidrProblem::Outside {
+        node: name.clone(),
+        family,
+        network,
+        cidrs: raw.join(","),
+    };
+    // The first CIDR of the network's family inside it.
+    let pick = |pool: IpNet, family: u8| {
+        cidrs
+            .iter()
+            .find(|c| pool.contains(*c))
+            .copied()
+            .ok_or_else(|| outside(family, pool.to_string()))
+    };
+    let mut key = LeaseKey {
+        ipv4: None,
+        ipv6: None,
+    };
+    if let Some(pool) = nets.ipv4
+        && let IpNet::V4(n) = pick(IpNet::V4(pool), 4)?
+    {
+        key.ipv4 = Some(n);
+    }
+    if let Some(pool) = nets.ipv6
+        && let IpNet::V6(n) = pick(IpNet::V6(pool), 6)?
+    {
+        key.ipv6 = Some(n);
+    }
+    Ok(key)
+}
+
+/// Why a node that carries tweed's annotations is no peer.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum BadNode {
+    #[error("{0}")]
+    Cidr(#[from] CidrProblem),
+    #[error("node {node}: annotation {annotation}: {reason}")]
+    Annotation {
+        node: String,
+        annotation: &'static str,
+        reason: String,
+    },
+}
+
+fn annotations(node: &Node) -> Option<&BTreeMap<String, String>> {
+    node.metadata.annotations.as_ref()
+}
+
+/// The lease a Node stands for: `None` when it carries no tweed record
+/// (its agent has not published yet, or it runs no tweed).
+pub fn node_lease(node: &Node, nets: &Networks) -> Result<Option<Lease>, BadNode> {
+    let Some(ann) = annotations(node) else {
+        return Ok(None);
+    };
+    let Some(backend_type) = ann.get(BACKEND_TYPE) else {
+        return Ok(None);
+    };
+    let name = name_of(node);
+    let bad = |annotation: &'static str, reason: String| BadNode::Annotation {
+        node: name.clone(),
+        annotation,
+        reason,
+    };
+    let json_of = |annotation: &'static str| -> Result<Value, BadNode> {
+        match ann.get(annotation) {
+            None => Ok(Value::Null),
+            Some(text) => serde_json::from_str(text).map_err(|e| bad(annotation, e.to_string())),
+        }
+    };
+    let public_ip = match ann.get(PUBLIC_IP) {
+        None => None,
+        Some(t) => Some(
+            t.parse::<Ipv4Addr>()
+                .map_err(|e| bad(PUBLIC_IP, format!("{t:?}: {e}")))?,
+        ),
+    };
+    let public_ipv6 = match ann.get(PUBLIC_IPV6) {
+        None => None,
+        Some(t) => Some(
+            t.parse::<Ipv6Addr>()
+                .map_err(|e| bad(PUBLIC_IPV6, format!("{t:?}: {e}")))?,
+        ),
+    };
+    let attrs = LeaseAttrs {
+        public_ip,
+        public_ipv6,
+        backend_type: backend_type.clone(),
+        backend_data: json_of(BACKEND_DATA)?,
+        backend_v6_data: json_of(BACKEND_V6_DATA)?,
+        node_name: name,
+    };
+    let key = pod_subnet(node, nets)?;
+    Ok(Some(Lease {
+        key,
+        attrs,
+        expires: None,
+    }))
+}
+
+/// A merge patch that sets a node's annotations to `attrs` and removes the
+/// ones `attrs` leaves out (a public IPv6 address that went away).
+pub fn annotations_patch(attrs: &LeaseAttrs) -> Value {
+    let json_or_null = |v: &Value| {
+        if v.is_null() {
+            Value::Null
+        } else {
+            Value::String(v.to_string())
+        }
+    };
+    json!({
+        "metadata": {
+            "annotations": {
+                BACKEND_TYPE: attrs.backend_type,
+                BACKEND_DATA: json_or_null(&attrs.backend_data),
+                BACKEND_V6_DATA: json_or_null(&attrs.backend_v6_data),
+                PUBLIC_IP: attrs.public_ip.map(|a| a.to_string()),
+                PUBLIC_IPV6: attrs.public_ipv6.map(|a| a.to_string()),
+            }
+        }
+    })
+}
+
+/// A merge patch that removes every tweed annotation.
+pub fn remove_annotations_patch() -> Value {
+    let mut ann = serde_json::Map::new();
+    for k in [
+        BACKEND_TYPE,
+        BACKEND_DATA,
+        BACKEND_V6_DATA,
+        PUBLIC_IP,
+        PUBLIC_IPV6,
+    ] {
+        ann.insert(k.to_string(), Value::Null);
+    }
+    json!({"metadata": {"annotations": ann}})
+}
+
+/// True when the node already says `NetworkUnavailable=False` because of
+/// tweed (nothing to write).
+pub fn is_marked_ready(node: &Node) -> bool {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| {
+            cs.iter().any(|c| {
+                c.type_ == CONDITION
+                    && c.status == "False"
+                    && c.reason.as_deref() == Some(READY_REASON)
+            })
+        })
+}
+
+/// A strategic merge patch for the `status` subresource: the
+/// `NetworkUnavailable` condition, merged by type into the node's list.
+pub fn ready_condition_patch(now: Time) -> Value {
+    let now = serde_json::to_value(now).expect("a time serialises");
+    json!({
+        "status": {
+            "conditions": [{
+                "type": CONDITION,
+                "status": "False",
+                "reason": READY_REASON,
+                "message": "tweed is running on this node",
+                "lastTransitionTime": now,
+                "lastHeartbeatTime": now,
+            }]
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(v: Value) -> Node {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn nets(v4: Option<&str>, v6: Option<&str>) -> Networks {
+        Networks {
+            ipv4: v4.map(|s| s.parse().unwrap()),
+            ipv6: v6.map(|s| s.parse().unwrap()),
+        }
+    }
+
+    #[test]
+    fn subnet_comes_from_pod_cidrs_of_the_configured_families() {
+        let dual = node(json!({"metadata": {"name": "a"}, "spec": {
+            "podCIDR": "10.244.3.0/24", "podCIDRs": ["10.244.3.0/24", "fd00:10:244:3::/64"]}}));
+        let k = pod_subnet(&dual, &nets(Some("10.244.0.0/16"), None)).unwrap();
+        assert_eq!(k.to_string(), "10.244.3.0-24");
+        let k = pod_subnet(
+            &dual,
+            &nets(Some("10.244.0.0/16"), Some("fd00:10:244::/56")),
+        )
+        .unwrap();
+        assert_eq!(k.to_string(), "10.244.3.0-24&fd00:10:244:3::-64");
+        // Only the older single field.
+        let old = node(json!({"metadata": {"name": "b"}, "spec": {"podCIDR": "10.244.4.0/24"}}));
+        let k = pod_subnet(&old, &nets(Some("10.244.0.0/16"), None)).unwrap();
+        assert_eq!(k.to_string(), "10.244.4.0-24");
+    }
+
+    #[test]
+    fn missing_or_foreign_cidrs_say_what_to_fix() {
+        let n = nets(Some("10.244.0.0/16"), None);
+        let none = node(json!({"metadata": {"name": "a"}, "spec": {}}));
+        let e = pod_subnet(&none, &n).unwrap_err();
+        assert!(matches!(e, CidrProblem::Missing { .. }));
+        let text = e.to_string();
+        assert!(text.contains("--allocate-node-cidrs"), "{text}");
+        assert!(text.contains("--cluster-cidr=10.244.0.0/16"), "{text}");
+        let foreign =
+            node(json!({"metadata": {"name": "a"}, "spec": {"podCIDRs": ["10.99.1.0/24"]}}));
+        let e = pod_subnet(&foreign, &n).unwrap_err();
+        assert!(
+            e.to_string().contains("10.99.1.0/24") && e.to_string().contains("10.244.0.0/16"),
+            "{e}"
+        );
+        let v4_only =
+            node(json!({"metadata": {"name": "a"}, "spec": {"podCIDRs": ["10.244.1.0/24"]}}));
+        let e = pod_subnet(&v4_only, &nets(Some("10.244.0.0/16"), Some("fd00::/56"))).unwrap_err();
+        assert!(matches!(e, CidrProblem::Outside { family: 6, .. }), "{e}");
+        let junk = node(json!({"metadata": {"name": "a"}, "spec": {"podCIDRs": ["nope"]}}));
+        assert!(matches!(
+            pod_subnet(&junk, &n).unwrap_err(),
+            CidrProblem::Unparsable { .. }
+        ));
+    }
+
+    #[test]
+    fn annotations_round_trip_a_lease_record() {
+        let attrs = LeaseAttrs {
+            public_ip: Some("198.18.0.2".parse().unwrap()),
+            public_ipv6: None,
+            backend_type: "vxlan".into(),
+            backend_data: json!({"VNI": 1, "VtepMAC": "02:00:00:00:00:02"}),
+            backend_v6_data: Value::Null,
+            node_name: "n2".into(),
+        };
+        let patch = annotations_patch(&attrs);
+        let ann = &patch["metadata"]["annotations"];
+        assert_eq!(ann[BACKEND_TYPE], "vxlan");
+        assert_eq!(
+            ann[BACKEND_DATA],
+            r#"{"VNI":1,"VtepMAC":"02:00:00:00:00:02"}"#
+        );
+        assert_eq!(ann[PUBLIC_IP], "198.18.0.2");
+        assert!(ann[PUBLIC_IPV6].is_null(), "an absent address is removed");
+        // As the API server stores it: nulls removed.
+        let mut stored = serde_json::Map::new();
+        for (k, v) in ann.as_object().unwrap() {
+            if !v.is_null() {
+                stored.insert(k.clone(), v.clone());
+            }
+        }
+        let n = node(json!({"metadata": {"name": "n2", "annotations": stored},
+            "spec": {"podCIDRs": ["10.244.2.0/24"]}}));
+        let lease = node_lease(&n, &nets(Some("10.244.0.0/16"), None))
+            .unwrap()
+            .unwrap();
+        assert_eq!(lease.attrs, attrs);
+        assert_eq!(lease.key.to_string(), "10.244.2.0-24");
+    }
+
+    #[test]
+    fn nodes_without_a_record_are_no_lease_and_bad_records_are_errors() {
+        let n = nets(Some("10.244.0.0/16"), None);
+        let plain = node(json!({"metadata": {"name": "a", "annotations": {"x": "y"}},
+            "spec": {"podCIDRs": ["10.244.2.0/24"]}}));
+        assert_eq!(node_lease(&plain, &n).unwrap(), None);
+        let bad = node(json!({"metadata": {"name": "a", "annotations": {
+            BACKEND_TYPE: "vxlan", BACKEND_DATA: "{nope"}},
+            "spec": {"podCIDRs": ["10.244.2.0/24"]}}));
+        let e = node_lease(&bad, &n).unwrap_err();
+        assert!(e.to_string().contains(BACKEND_DATA), "{e}");
+        let no_cidr =
+            node(json!({"metadata": {"name": "a", "annotations": {BACKEND_TYPE: "vxlan"}}}));
+        assert!(matches!(
+            node_lease(&no_cidr, &n).unwrap_err(),
+            BadNode::Cidr(CidrProblem::Missing { .. })
+        ));
+    }
+
+    #[test]
+    fn ready_condition() {
+        let t = Time(k8s_openapi::jiff::Timestamp::from_second(1_700_000_000).unwrap());
+        let p = ready_condition_patch(t);
+        let c = &p["status"]["conditions"][0];
+        assert_eq!(c["type"], CONDITION);
+        assert_eq!(c["status"], "False");
+        assert_eq!(c["lastTransitionTime"], "2023-11-14T22:13:20Z");
+        let mut n = node(json!({"metadata": {"name": "a"}}));
+        assert!(!is_marked_ready(&n));
+        n.status = serde_json::from_value(p["status"].clone()).unwrap();
+        assert!(is_marked_ready(&n));
+    }
+}

@@ -1,0 +1,245 @@
+//! The kube store's watch: one task per watcher following Nodes from a
+//! resourceVersion and turning Node events into lease events.
+//!
+//! - It remembers `rv`, the last resourceVersion whose events were all
+//!   delivered: each event's object carries it, and BOOKMARK events
+//!   (asked for with `allowWatchBookmarks`) move it on while nothing of
+//!   ours changes. A watch that ends (the server's timeout, a dropped
+//!   connection) is reopened from `rv`, so nothing is missed or repeated.
+//! - When the server answers 410 Gone (that revision was compacted away,
+//!   as an ERROR event or as the response), the task lists the Nodes
+//!   itself *before* sending [`WatchEvent::Resync`]: the receiver's own
+//!   list is then at least as recent, and the watch goes on from the
+//!   task's list without a gap.
+//! - A Node is a lease when it carries tweed's record ([`super::node`]);
+//!   the task keeps the lease it last reported per node name, so a Node
+//!   update that changes nothing of the lease (kubelet status, labels) is
+//!   not reported, one that removes the record is reported as a delete,
+//!   and a deleted Node as the delete of the lease it held.
+//! - Throttling: kube's client already waited out the server's
+//!   `Retry-After` before an error reaches here; the task then waits once
+//!   more (the `retryAfterSeconds` of the answer, else its backoff).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Node;
+use kube::api::WatchParams;
+use kube::core::WatchEvent as KubeEvent;
+use tokio::sync::mpsc;
+
+use super::KubeStore;
+use crate::lease::Lease;
+use crate::store::WatchEvent;
+
+/// The server ends each watch after this long; it is reopened at once.
+const WATCH_TIMEOUT_SECS: u32 = 290;
+/// A watch on which nothing arrives (not even a bookmark, which the real
+/// API server sends about once a minute) for this long is taken as a dead
+/// connection and reopened.
+const IDLE_LIMIT: Duration = Duration::from_secs(WATCH_TIMEOUT_SECS as u64 + 30);
+const BACKOFF_START: Duration = Duration::from_millis(200);
+const BACKOFF_CAP: Duration = Duration::from_secs(5);
+
+/// Starts the task; the channel closes only when the receiver is dropped.
+pub(super) fn spawn(
+    store: KubeStore,
+    revision: u64,
+    known: BTreeMap<String, Lease>,
+) -> mpsc::Receiver<WatchEvent> {
+    let (tx, rx) = mpsc::channel(256);
+    let task = Watcher {
+        store,
+        tx,
+        rv: revision.to_string(),
+        known,
+        backoff: BACKOFF_START,
+    };
+    tokio::spawn(task.run());
+    rx
+}
+
+/// Why one watch request ended.
+enum End {
+    /// The receiver is gone: stop.
+    ReceiverGone,
+    /// The server ended it (timeout): reopen at once.
+    Ended,
+    /// 410: `rv` is too old.
+    Gone,
+    /// Still throttled after the client's own retries: wait this long.
+    Throttled(Duration),
+    /// Anything else: reopen after the backoff.
+    Broken(String),
+}
+
+struct Watcher {
+    store: KubeStore,
+    tx: mpsc::Sender<WatchEvent>,
+    rv: String,
+    known: BTreeMap<String, Lease>,
+    backoff: Duration,
+}
+
+fn classify(e: kube::Error) -> End {
+    match e {
+        kube::Error::Api(s) if s.code == 410 => End::Gone,
+        kube::Error::Api(s) if s.code == 429 => {
+            let secs = s.details.map_or(0, |d| d.retry_after_seconds);
+            End::Throttled(Duration::from_secs(u64::from(secs.max(1))))
+        }
+        other => End::Broken(other.to_string()),
+    }
+}
+
+impl Watcher {
+    async fn run(mut self) {
+        loop {
+            let closed = self.tx.clone();
+            let end = tokio::select! {
+                end = self.follow() => end,
+                () = closed.closed() => return,
+            };
+            let delay = match end {
+                End::ReceiverGone => return,
+                End::Ended => continue,
+                End::Gone => {
+                    tracing::info!(resource_version = %self.rv, "kube: watch history expired (410 Gone); listing again");
+                    if !self.relist().await {
+                        return;
+                    }
+                    continue;
+                }
+                End::Throttled(d) => {
+                    tracing::warn!(retry_in = ?d, "kube: the API server is throttling the node watch");
+                    d
+                }
+                End::Broken(why) => {
+                    let d = self.next_backoff();
+                    tracing::warn!(reason = %why, resume_from = %self.rv, retry_in = ?d, "kube: node watch interrupted");
+                    d
+                }
+            };
+            if !self.pause(delay).await {
+                return;
+            }
+        }
+    }
+
+    fn next_backoff(&mut self) -> Duration {
+        let d = self.backoff;
+        self.backoff = (self.backoff * 2).min(BACKOFF_CAP);
+        d
+    }
+
+    /// Sleeps, unless the receiver goes away first (then `false`).
+    async fn pause(&self, delay: Duration) -> bool {
+        tokio::select! {
+            () = tokio::time::sleep(delay) => true,
+            () = self.tx.closed() => false,
+        }
+    }
+
+    /// Lists, takes its revision and leases as the new starting point,
+    /// then asks the receiver to list too. `false` when the receiver left.
+    async fn relist(&mut self) -> bool {
+        loop {
+            match self.store.list_nodes().await {
+                Ok((rv, nodes)) => {
+                    self.rv = rv.to_string();
+                    self.known = self.store.leases_of(&nodes);
+                    return self.tx.send(WatchEvent::Resync).await.is_ok();
+                }
+                Err(e) => {
+                    let d = self.next_backoff();
+                    tracing::warn!(error = %e, retry_in = ?d, "kube: cannot list nodes to resync from");
+                    if !self.pause(d).await {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+
+    /// One watch request from `rv`, forwarded until it ends.
+    async fn follow(&mut self) -> End {
+        let wp = WatchParams::default().timeout(WATCH_TIMEOUT_SECS);
+        let stream = match self.store.api.watch(&wp, &self.rv).await {
+            Ok(s) => s,
+            Err(e) => return classify(e),
+        };
+        let mut stream = std::pin::pin!(stream);
+        loop {
+            let item = match tokio::time::timeout(IDLE_LIMIT, stream.next()).await {
+                Err(_) => return End::Broken("nothing arrived on the watch for too long".into()),
+                Ok(None) => return End::Ended,
+                Ok(Some(Err(e))) => return classify(e),
+                Ok(Some(Ok(item))) => item,
+            };
+            self.backoff = BACKOFF_START;
+            let (events, rv) = match item {
+                KubeEvent::Added(n) | KubeEvent::Modified(n) => (self.update(&n), rv_of(&n)),
+                KubeEvent::Deleted(n) => (self.remove(&n), rv_of(&n)),
+                KubeEvent::Bookmark(b) => (Vec::new(), Some(b.metadata.resource_version)),
+                KubeEvent::Error(s) if s.code == 410 => return End::Gone,
+                KubeEvent::Error(s) => {
+                    return End::Broken(format!("{} {}: {}", s.code, s.reason, s.message));
+                }
+            };
+            for ev in events {
+                if self.tx.send(ev).await.is_err() {
+                    return End::ReceiverGone;
+                }
+            }
+            if let Some(rv) = rv.filter(|r| !r.is_empty()) {
+                self.rv = rv;
+            }
+        }
+    }
+
+    /// A Node was added or changed: what that means for its lease.
+    fn update(&mut self, node: &Node) -> Vec<WatchEvent> {
+        let Some(name) = node.metadata.name.clone() else {
+            return Vec::new();
+        };
+        let now = match super::node::node_lease(node, &self.store.networks) {
+            Ok(l) => l,
+            Err(e) => {
+                super::warn_bad_node(&e);
+                None
+            }
+        };
+        let before = self.known.get(&name);
+        let events = match (before, &now) {
+            (Some(b), Some(n)) if b == n => Vec::new(),
+            (Some(b), Some(n)) if b.key != n.key => {
+                vec![WatchEvent::Delete(b.key), WatchEvent::Put(n.clone())]
+            }
+            (_, Some(n)) => vec![WatchEvent::Put(n.clone())],
+            (Some(b), None) => vec![WatchEvent::Delete(b.key)],
+            (None, None) => Vec::new(),
+        };
+        match now {
+            Some(l) => self.known.insert(name, l),
+            None => self.known.remove(&name),
+        };
+        events
+    }
+
+    /// A Node was deleted: the lease it held goes.
+    fn remove(&mut self, node: &Node) -> Vec<WatchEvent> {
+        let name = node.metadata.name.clone().unwrap_or_default();
+        let held = self.known.remove(&name).map(|l| l.key).or_else(|| {
+            super::node::node_lease(node, &self.store.networks)
+                .ok()
+                .flatten()
+                .map(|l| l.key)
+        });
+        held.map(WatchEvent::Delete).into_iter().collect()
+    }
+}
+
+fn rv_of(node: &Node) -> Option<String> {
+    node.metadata.resource_version.clone()
+}

@@ -2,13 +2,15 @@
 //!
 //! N "nodes" are network namespaces cabled to an emulated underlay (a
 //! bridge in its own namespace, 198.18.0.0/24 and fd00:198::/64); each runs
-//! a real `tweedd` with a real store (the file store, or Debian's etcd
-//! started in the underlay namespace), and pods are namespaces attached by
+//! a real `tweedd` with a real store (the file store, Debian's etcd
+//! started in the underlay namespace, or the Kubernetes API as served by
+//! the workspace's fake API server, see [`kube`]), and pods are namespaces attached by
 //! the real `tweed` plugin. Everything a lab makes is recorded under
 //! `/run/tweed-lab/<name>/`, so labs with different names never collide and
 //! `down` removes every namespace, process and file.
 
 pub mod check;
+pub mod kube;
 pub mod pods;
 pub mod procs;
 pub mod state;
@@ -83,7 +85,7 @@ pub struct LabSpec {
     pub nodes: usize,
     /// `vxlan`, `host-gw` or `srv6`.
     pub backend: String,
-    /// `file` or `etcd`.
+    /// `file`, `etcd` or `kube`.
     pub store: String,
     pub pods_per_node: usize,
     pub ip_masq: bool,
@@ -131,16 +133,21 @@ impl Lab {
                 spec.backend
             )));
         }
-        if !["file", "etcd"].contains(&spec.store.as_str()) {
+        if !["file", "etcd", "kube"].contains(&spec.store.as_str()) {
             return Err(LabError::Usage(format!(
-                "--store {:?}: file or etcd",
+                "--store {:?}: file, etcd or kube",
                 spec.store
             )));
         }
-        for (what, p) in [
+        let fake_api = kube::binary(&spec.binaries.tweedd);
+        let mut needed = vec![
             ("tweedd", &spec.binaries.tweedd),
             ("tweed", &spec.binaries.plugin),
-        ] {
+        ];
+        if spec.store == "kube" {
+            needed.push(("fake-kube-apiserver", &fake_api));
+        }
+        for (what, p) in needed {
             if !p.is_file() {
                 return Err(LabError::Usage(format!(
                     "{what} not found at {}; build it (cargo build --release) first",
@@ -167,6 +174,7 @@ impl Lab {
                 store_url: String::new(),
                 underlay_ns: format!("{}.ul", spec.name),
                 etcd_pid: None,
+                api_pid: None,
                 nodes: Vec::new(),
             },
             binaries: spec.binaries.clone(),
@@ -213,6 +221,10 @@ impl Lab {
             "etcd" => {
                 self.start_etcd()?;
                 format!("etcd://{}:{ETCD_PORT}", topology::ROUTER_IPV4)
+            }
+            "kube" => {
+                self.start_fake_api()?;
+                "kube".to_string()
             }
             _ => format!("file://{}", dir.join("store").display()),
         };
@@ -367,6 +379,57 @@ impl Lab {
         }
     }
 
+    /// Starts the fake API server (store `kube`) and writes the agents'
+    /// kubeconfig.
+    fn start_fake_api(&mut self) -> Result<(), LabError> {
+        write(
+            &self.state.dir().join("kubeconfig"),
+            kube::kubeconfig().as_bytes(),
+        )?;
+        let argv = vec![
+            kube::binary(&self.binaries.tweedd).display().to_string(),
+            "--listen".into(),
+            kube::api_addr().to_string(),
+        ];
+        let log = self.state.dir().join("fake-kube-apiserver.log");
+        let pid = procs::spawn_in(&self.state.underlay_ns, &argv, &log)?;
+        self.state.api_pid = Some(pid);
+        self.state
+            .save()
+            .map_err(|e| LabError::io("save lab state", e))?;
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while kube::call(&self.state.underlay_ns, "GET", "/version", None).is_err() {
+            if Instant::now() > deadline || !procs::alive(pid) {
+                return Err(LabError::Setup(format!(
+                    "the fake API server did not come up; see {}",
+                    log.display()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
+    /// With the `kube` store: registers node `n<i>` with its pod CIDRs
+    /// (unless a test registered it beforehand).
+    fn register_kube_node(&self, name: &str, i: usize) -> Result<(), LabError> {
+        if self.state.store != "kube" {
+            return Ok(());
+        }
+        let conf: serde_json::Value = std::fs::read(self.state.dir().join("net-conf.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        let ipv6 = conf["EnableIPv6"] == serde_json::json!(true);
+        kube::register_node(&self.state.underlay_ns, name, &kube::pod_cidrs(i, ipv6))
+    }
+
+    /// Adds a node and starts its agent without waiting for it to be
+    /// ready (tests of an agent that cannot become ready).
+    pub fn start_node(&mut self) -> Result<String, LabError> {
+        self.add_node_no_wait(true)
+    }
+
     /// Adds a node and starts its agent without waiting for it.
     fn add_node_no_wait(&mut self, ip_masq: bool) -> Result<String, LabError> {
         let i = (1..=topology::MAX_NODES)
@@ -386,6 +449,7 @@ impl Lab {
         };
         std::fs::create_dir_all(self.node_dir(&name))
             .map_err(|e| LabError::io("create node dir", e))?;
+        self.register_kube_node(&name, i)?;
         self.state.nodes.push(node);
         self.start_agent_with(&name, ip_masq)?;
         Ok(name)
@@ -424,6 +488,10 @@ impl Lab {
         ];
         if ip_masq {
             argv.push("--ip-masq".into());
+        }
+        if self.state.store == "kube" {
+            argv.push("--kubeconfig".into());
+            argv.push(self.state.dir().join("kubeconfig").display().to_string());
         }
         argv
     }
@@ -708,8 +776,18 @@ impl Lab {
         v["lease"].as_str().map(str::to_string)
     }
 
-    /// Deletes a node's lease from the store (the node "leaves").
+    /// Deletes a node's lease from the store (the node "leaves"; with the
+    /// `kube` store its Node object is deleted).
     pub fn delete_lease(&self, node: &str) -> Result<(), LabError> {
+        if self.state.store == "kube" {
+            kube::call_ok(
+                &self.state.underlay_ns,
+                "DELETE",
+                &format!("/admin/nodes/{node}"),
+                None,
+            )?;
+            return Ok(());
+        }
         let key = self
             .lease_of(node)
             .ok_or_else(|| LabError::Usage(format!("{node} has no recorded lease")))?;
@@ -802,6 +880,9 @@ pub fn teardown(name: &str) {
             }
         }
         if let Some(pid) = state.etcd_pid {
+            procs::stop(pid, Duration::from_secs(5));
+        }
+        if let Some(pid) = state.api_pid {
             procs::stop(pid, Duration::from_secs(5));
         }
     }

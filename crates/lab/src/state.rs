@@ -19,6 +19,9 @@ pub struct LabState {
     pub store_url: String,
     pub underlay_ns: String,
     pub etcd_pid: Option<i32>,
+    /// The fake API server of a `kube` store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_pid: Option<i32>,
     pub nodes: Vec<NodeState>,
 }
 

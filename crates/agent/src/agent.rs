@@ -187,7 +187,7 @@ pub async fn run(opts: AgentOptions, config: NetConfig, store: AnyStore) -> Resu
     };
     let previous: Option<LeaseKey> = saved.lease.as_deref().and_then(|s| s.parse().ok());
 
-    let mut lease = acquire_with_retry(&store, &config, &factory, &opts, previous).await?;
+    let mut lease = acquire_with_retry(&store, &config, &factory, &opts, &health, previous).await?;
     saved.vtep_mac = Some(vtep_mac.to_string());
     saved.lease = Some(lease.key.to_string());
     if let Err(e) = saved.save(&opts.state_dir) {
@@ -336,7 +336,7 @@ pub async fn run(opts: AgentOptions, config: NetConfig, store: AnyStore) -> Resu
                     }
                 };
                 if lost {
-                    lease = recover_lease(&store, &config, &factory, &opts, &metrics, &lease).await?;
+                    lease = recover_lease(&store, &config, &factory, &opts, &metrics, &health, &lease).await?;
                     announced = announce(&store, &lease).await;
                     if local.lease.key != lease.key {
                         local = Arc::new(LocalNode { lease: lease.clone(), ..(*local).clone() });
@@ -354,7 +354,7 @@ pub async fn run(opts: AgentOptions, config: NetConfig, store: AnyStore) -> Resu
                         announced = announce(&store, &lease).await;
                     }
                     Err(StoreError::LeaseLost(_)) => {
-                        lease = recover_lease(&store, &config, &factory, &opts, &metrics, &lease).await?;
+                        lease = recover_lease(&store, &config, &factory, &opts, &metrics, &health, &lease).await?;
                         announced = announce(&store, &lease).await;
                         local = Arc::new(LocalNode { lease: lease.clone(), ..(*local).clone() });
                         let _ = tx.send(Input::SetBackend(factory.build(&lease.key)));
@@ -461,10 +461,14 @@ async fn acquire_with_retry(
     config: &NetConfig,
     factory: &BackendFactory,
     opts: &AgentOptions,
+    health: &Health,
     previous: Option<LeaseKey>,
 ) -> Result<Lease, AgentError> {
     let mut backoff = Duration::from_millis(200);
     loop {
+        // Waiting is being alive: a liveness probe must not restart an
+        // agent that waits for its store or for a subnet assignment.
+        health.beat();
         let attrs_for = |k: &LeaseKey| factory.attrs(k, &opts.node_name);
         match leasing::acquire(store, config, attrs_for, previous, opts.lease_ttl).await {
             Ok(l) => return Ok(l),
@@ -475,11 +479,13 @@ async fn acquire_with_retry(
             }
             Err(e) if e.is_waiting() => {
                 // Repeated on purpose: this is what an operator searching
-                // the log for "why is this node not ready" must find.
+                // the log (or /readyz) for "why is this node not ready"
+                // must find.
                 tracing::error!(
                     retry_in_ms = backoff.as_millis() as u64,
                     "no subnet for this node: {e}"
                 );
+                health.set_not_ready(format!("no subnet for this node: {e}"));
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(10));
             }
@@ -509,11 +515,14 @@ async fn recover_lease(
     factory: &BackendFactory,
     opts: &AgentOptions,
     metrics: &Metrics,
+    health: &Health,
     lost: &Lease,
 ) -> Result<Lease, AgentError> {
     metrics.lease_losses.inc();
     tracing::error!(subnet = %lost.key, "LEASE LOST: this node's subnet lease was deleted, expired or taken; re-acquiring (existing pods keep their data plane meanwhile)");
-    let lease = acquire_with_retry(store, config, factory, opts, Some(lost.key)).await?;
+    let lease = acquire_with_retry(store, config, factory, opts, health, Some(lost.key)).await?;
+    // Ready again if waiting for an assignment had made it not ready.
+    health.set_ready();
     if lease.key == lost.key {
         tracing::info!(subnet = %lease.key, "lease recovered with the same subnet");
     } else {

@@ -162,7 +162,9 @@ fn a_node_without_a_pod_cidr_waits_then_joins() {
             >= 2
     });
     let node = lab.lab().state.node("n3").unwrap().clone();
-    assert!(!lab.lab().ready(&node), "n3 must not be ready");
+    let (code, why) = lab.lab().http_get(&node, "/readyz").expect("n3's /readyz");
+    assert_eq!(code, 503, "n3 must not be ready: {why}");
+    assert!(why.contains("podCIDR"), "/readyz must say why: {why}");
     assert!(subnet_env(&lab, "n3").is_empty(), "no lease file yet");
     let out = lab
         .lab()

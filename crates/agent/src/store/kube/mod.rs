@@ -247,9 +247,11 @@ impl LeaseStore for KubeStore {
     }
 
     async fn announce_ready(&self, _lease: &Lease) -> Result<(), StoreError> {
+        // The Node itself carries its status: reading it needs only `get`
+        // on nodes, not on nodes/status (deploy/tweed.yaml grants no more).
         let current = self
             .api
-            .get_status(&self.node_name)
+            .get(&self.node_name)
             .await
             .map_err(|e| api_error("reading this node's conditions", e))?;
         if node::is_marked_ready(&current) {

@@ -423,3 +423,39 @@ async fn throttled_requests_wait_for_retry_after() {
     assert_eq!(l.key, key("10.244.3.0-24"));
     quiet(&mut rx, Duration::from_millis(300)).await;
 }
+
+#[test]
+fn outside_a_cluster_without_kubeconfig_is_a_config_error_that_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("net-conf.json");
+    std::fs::write(
+        &conf,
+        r#"{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}"#,
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tweedd"))
+        .args(["--store", "kube", "--node-name", "n1", "--net-conf"])
+        .arg(&conf)
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("KUBERNETES_SERVICE_PORT")
+        .env("TWEED_LOG", "info")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("KUBERNETES_SERVICE_HOST") && err.contains("--kubeconfig"),
+        "{err}"
+    );
+    // A kubeconfig that does not exist is named.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tweedd"))
+        .args(["--store", "kube", "--node-name", "n1", "--net-conf"])
+        .arg(&conf)
+        .arg("--kubeconfig")
+        .arg(dir.path().join("missing"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("missing"), "{err}");
+}

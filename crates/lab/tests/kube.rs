@@ -138,6 +138,31 @@ fn vxlan_over_the_kube_store() {
     assert!(!m.ok[0][2], "n3's pod must be unreachable:\n{}", m.render());
 }
 
+/// Dual stack: both pod CIDRs of each node come from the API.
+#[test]
+fn dual_stack_over_the_kube_store() {
+    let lab = TestLab::up_with("kd", 2, "vxlan", "kube", |s| s.ipv6 = true);
+    for i in 1..=2 {
+        let env = subnet_env(&lab, &format!("n{i}"));
+        assert!(
+            env.contains(&format!("TWEED_SUBNET=10.244.{i}.1/24"))
+                && env.contains(&format!("TWEED_IPV6_SUBNET=fd00:10:244:{i}::1/64")),
+            "n{i}: {env}"
+        );
+    }
+    let routes = lab.ip_json("n1", &["-6", "route", "show", "proto", "77"]);
+    assert!(
+        routes
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["dst"] == "fd00:10:244:2::/64"),
+        "{routes}"
+    );
+    let m = lab.lab().check().expect("check");
+    assert!(m.all_ok(), "IPv4 and IPv6:\n{}\n{}", m.render(), lab.logs());
+}
+
 #[test]
 fn a_node_without_a_pod_cidr_waits_then_joins() {
     let mut lab = TestLab::up("kc", 2, "vxlan", "kube");

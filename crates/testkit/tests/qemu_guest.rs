@@ -22,7 +22,8 @@ struct Lab {
     dns: Child,
     client: TestNs,
     pod: TestNs,
-    node: TestNs,
+    /// Held for its drop: the node namespace goes last.
+    _node: TestNs,
 }
 
 impl Drop for Lab {
@@ -178,7 +179,7 @@ fn lab(tag: &str, tap_flags: &[&str], mtu: u32, ipv6: bool) -> Lab {
         dns,
         client,
         pod,
-        node,
+        _node: node,
     }
 }
 

@@ -30,7 +30,9 @@ enum LabCmd {
         /// vxlan, host-gw or srv6.
         #[arg(long, default_value = "vxlan")]
         backend: String,
-        /// file (embedded) or etcd (Debian's etcd in the underlay namespace).
+        /// file (embedded), etcd (Debian's etcd in the underlay namespace) or
+        /// kube (tweed's fake Kubernetes API server there; nodes get their pod
+        /// CIDRs from it).
         #[arg(long, default_value = "file")]
         store: String,
         #[arg(long, default_value_t = 1)]

@@ -4,7 +4,9 @@
 //! the boot arguments `tweedctl guest-args` printed. A container pod on
 //! node 1 fetches its page over the overlay; the guest resolves a name
 //! through the cluster DNS the runtime passed (dnsmasq in a pod on node 1);
-//! the pod's own localhost reaches it; DEL removes everything.
+//! the pod's own localhost reaches it; DEL removes everything. Once with
+//! tweed's own attachment (vxlan and host-gw labs), once with tweed chained
+//! after the reference `bridge` plugin on node 2.
 
 mod common;
 
@@ -18,6 +20,7 @@ use tweed_lab::pods::{self, Call};
 use tweed_lab::topology;
 use tweed_testkit::dns::Dnsmasq;
 use tweed_testkit::qemu::{Guest, GuestImage, ready_fields};
+use tweed_testkit::{Attachment, Chain};
 
 const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -61,15 +64,79 @@ fn guest_args(tweedctl: &Path, state: &Path, id: &str, format: &str) -> String {
 
 #[test]
 fn linux_guest_on_node_2_serves_a_container_on_node_1_and_uses_cluster_dns() {
-    guest_across_nodes("gql", "linux", "vxlan");
+    guest_across_nodes("gql", "linux", "vxlan", Attach::Own);
 }
 
 #[test]
 fn unikraft_args_guest_across_a_host_gw_lab() {
-    guest_across_nodes("gqu", "unikraft", "host-gw");
+    guest_across_nodes("gqu", "unikraft", "host-gw", Attach::Own);
 }
 
-fn guest_across_nodes(tag: &str, format: &str, backend: &str) {
+/// The reference `bridge` plugin makes the pod's interface on node 2 (on
+/// the node bridge, with host-local addresses from the node's lease), and
+/// tweed, chained after it, adds only the guest.
+#[test]
+fn guest_chained_after_the_reference_bridge_in_a_lab() {
+    guest_across_nodes("gqc", "linux", "vxlan", Attach::ChainedAfterBridge);
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Attach {
+    /// tweed's own attachment with a guest.
+    Own,
+    ChainedAfterBridge,
+}
+
+/// The node's pod subnet from its lease file (`TWEED_SUBNET=10.244.x.1/24`).
+fn node_subnet(node_dir: &Path) -> ipnet::Ipv4Net {
+    let text = std::fs::read_to_string(node_dir.join("subnet.env")).unwrap();
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("TWEED_SUBNET="))
+        .expect("TWEED_SUBNET");
+    line.parse::<ipnet::Ipv4Net>().unwrap().trunc()
+}
+
+/// How the guest pod is ADDed and DELeted on its node.
+struct Attacher {
+    attach: Attach,
+    plugin: std::path::PathBuf,
+    node_ns: String,
+    conf: Value,
+    chain: Option<Chain>,
+    att: Attachment,
+}
+
+impl Attacher {
+    fn add(&self) -> Value {
+        match &self.chain {
+            Some(chain) => chain.add(&self.att).expect("chained ADD"),
+            None => pods::cni_with(&self.plugin, &self.node_ns, &self.conf, &self.call("ADD"))
+                .expect("guest ADD"),
+        }
+    }
+
+    fn del(&self, cached: &Value) {
+        match &self.chain {
+            Some(chain) => chain.del(&self.att, Some(cached)).expect("chained DEL"),
+            None => {
+                pods::cni_with(&self.plugin, &self.node_ns, &self.conf, &self.call("DEL"))
+                    .expect("guest DEL");
+            }
+        }
+    }
+
+    fn call<'a>(&'a self, command: &'a str) -> Call<'a> {
+        Call {
+            command,
+            container_id: &self.att.container_id,
+            pod_ns: self.att.netns.rsplit('/').next().unwrap(),
+            cni_args: self.att.cni_args.as_deref().unwrap_or(""),
+        }
+    }
+}
+
+fn guest_across_nodes(tag: &str, format: &str, backend: &str, attach: Attach) {
     let image = GuestImage::build();
     let mut lab = TestLab::up(tag, 2, backend, "file");
     let (n1, n2) = ("n1", "n2");
@@ -82,32 +149,66 @@ fn guest_across_nodes(tag: &str, format: &str, backend: &str) {
     let dns_ip = dns_pod.ipv4.clone().unwrap();
     let _dnsmasq = Dnsmasq::start(&dns_pod.ns, &dns_ip, &[("web.lab.test", &client_ip)]);
 
-    // The guest pod on node 2, through the plugin, as a runtime that knows
-    // it starts a VM: the guest section in the config, the cluster DNS as
-    // kubelet passes it.
+    // The guest pod on node 2, as a runtime that knows it starts a VM: the
+    // guest section in the config, the cluster DNS as kubelet passes it.
     let node_dir = lab.lab().node_dir(n2);
     let state = node_dir.join("guest-state");
-    let mut conf = pods::conflist(&node_dir);
-    conf["guest"] = json!({"localhostPorts": [80], "stateDir": state});
-    conf["runtimeConfig"] = json!({"dns": {"nameservers": [dns_ip], "search": ["lab.test"]}});
-    let name = &lab.lab().state.name;
+    let name = lab.lab().state.name.clone();
     let pod_ns = format!("{name}.{n2}.vm");
     let id = format!("{name}-vm");
     topology::create_pod_ns(&pod_ns).expect("pod ns");
     let node2_ns = lab.lab().state.node(n2).unwrap().ns.clone();
     let plugin = lab.lab().binaries.plugin.clone();
-    fn call<'a>(command: &'a str, id: &'a str, pod_ns: &'a str) -> Call<'a> {
-        Call {
-            command,
-            container_id: id,
-            pod_ns,
-            cni_args: "K8S_POD_NAME=vm-0;TWEED_GUEST=tap",
-        }
-    }
-    let result: Value =
-        pods::cni_with(&plugin, &node2_ns, &conf, &call("ADD", &id, &pod_ns)).expect("guest ADD");
+    let dns = json!({"nameservers": [dns_ip], "search": ["lab.test"]});
+    let guest = json!({"mode": "tap", "localhostPorts": [80], "stateDir": state});
+    let mut conf = pods::conflist(&node_dir);
+    conf["guest"] = guest.clone();
+    conf["runtimeConfig"] = json!({ "dns": dns });
+    let subnet = node_subnet(&node_dir);
+    let ref_ipam = node_dir.join("ref-ipam");
+    let chain = (attach == Attach::ChainedAfterBridge).then(|| {
+        let mut tweed = json!({"type": "tweed", "logFile": node_dir.join("cni.log"), "guest": guest});
+        tweed["capabilities"] = json!({"dns": true});
+        Chain::new(json!({
+            "cniVersion": "1.0.0",
+            "name": "refnet",
+            "plugins": [
+                {
+                    "type": "bridge", "bridge": "tweed0", "isGateway": true, "isDefaultGateway": true,
+                    "mtu": mtu_of(&node_dir),
+                    "ipam": {"type": "host-local", "dataDir": ref_ipam,
+                             "ranges": [[{"subnet": subnet.to_string(), "rangeStart": host(subnet, 200)}]]},
+                },
+                tweed,
+            ],
+        }))
+        .binary("tweed", &plugin)
+        .in_node(&node2_ns)
+    });
+    let mut att = Attachment {
+        container_id: id.clone(),
+        netns: format!("/run/netns/{pod_ns}"),
+        ifname: "eth0".into(),
+        cni_args: Some("IgnoreUnknown=1;K8S_POD_NAME=vm-0;TWEED_GUEST=tap".into()),
+        ..Default::default()
+    };
+    att.capability_args.insert("dns".into(), dns);
+    let attacher = Attacher {
+        attach,
+        plugin,
+        node_ns: node2_ns.clone(),
+        conf,
+        chain,
+        att,
+    };
+    let result = attacher.add();
     let guest_ip = pods::addresses(&result).0.expect("guest IPv4");
-    let mac = result["interfaces"][2]["mac"].as_str().unwrap().to_string();
+    let mac = Command::new("ip")
+        .args(["-n", &pod_ns, "-j", "link", "show", "eth0"])
+        .output()
+        .unwrap();
+    let mac: Value = serde_json::from_slice(&mac.stdout).unwrap();
+    let mac = mac[0]["address"].as_str().unwrap().to_string();
 
     let args = guest_args(&tweedctl(&lab), &state, &id, format);
     let expected_start = match format {
@@ -119,8 +220,8 @@ fn guest_across_nodes(tag: &str, format: &str, backend: &str) {
         "{args}"
     );
     let append = format!("{args} tweed.lookup=web.lab.test");
-    let guest = Guest::start(&pod_ns, "tap0", &mac, &append, &image);
-    let ready = guest
+    let vm = Guest::start(&pod_ns, "tap0", &mac, &append, &image);
+    let ready = vm
         .wait_ready(BOOT_TIMEOUT)
         .unwrap_or_else(|log| panic!("guest did not come up:\n{log}"));
     let fields = ready_fields(&ready);
@@ -138,10 +239,10 @@ fn guest_across_nodes(tag: &str, format: &str, backend: &str) {
     // The pod's own localhost reaches the guest (sidecars, probes).
     let local = wget(&pod_ns, "http://127.0.0.1/").expect("localhost → guest");
     assert!(local.contains(&guest_ip), "{local}");
-    drop(guest);
+    drop(vm);
 
-    // DEL: tap, plumbing and record go; the namespace is left empty.
-    pods::cni_with(&plugin, &node2_ns, &conf, &call("DEL", &id, &pod_ns)).expect("guest DEL");
+    // DEL: nothing is left in the pod, on the node, or in IPAM.
+    attacher.del(&result);
     let links = Command::new("ip")
         .args(["-n", &pod_ns, "-o", "link"])
         .output()
@@ -151,8 +252,50 @@ fn guest_across_nodes(tag: &str, format: &str, backend: &str) {
         !links.contains("tap0") && !links.contains("eth0"),
         "{links}"
     );
+    let tables = Command::new("ip")
+        .args(["netns", "exec", &pod_ns, "nft", "list", "tables"])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&tables.stdout).contains("tweed-guest"));
     assert!(!state.join(format!("guests/{id}-eth0.json")).exists());
-    let reservation = node_dir.join("ipam").join("tweed").join(&guest_ip);
+    let reservation = match attacher.attach {
+        Attach::Own => node_dir.join("ipam").join("tweed").join(&guest_ip),
+        Attach::ChainedAfterBridge => ref_ipam.join("refnet").join(&guest_ip),
+    };
     assert!(!reservation.exists(), "{} left", reservation.display());
+    // The node side: the pod's host veth goes too (tweed hands its deletion
+    // to a detached process; give it a moment).
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let out = Command::new("ip")
+            .args(["-n", &node2_ns, "-o", "link", "show", "master", "tweed0"])
+            .output()
+            .unwrap();
+        let ports = String::from_utf8_lossy(&out.stdout).lines().count();
+        // Node 2 still has its own pod p1 on the bridge.
+        if ports == 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the guest pod's host veth is still on tweed0: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let _ = tweed_netlink::NetNs::delete_named(&pod_ns);
+}
+
+/// The pod MTU from the node's lease file.
+fn mtu_of(node_dir: &Path) -> u32 {
+    let text = std::fs::read_to_string(node_dir.join("subnet.env")).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("TWEED_MTU="))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("TWEED_MTU")
+}
+
+/// The `n`th address of `net`.
+fn host(net: ipnet::Ipv4Net, n: u32) -> String {
+    std::net::Ipv4Addr::from(u32::from(net.network()) + n).to_string()
 }

@@ -25,7 +25,7 @@ use crate::identity::{self, IdentityOptions, Underlay};
 use crate::lease::{Lease, LeaseAttrs, LeaseKey};
 use crate::leasing::{self, AcquireError};
 use crate::metrics::Metrics;
-use crate::reconcile::{self, Input, Reconciler};
+use crate::reconcile::{self, Input, PeersMailbox, Reconciler};
 use crate::state::{self, NodeState};
 use crate::store::any::AnyStore;
 use crate::store::{LeaseStore, StoreError, WatchEvent};
@@ -208,12 +208,14 @@ pub async fn run(opts: AgentOptions, config: NetConfig, store: AnyStore) -> Resu
     let (tx, rx) = std::sync::mpsc::channel::<Input>();
     let (first_tx, first_rx) = tokio::sync::oneshot::channel();
     let managed = Arc::new(AtomicU32::new(0));
+    let mailbox = Arc::new(PeersMailbox::default());
     let reconciler = Reconciler::new(
         Netlink::new()?,
         backend,
         metrics.clone(),
         opts.resync_interval,
         managed.clone(),
+        mailbox.clone(),
     )
     .on_first_pass(first_tx);
     let reconcile_thread = std::thread::Builder::new()
@@ -231,7 +233,7 @@ pub async fn run(opts: AgentOptions, config: NetConfig, store: AnyStore) -> Resu
     let snapshot = list_with_retry(&store, &metrics).await;
     peers.replace(&snapshot.leases, &lease.key);
     let mut revision = snapshot.revision;
-    peers.send(&tx, &local);
+    peers.send(&tx, &mailbox, &local);
 
     match first_rx.await {
         Ok(Ok(())) => {}
@@ -316,7 +318,7 @@ pub async fn run(opts: AgentOptions, config: NetConfig, store: AnyStore) -> Resu
                             lost |= !s.leases.iter().any(|l| l.key == lease.key && l.same_owner(&lease.attrs));
                             peers.replace(&s.leases, &lease.key);
                         }
-                        peers.send(&tx, &local);
+                        peers.send(&tx, &mailbox, &local);
                         lost
                     }
                     None => {
@@ -327,7 +329,7 @@ pub async fn run(opts: AgentOptions, config: NetConfig, store: AnyStore) -> Resu
                         let s = list_with_retry(&store, &metrics).await;
                         revision = s.revision;
                         peers.replace(&s.leases, &lease.key);
-                        peers.send(&tx, &local);
+                        peers.send(&tx, &mailbox, &local);
                         watch = store.watch(revision).await.ok();
                         if watch.is_some() {
                             rewatch_backoff = Duration::from_millis(200);
@@ -343,7 +345,7 @@ pub async fn run(opts: AgentOptions, config: NetConfig, store: AnyStore) -> Resu
                         let _ = tx.send(Input::SetBackend(factory.build(&lease.key)));
                         write_subnet_files(&opts, &config, &lease, pod_mtu)?;
                     }
-                    peers.send(&tx, &local);
+                    peers.send(&tx, &mailbox, &local);
                 }
             }
             _ = renew.tick() => {
@@ -359,7 +361,7 @@ pub async fn run(opts: AgentOptions, config: NetConfig, store: AnyStore) -> Resu
                         local = Arc::new(LocalNode { lease: lease.clone(), ..(*local).clone() });
                         let _ = tx.send(Input::SetBackend(factory.build(&lease.key)));
                         write_subnet_files(&opts, &config, &lease, pod_mtu)?;
-                        peers.send(&tx, &local);
+                        peers.send(&tx, &mailbox, &local);
                     }
                     Err(e) => {
                         metrics.store_errors.inc();
@@ -370,7 +372,7 @@ pub async fn run(opts: AgentOptions, config: NetConfig, store: AnyStore) -> Resu
             _ = relist.tick() => {
                 if let Ok(s) = store.list().await {
                     peers.replace(&s.leases, &lease.key);
-                    peers.send(&tx, &local);
+                    peers.send(&tx, &mailbox, &local);
                 }
             }
         }
@@ -404,11 +406,16 @@ impl Peers {
         self.map.remove(key);
     }
 
-    fn send(&self, tx: &std::sync::mpsc::Sender<Input>, local: &Arc<LocalNode>) {
-        let _ = tx.send(Input::Peers {
-            local: local.clone(),
-            peers: Arc::new(self.map.values().cloned().collect()),
-        });
+    fn send(
+        &self,
+        tx: &std::sync::mpsc::Sender<Input>,
+        mailbox: &PeersMailbox,
+        local: &Arc<LocalNode>,
+    ) {
+        let peers = Arc::new(self.map.values().cloned().collect());
+        if mailbox.post((local.clone(), peers)) {
+            let _ = tx.send(Input::Peers);
+        }
     }
 }
 

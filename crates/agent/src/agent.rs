@@ -262,7 +262,7 @@ pub async fn run(opts: AgentOptions, config: NetConfig, store: AnyStore) -> Resu
     // on the heartbeat until it works; the data plane does not wait for it.
     let mut announced = announce(&store, &lease).await;
 
-    let mut watch = store.watch(revision).await.ok();
+    let mut watch = start_watch(&store, revision, &metrics).await;
     let mut renew = tokio::time::interval(opts.renew_interval);
     renew.tick().await;
     let mut relist = tokio::time::interval(opts.resync_interval);
@@ -276,7 +276,9 @@ pub async fn run(opts: AgentOptions, config: NetConfig, store: AnyStore) -> Resu
         let event = async {
             match watch.as_mut() {
                 Some(rx) => rx.recv().await,
-                None => std::future::pending().await,
+                // No watch (it could not be started): the branch below
+                // waits its backoff, lists and tries again.
+                None => None,
             }
         };
         tokio::select! {
@@ -330,7 +332,7 @@ pub async fn run(opts: AgentOptions, config: NetConfig, store: AnyStore) -> Resu
                         revision = s.revision;
                         peers.replace(&s.leases, &lease.key);
                         peers.send(&tx, &mailbox, &local);
-                        watch = store.watch(revision).await.ok();
+                        watch = start_watch(&store, revision, &metrics).await;
                         if watch.is_some() {
                             rewatch_backoff = Duration::from_millis(200);
                         }
@@ -381,6 +383,23 @@ pub async fn run(opts: AgentOptions, config: NetConfig, store: AnyStore) -> Resu
     let _ = tx.send(Input::Stop);
     let _ = reconcile_thread.join();
     Ok(())
+}
+
+/// Starts watching the store from `revision`; a failure is logged and
+/// counted, and the caller tries again after a backoff.
+async fn start_watch(
+    store: &AnyStore,
+    revision: u64,
+    metrics: &Metrics,
+) -> Option<tokio::sync::mpsc::Receiver<WatchEvent>> {
+    match store.watch(revision).await {
+        Ok(rx) => Some(rx),
+        Err(e) => {
+            metrics.store_errors.inc();
+            tracing::warn!(error = %e, "cannot watch the store; listing again and retrying");
+            None
+        }
+    }
 }
 
 /// The peers as last seen in the store.

@@ -217,11 +217,16 @@ fn host_gw_refuses_a_peer_off_the_segment() {
     ))
     .unwrap();
     let log = lab.lab().state.dir().join("n1").join("tweedd.log");
-    common::wait_until(10, "the agent to refuse the off-segment peer", || {
+    let refused = common::wait_for(10, || {
         std::fs::read_to_string(&log)
             .unwrap_or_default()
             .contains("not on this node's L2 segment")
     });
+    assert!(
+        refused,
+        "the agent did not refuse the off-segment peer within 10 s; its log:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
     let routes = lab.ip_json("n1", &["route", "show", "proto", "77"]);
     assert!(
         !routes

@@ -61,22 +61,26 @@ pub(super) async fn watch(
     store: FileStore,
     revision: u64,
 ) -> Result<mpsc::Receiver<WatchEvent>, StoreError> {
-    let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
-        .map_err(|e| StoreError::Unavailable(format!("inotify: {e}")))?;
-    inotify
-        .add_watch(
-            &store.subnets(),
-            AddWatchFlags::IN_DELETE
-                | AddWatchFlags::IN_MOVED_TO
-                | AddWatchFlags::IN_MOVED_FROM
-                | AddWatchFlags::IN_CLOSE_WRITE,
-        )
-        .map_err(|e| StoreError::Unavailable(format!("inotify watch: {e}")))?;
-    // SAFETY: `Watched` owns the inotify descriptor and returns that same
-    // open descriptor from as_raw_fd until it is dropped, which happens only
-    // when the AsyncFd itself is dropped.
-    let fd = unsafe { AsyncFd::register_with_interest(Watched(inotify), Interest::READABLE) }
-        .map_err(|e| StoreError::Unavailable(format!("inotify: {e}")))?;
+    let inotify = open_inotify(&store);
+    watch_with(store, revision, inotify).await
+}
+
+/// The watch loop, with inotify or (when it could not be had) without.
+async fn watch_with(
+    store: FileStore,
+    revision: u64,
+    inotify: Result<AsyncFd<Watched>, StoreError>,
+) -> Result<mpsc::Receiver<WatchEvent>, StoreError> {
+    // Without inotify (the per-user instance limit, 128 by default, is
+    // shared by everything the user runs) the store is still watched, by
+    // re-reading it every tick: slower to notice, never blind.
+    let fd = match inotify {
+        Ok(fd) => Some(fd),
+        Err(e) => {
+            tracing::warn!(error = %e, dir = %store.subnets().display(), "file store: no inotify; polling the store every second instead");
+            None
+        }
+    };
     let (tx, rx) = mpsc::channel(1024);
     // Registered first, listed second: nothing written in between is lost.
     let start = store.list().await?;
@@ -92,7 +96,7 @@ pub(super) async fn watch(
         loop {
             let mut pending = Pending::default();
             tokio::select! {
-                ready = fd.readable() => {
+                ready = readable(fd.as_ref()) => {
                     let Ok(mut guard) = ready else { return };
                     // Drain the queue: readiness is edge-triggered, so
                     // events left unread now would wait for the next change
@@ -117,7 +121,10 @@ pub(super) async fn watch(
                 _ = tx.closed() => return,
             }
             let now = SystemTime::now();
-            if last_full.elapsed() >= FULL_RESYNC || seen.values().any(|l| l.is_expired(now)) {
+            if fd.is_none()
+                || last_full.elapsed() >= FULL_RESYNC
+                || seen.values().any(|l| l.is_expired(now))
+            {
                 pending.full = true;
             }
             let events = if pending.full {
@@ -176,4 +183,81 @@ pub(super) async fn watch(
         }
     });
     Ok(rx)
+}
+
+/// Waits for inotify to have events; never returns when there is none (the
+/// tick does the work then).
+async fn readable(
+    fd: Option<&AsyncFd<Watched>>,
+) -> std::io::Result<tokio::io::unix::AsyncFdReadyGuard<'_, Watched>> {
+    match fd {
+        Some(fd) => fd.readable().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn open_inotify(store: &FileStore) -> Result<AsyncFd<Watched>, StoreError> {
+    let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
+        .map_err(|e| StoreError::Unavailable(format!("inotify: {e}")))?;
+    inotify
+        .add_watch(
+            &store.subnets(),
+            AddWatchFlags::IN_DELETE
+                | AddWatchFlags::IN_MOVED_TO
+                | AddWatchFlags::IN_MOVED_FROM
+                | AddWatchFlags::IN_CLOSE_WRITE,
+        )
+        .map_err(|e| StoreError::Unavailable(format!("inotify watch: {e}")))?;
+    // SAFETY: `Watched` owns the inotify descriptor and returns that same
+    // open descriptor from as_raw_fd until it is dropped, which happens only
+    // when the AsyncFd itself is dropped.
+    unsafe { AsyncFd::register_with_interest(Watched(inotify), Interest::READABLE) }
+        .map_err(|e| StoreError::Unavailable(format!("inotify: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lease::{LeaseAttrs, LeaseKey};
+
+    #[tokio::test]
+    async fn without_inotify_the_store_is_polled() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::open(dir.path()).unwrap();
+        let snap = store.list().await.unwrap();
+        let mut rx = watch_with(
+            store.clone(),
+            snap.revision,
+            Err(StoreError::Unavailable("inotify: EMFILE".into())),
+        )
+        .await
+        .unwrap();
+        let lease = Lease {
+            key: "10.244.9.0-24".parse::<LeaseKey>().unwrap(),
+            attrs: LeaseAttrs {
+                public_ip: Some("198.18.0.9".parse().unwrap()),
+                public_ipv6: None,
+                backend_type: "vxlan".into(),
+                backend_data: serde_json::json!({}),
+                backend_v6_data: serde_json::Value::Null,
+                node_name: "n9".into(),
+            },
+            expires: None,
+        };
+        store.create(&lease, Duration::from_secs(60)).await.unwrap();
+        let ev = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("the poll saw the new lease within 5 s")
+            .unwrap();
+        assert!(
+            matches!(ev, WatchEvent::Put(ref l) if l.key == lease.key),
+            "{ev:?}"
+        );
+        store.delete(&lease.key).await.unwrap();
+        let ev = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("the poll saw the deletion within 5 s")
+            .unwrap();
+        assert_eq!(ev, WatchEvent::Delete(lease.key));
+    }
 }

@@ -1,0 +1,158 @@
+//! What a bench runs on and with: root, the workspace's binaries, the
+//! machine and tool lines of the report, knobs from the environment.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::SystemTime;
+
+use tweed_lab::Binaries;
+
+/// Fails unless run as root (namespaces, raw sockets).
+pub fn require_root(bench: &str) {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("{bench}: must run as root (sudo cargo bench -p tweed-lab --bench {bench})");
+        std::process::exit(1);
+    }
+}
+
+/// True when `cargo bench` asked for another bench by name (it passes the
+/// filter through to every bench binary).
+pub fn filtered_out(bench: &str) -> bool {
+    std::env::args()
+        .skip(1)
+        .any(|a| !a.starts_with('-') && !bench.contains(a.as_str()))
+}
+
+/// `tweedd` and `tweed` from the profile directory this bench was built
+/// into (`<target>/x86_64-unknown-linux-gnu/release/`; the bench itself is
+/// in `deps/` below it), Debian's etcd.
+pub fn binaries() -> Binaries {
+    let exe = std::env::current_exe().expect("bench exe");
+    let profile_dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let b = Binaries {
+        tweedd: profile_dir.join("tweedd"),
+        plugin: profile_dir.join("tweed"),
+        etcd: PathBuf::from("/usr/bin/etcd"),
+    };
+    for p in [&b.tweedd, &b.plugin] {
+        if !p.is_file() {
+            eprintln!(
+                "{} missing: `cargo bench -p tweed-lab` does not build other packages' binaries; \
+                 run `cargo build --release --workspace` (same CARGO_TARGET_DIR) first",
+                p.display()
+            );
+            std::process::exit(1);
+        }
+    }
+    b
+}
+
+/// One line naming the binaries used and when they were built (a stale
+/// `tweedd` would silently measure old code).
+pub fn binaries_line(b: &Binaries) -> String {
+    let age = |p: &Path| {
+        std::fs::metadata(p)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| SystemTime::now().duration_since(t).ok())
+            .map(|d| format!("built {} min ago", d.as_secs() / 60))
+            .unwrap_or_default()
+    };
+    let size = |p: &Path| {
+        std::fs::metadata(p)
+            .map(|m| format!("{} KiB", m.len() / 1024))
+            .unwrap_or_default()
+    };
+    format!(
+        "binaries: {} ({}, {}), {} ({}, {})",
+        b.tweedd.display(),
+        size(&b.tweedd),
+        age(&b.tweedd),
+        b.plugin.display(),
+        size(&b.plugin),
+        age(&b.plugin)
+    )
+}
+
+fn first_line(cmd: &[&str]) -> String {
+    Command::new(cmd[0])
+        .args(&cmd[1..])
+        .output()
+        .ok()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string()
+        })
+        .unwrap_or_default()
+}
+
+/// Kernel, CPUs, CPU model, memory.
+pub fn machine_line() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|v| v.trim_start_matches([' ', '\t', ':']).trim().to_string())
+        .unwrap_or_default();
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .map(|kib| format!("{} GiB RAM", kib / 1024 / 1024))
+        .unwrap_or_default();
+    format!(
+        "machine: Linux {}, nproc {}, {model}, {mem}",
+        first_line(&["uname", "-r"]),
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+    )
+}
+
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+pub fn tool_version(cmd: &[&str]) -> String {
+    first_line(cmd)
+}
+
+/// The date and time in UTC for the report header.
+pub fn today() -> String {
+    first_line(&["date", "-u", "+%Y-%m-%d %H:%M UTC"])
+}
+
+/// A whole number from the environment, or `default` when unset.
+pub fn env_usize(name: &str, default: usize) -> usize {
+    match std::env::var(name) {
+        Ok(s) => s
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={s:?} is not a number")),
+        Err(_) => default,
+    }
+}
+
+/// A comma-separated list of whole numbers from the environment.
+pub fn env_list(name: &str, default: &str) -> Vec<usize> {
+    std::env::var(name)
+        .unwrap_or_else(|_| default.into())
+        .split(',')
+        .map(|s| {
+            s.trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("{name}: comma-separated whole numbers"))
+        })
+        .collect()
+}

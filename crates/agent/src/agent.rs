@@ -17,7 +17,7 @@ use tweed_netlink::{MacAddr, Monitor, Netlink};
 
 use crate::backend::hostgw::HostGwBackend;
 use crate::backend::srv6::Srv6Backend;
-use crate::backend::vxlan::VxlanBackend;
+use crate::backend::vxlan::{self, VxlanBackend};
 use crate::backend::{Backend, LocalNode};
 use crate::config::{BackendConfig, Family, NetConfig};
 use crate::health::Health;
@@ -38,6 +38,8 @@ pub struct AgentOptions {
     pub subnet_file: PathBuf,
     pub flannel_subnet_file: Option<PathBuf>,
     pub ip_masq: bool,
+    /// Rolling migration from flannel: see [`crate::agent`]'s `--flannel-compat`.
+    pub flannel_compat: bool,
     pub health_addr: Option<SocketAddr>,
     pub state_dir: PathBuf,
     pub lease_ttl: Duration,
@@ -72,6 +74,8 @@ struct BackendFactory {
     config: NetConfig,
     underlay: Underlay,
     vtep_mac: MacAddr,
+    /// `tweed`, or `flannel` under `--flannel-compat`.
+    vxlan_prefix: &'static str,
 }
 
 impl BackendFactory {
@@ -82,15 +86,18 @@ impl BackendFactory {
                 vni,
                 port,
                 direct_routing,
-            } => Box::new(VxlanBackend::new(
-                *vni,
-                *port,
-                *direct_routing,
-                self.vtep_mac,
-                self.underlay.mtu,
-                ipv6_underlay,
-                self.config.mtu,
-            )),
+            } => Box::new(
+                VxlanBackend::new(
+                    *vni,
+                    *port,
+                    *direct_routing,
+                    self.vtep_mac,
+                    self.underlay.mtu,
+                    ipv6_underlay,
+                    self.config.mtu,
+                )
+                .with_device_prefix(self.vxlan_prefix),
+            ),
             BackendConfig::HostGw => {
                 Box::new(HostGwBackend::new(self.underlay.mtu, self.config.mtu))
             }
@@ -109,8 +116,8 @@ impl BackendFactory {
             public_ip: self.underlay.public_ipv4,
             public_ipv6: self.underlay.public_ipv6,
             backend_type: backend.kind().to_string(),
-            backend_data: backend.lease_data(),
-            backend_v6_data: serde_json::Value::Null,
+            backend_data: backend.lease_data().into(),
+            backend_v6_data: crate::lease::BackendData::null(),
             node_name: node_name.to_string(),
         }
     }
@@ -169,21 +176,39 @@ pub async fn run(opts: AgentOptions, config: NetConfig, store: AnyStore) -> Resu
         .collect();
 
     let mut saved = NodeState::load(&opts.state_dir);
-    let vtep_mac = saved
-        .vtep_mac()
-        .or_else(|| match &config.backend {
-            BackendConfig::Vxlan { vni, .. } => nl
-                .link_by_name(&format!("tweed.{vni}"))
-                .ok()
-                .flatten()
-                .and_then(|l| l.mac),
-            _ => None,
-        })
-        .unwrap_or_else(|| state::derived_mac(&opts.node_name));
+    let vxlan_prefix = if opts.flannel_compat {
+        vxlan::FLANNEL_DEVICE_PREFIX
+    } else {
+        vxlan::DEVICE_PREFIX
+    };
+    let mut existing_mac = |prefix: &str| match &config.backend {
+        BackendConfig::Vxlan { vni, .. } => nl
+            .link_by_name(&vxlan::device_name(prefix, *vni))
+            .ok()
+            .flatten()
+            .and_then(|l| l.mac),
+        _ => None,
+    };
+    // Taking over from flannel, its device's MAC comes first: flannel
+    // peers have neighbour entries pointing at it, and keeping it is what
+    // lets them go on reaching this node's pods without noticing.
+    let flannel_mac = if opts.flannel_compat {
+        existing_mac(vxlan::FLANNEL_DEVICE_PREFIX)
+    } else {
+        None
+    };
+    if let Some(mac) = flannel_mac {
+        tracing::info!(%mac, "--flannel-compat: adopting flannel's VXLAN device and its MAC");
+    }
+    let vtep_mac = match flannel_mac.or_else(|| saved.vtep_mac()) {
+        Some(mac) => mac,
+        None => existing_mac(vxlan_prefix).unwrap_or_else(|| state::derived_mac(&opts.node_name)),
+    };
     let factory = BackendFactory {
         config: config.clone(),
         underlay: underlay.clone(),
         vtep_mac,
+        vxlan_prefix,
     };
     let previous: Option<LeaseKey> = saved.lease.as_deref().and_then(|s| s.parse().ok());
 
@@ -223,16 +248,23 @@ pub async fn run(opts: AgentOptions, config: NetConfig, store: AnyStore) -> Resu
         .spawn(move || reconciler.run(rx))
         .expect("spawn reconciler");
     let monitor = Monitor::new()?;
+    let monitor_prefix: &'static str = if opts.flannel_compat {
+        "flannel."
+    } else {
+        "tweed."
+    };
     let monitor_tx = tx.clone();
     std::thread::Builder::new()
         .name("kernel-monitor".into())
-        .spawn(move || reconcile::watch_kernel(monitor, "tweed.", managed, monitor_tx))
+        .spawn(move || reconcile::watch_kernel(monitor, monitor_prefix, managed, monitor_tx))
         .expect("spawn monitor");
 
     let mut peers = Peers::default();
+    // The snapshot moves into the peer map: at 5000 peers every copy of
+    // the set costs megabytes.
     let snapshot = list_with_retry(&store, &metrics).await;
-    peers.replace(&snapshot.leases, &lease.key);
     let mut revision = snapshot.revision;
+    peers.replace(snapshot.leases, &lease.key);
     peers.send(&tx, &mailbox, &local);
 
     match first_rx.await {
@@ -318,7 +350,7 @@ pub async fn run(opts: AgentOptions, config: NetConfig, store: AnyStore) -> Resu
                         if resync {
                             let s = list_with_retry(&store, &metrics).await;
                             lost |= !s.leases.iter().any(|l| l.key == lease.key && l.same_owner(&lease.attrs));
-                            peers.replace(&s.leases, &lease.key);
+                            peers.replace(s.leases, &lease.key);
                         }
                         peers.send(&tx, &mailbox, &local);
                         lost
@@ -330,13 +362,14 @@ pub async fn run(opts: AgentOptions, config: NetConfig, store: AnyStore) -> Resu
                         rewatch_backoff = (rewatch_backoff * 2).min(Duration::from_secs(5));
                         let s = list_with_retry(&store, &metrics).await;
                         revision = s.revision;
-                        peers.replace(&s.leases, &lease.key);
+                        let ours = s.leases.iter().any(|l| l.key == lease.key && l.same_owner(&lease.attrs));
+                        peers.replace(s.leases, &lease.key);
                         peers.send(&tx, &mailbox, &local);
                         watch = start_watch(&store, revision, &metrics).await;
                         if watch.is_some() {
                             rewatch_backoff = Duration::from_millis(200);
                         }
-                        !s.leases.iter().any(|l| l.key == lease.key && l.same_owner(&lease.attrs))
+                        !ours
                     }
                 };
                 if lost {
@@ -373,7 +406,7 @@ pub async fn run(opts: AgentOptions, config: NetConfig, store: AnyStore) -> Resu
             }
             _ = relist.tick() => {
                 if let Ok(s) = store.list().await {
-                    peers.replace(&s.leases, &lease.key);
+                    peers.replace(s.leases, &lease.key);
                     peers.send(&tx, &mailbox, &local);
                 }
             }
@@ -403,22 +436,25 @@ async fn start_watch(
 }
 
 /// The peers as last seen in the store.
+///
+/// Each lease is shared (`Arc`) with the sets handed to the reconciler, so
+/// handing over a set copies pointers, not leases.
 #[derive(Default)]
 struct Peers {
-    map: BTreeMap<LeaseKey, Lease>,
+    map: BTreeMap<LeaseKey, Arc<Lease>>,
 }
 
 impl Peers {
-    fn replace(&mut self, leases: &[Lease], ours: &LeaseKey) {
+    fn replace(&mut self, leases: Vec<Lease>, ours: &LeaseKey) {
         self.map = leases
-            .iter()
+            .into_iter()
             .filter(|l| &l.key != ours)
-            .map(|l| (l.key, l.clone()))
+            .map(|l| (l.key, Arc::new(l)))
             .collect();
     }
 
     fn put(&mut self, lease: Lease) {
-        self.map.insert(lease.key, lease);
+        self.map.insert(lease.key, Arc::new(lease));
     }
 
     fn remove(&mut self, key: &LeaseKey) {

@@ -72,6 +72,12 @@ struct Flags {
     /// Masquerade pod traffic leaving the cluster network.
     #[arg(long)]
     ip_masq: bool,
+    /// Take over a flannel node and live beside flannel nodes during a
+    /// rolling migration: adopt flannel's VXLAN device `flannel.<VNI>` and
+    /// its MAC and flannel's lease for this node's address, and (store
+    /// kube) read and write flannel's node annotations too.
+    #[arg(long)]
+    flannel_compat: bool,
     /// Serve /healthz, /readyz and /metrics on this address.
     #[arg(long)]
     health_addr: Option<SocketAddr>,
@@ -174,6 +180,7 @@ fn main() -> ExitCode {
         subnet_file: flags.subnet_file.clone(),
         flannel_subnet_file: flags.flannel_subnet_file.clone(),
         ip_masq: flags.ip_masq,
+        flannel_compat: flags.flannel_compat,
         health_addr: flags.health_addr,
         state_dir: flags.state_dir.clone(),
         lease_ttl: Duration::from_secs(flags.lease_ttl),
@@ -198,6 +205,7 @@ fn main() -> ExitCode {
     let kube = KubeOptions {
         node_name: opts.node_name.clone(),
         kubeconfig: flags.kubeconfig.clone(),
+        flannel_compat: flags.flannel_compat,
         networks: Networks {
             ipv4: config.ipv4.as_ref().map(|p| p.network),
             ipv6: config.ipv6.as_ref().map(|p| p.network),

@@ -100,8 +100,8 @@ fn attrs(node: &str, ip: &str, mac: &str) -> LeaseAttrs {
         public_ip: Some(ip.parse().expect("ip")),
         public_ipv6: None,
         backend_type: "vxlan".into(),
-        backend_data: json!({"VNI": 1, "VtepMAC": mac}),
-        backend_v6_data: Value::Null,
+        backend_data: json!({"VNI": 1, "VtepMAC": mac}).into(),
+        backend_v6_data: tweedd::lease::BackendData::null(),
         node_name: node.into(),
     }
 }
@@ -295,7 +295,7 @@ fn renew_checks_the_owner_and_updates_record_and_ttl() {
         // A new VTEP MAC (reboot): renew rewrites the record, same etcd lease.
         let (_, id) = etcdctl_get(etcd, &k).expect("key");
         let mut rebooted = mine.clone();
-        rebooted.attrs.backend_data["VtepMAC"] = json!("02:aa:bb:cc:dd:ee");
+        rebooted.attrs.backend_data = json!({"VNI": 1, "VtepMAC": "02:aa:bb:cc:dd:ee"}).into();
         store.renew(&rebooted, ttl).await.expect("renew");
         let (value, id2) = etcdctl_get(etcd, &k).expect("key");
         assert!(value.contains("02:aa:bb:cc:dd:ee"), "{value}");
@@ -360,7 +360,7 @@ fn list_and_watch_see_each_others_changes_and_survive_foreign_junk() {
         assert_eq!(ev, WatchEvent::Put(a.clone()));
 
         let mut a2 = a.clone();
-        a2.attrs.backend_data["VtepMAC"] = json!("02:00:00:00:00:99");
+        a2.attrs.backend_data = json!({"VNI": 1, "VtepMAC": "02:00:00:00:00:99"}).into();
         writer.renew(&a2, ttl).await.expect("renew");
         let ev = next_event(&mut rx, Duration::from_secs(3), "update").await;
         assert_eq!(ev, WatchEvent::Put(a2.clone()));
@@ -708,12 +708,18 @@ fn flannel_records_interoperate_both_ways() {
         let f = &snap.leases[0];
         assert_eq!(f.key, key("10.244.7.0-24"));
         assert_eq!(f.attrs.public_ip, Some("198.18.0.9".parse().expect("ip")));
-        assert_eq!(f.attrs.backend_data["VtepMAC"], "9e:4b:5a:11:22:33");
+        assert_eq!(
+            f.attrs.backend_data.get_str("VtepMAC").as_deref(),
+            Some("9e:4b:5a:11:22:33")
+        );
         assert!(f.attrs.node_name.is_empty());
         let d = &snap.leases[1];
         assert_eq!(d.key, key("10.244.8.0-24&fd00:10:244:8::-64"));
         assert_eq!(d.attrs.public_ipv6, Some("fd00::10".parse().expect("ip")));
-        assert_eq!(d.attrs.backend_v6_data["VtepMAC"], "9e:4b:5a:11:22:35");
+        assert_eq!(
+            d.attrs.backend_v6_data.get_str("VtepMAC").as_deref(),
+            Some("9e:4b:5a:11:22:35")
+        );
 
         // Ours, as flannel (via etcdctl) sees it: flannel's record with a
         // NodeName flannel ignores, under an etcd lease with our TTL.
@@ -725,7 +731,7 @@ fn flannel_records_interoperate_both_ways() {
         let expected = json!({
             "PublicIP": ours.attrs.public_ip.expect("ip").to_string(),
             "BackendType": "vxlan",
-            "BackendData": {"VNI": 1, "VtepMAC": ours.attrs.backend_data["VtepMAC"]},
+            "BackendData": {"VNI": 1, "VtepMAC": ours.attrs.backend_data.get("VtepMAC")},
             "NodeName": "tweed-node",
         });
         assert_eq!(v, expected);

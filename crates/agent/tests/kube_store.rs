@@ -56,9 +56,14 @@ impl Fixture {
     }
 
     async fn store(&self, node: &str) -> KubeStore {
+        self.store_with(node, false).await
+    }
+
+    async fn store_with(&self, node: &str, flannel_compat: bool) -> KubeStore {
         KubeStore::connect(KubeOptions {
             node_name: node.into(),
             kubeconfig: Some(self.kubeconfig.clone()),
+            flannel_compat,
             networks: Networks {
                 ipv4: Some("10.244.0.0/16".parse().unwrap()),
                 ipv6: None,
@@ -156,8 +161,8 @@ fn attrs_for(node: &str) -> impl Fn(&LeaseKey) -> LeaseAttrs {
         public_ip: Some("198.18.0.1".parse().unwrap()),
         public_ipv6: None,
         backend_type: "vxlan".into(),
-        backend_data: json!({"VNI": 1, "VtepMAC": "02:00:00:00:00:01"}),
-        backend_v6_data: Value::Null,
+        backend_data: json!({"VNI": 1, "VtepMAC": "02:00:00:00:00:01"}).into(),
+        backend_v6_data: tweedd::lease::BackendData::null(),
         node_name: node.clone(),
     }
 }
@@ -288,7 +293,10 @@ async fn list_and_watch_report_lease_changes_only() {
     f.annotate("n3", "198.18.0.3", "02:00:00:00:00:03");
     let l = put_of(next(&mut rx, Duration::from_secs(5)).await);
     assert_eq!(l.key, key("10.244.3.0-24"));
-    assert_eq!(l.attrs.backend_data["VtepMAC"], "02:00:00:00:00:03");
+    assert_eq!(
+        l.attrs.backend_data.get_str("VtepMAC").as_deref(),
+        Some("02:00:00:00:00:03")
+    );
     f.api_patch(
         "n2",
         "",
@@ -458,4 +466,50 @@ fn outside_a_cluster_without_kubeconfig_is_a_config_error_that_says_why() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("missing"), "{err}");
+}
+
+/// `--flannel-compat` in kube mode: a node that only flannel annotated is a
+/// peer, and this node's record is written under flannel's names too, as
+/// flannel's kube subnet manager reads them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flannel_compat_reads_and_writes_flannel_annotations() {
+    let f = Fixture::new();
+    f.add_node("n1", &["10.244.1.0/24"]);
+    f.add_node("f2", &["10.244.2.0/24"]);
+    f.api_patch(
+        "f2",
+        "",
+        &json!({"metadata": {"annotations": {
+            "flannel.alpha.coreos.com/backend-type": "vxlan",
+            "flannel.alpha.coreos.com/backend-data": json!({"VNI": 1, "VtepMAC": "0e:f1:00:00:00:02"}).to_string(),
+            "flannel.alpha.coreos.com/public-ip": "198.18.0.2",
+            "flannel.alpha.coreos.com/kube-subnet-manager": "true",
+        }}}),
+    );
+    // Without the flag the flannel node is no peer; with it, it is.
+    assert!(f.store("n1").await.list().await.unwrap().leases.is_empty());
+    let store = f.store_with("n1", true).await;
+    let snap = store.list().await.unwrap();
+    assert_eq!(snap.leases.len(), 1);
+    let peer = &snap.leases[0];
+    assert_eq!(peer.key, key("10.244.2.0-24"));
+    assert_eq!(peer.attrs.node_name, "f2");
+    assert_eq!(
+        peer.attrs.backend_data.get_str("VtepMAC").as_deref(),
+        Some("0e:f1:00:00:00:02")
+    );
+
+    let lease = acquire(&store).await.unwrap();
+    assert_eq!(lease.key, key("10.244.1.0-24"));
+    let node = f.node("n1");
+    let ann = &node["metadata"]["annotations"];
+    for prefix in ["tweed.io/", "flannel.alpha.coreos.com/"] {
+        assert_eq!(ann[format!("{prefix}backend-type")], "vxlan", "{node}");
+        assert_eq!(ann[format!("{prefix}public-ip")], "198.18.0.1", "{node}");
+        let data: Value =
+            serde_json::from_str(ann[format!("{prefix}backend-data")].as_str().unwrap()).unwrap();
+        assert_eq!(data["VNI"], 1);
+        assert_eq!(data["VtepMAC"], "02:00:00:00:00:01");
+    }
+    assert_eq!(ann["flannel.alpha.coreos.com/kube-subnet-manager"], "true");
 }

@@ -451,7 +451,7 @@ impl Lab {
             .map_err(|e| LabError::io("create node dir", e))?;
         self.register_kube_node(&name, i)?;
         self.state.nodes.push(node);
-        self.start_agent_with(&name, ip_masq)?;
+        self.start_agent_with(&name, ip_masq, &[])?;
         Ok(name)
     }
 
@@ -496,9 +496,15 @@ impl Lab {
         argv
     }
 
-    fn start_agent_with(&mut self, node: &str, ip_masq: bool) -> Result<(), LabError> {
+    fn start_agent_with(
+        &mut self,
+        node: &str,
+        ip_masq: bool,
+        extra: &[&str],
+    ) -> Result<(), LabError> {
         let idx = self.index(node)?;
-        let argv = self.agent_argv(&self.state.nodes[idx], ip_masq);
+        let mut argv = self.agent_argv(&self.state.nodes[idx], ip_masq);
+        argv.extend(extra.iter().map(|a| a.to_string()));
         let log = self.node_dir(node).join("tweedd.log");
         // Append across restarts: keep the history for post-mortems.
         let previous = std::fs::read(&log).unwrap_or_default();
@@ -514,7 +520,13 @@ impl Lab {
 
     /// Starts (again) the agent of a node.
     pub fn start_agent(&mut self, node: &str) -> Result<(), LabError> {
-        self.start_agent_with(node, true)?;
+        self.start_agent_args(node, &[])
+    }
+
+    /// Starts (again) the agent of a node with extra flags (e.g.
+    /// `--flannel-compat`) and waits until it is ready.
+    pub fn start_agent_args(&mut self, node: &str, extra: &[&str]) -> Result<(), LabError> {
+        self.start_agent_with(node, true, extra)?;
         let idx = self.index(node)?;
         self.wait_ready(idx)
     }

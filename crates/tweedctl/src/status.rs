@@ -142,7 +142,12 @@ fn kernel_section(
     let mut nl = Netlink::new().map_err(|e| e.to_string())?;
     println!("kernel");
     let links = nl.links().map_err(|e| e.to_string())?;
-    for l in links.iter().filter(|l| l.name.starts_with("tweed.")) {
+    // flannel.<VNI> is tweed's too on a node taken over with --flannel-compat.
+    let overlay = |name: &str| name.starts_with("tweed.") || name.starts_with("flannel.");
+    for l in links
+        .iter()
+        .filter(|l| overlay(&l.name) && l.kind.as_deref() == Some("vxlan"))
+    {
         let vx = l.vxlan.as_ref();
         println!(
             "  {:<12} vxlan vni {} port {} mac {} mtu {}{}",

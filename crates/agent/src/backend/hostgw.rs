@@ -3,6 +3,7 @@
 //! directly reachable is refused (logged), never routed wrongly.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 use serde_json::{Value, json};
@@ -45,7 +46,7 @@ impl Backend for HostGwBackend {
         Ok(())
     }
 
-    fn desired(&self, local: &LocalNode, peers: &[Lease]) -> Desired {
+    fn desired(&self, local: &LocalNode, peers: &[Arc<Lease>]) -> Desired {
         let mut desired = Desired::default();
         for peer in peers {
             for (subnet, public) in [

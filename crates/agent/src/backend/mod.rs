@@ -8,6 +8,7 @@ pub mod vxlan;
 
 use ipnet::IpNet;
 use serde_json::Value;
+use std::sync::Arc;
 use thiserror::Error;
 use tweed_netlink::{Netlink, NetlinkError};
 
@@ -49,7 +50,7 @@ pub trait Backend: Send {
     fn ensure_devices(&mut self, nl: &mut Netlink, local: &LocalNode) -> Result<(), BackendError>;
 
     /// The routes, neighbours and FDB entries wanted for `peers`.
-    fn desired(&self, local: &LocalNode, peers: &[Lease]) -> Desired;
+    fn desired(&self, local: &LocalNode, peers: &[Arc<Lease>]) -> Desired;
 }
 
 /// True when `ip` is on one of the underlay's connected networks.

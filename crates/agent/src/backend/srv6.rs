@@ -11,6 +11,7 @@
 //! TCP stalls on full-size segments.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 use ipnet::{IpNet, Ipv6Net};
 use serde_json::{Value, json};
@@ -95,7 +96,7 @@ impl Backend for Srv6Backend {
         Ok(())
     }
 
-    fn desired(&self, local: &LocalNode, peers: &[Lease]) -> Desired {
+    fn desired(&self, local: &LocalNode, peers: &[Arc<Lease>]) -> Desired {
         let mut desired = Desired::default();
         let dev = local.underlay.index;
         // Our own SIDs: decapsulate and route the inner packet.
@@ -116,12 +117,14 @@ impl Backend for Srv6Backend {
             if peer.attrs.backend_type != "srv6" {
                 continue;
             }
-            let data = &peer.attrs.backend_data;
-            let parse = |k: &str| data[k].as_str().and_then(|s| s.parse::<Ipv6Addr>().ok());
+            let Value::Object(data) = peer.attrs.backend_data.value() else {
+                tracing::debug!(peer = %peer.key, "skipping SRv6 peer without backend data");
+                continue;
+            };
+            let text = |k: &str| data.get(k).and_then(Value::as_str);
+            let parse = |k: &str| text(k).and_then(|s| s.parse::<Ipv6Addr>().ok());
             let (Some(block), Some(sid4), Some(public)) = (
-                data["SIDBlock"]
-                    .as_str()
-                    .and_then(|s| s.parse::<Ipv6Net>().ok()),
+                text("SIDBlock").and_then(|s| s.parse::<Ipv6Net>().ok()),
                 parse("SID"),
                 peer.attrs.public_ipv6,
             ) else {

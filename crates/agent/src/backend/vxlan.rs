@@ -6,6 +6,7 @@
 //! their underlay address instead.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 use serde_json::{Value, json};
@@ -22,6 +23,15 @@ const OVERHEAD_V4: u32 = 50;
 /// here too, which is one of its known MTU bugs.
 const OVERHEAD_V6: u32 = 70;
 
+/// tweed's own device prefix: `tweed.<VNI>`.
+pub const DEVICE_PREFIX: &str = "tweed";
+/// flannel's: `flannel.<VNI>`, adopted under `--flannel-compat`.
+pub const FLANNEL_DEVICE_PREFIX: &str = "flannel";
+
+pub fn device_name(prefix: &str, vni: u32) -> String {
+    format!("{prefix}.{vni}")
+}
+
 pub struct VxlanBackend {
     pub vni: u32,
     pub port: u16,
@@ -30,6 +40,9 @@ pub struct VxlanBackend {
     pub vtep_mac: MacAddr,
     mtu: u32,
     dev_index: Option<u32>,
+    /// `tweed`, or `flannel` when taking over a flannel node
+    /// (`--flannel-compat`): the device is `<prefix>.<VNI>`.
+    device_prefix: &'static str,
 }
 
 impl VxlanBackend {
@@ -54,11 +67,18 @@ impl VxlanBackend {
             vtep_mac,
             mtu: mtu_override.unwrap_or(underlay_mtu.saturating_sub(overhead)),
             dev_index: None,
+            device_prefix: DEVICE_PREFIX,
         }
     }
 
+    /// Names the device `<prefix>.<VNI>` instead of `tweed.<VNI>`.
+    pub fn with_device_prefix(mut self, prefix: &'static str) -> VxlanBackend {
+        self.device_prefix = prefix;
+        self
+    }
+
     pub fn device_name(&self) -> String {
-        format!("tweed.{}", self.vni)
+        device_name(self.device_prefix, self.vni)
     }
 
     fn local_ip(local: &LocalNode) -> Option<IpAddr> {
@@ -163,7 +183,7 @@ impl Backend for VxlanBackend {
         Ok(())
     }
 
-    fn desired(&self, local: &LocalNode, peers: &[Lease]) -> Desired {
+    fn desired(&self, local: &LocalNode, peers: &[Arc<Lease>]) -> Desired {
         let mut desired = Desired::default();
         let mut dev = DeviceWant {
             name: self.device_name(),
@@ -177,8 +197,10 @@ impl Backend for VxlanBackend {
                 tracing::debug!(peer = %peer.key, kind = %peer.attrs.backend_type, "skipping peer with another backend");
                 continue;
             }
-            let Some(mac) = peer.attrs.backend_data["VtepMAC"]
-                .as_str()
+            let Some(mac) = peer
+                .attrs
+                .backend_data
+                .get_str("VtepMAC")
                 .and_then(|s| s.parse::<MacAddr>().ok())
             else {
                 tracing::debug!(peer = %peer.key, "skipping peer without a VTEP MAC");

@@ -28,7 +28,10 @@ use desired::ROUTE_PROTOCOL;
 /// busy with a long pass finds one set, the newest, instead of a backlog of
 /// full copies (a burst of 5000 new leases once queued dozens of 5000-lease
 /// copies and drove the agent's peak memory past 200 MiB).
-pub type PeersMailbox = Mailbox<(Arc<LocalNode>, Arc<Vec<Lease>>)>;
+pub type PeersMailbox = Mailbox<PeerSet>;
+
+/// Our own node and every other node's lease, shared, not copied.
+pub type PeerSet = (Arc<LocalNode>, Arc<Vec<Arc<Lease>>>);
 
 /// A one-value slot: posting replaces what waits there.
 pub struct Mailbox<T>(Mutex<Option<T>>);
@@ -120,7 +123,7 @@ impl Reconciler {
 
     /// Runs until `Stop` or the sender goes away.
     pub fn run(mut self, rx: Receiver<Input>) {
-        let mut state: Option<(Arc<LocalNode>, Arc<Vec<Lease>>)> = None;
+        let mut state: Option<PeerSet> = None;
         let mut next_resync = Instant::now() + self.resync;
         loop {
             let timeout = next_resync.saturating_duration_since(Instant::now());
@@ -165,11 +168,7 @@ impl Reconciler {
     }
 
     /// Records an input; `None` means stop.
-    fn take(
-        &mut self,
-        input: Input,
-        state: &mut Option<(Arc<LocalNode>, Arc<Vec<Lease>>)>,
-    ) -> Option<Trigger> {
+    fn take(&mut self, input: Input, state: &mut Option<PeerSet>) -> Option<Trigger> {
         match input {
             Input::Stop => None,
             Input::Peers => match self.mailbox.take() {
@@ -193,7 +192,7 @@ impl Reconciler {
     /// One pass. `full` reads the kernel to find what to change; otherwise
     /// the last applied state stands in for it (peer changes arrive by the
     /// thousand at scale, and dumping every route each time would dominate).
-    fn pass(&mut self, local: &LocalNode, peers: &[Lease], full: bool) {
+    fn pass(&mut self, local: &LocalNode, peers: &[Arc<Lease>], full: bool) {
         let started = Instant::now();
         let setup = self.backend.ensure_devices(&mut self.nl, local);
         if let Err(e) = &setup {

@@ -7,7 +7,6 @@
 //! create the same key. Watchers learn about changes through inotify on the
 //! directory, with a slow poll as a safety net.
 
-use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -132,13 +131,19 @@ impl FileStore {
         write_atomic(&self.subnets().join(lease.key.to_string()), &bytes)
     }
 
-    /// Every lease on disk, expired ones included.
-    fn read_all(&self) -> Result<Vec<Lease>, StoreError> {
+    /// Hands every unexpired lease on disk to `f`, one at a time, under
+    /// the readers' lock; returns the revision they belong to. Streaming
+    /// rather than collecting lets a watcher keep only what changed out of
+    /// thousands of leases.
+    pub(super) fn scan(&self, mut f: impl FnMut(Lease)) -> Result<u64, StoreError> {
+        let _lock = self.lock_shared()?;
+        let revision = self.revision();
+        let now = SystemTime::now();
         let dir = self.subnets();
-        let mut out = Vec::new();
         for entry in fs::read_dir(&dir).map_err(|e| unavailable("listing", &dir, e))? {
             let entry = entry.map_err(|e| unavailable("listing", &dir, e))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
             if name.starts_with('.') {
                 continue; // a write in progress
             }
@@ -147,26 +152,22 @@ impl FileStore {
             };
             match fs::read(entry.path()) {
                 Ok(bytes) => match parse(&key, &bytes) {
-                    Ok(lease) => out.push(lease),
+                    Ok(lease) if !lease.is_expired(now) => f(lease),
+                    Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "ignoring unreadable lease file"),
                 },
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(unavailable("reading", &entry.path(), e)),
             }
         }
-        out.sort_by_key(|l| l.key);
-        Ok(out)
+        Ok(revision)
     }
 
     pub(super) fn list_sync(&self) -> Result<Snapshot, StoreError> {
-        let _lock = self.lock_shared()?;
-        let revision = self.revision();
-        let now = SystemTime::now();
-        let leases = self
-            .read_all()?
-            .into_iter()
-            .filter(|l| !l.is_expired(now))
-            .collect();
+        let mut leases = Vec::new();
+        let revision = self.scan(|l| leases.push(l))?;
+        leases.sort_by_key(|l| l.key);
+        leases.shrink_to_fit();
         Ok(Snapshot { leases, revision })
     }
 
@@ -279,25 +280,6 @@ impl LeaseStore for FileStore {
     }
 }
 
-/// The events that turn `before` into `after`.
-pub fn diff(
-    before: &BTreeMap<LeaseKey, Lease>,
-    after: &BTreeMap<LeaseKey, Lease>,
-) -> Vec<WatchEvent> {
-    let mut out = Vec::new();
-    for (key, lease) in after {
-        if before.get(key).map(|b| b.attrs != lease.attrs) != Some(false) {
-            out.push(WatchEvent::Put(lease.clone()));
-        }
-    }
-    for key in before.keys() {
-        if !after.contains_key(key) {
-            out.push(WatchEvent::Delete(*key));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -310,8 +292,8 @@ mod tests {
                 public_ip: Some("198.18.0.1".parse().unwrap()),
                 public_ipv6: None,
                 backend_type: "vxlan".into(),
-                backend_data: json!({"VNI": 1, "VtepMAC": "02:00:00:00:00:01"}),
-                backend_v6_data: serde_json::Value::Null,
+                backend_data: json!({"VNI": 1, "VtepMAC": "02:00:00:00:00:01"}).into(),
+                backend_v6_data: crate::lease::BackendData::null(),
                 node_name: node.into(),
             },
             expires: None,

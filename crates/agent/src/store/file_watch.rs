@@ -5,6 +5,7 @@
 //! makes no file event), and every `FULL_RESYNC` as a safety net.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{Hash, Hasher};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -13,8 +14,8 @@ use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
 
-use super::file::{FileStore, diff};
-use super::{LeaseStore, StoreError, WatchEvent};
+use super::file::FileStore;
+use super::{StoreError, WatchEvent};
 use crate::lease::{Lease, LeaseKey};
 
 /// How often the watcher wakes without an event, to notice expiries.
@@ -28,6 +29,87 @@ struct Watched(Inotify);
 impl AsRawFd for Watched {
     fn as_raw_fd(&self) -> RawFd {
         self.0.as_fd().as_raw_fd()
+    }
+}
+
+/// What the watcher remembers of a lease it reported: enough to tell a
+/// change from a renewal and to notice an expiry, without keeping a copy
+/// of every lease (thousands of them, already held by the agent).
+#[derive(Clone, Copy)]
+struct Seen {
+    /// A hash of the attributes' JSON.
+    attrs: u64,
+    expires: Option<SystemTime>,
+}
+
+impl Seen {
+    fn of(lease: &Lease) -> Seen {
+        let mut h = std::hash::DefaultHasher::new();
+        serde_json::to_vec(&lease.attrs)
+            .expect("lease attributes serialise")
+            .hash(&mut h);
+        Seen {
+            attrs: h.finish(),
+            expires: lease.expires,
+        }
+    }
+}
+
+/// What the watcher has seen, per lease.
+type View = BTreeMap<LeaseKey, Seen>;
+
+/// The outcome of a scan: the store's revision, what it holds now, and the
+/// events that lead there from the previous view.
+struct Rescanned {
+    revision: u64,
+    view: View,
+    events: Vec<WatchEvent>,
+}
+
+/// Scans the store, comparing each lease with what was seen as it is
+/// read: only changed leases are kept (as events), so a full rescan of
+/// thousands of unchanged leases costs one lease at a time. Returns the
+/// revision, the new view and the events that lead to it.
+fn rescan(store: &FileStore, seen: &View) -> Result<Rescanned, StoreError> {
+    let mut next = BTreeMap::new();
+    let mut events = Vec::new();
+    let revision = store.scan(|lease| {
+        let new = Seen::of(&lease);
+        next.insert(lease.key, new);
+        if seen.get(&lease.key).map(|old| old.attrs) != Some(new.attrs) {
+            events.push(WatchEvent::Put(lease));
+        }
+    })?;
+    events.extend(
+        seen.keys()
+            .filter(|k| !next.contains_key(k))
+            .map(|k| WatchEvent::Delete(*k)),
+    );
+    Ok(Rescanned {
+        revision,
+        view: next,
+        events,
+    })
+}
+
+/// [`rescan`] on the blocking pool.
+async fn rescan_async(
+    store: &FileStore,
+    seen: View,
+) -> (View, Result<(u64, Vec<WatchEvent>), StoreError>) {
+    let store = store.clone();
+    let joined = tokio::task::spawn_blocking(move || {
+        let result = rescan(&store, &seen);
+        (seen, result)
+    })
+    .await;
+    match joined {
+        Ok((_, Ok(r))) => (r.view, Ok((r.revision, r.events))),
+        Ok((seen, Err(e))) => (seen, Err(e)),
+        Err(e) => (
+            BTreeMap::new(),
+            Err(StoreError::Unavailable(format!("file store scan: {e}"))),
+        ),
     }
 }
 
@@ -83,15 +165,14 @@ async fn watch_with(
     };
     let (tx, rx) = mpsc::channel(1024);
     // Registered first, listed second: nothing written in between is lost.
-    let start = store.list().await?;
+    let (mut seen, start) = rescan_async(&store, BTreeMap::new()).await;
+    let (start_revision, _) = start?;
     tokio::spawn(async move {
         // The caller listed at `revision`; if anything changed since, it
         // must list again.
-        if start.revision != revision && tx.send(WatchEvent::Resync).await.is_err() {
+        if start_revision != revision && tx.send(WatchEvent::Resync).await.is_err() {
             return;
         }
-        let mut seen: BTreeMap<LeaseKey, Lease> =
-            start.leases.into_iter().map(|l| (l.key, l)).collect();
         let mut last_full = Instant::now();
         loop {
             let mut pending = Pending::default();
@@ -123,20 +204,16 @@ async fn watch_with(
             let now = SystemTime::now();
             if fd.is_none()
                 || last_full.elapsed() >= FULL_RESYNC
-                || seen.values().any(|l| l.is_expired(now))
+                || seen.values().any(|l| l.expires.is_some_and(|e| e <= now))
             {
                 pending.full = true;
             }
             let events = if pending.full {
                 last_full = Instant::now();
-                match store.list().await {
-                    Ok(s) => {
-                        let current: BTreeMap<LeaseKey, Lease> =
-                            s.leases.into_iter().map(|l| (l.key, l)).collect();
-                        let events = diff(&seen, &current);
-                        seen = current;
-                        events
-                    }
+                let (next, result) = rescan_async(&store, std::mem::take(&mut seen)).await;
+                seen = next;
+                match result {
+                    Ok((_, events)) => events,
                     Err(e) => {
                         tracing::warn!(error = %e, "file store: listing for watch failed");
                         continue;
@@ -158,8 +235,9 @@ async fn watch_with(
                 for (key, result) in read {
                     match result {
                         Ok(Some(lease)) if !lease.is_expired(now) => {
-                            if seen.get(&key).map(|old| old.attrs != lease.attrs) != Some(false) {
-                                seen.insert(key, lease.clone());
+                            let new = Seen::of(&lease);
+                            // A renewal moves only the expiry: no event.
+                            if seen.insert(key, new).map(|old| old.attrs) != Some(new.attrs) {
                                 events.push(WatchEvent::Put(lease));
                             }
                         }
@@ -219,6 +297,7 @@ fn open_inotify(store: &FileStore) -> Result<AsyncFd<Watched>, StoreError> {
 mod tests {
     use super::*;
     use crate::lease::{LeaseAttrs, LeaseKey};
+    use crate::store::LeaseStore;
 
     #[tokio::test]
     async fn without_inotify_the_store_is_polled() {
@@ -238,8 +317,8 @@ mod tests {
                 public_ip: Some("198.18.0.9".parse().unwrap()),
                 public_ipv6: None,
                 backend_type: "vxlan".into(),
-                backend_data: serde_json::json!({}),
-                backend_v6_data: serde_json::Value::Null,
+                backend_data: serde_json::json!({}).into(),
+                backend_v6_data: crate::lease::BackendData::null(),
                 node_name: "n9".into(),
             },
             expires: None,

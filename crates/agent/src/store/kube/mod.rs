@@ -59,6 +59,9 @@ pub struct KubeOptions {
     pub kubeconfig: Option<PathBuf>,
     /// The cluster network(s) of net-conf.json.
     pub networks: Networks,
+    /// `--flannel-compat`: read flannel's node annotations for nodes
+    /// without tweed's, and write flannel's besides tweed's.
+    pub flannel_compat: bool,
 }
 
 /// Leases by node name, as of one resourceVersion.
@@ -73,6 +76,7 @@ pub struct KubeStore {
     api: Api<Node>,
     node_name: String,
     networks: Networks,
+    flannel_compat: bool,
     /// The last list, so a watch started from its revision knows which
     /// nodes the receiver already holds as peers.
     last_list: Arc<Mutex<Listed>>,
@@ -148,12 +152,19 @@ impl KubeStore {
         Ok(KubeStore::with_client(client, opts))
     }
 
+    /// The lease a node's annotations describe (flannel's too under
+    /// `--flannel-compat`).
+    fn lease_of_node(&self, node: &Node) -> Result<Option<Lease>, BadNode> {
+        node::node_lease_or_flannel(node, &self.networks, self.flannel_compat)
+    }
+
     /// A store on an existing client (tests).
     pub fn with_client(client: Client, opts: KubeOptions) -> KubeStore {
         KubeStore {
             api: Api::all(client),
             node_name: opts.node_name,
             networks: opts.networks,
+            flannel_compat: opts.flannel_compat,
             last_list: Arc::new(Mutex::new(Listed::default())),
         }
     }
@@ -193,7 +204,7 @@ impl KubeStore {
     fn leases_of(&self, nodes: &[Node]) -> BTreeMap<String, Lease> {
         nodes
             .iter()
-            .filter_map(|n| match node::node_lease(n, &self.networks) {
+            .filter_map(|n| match self.lease_of_node(n) {
                 Ok(l) => l.map(|l| (l.attrs.node_name.clone(), l)),
                 Err(e) => {
                     warn_bad_node(&e);
@@ -206,7 +217,7 @@ impl KubeStore {
     /// Writes `lease`'s record onto our Node; returns the Node as stored,
     /// `None` when it does not exist.
     async fn publish(&self, lease: &Lease) -> Result<Option<Node>, StoreError> {
-        let patch = node::annotations_patch(&lease.attrs);
+        let patch = node::annotations_patch(&lease.attrs, self.flannel_compat);
         let pp = PatchParams::apply(FIELD_MANAGER);
         match self
             .api

@@ -26,6 +26,39 @@ pub const BACKEND_V6_DATA: &str = "tweed.io/backend-v6-data";
 pub const PUBLIC_IP: &str = "tweed.io/public-ip";
 pub const PUBLIC_IPV6: &str = "tweed.io/public-ipv6";
 
+/// The names of one set of lease annotations.
+#[derive(Debug, Clone, Copy)]
+pub struct AnnotationNames {
+    pub backend_type: &'static str,
+    pub backend_data: &'static str,
+    pub backend_v6_data: &'static str,
+    pub public_ip: &'static str,
+    pub public_ipv6: &'static str,
+}
+
+/// tweed's own annotations.
+pub const TWEED: AnnotationNames = AnnotationNames {
+    backend_type: BACKEND_TYPE,
+    backend_data: BACKEND_DATA,
+    backend_v6_data: BACKEND_V6_DATA,
+    public_ip: PUBLIC_IP,
+    public_ipv6: PUBLIC_IPV6,
+};
+
+/// flannel's (kube subnet manager), read and written under
+/// `--flannel-compat` so flannel nodes and tweed nodes see each other
+/// during a rolling migration.
+pub const FLANNEL: AnnotationNames = AnnotationNames {
+    backend_type: "flannel.alpha.coreos.com/backend-type",
+    backend_data: "flannel.alpha.coreos.com/backend-data",
+    backend_v6_data: "flannel.alpha.coreos.com/backend-v6-data",
+    public_ip: "flannel.alpha.coreos.com/public-ip",
+    public_ipv6: "flannel.alpha.coreos.com/public-ipv6",
+};
+
+/// flannel marks the nodes it manages through the API with this.
+pub const FLANNEL_SUBNET_MANAGER: &str = "flannel.alpha.coreos.com/kube-subnet-manager";
+
 /// The condition tweed clears once the node's network is up.
 pub const CONDITION: &str = "NetworkUnavailable";
 pub const READY_REASON: &str = "TweedIsUp";
@@ -150,10 +183,31 @@ fn annotations(node: &Node) -> Option<&BTreeMap<String, String>> {
 /// The lease a Node stands for: `None` when it carries no tweed record
 /// (its agent has not published yet, or it runs no tweed).
 pub fn node_lease(node: &Node, nets: &Networks) -> Result<Option<Lease>, BadNode> {
+    lease_from(node, nets, &TWEED)
+}
+
+/// [`node_lease`], falling back on flannel's annotations when the node has
+/// no tweed record and `flannel_compat` is on (a node still on flannel).
+pub fn node_lease_or_flannel(
+    node: &Node,
+    nets: &Networks,
+    flannel_compat: bool,
+) -> Result<Option<Lease>, BadNode> {
+    match node_lease(node, nets)? {
+        None if flannel_compat => lease_from(node, nets, &FLANNEL),
+        found => Ok(found),
+    }
+}
+
+fn lease_from(
+    node: &Node,
+    nets: &Networks,
+    names: &AnnotationNames,
+) -> Result<Option<Lease>, BadNode> {
     let Some(ann) = annotations(node) else {
         return Ok(None);
     };
-    let Some(backend_type) = ann.get(BACKEND_TYPE) else {
+    let Some(backend_type) = ann.get(names.backend_type) else {
         return Ok(None);
     };
     let name = name_of(node);
@@ -168,26 +222,26 @@ pub fn node_lease(node: &Node, nets: &Networks) -> Result<Option<Lease>, BadNode
             Some(text) => serde_json::from_str(text).map_err(|e| bad(annotation, e.to_string())),
         }
     };
-    let public_ip = match ann.get(PUBLIC_IP) {
+    let public_ip = match ann.get(names.public_ip) {
         None => None,
         Some(t) => Some(
             t.parse::<Ipv4Addr>()
-                .map_err(|e| bad(PUBLIC_IP, format!("{t:?}: {e}")))?,
+                .map_err(|e| bad(names.public_ip, format!("{t:?}: {e}")))?,
         ),
     };
-    let public_ipv6 = match ann.get(PUBLIC_IPV6) {
+    let public_ipv6 = match ann.get(names.public_ipv6) {
         None => None,
         Some(t) => Some(
             t.parse::<Ipv6Addr>()
-                .map_err(|e| bad(PUBLIC_IPV6, format!("{t:?}: {e}")))?,
+                .map_err(|e| bad(names.public_ipv6, format!("{t:?}: {e}")))?,
         ),
     };
     let attrs = LeaseAttrs {
         public_ip,
         public_ipv6,
         backend_type: backend_type.clone(),
-        backend_data: json_of(BACKEND_DATA)?,
-        backend_v6_data: json_of(BACKEND_V6_DATA)?,
+        backend_data: json_of(names.backend_data)?.into(),
+        backend_v6_data: json_of(names.backend_v6_data)?.into(),
         node_name: name,
     };
     let key = pod_subnet(node, nets)?;
@@ -199,26 +253,40 @@ pub fn node_lease(node: &Node, nets: &Networks) -> Result<Option<Lease>, BadNode
 }
 
 /// A merge patch that sets a node's annotations to `attrs` and removes the
-/// ones `attrs` leaves out (a public IPv6 address that went away).
-pub fn annotations_patch(attrs: &LeaseAttrs) -> Value {
-    let json_or_null = |v: &Value| {
-        if v.is_null() {
-            Value::Null
-        } else {
-            Value::String(v.to_string())
-        }
+/// ones `attrs` leaves out (a public IPv6 address that went away); with
+/// `flannel_compat`, flannel's annotations too, so flannel nodes take this
+/// node for one of theirs.
+pub fn annotations_patch(attrs: &LeaseAttrs, flannel_compat: bool) -> Value {
+    let mut ann = serde_json::Map::new();
+    let sets: &[AnnotationNames] = if flannel_compat {
+        &[TWEED, FLANNEL]
+    } else {
+        &[TWEED]
     };
-    json!({
-        "metadata": {
-            "annotations": {
-                BACKEND_TYPE: attrs.backend_type,
-                BACKEND_DATA: json_or_null(&attrs.backend_data),
-                BACKEND_V6_DATA: json_or_null(&attrs.backend_v6_data),
-                PUBLIC_IP: attrs.public_ip.map(|a| a.to_string()),
-                PUBLIC_IPV6: attrs.public_ipv6.map(|a| a.to_string()),
-            }
-        }
-    })
+    let json_or_null = |v: &crate::lease::BackendData| match v.text() {
+        None => Value::Null,
+        Some(text) => Value::String(text.to_string()),
+    };
+    for names in sets {
+        ann.insert(names.backend_type.into(), json!(attrs.backend_type));
+        ann.insert(names.backend_data.into(), json_or_null(&attrs.backend_data));
+        ann.insert(
+            names.backend_v6_data.into(),
+            json_or_null(&attrs.backend_v6_data),
+        );
+        ann.insert(
+            names.public_ip.into(),
+            json!(attrs.public_ip.map(|a| a.to_string())),
+        );
+        ann.insert(
+            names.public_ipv6.into(),
+            json!(attrs.public_ipv6.map(|a| a.to_string())),
+        );
+    }
+    if flannel_compat {
+        ann.insert(FLANNEL_SUBNET_MANAGER.into(), json!("true"));
+    }
+    json!({"metadata": {"annotations": ann}})
 }
 
 /// A merge patch that removes every tweed annotation.
@@ -335,11 +403,11 @@ mod tests {
             public_ip: Some("198.18.0.2".parse().unwrap()),
             public_ipv6: None,
             backend_type: "vxlan".into(),
-            backend_data: json!({"VNI": 1, "VtepMAC": "02:00:00:00:00:02"}),
-            backend_v6_data: Value::Null,
+            backend_data: json!({"VNI": 1, "VtepMAC": "02:00:00:00:00:02"}).into(),
+            backend_v6_data: crate::lease::BackendData::null(),
             node_name: "n2".into(),
         };
-        let patch = annotations_patch(&attrs);
+        let patch = annotations_patch(&attrs, false);
         let ann = &patch["metadata"]["annotations"];
         assert_eq!(ann[BACKEND_TYPE], "vxlan");
         assert_eq!(
@@ -395,5 +463,59 @@ mod tests {
         assert!(!is_marked_ready(&n));
         n.status = serde_json::from_value(p["status"].clone()).unwrap();
         assert!(is_marked_ready(&n));
+    }
+
+    #[test]
+    fn flannel_annotations_are_read_and_written_only_in_compat_mode() {
+        let n = nets(Some("10.244.0.0/16"), None);
+        // A node flannel's kube subnet manager annotated.
+        let flannel = node(json!({"metadata": {"name": "f1", "annotations": {
+            "flannel.alpha.coreos.com/backend-type": "vxlan",
+            "flannel.alpha.coreos.com/backend-data": "{\"VNI\":1,\"VtepMAC\":\"0e:f1:00:00:00:01\"}",
+            "flannel.alpha.coreos.com/public-ip": "198.18.0.7",
+            "flannel.alpha.coreos.com/kube-subnet-manager": "true"}},
+            "spec": {"podCIDR": "10.244.7.0/24"}}));
+        assert_eq!(node_lease_or_flannel(&flannel, &n, false).unwrap(), None);
+        let l = node_lease_or_flannel(&flannel, &n, true)
+            .unwrap()
+            .expect("a flannel peer");
+        assert_eq!(l.key.to_string(), "10.244.7.0-24");
+        assert_eq!(l.attrs.public_ip, Some("198.18.0.7".parse().unwrap()));
+        assert_eq!(
+            l.attrs.backend_data.get_str("VtepMAC").as_deref(),
+            Some("0e:f1:00:00:00:01")
+        );
+        assert_eq!(l.attrs.node_name, "f1");
+
+        // What a compat node writes: tweed's and flannel's, the same record.
+        let patch = annotations_patch(&l.attrs, true);
+        let ann = &patch["metadata"]["annotations"];
+        for names in [TWEED, FLANNEL] {
+            assert_eq!(ann[names.backend_type], "vxlan");
+            assert_eq!(
+                ann[names.backend_data],
+                r#"{"VNI":1,"VtepMAC":"0e:f1:00:00:00:01"}"#
+            );
+            assert_eq!(ann[names.public_ip], "198.18.0.7");
+        }
+        assert_eq!(ann[FLANNEL_SUBNET_MANAGER], "true");
+        let plain = annotations_patch(&l.attrs, false);
+        assert!(
+            plain["metadata"]["annotations"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .all(|k| k.starts_with(PREFIX)),
+            "{plain}"
+        );
+        // tweed's record wins over flannel's on a node carrying both.
+        let mut both = flannel.clone();
+        both.metadata
+            .annotations
+            .as_mut()
+            .unwrap()
+            .extend([(BACKEND_TYPE.to_string(), "host-gw".to_string())]);
+        let l = node_lease_or_flannel(&both, &n, true).unwrap().unwrap();
+        assert_eq!(l.attrs.backend_type, "host-gw");
     }
 }

@@ -203,7 +203,7 @@ impl Watcher {
         let Some(name) = node.metadata.name.clone() else {
             return Vec::new();
         };
-        let now = match super::node::node_lease(node, &self.store.networks) {
+        let now = match self.store.lease_of_node(node) {
             Ok(l) => l,
             Err(e) => {
                 super::warn_bad_node(&e);
@@ -230,12 +230,11 @@ impl Watcher {
     /// A Node was deleted: the lease it held goes.
     fn remove(&mut self, node: &Node) -> Vec<WatchEvent> {
         let name = node.metadata.name.clone().unwrap_or_default();
-        let held = self.known.remove(&name).map(|l| l.key).or_else(|| {
-            super::node::node_lease(node, &self.store.networks)
-                .ok()
-                .flatten()
-                .map(|l| l.key)
-        });
+        let held = self
+            .known
+            .remove(&name)
+            .map(|l| l.key)
+            .or_else(|| self.store.lease_of_node(node).ok().flatten().map(|l| l.key));
         held.map(WatchEvent::Delete).into_iter().collect()
     }
 }

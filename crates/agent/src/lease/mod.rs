@@ -13,7 +13,9 @@ use std::time::{Duration, SystemTime};
 
 use ipnet::{Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+
+mod backend_data;
+pub use backend_data::BackendData;
 
 /// The subnet(s) a lease covers; its identity in the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -102,16 +104,16 @@ pub struct LeaseAttrs {
     #[serde(
         rename = "BackendData",
         default,
-        skip_serializing_if = "Value::is_null"
+        skip_serializing_if = "BackendData::is_null"
     )]
-    pub backend_data: Value,
+    pub backend_data: BackendData,
     /// flannel's separate data for the IPv6 VXLAN device.
     #[serde(
         rename = "BackendV6Data",
         default,
-        skip_serializing_if = "Value::is_null"
+        skip_serializing_if = "BackendData::is_null"
     )]
-    pub backend_v6_data: Value,
+    pub backend_v6_data: BackendData,
     /// The node's name; tweed's addition (flannel ignores unknown keys).
     #[serde(rename = "NodeName", default, skip_serializing_if = "String::is_empty")]
     pub node_name: String,
@@ -175,7 +177,10 @@ mod tests {
         let json = r#"{"PublicIP":"198.18.0.2","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"02:00:00:00:00:02"}}"#;
         let a: LeaseAttrs = serde_json::from_str(json).unwrap();
         assert_eq!(a.public_ip, Some("198.18.0.2".parse().unwrap()));
-        assert_eq!(a.backend_data["VtepMAC"], "02:00:00:00:00:02");
+        assert_eq!(
+            a.backend_data.get_str("VtepMAC").as_deref(),
+            Some("02:00:00:00:00:02")
+        );
         assert_eq!(serde_json::to_string(&a).unwrap(), json);
     }
 }

@@ -1,11 +1,12 @@
 //! A fake Kubernetes API server for tests: the Node calls tweedd's kube
 //! store makes (list, watch with bookmarks and 410 Gone, get, merge and
-//! strategic merge patches of a node and its status), served over plain
-//! HTTP the way kube-apiserver serves them, plus an `/admin` interface to
+//! strategic merge patches of a node and its status), served the way
+//! kube-apiserver serves them, plus an `/admin` interface to
 //! compact the event log, end watches and inject 429 throttling.
 //!
-//! Test infrastructure, not product: one process, state in memory, no
-//! TLS, no authorization beyond an optional bearer token. It runs either
+//! Test infrastructure, not product: one process, state in memory, plain
+//! HTTP or (for tests of HTTPS and the in-cluster path) TLS with a given
+//! certificate, no authorization beyond an optional bearer token. It runs either
 //! in-process ([`FakeApiServer::start`], for store tests) or as the
 //! `fake-kube-apiserver` binary inside a lab's underlay namespace, as etcd
 //! does. The endpoints are listed in [`server`].
@@ -14,6 +15,7 @@ pub mod client;
 pub mod cluster;
 pub mod patch;
 pub mod server;
+pub mod tls;
 
 use std::net::SocketAddr;
 
@@ -32,6 +34,25 @@ impl FakeApiServer {
     /// Callable from inside another runtime (async tests): the server's
     /// runtime lives on its own thread.
     pub fn start(addr: SocketAddr, token: Option<String>) -> std::io::Result<FakeApiServer> {
+        Self::start_with(addr, token, None)
+    }
+
+    /// The same over HTTPS, with a PEM certificate chain and key.
+    pub fn start_tls(
+        addr: SocketAddr,
+        token: Option<String>,
+        cert_chain_pem: &[u8],
+        key_pem: &[u8],
+    ) -> std::io::Result<FakeApiServer> {
+        let acceptor = tls::acceptor(cert_chain_pem, key_pem)?;
+        Self::start_with(addr, token, Some(acceptor))
+    }
+
+    fn start_with(
+        addr: SocketAddr,
+        token: Option<String>,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> std::io::Result<FakeApiServer> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -47,7 +68,7 @@ impl FakeApiServer {
                     let listener = tokio::net::TcpListener::from_std(std_listener)
                         .expect("a bound listener registers with the runtime");
                     tokio::select! {
-                        _ = server::serve(listener, shared) => {}
+                        _ = server::serve(listener, shared, tls) => {}
                         _ = stopped => {}
                     }
                 });

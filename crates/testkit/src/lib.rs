@@ -11,6 +11,7 @@ pub mod dns;
 pub mod etcd;
 pub mod kernel;
 pub mod netns;
+pub mod pki;
 pub mod podman;
 pub mod qemu;
 pub mod tap_guest;

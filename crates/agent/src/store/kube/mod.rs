@@ -103,8 +103,26 @@ fn api_error(what: &str, e: kube::Error) -> StoreError {
         kube::Error::Api(s) => {
             StoreError::Unavailable(format!("{what}: {} {}: {}", s.code, s.reason, s.message))
         }
-        other => StoreError::Unavailable(format!("{what}: {other}")),
+        other => StoreError::Unavailable(format!("{what}: {}", with_causes(&other))),
     }
+}
+
+/// An error with its chain of causes: the client's own message for a
+/// failed connection is just "client error (Connect)", and the reason an
+/// operator needs (an untrusted certificate, a refused connection) is
+/// further down.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let next = c.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 fn is_status(e: &kube::Error, code: u16) -> bool {

@@ -16,6 +16,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tweed_netlink::{MacAddr, Monitor, Netlink};
 
 use crate::backend::hostgw::HostGwBackend;
+use crate::backend::segments::WithSegments;
 use crate::backend::srv6::Srv6Backend;
 use crate::backend::vxlan::{self, VxlanBackend};
 use crate::backend::{Backend, LocalNode};
@@ -80,6 +81,24 @@ struct BackendFactory {
 
 impl BackendFactory {
     fn build(&self, key: &LeaseKey) -> Box<dyn Backend> {
+        let pod_network = self.build_pod_network(key);
+        if self.config.segments.is_empty() {
+            return pod_network;
+        }
+        let port = match &self.config.backend {
+            BackendConfig::Vxlan { port, .. } => *port,
+            _ => crate::config::DEFAULT_VXLAN_PORT,
+        };
+        Box::new(WithSegments::new(
+            pod_network,
+            self.config.segments.clone(),
+            port,
+            self.underlay.mtu,
+        ))
+    }
+
+    /// The backend of the pod network itself (`Backend.Type`).
+    fn build_pod_network(&self, key: &LeaseKey) -> Box<dyn Backend> {
         let ipv6_underlay = self.underlay.ipv4.is_none();
         match &self.config.backend {
             BackendConfig::Vxlan {
@@ -248,10 +267,12 @@ pub async fn run(opts: AgentOptions, config: NetConfig, store: AnyStore) -> Resu
         .spawn(move || reconciler.run(rx))
         .expect("spawn reconciler");
     let monitor = Monitor::new()?;
-    let monitor_prefix: &'static str = if opts.flannel_compat {
-        "flannel."
+    // The devices whose loss calls for a pass: the pod network's VXLAN
+    // device and the segments' bridges and VXLAN devices.
+    let monitor_prefix: &'static [&'static str] = if opts.flannel_compat {
+        &["flannel.", "twx.", "tws-"]
     } else {
-        "tweed."
+        &["tweed.", "twx.", "tws-"]
     };
     let monitor_tx = tx.clone();
     std::thread::Builder::new()

@@ -11,6 +11,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::Deserialize;
 use serde_json::Value;
 use thiserror::Error;
+pub use tweed_segment::Segment;
 
 #[derive(Debug, Error, PartialEq, Eq)]
 #[error("{field}: {reason}")]
@@ -47,6 +48,8 @@ struct RawConfig {
     #[serde(rename = "IPv6SubnetMax")]
     ipv6_subnet_max: Option<String>,
     backend: Option<Value>,
+    /// Layer-2 segments (tweed's addition; flannel ignores the key).
+    segments: Option<Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -108,6 +111,8 @@ pub struct NetConfig {
     pub backend: BackendConfig,
     /// Overrides the MTU derived from the underlay.
     pub mtu: Option<u32>,
+    /// Layer-2 segments spanning the nodes (`Segments`).
+    pub segments: Vec<Segment>,
 }
 
 pub const DEFAULT_VNI: u32 = 1;
@@ -208,11 +213,31 @@ impl NetConfig {
         {
             return Err(err("Backend.MTU", format!("{mtu} is outside 576..65535")));
         }
+        let segments: Vec<Segment> = match &raw.segments {
+            None | Some(Value::Null) => Vec::new(),
+            Some(v) => typed(v, "Segments")?,
+        };
+        tweed_segment::validate(&segments).map_err(|e| {
+            let text = e.to_string();
+            match text.split_once(": ") {
+                Some((field, reason)) => err(field, reason),
+                None => err("Segments", text),
+            }
+        })?;
+        if let BackendConfig::Vxlan { vni, .. } = &backend
+            && let Some(i) = segments.iter().position(|s| s.vni == *vni)
+        {
+            return Err(err(
+                &format!("Segments[{i}].VNI"),
+                format!("{vni} is the pod network's own VXLAN VNI (Backend.VNI)"),
+            ));
+        }
         Ok(NetConfig {
             ipv4,
             ipv6,
             backend,
             mtu: raw_backend.mtu,
+            segments,
         })
     }
 
@@ -555,6 +580,40 @@ mod tests {
         for (text, field) in cases {
             let e = NetConfig::parse(text).unwrap_err();
             assert_eq!(e.field, field, "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn segments_are_parsed_and_checked() {
+        let c = NetConfig::parse(
+            r#"{"Network": "10.244.0.0/16", "Segments": [{"Name": "lab1", "VNI": 4001, "MTU": 1400}]}"#,
+        )
+        .unwrap();
+        assert_eq!(c.segments.len(), 1);
+        assert_eq!(c.segments[0].name, "lab1");
+        assert_eq!(c.segments[0].mtu, Some(1400));
+        assert!(
+            NetConfig::parse(r#"{"Network": "10.244.0.0/16"}"#)
+                .unwrap()
+                .segments
+                .is_empty()
+        );
+        for (text, field) in [
+            (r#"[{"Name": "Lab", "VNI": 5}]"#, "Segments[0].Name"),
+            (r#"[{"Name": "a", "VNI": 0}]"#, "Segments[0].VNI"),
+            (r#"[{"Name": "a", "VNI": "x"}]"#, "Segments[0].VNI"),
+            (
+                r#"[{"Name": "a", "VNI": 5}, {"Name": "b", "VNI": 5}]"#,
+                "Segments[1]",
+            ),
+            (r#"[{"Name": "a", "VNI": 1}]"#, "Segments[0].VNI"),
+            (r#"{"Name": "a"}"#, "Segments"),
+        ] {
+            let e = NetConfig::parse(&format!(
+                r#"{{"Network": "10.244.0.0/16", "Segments": {text}}}"#
+            ))
+            .unwrap_err();
+            assert!(e.field.starts_with(field), "{text}: {e}");
         }
     }
 

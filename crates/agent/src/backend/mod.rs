@@ -3,6 +3,7 @@
 //! one runs.
 
 pub mod hostgw;
+pub mod segments;
 pub mod srv6;
 pub mod vxlan;
 

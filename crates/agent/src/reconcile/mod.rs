@@ -269,7 +269,7 @@ enum Trigger {
 /// only those on ours matter.
 pub fn watch_kernel(
     mut monitor: Monitor,
-    device_prefix: &'static str,
+    device_prefixes: &'static [&'static str],
     managed: Arc<AtomicU32>,
     tx: Sender<Input>,
 ) {
@@ -281,14 +281,15 @@ pub fn watch_kernel(
                 return;
             }
         };
+        let ours = |name: &str| device_prefixes.iter().any(|p| name.starts_with(p));
         let relevant = events.iter().any(|e| match e {
             Event::RouteDeleted { protocol } => *protocol == ROUTE_PROTOCOL,
             Event::NeighbourDeleted { index } => {
                 let m = managed.load(Ordering::Relaxed);
                 m != 0 && *index == m
             }
-            Event::LinkDeleted { name, .. } => name.starts_with(device_prefix),
-            Event::LinkChanged { name, up, .. } => name.starts_with(device_prefix) && !up,
+            Event::LinkDeleted { name, .. } => ours(name),
+            Event::LinkChanged { name, up, .. } => ours(name) && !up,
             Event::Overrun => true,
         });
         if relevant && tx.send(Input::Kick).is_err() {

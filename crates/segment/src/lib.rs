@@ -1,0 +1,182 @@
+//! Layer-2 segments: a named broadcast domain that spans nodes.
+//!
+//! On every node a segment is a bridge (`tws-<name>`) joined to a VXLAN
+//! device (`twx.<VNI>`) for the segment's own VNI; tweedd creates both and
+//! programs the VXLAN device's FDB from the store, and the plugin attaches
+//! pod interfaces to the bridge. The names are fixed here so that both
+//! sides agree without talking to each other.
+//!
+//! Declared in net-conf.json (flannel's file, extended):
+//! `"Segments": [{"Name": "lab1", "VNI": 4001, "MTU": 1450}]`.
+
+use std::collections::HashSet;
+
+use serde::Deserialize;
+use thiserror::Error;
+
+/// The longest segment name: `tws-` plus it must fit the kernel's 15-byte
+/// interface names.
+pub const MAX_NAME_LEN: usize = 11;
+/// VXLAN network identifiers are 24 bits.
+pub const MAX_VNI: u32 = (1 << 24) - 1;
+
+/// One segment as declared.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct Segment {
+    /// Lower-case letters, digits and `-`, at most [`MAX_NAME_LEN`].
+    pub name: String,
+    #[serde(rename = "VNI")]
+    pub vni: u32,
+    /// The segment's MTU on every node; default: the underlay's minus the
+    /// VXLAN overhead.
+    #[serde(rename = "MTU", default)]
+    pub mtu: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum SegmentError {
+    #[error("Segments[{index}].Name: {name:?} {reason}")]
+    BadName {
+        index: usize,
+        name: String,
+        reason: &'static str,
+    },
+    #[error("Segments[{index}].VNI: {vni} is outside 1..{MAX_VNI}")]
+    BadVni { index: usize, vni: u32 },
+    #[error("Segments[{index}].MTU: {mtu} is outside 576..65535")]
+    BadMtu { index: usize, mtu: u32 },
+    #[error("Segments[{index}]: {what} {value} is used by an earlier segment")]
+    Duplicate {
+        index: usize,
+        what: &'static str,
+        value: String,
+    },
+}
+
+/// The node bridge of segment `name`.
+pub fn bridge_name(name: &str) -> String {
+    format!("tws-{name}")
+}
+
+/// The VXLAN device of the segment with `vni`.
+pub fn vxlan_name(vni: u32) -> String {
+    format!("twx.{vni}")
+}
+
+/// Checks one name: it becomes part of an interface name.
+pub fn check_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() {
+        return Err("is empty");
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err("is longer than 11 characters (it becomes the bridge name tws-<name>)");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return Err("may hold only lower-case letters, digits and '-'");
+    }
+    if name.starts_with('-') {
+        return Err("must not start with '-'");
+    }
+    Ok(())
+}
+
+/// Checks every segment and that names and VNIs are unique.
+pub fn validate(segments: &[Segment]) -> Result<(), SegmentError> {
+    let mut names = HashSet::new();
+    let mut vnis = HashSet::new();
+    for (index, s) in segments.iter().enumerate() {
+        check_name(&s.name).map_err(|reason| SegmentError::BadName {
+            index,
+            name: s.name.clone(),
+            reason,
+        })?;
+        if s.vni == 0 || s.vni > MAX_VNI {
+            return Err(SegmentError::BadVni { index, vni: s.vni });
+        }
+        if let Some(mtu) = s.mtu
+            && !(576..=65535).contains(&mtu)
+        {
+            return Err(SegmentError::BadMtu { index, mtu });
+        }
+        if !names.insert(s.name.as_str()) {
+            return Err(SegmentError::Duplicate {
+                index,
+                what: "name",
+                value: s.name.clone(),
+            });
+        }
+        if !vnis.insert(s.vni) {
+            return Err(SegmentError::Duplicate {
+                index,
+                what: "VNI",
+                value: s.vni.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seg(name: &str, vni: u32) -> Segment {
+        Segment {
+            name: name.into(),
+            vni,
+            mtu: None,
+        }
+    }
+
+    #[test]
+    fn names_fit_the_kernel_limit() {
+        let longest = "a".repeat(MAX_NAME_LEN);
+        assert!(bridge_name(&longest).len() <= 15);
+        assert!(vxlan_name(MAX_VNI).len() <= 15);
+        assert_eq!(bridge_name("lab1"), "tws-lab1");
+        assert_eq!(vxlan_name(4001), "twx.4001");
+    }
+
+    #[test]
+    fn parses_net_conf_entries() {
+        let s: Vec<Segment> = serde_json::from_str(
+            r#"[{"Name": "lab1", "VNI": 4001}, {"Name": "wan", "VNI": 7, "MTU": 1400}]"#,
+        )
+        .unwrap();
+        assert_eq!(s[0], seg("lab1", 4001));
+        assert_eq!(s[1].mtu, Some(1400));
+        assert!(validate(&s).is_ok());
+        let unknown =
+            serde_json::from_str::<Vec<Segment>>(r#"[{"Name": "a", "VNI": 1, "Vni": 2}]"#);
+        assert!(unknown.is_err(), "a misspelt key is an error, not ignored");
+    }
+
+    #[test]
+    fn bad_segments_name_the_field() {
+        let cases = [
+            (vec![seg("", 5)], "Segments[0].Name"),
+            (vec![seg("Lab", 5)], "lower-case"),
+            (vec![seg("averylongname", 5)], "longer than 11"),
+            (vec![seg("-x", 5)], "start with"),
+            (vec![seg("a", 0)], "Segments[0].VNI"),
+            (vec![seg("a", 1 << 24)], "Segments[0].VNI"),
+            (vec![seg("a", 5), seg("a", 6)], "Segments[1]: name"),
+            (vec![seg("a", 5), seg("b", 5)], "Segments[1]: VNI 5"),
+            (
+                vec![Segment {
+                    mtu: Some(100),
+                    ..seg("a", 5)
+                }],
+                "Segments[0].MTU",
+            ),
+        ];
+        for (segments, want) in cases {
+            let e = validate(&segments).unwrap_err().to_string();
+            assert!(e.contains(want), "{segments:?}: {e}");
+        }
+    }
+}

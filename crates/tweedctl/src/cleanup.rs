@@ -62,8 +62,13 @@ fn plan(args: &CleanupArgs, nl: &mut Netlink) -> Result<Vec<Item>, String> {
         .find(|l| l.name == args.bridge)
         .map(|l| l.index);
     for l in &links {
-        let why = if l.name.starts_with("tweed.") && l.kind.as_deref() == Some("vxlan") {
+        let kind = l.kind.as_deref();
+        let why = if l.name.starts_with("tweed.") && kind == Some("vxlan") {
             "tweedd's VXLAN device"
+        } else if l.name.starts_with("twx.") && kind == Some("vxlan") {
+            "a layer-2 segment's VXLAN device"
+        } else if l.name.starts_with("tws-") && kind == Some("bridge") {
+            "a layer-2 segment's bridge"
         } else if Some(l.index) == bridge {
             "the plugin's node bridge"
         } else if l

@@ -182,6 +182,7 @@ fn kernel_section(
             args.bridge
         ),
     }
+    segments_section(&mut nl, &links, peers, r)?;
     let mut routes = 0;
     for v6 in [false, true] {
         routes += nl
@@ -227,6 +228,60 @@ fn report(args: &StatusArgs) -> Result<(), String> {
         println!("warnings");
         for w in &report.warnings {
             println!("  ! {w}");
+        }
+    }
+    Ok(())
+}
+
+/// Layer-2 segments: each `tws-<name>` bridge with its ports, and its
+/// `twx.<VNI>` device with the nodes it floods to.
+fn segments_section(
+    nl: &mut Netlink,
+    links: &[tweed_netlink::Link],
+    peers: Option<f64>,
+    r: &mut Report,
+) -> Result<(), String> {
+    for b in links
+        .iter()
+        .filter(|l| l.name.starts_with("tws-") && l.kind.as_deref() == Some("bridge"))
+    {
+        let name = b.name.trim_start_matches("tws-");
+        let vx = links
+            .iter()
+            .find(|l| l.master == Some(b.index) && l.name.starts_with("twx."));
+        let ports = links
+            .iter()
+            .filter(|l| l.master == Some(b.index) && Some(l.index) != vx.map(|v| v.index))
+            .count();
+        let Some(vx) = vx else {
+            println!(
+                "  segment {name:<8} bridge {} mtu {} ports {ports}, no VXLAN device",
+                b.name, b.mtu
+            );
+            r.warn(format!(
+                "segment {name}: its bridge has no twx.<VNI> device: it does not reach other nodes"
+            ));
+            continue;
+        };
+        let flooding = nl
+            .fdb(vx.index)
+            .map_err(|e| e.to_string())?
+            .iter()
+            .filter(|e| e.index == vx.index && e.mac.is_zero() && e.dst.is_some())
+            .count();
+        println!(
+            "  segment {name:<8} bridge {} mtu {} ports {ports}; {} vni {} floods to {flooding} nodes",
+            b.name,
+            b.mtu,
+            vx.name,
+            vx.vxlan.as_ref().map(|v| v.vni).unwrap_or_default()
+        );
+        if let Some(p) = peers
+            && (flooding as f64) < p
+        {
+            r.warn(format!(
+                "segment {name}: {p} peers but it floods to {flooding} nodes"
+            ));
         }
     }
     Ok(())

@@ -49,7 +49,11 @@ fn status_reports_and_cleanup_removes_everything_on_a_lab_node() {
         pods_per_node: 1,
         ip_masq: true,
         ipv6: false,
-        net_conf_overrides: Default::default(),
+        // A layer-2 segment too: its bridge and VXLAN device are tweed's.
+        net_conf_overrides: serde_json::json!({"Segments": [{"Name": "lab1", "VNI": 4001}]})
+            .as_object()
+            .unwrap()
+            .clone(),
         binaries: Binaries::beside(&bin_dir().join("tweedctl")),
     })
     .expect("lab up");
@@ -80,6 +84,8 @@ fn status_reports_and_cleanup_removes_everything_on_a_lab_node() {
         "tweed.1",
         "vxlan vni 1 port 8472",
         "routes by tweedd (proto 77): 1",
+        "segment lab1     bridge tws-lab1",
+        "twx.4001 vni 4001 floods to 1 nodes",
         "no problems found",
     ] {
         assert!(out.contains(needle), "{needle:?} missing:\n{out}");
@@ -115,7 +121,10 @@ fn status_reports_and_cleanup_removes_everything_on_a_lab_node() {
     };
     let plan = cleanup(false);
     assert!(
-        plan.contains("would remove") && plan.contains("tweed.1"),
+        plan.contains("would remove")
+            && plan.contains("tweed.1")
+            && plan.contains("twx.4001")
+            && plan.contains("tws-lab1"),
         "{plan}"
     );
     assert!(subnet_file.exists());
@@ -126,7 +135,10 @@ fn status_reports_and_cleanup_removes_everything_on_a_lab_node() {
         .unwrap();
     let links = String::from_utf8_lossy(&links.stdout).to_string();
     assert!(
-        !links.contains("tweed.1") && !links.contains("tweed0"),
+        !links.contains("tweed.1")
+            && !links.contains("tweed0")
+            && !links.contains("twx.4001")
+            && !links.contains("tws-lab1"),
         "{links}"
     );
     assert!(

@@ -37,6 +37,7 @@ pub fn cni(
         command,
         container_id,
         pod_ns,
+        ifname: "eth0",
         cni_args: "",
     };
     cni_with(plugin, node_ns, &conflist(node_dir), &call)
@@ -48,6 +49,8 @@ pub struct Call<'a> {
     pub container_id: &'a str,
     /// The pod's named namespace.
     pub pod_ns: &'a str,
+    /// `CNI_IFNAME`: `eth0` for the pod network, `net1`... for more.
+    pub ifname: &'a str,
     pub cni_args: &'a str,
 }
 
@@ -71,7 +74,7 @@ pub fn cni_with(
                 .env("CNI_COMMAND", command)
                 .env("CNI_CONTAINERID", container_id)
                 .env("CNI_NETNS", &netns_path)
-                .env("CNI_IFNAME", "eth0")
+                .env("CNI_IFNAME", call.ifname)
                 .env("CNI_ARGS", call.cni_args)
                 .env("CNI_PATH", plugin.parent().unwrap_or(Path::new("/")))
                 .stdin(Stdio::piped())

@@ -131,6 +131,7 @@ impl Attacher {
             command,
             container_id: &self.att.container_id,
             pod_ns: self.att.netns.rsplit('/').next().unwrap(),
+            ifname: "eth0",
             cni_args: self.att.cni_args.as_deref().unwrap_or(""),
         }
     }

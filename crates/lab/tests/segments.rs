@@ -257,3 +257,190 @@ mod raw {
         unsafe { libc::close(fd) };
     }
 }
+
+/// ADD/DEL of a second pod interface (`net1`) on the segment, through the
+/// real plugin with a segment network config, in the node's namespace.
+fn segment_cni(
+    lab: &TestLab,
+    node: &str,
+    command: &str,
+    conf: &serde_json::Value,
+) -> Result<serde_json::Value, tweed_lab::LabError> {
+    let n = lab.lab().state.node(node).unwrap();
+    let pod = &n.pods[0];
+    tweed_lab::pods::cni_with(
+        &lab.lab().binaries.plugin,
+        &n.ns,
+        conf,
+        &tweed_lab::pods::Call {
+            command,
+            container_id: &pod.container_id,
+            pod_ns: &pod.ns,
+            ifname: "net1",
+            cni_args: "",
+        },
+    )
+}
+
+fn segment_conf(lab: &TestLab, node: &str, segment: &str) -> serde_json::Value {
+    json!({
+        "cniVersion": "1.1.0",
+        "name": format!("seg-{segment}"),
+        "type": "tweed",
+        "segment": segment,
+        "logFile": lab.lab().node_dir(node).join("cni.log"),
+    })
+}
+
+fn pod_ns(lab: &TestLab, node: &str) -> String {
+    lab.lab().state.node(node).unwrap().pods[0].ns.clone()
+}
+
+fn run_in(ns: &str, argv: &[&str]) -> std::process::Output {
+    std::process::Command::new("ip")
+        .args(["netns", "exec", ns])
+        .args(argv)
+        .output()
+        .expect("ip netns exec")
+}
+
+#[test]
+fn pods_attach_to_a_segment_through_the_plugin() {
+    let lab = lab_with_segment("sgp", 2);
+    for node in ["n1", "n2"] {
+        let result = segment_cni(&lab, node, "ADD", &segment_conf(&lab, node, SEGMENT))
+            .unwrap_or_else(|e| panic!("{node}: segment ADD: {e}"));
+        // Pure layer 2: the interface, no addresses, no routes.
+        let ifaces = result["interfaces"].as_array().unwrap();
+        assert!(ifaces.iter().any(|i| i["name"] == "net1"), "{result}");
+        assert!(
+            result["ips"].as_array().is_none_or(|a| a.is_empty()),
+            "{result}"
+        );
+        assert!(
+            result["routes"].as_array().is_none_or(|a| a.is_empty()),
+            "{result}"
+        );
+        // The host end is a port of the segment bridge, and the pod's end
+        // has the segment's MTU.
+        let host_end = ifaces
+            .iter()
+            .find(|i| i["sandbox"].is_null() && i["name"] != format!("tws-{SEGMENT}"))
+            .and_then(|i| i["name"].as_str())
+            .expect("host veth in the result")
+            .to_string();
+        let link = &lab.ip_json(node, &["link", "show", &host_end])[0];
+        assert_eq!(link["master"], format!("tws-{SEGMENT}"), "{link}");
+        let bridge_mtu =
+            lab.ip_json(node, &["link", "show", &format!("tws-{SEGMENT}")])[0]["mtu"].clone();
+        let pod_link = run_in(&pod_ns(&lab, node), &["ip", "-j", "link", "show", "net1"]);
+        let pod_link: serde_json::Value = serde_json::from_slice(&pod_link.stdout).unwrap();
+        assert_eq!(pod_link[0]["mtu"], bridge_mtu, "{pod_link}");
+        let addrs = run_in(
+            &pod_ns(&lab, node),
+            &["ip", "-j", "-4", "addr", "show", "net1"],
+        );
+        let addrs: serde_json::Value = serde_json::from_slice(&addrs.stdout).unwrap();
+        assert!(
+            addrs[0]["addr_info"]
+                .as_array()
+                .is_none_or(|a| a.is_empty()),
+            "{addrs}"
+        );
+    }
+    // Addresses by hand, then ARP, ping and a raw frame across the nodes.
+    for (node, addr) in [("n1", "10.244.254.1/24"), ("n2", "10.244.254.2/24")] {
+        let out = run_in(
+            &pod_ns(&lab, node),
+            &["ip", "addr", "add", addr, "dev", "net1"],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let ping = run_in(
+        &pod_ns(&lab, "n2"),
+        &["ping", "-c", "2", "-W", "2", "10.244.254.1"],
+    );
+    assert!(
+        ping.status.success(),
+        "ping across the segment: {}",
+        String::from_utf8_lossy(&ping.stdout)
+    );
+    let receiver = raw::Receiver::open(&pod_ns(&lab, "n2"), "net1", ETHERTYPE);
+    raw::send(
+        &pod_ns(&lab, "n1"),
+        "net1",
+        [0xff; 6],
+        ETHERTYPE,
+        b"from a pod",
+    );
+    assert!(
+        receiver
+            .recv(Duration::from_secs(3))
+            .is_some_and(|p| p.starts_with(b"from a pod")),
+        "the raw frame did not reach n2's pod"
+    );
+    drop(receiver);
+
+    // DEL removes the interface on both sides and leaves eth0 alone.
+    segment_cni(&lab, "n1", "DEL", &segment_conf(&lab, "n1", SEGMENT)).unwrap();
+    let ports = lab.ip_json("n1", &["link", "show", "master", &format!("tws-{SEGMENT}")]);
+    assert!(
+        ports
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|l| l["ifname"].as_str().is_some_and(|n| n.starts_with("twx."))),
+        "a pod port is left on the segment bridge: {ports}"
+    );
+    assert!(
+        !run_in(&pod_ns(&lab, "n1"), &["ip", "link", "show", "net1"])
+            .status
+            .success()
+    );
+    assert!(
+        run_in(&pod_ns(&lab, "n1"), &["ip", "link", "show", "eth0"])
+            .status
+            .success()
+    );
+}
+
+#[test]
+fn segment_attachment_refuses_bad_input_and_leaves_nothing() {
+    let lab = lab_with_segment("sgb", 1);
+    let mut bad_name = segment_conf(&lab, "n1", SEGMENT);
+    bad_name["segment"] = json!("Lab!");
+    let mut with_bridge = segment_conf(&lab, "n1", SEGMENT);
+    with_bridge["bridge"] = json!("br9");
+    let mut bad_mtu = segment_conf(&lab, "n1", SEGMENT);
+    bad_mtu["mtu"] = json!(1300);
+    let mut lease_ipam = segment_conf(&lab, "n1", SEGMENT);
+    lease_ipam["ipam"] = json!({"type": "tweed"});
+    for (conf, code, needle) in [
+        (bad_name, 7, "segment"),
+        (with_bridge, 7, "bridge"),
+        (bad_mtu, 7, "mtu"),
+        (lease_ipam, 7, "ipam"),
+        // A segment tweedd was not told about: try again later.
+        (segment_conf(&lab, "n1", "nope"), 11, "tws-nope"),
+    ] {
+        let err = segment_cni(&lab, "n1", "ADD", &conf).expect_err("refused");
+        let tweed_lab::LabError::Plugin { output, .. } = &err else {
+            panic!("{err}");
+        };
+        let v: serde_json::Value = serde_json::from_str(output).expect("error JSON");
+        assert_eq!(v["code"], code, "{conf}: {v}");
+        assert!(v["msg"].as_str().unwrap().contains(needle), "{conf}: {v}");
+        // Nothing left: no net1 in the pod, no stray port on the bridge.
+        assert!(
+            !run_in(&pod_ns(&lab, "n1"), &["ip", "link", "show", "net1"])
+                .status
+                .success()
+        );
+        let ports = lab.ip_json("n1", &["link", "show", "master", &format!("tws-{SEGMENT}")]);
+        assert_eq!(ports.as_array().unwrap().len(), 1, "{ports}");
+    }
+}

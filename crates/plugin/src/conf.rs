@@ -31,6 +31,9 @@ struct TweedFields {
     log_file: Option<PathBuf>,
     is_default_gateway: Option<bool>,
     guest: Option<GuestSection>,
+    /// A layer-2 segment of tweedd's (`Segments` in net-conf.json) to
+    /// attach to instead of the routed pod network.
+    segment: Option<String>,
 }
 
 /// Everything a command needs from the configuration.
@@ -46,6 +49,9 @@ pub struct Conf {
     pub log_file: PathBuf,
     pub is_default_gateway: bool,
     pub ipam: IpamPlan,
+    /// The layer-2 segment this network attaches to (its bridge is
+    /// [`Conf::bridge`], made by tweedd); `None` for the pod network.
+    pub segment: Option<String>,
     /// The operator's guest defaults (`guest`); see `guest::request`.
     pub guest: Option<GuestSection>,
     /// The configuration exactly as received (handed to delegates).
@@ -62,7 +68,20 @@ impl Conf {
             version,
         } = tweed_cni::config::load(stdin, command)?;
         let fields: TweedFields = tweed_cni::config::from_value(&raw, "network config")?;
-        let bridge = fields.bridge.unwrap_or_else(|| DEFAULT_BRIDGE.to_string());
+        if let Some(name) = &fields.segment {
+            tweed_segment::check_name(name)
+                .map_err(|why| CniError::invalid_config("segment", format!("{name:?} {why}")))?;
+            if fields.bridge.is_some() {
+                return Err(CniError::invalid_config(
+                    "bridge",
+                    "cannot be combined with segment: a segment's bridge is tws-<name>, made by tweedd",
+                ));
+            }
+        }
+        let bridge = match &fields.segment {
+            Some(name) => tweed_segment::bridge_name(name),
+            None => fields.bridge.unwrap_or_else(|| DEFAULT_BRIDGE.to_string()),
+        };
         validate_ifname(&bridge).map_err(|why| CniError::invalid_config("bridge", why))?;
         if let Some(mtu) = fields.mtu
             && !(68..=65535).contains(&mtu)
@@ -72,7 +91,17 @@ impl Conf {
                 format!("{mtu} is outside 68..65535"),
             ));
         }
-        let ipam = IpamPlan::from_config(net.ipam.as_ref())?;
+        let ipam = match (&fields.segment, net.ipam.as_ref()) {
+            // Pure layer 2: no addresses unless the network asks for some.
+            (Some(_), None) => IpamPlan::NoAddresses,
+            (_, ipam) => IpamPlan::from_config(ipam)?,
+        };
+        if fields.segment.is_some() && ipam.needs_lease() {
+            return Err(CniError::invalid_config(
+                "ipam",
+                "a segment has no node lease to take addresses from: give ipam.ranges (or ipam.subnet), or leave ipam out for an interface without addresses",
+            ));
+        }
         Ok(Conf {
             version,
             bridge,
@@ -84,8 +113,12 @@ impl Conf {
             log_file: fields
                 .log_file
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_LOG_FILE)),
-            is_default_gateway: fields.is_default_gateway.unwrap_or(true),
+            // A segment has no gateway of tweed's: routes only as IPAM says.
+            is_default_gateway: fields
+                .is_default_gateway
+                .unwrap_or(fields.segment.is_none()),
             ipam,
+            segment: fields.segment,
             guest: fields.guest,
             net,
             raw,

@@ -70,12 +70,19 @@ pub fn run(call: &mut Call) -> Result<Value, CniError> {
     } else {
         None
     };
+    let mut host = Netlink::new().map_err(errors::kernel)?;
+    // A segment's bridge is tweedd's: it must exist, and its MTU is the
+    // segment's.
+    let segment_bridge = match &conf.segment {
+        Some(name) => Some(bridge::segment(&mut host, name, conf.mtu)?),
+        None => None,
+    };
     let mtu = conf
         .mtu
+        .or(segment_bridge.as_ref().map(|b| b.mtu))
         .or(lease.as_ref().and_then(|l| l.mtu))
         .unwrap_or(DEFAULT_MTU);
 
-    let mut host = Netlink::new().map_err(errors::kernel)?;
     let mut pod_nl = Netlink::in_netns(&pod_ns).map_err(errors::kernel)?;
     // The pod's MAC is chosen here (as the kernel would: random, locally
     // administered) unless the runtime asked for one, so the result needs
@@ -101,7 +108,10 @@ pub fn run(call: &mut Call) -> Result<Value, CniError> {
                 })
             })
             .collect();
-        let br = bridge::ensure(&mut host, &conf.bridge, mtu, &gateways)?;
+        let br = match &segment_bridge {
+            Some(b) => b.clone(),
+            None => bridge::ensure(&mut host, &conf.bridge, mtu, &gateways)?,
+        };
         let alias = names::alias(&network, &container_id, &ifname);
         let deleting_alias = names::deleting_alias(&network, &container_id, &ifname);
         let plan = veth::VethPlan {
@@ -392,6 +402,11 @@ fn reserve(
             }
             Ok(grant)
         }
+        IpamPlan::NoAddresses => Ok(Grant {
+            addresses: Vec::new(),
+            routes: Vec::new(),
+            dns: None,
+        }),
     }
 }
 
@@ -411,6 +426,7 @@ fn unreserve(call: &Call, ips: &[IpAddr]) {
         IpamPlan::Delegate(plugin) => {
             let _ = delegate::run(plugin, &call.env.path, "DEL", call.stdin);
         }
+        IpamPlan::NoAddresses => {}
     }
 }
 

@@ -180,6 +180,7 @@ fn check_node(call: &Call, prev: &CniResult, index: usize) -> Result<(), CniErro
         IpamPlan::Delegate(plugin) => {
             delegate::run(plugin, &call.env.path, "CHECK", call.stdin)?;
         }
+        IpamPlan::NoAddresses => {}
     }
     Ok(())
 }

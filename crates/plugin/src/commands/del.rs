@@ -73,6 +73,7 @@ pub fn run(call: &mut Call) -> Result<(), CniError> {
         IpamPlan::Delegate(plugin) => {
             delegate::run(plugin, &call.env.path, "DEL", call.stdin).map(|_| ())
         }
+        IpamPlan::NoAddresses => Ok(()),
     };
 
     // The host end is found by name; the pod end goes with it. If the pod

@@ -31,6 +31,7 @@ pub fn run(call: &mut Call) -> Result<(), CniError> {
         IpamPlan::Delegate(plugin) => {
             delegate::run(plugin, &call.env.path, "GC", call.stdin)?;
         }
+        IpamPlan::NoAddresses => {}
     }
 
     // Guest records (and what they describe, where the pod namespace still

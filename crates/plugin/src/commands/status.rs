@@ -35,6 +35,14 @@ pub fn run(call: &mut Call) -> Result<(), CniError> {
                 delegate::run(plugin, &call.env.path, "STATUS", call.stdin)?;
             }
         }
+        IpamPlan::NoAddresses => {}
+    }
+    // A segment network can serve ADD once tweedd has made its bridge.
+    if let Some(segment) = &conf.segment {
+        let mut nl = tweed_netlink::Netlink::new()
+            .map_err(|e| CniError::status_unavailable(e.to_string()))?;
+        crate::dataplane::bridge::segment(&mut nl, segment, conf.mtu)
+            .map_err(|e| CniError::status_unavailable(e.msg))?;
     }
     Ok(())
 }

@@ -51,6 +51,39 @@ pub fn ensure(
     Ok(bridge)
 }
 
+/// The bridge of layer-2 segment `segment`, which tweedd makes: ADD waits
+/// for it (error 11, try again later) rather than making a bridge that
+/// reaches no other node. A configured `mtu` must be the segment's.
+pub fn segment(nl: &mut Netlink, segment: &str, mtu: Option<u32>) -> Result<Link, CniError> {
+    let name = tweed_segment::bridge_name(segment);
+    let bridge = nl.link_by_name(&name).map_err(errors::kernel)?.ok_or_else(|| {
+        CniError::try_again_later(format!(
+            "segment {segment}: its bridge {name} does not exist on this node yet; tweedd creates it once net-conf.json lists the segment under Segments"
+        ))
+    })?;
+    if bridge.kind.as_deref() != Some("bridge") {
+        return Err(CniError::custom(
+            errors::BRIDGE_CONFLICT,
+            format!(
+                "segment {segment}: {name} is a {} device, not a bridge",
+                bridge.kind.as_deref().unwrap_or("physical")
+            ),
+        ));
+    }
+    if let Some(m) = mtu
+        && m != bridge.mtu
+    {
+        return Err(CniError::invalid_config(
+            "mtu",
+            format!(
+                "{m} differs from segment {segment}'s MTU {} on this node (set Segments[].MTU in net-conf.json, or leave mtu out)",
+                bridge.mtu
+            ),
+        ));
+    }
+    Ok(bridge)
+}
+
 fn create(nl: &mut Netlink, name: &str, mtu: u32) -> Result<Link, CniError> {
     let mut spec = NewLink::new(name, LinkKind::Bridge);
     spec.mtu = Some(mtu);

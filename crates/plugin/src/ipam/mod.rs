@@ -21,6 +21,8 @@ pub enum IpamPlan {
     /// Another plugin (`host-local`, `dhcp`, `static`, ...), found on
     /// `CNI_PATH`.
     Delegate(String),
+    /// None at all: an interface on a layer-2 segment without addresses.
+    NoAddresses,
 }
 
 impl IpamPlan {

@@ -444,3 +444,88 @@ fn segment_attachment_refuses_bad_input_and_leaves_nothing() {
         assert_eq!(ports.as_array().unwrap().len(), 1, "{ports}");
     }
 }
+
+/// A DHCP server (Debian's dnsmasq) in a pod on node 1's end of the
+/// segment hands an address to a pod on node 2: broadcast DISCOVER across
+/// the nodes, unicast or broadcast OFFER/ACK back.
+#[test]
+fn dhcp_across_nodes_on_a_segment() {
+    let lab = lab_with_segment("sgd", 2);
+    for node in ["n1", "n2"] {
+        segment_cni(&lab, node, "ADD", &segment_conf(&lab, node, SEGMENT))
+            .unwrap_or_else(|e| panic!("{node}: segment ADD: {e}"));
+    }
+    let server_ns = pod_ns(&lab, "n1");
+    let out = run_in(
+        &server_ns,
+        &["ip", "addr", "add", "10.244.254.1/24", "dev", "net1"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let server = tweed_testkit::dns::Dnsmasq::start_dhcp(
+        &server_ns,
+        "net1",
+        "10.244.254.50",
+        "10.244.254.60",
+        "255.255.255.0",
+    );
+    // The client configures what it got through a script, as a distro's
+    // DHCP client does.
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("udhcpc.script");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\n[ \"$1\" = bound ] && ip addr add \"$ip/$subnet\" dev \"$interface\"\nexit 0\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let client_ns = pod_ns(&lab, "n2");
+    let client = run_in(
+        &client_ns,
+        &[
+            "busybox",
+            "udhcpc",
+            "-i",
+            "net1",
+            "-f",
+            "-q",
+            "-n",
+            "-t",
+            "5",
+            "-T",
+            "1",
+            "-s",
+            script.to_str().unwrap(),
+        ],
+    );
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&client.stdout),
+        String::from_utf8_lossy(&client.stderr)
+    );
+    assert!(
+        client.status.success() && text.contains("lease of 10.244.254.5"),
+        "no DHCP lease across the segment:\n{text}\ndnsmasq:\n{}",
+        server.log()
+    );
+    let addrs = run_in(&client_ns, &["ip", "-j", "-4", "addr", "show", "net1"]);
+    let addrs: serde_json::Value = serde_json::from_slice(&addrs.stdout).unwrap();
+    let got = addrs[0]["addr_info"][0]["local"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(got.starts_with("10.244.254.5"), "{addrs}");
+    assert!(
+        server.log().contains(&format!("DHCPACK(net1) {got}")),
+        "{}",
+        server.log()
+    );
+    let ping = run_in(&client_ns, &["ping", "-c", "2", "-W", "2", "10.244.254.1"]);
+    assert!(
+        ping.status.success(),
+        "ping the DHCP server from its client"
+    );
+}

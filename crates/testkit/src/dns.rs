@@ -1,5 +1,6 @@
-//! A DNS server for tests: Debian's dnsmasq in a namespace, answering
-//! fixed records, started only when it answers, stopped by pid on drop.
+//! Debian's dnsmasq in a namespace for tests: a DNS server answering fixed
+//! records (started only when it answers), or a DHCP server on one
+//! interface; stopped by pid on drop.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -66,6 +67,56 @@ impl Dnsmasq {
             }
         }
         server
+    }
+}
+
+impl Dnsmasq {
+    /// A DHCP server only (no DNS) on `interface` inside `ns`, handing out
+    /// `first..=last` with `netmask`. The interface must already carry an
+    /// address in that range's subnet.
+    pub fn start_dhcp(
+        ns: &str,
+        interface: &str,
+        first: &str,
+        last: &str,
+        netmask: &str,
+    ) -> Dnsmasq {
+        crate::require_root();
+        let dir = std::env::temp_dir().join(format!("tweed-dhcp-{ns}-{interface}"));
+        let _ = std::fs::create_dir_all(&dir);
+        let args = vec![
+            "netns".to_string(),
+            "exec".into(),
+            ns.into(),
+            "dnsmasq".into(),
+            "--keep-in-foreground".into(),
+            "--conf-file=/dev/null".into(),
+            "--no-resolv".into(),
+            "--no-hosts".into(),
+            "--user=root".into(),
+            // DNS off.
+            "--port=0".into(),
+            format!("--interface={interface}"),
+            "--bind-interfaces".into(),
+            format!("--dhcp-range={first},{last},{netmask},1h"),
+            format!("--dhcp-leasefile={}", dir.join("leases").display()),
+            format!("--pid-file={}", dir.join("dnsmasq.pid").display()),
+            format!("--log-facility={}", dir.join("dnsmasq.log").display()),
+            "--log-dhcp".into(),
+        ];
+        let child = Command::new("ip")
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start dnsmasq (install it: scripts/install-deps.sh)");
+        Dnsmasq { child, dir }
+    }
+
+    /// dnsmasq's own log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("dnsmasq.log")).unwrap_or_default()
     }
 }
 

@@ -21,22 +21,11 @@ impl Dnsmasq {
         let dir = std::env::temp_dir().join(format!("tweed-dnsmasq-{ns}"));
         let _ = std::fs::create_dir_all(&dir);
         let log = dir.join("dnsmasq.log");
-        let mut args = vec![
-            "netns".to_string(),
-            "exec".into(),
-            ns.into(),
-            "dnsmasq".into(),
-            "--keep-in-foreground".into(),
-            // Nothing from the machine's own configuration.
-            "--conf-file=/dev/null".into(),
-            "--no-resolv".into(),
-            "--no-hosts".into(),
-            "--user=root".into(),
-            format!("--pid-file={}", dir.join("dnsmasq.pid").display()),
+        let mut args = base_args(ns, &dir);
+        args.extend([
             format!("--listen-address={listen}"),
             "--bind-interfaces".into(),
-            format!("--log-facility={}", log.display()),
-        ];
+        ]);
         for (name, addr) in records {
             args.push(format!("--address=/{name}/{addr}"));
         }
@@ -84,26 +73,16 @@ impl Dnsmasq {
         crate::require_root();
         let dir = std::env::temp_dir().join(format!("tweed-dhcp-{ns}-{interface}"));
         let _ = std::fs::create_dir_all(&dir);
-        let args = vec![
-            "netns".to_string(),
-            "exec".into(),
-            ns.into(),
-            "dnsmasq".into(),
-            "--keep-in-foreground".into(),
-            "--conf-file=/dev/null".into(),
-            "--no-resolv".into(),
-            "--no-hosts".into(),
-            "--user=root".into(),
+        let mut args = base_args(ns, &dir);
+        args.extend([
             // DNS off.
             "--port=0".into(),
             format!("--interface={interface}"),
             "--bind-interfaces".into(),
             format!("--dhcp-range={first},{last},{netmask},1h"),
             format!("--dhcp-leasefile={}", dir.join("leases").display()),
-            format!("--pid-file={}", dir.join("dnsmasq.pid").display()),
-            format!("--log-facility={}", dir.join("dnsmasq.log").display()),
             "--log-dhcp".into(),
-        ];
+        ]);
         let child = Command::new("ip")
             .args(&args)
             .stdin(Stdio::null())
@@ -118,6 +97,24 @@ impl Dnsmasq {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("dnsmasq.log")).unwrap_or_default()
     }
+}
+
+/// `ip netns exec <ns> dnsmasq` in the foreground with nothing from the
+/// machine's own configuration, its pid file and log in `dir`.
+fn base_args(ns: &str, dir: &std::path::Path) -> Vec<String> {
+    vec![
+        "netns".to_string(),
+        "exec".into(),
+        ns.into(),
+        "dnsmasq".into(),
+        "--keep-in-foreground".into(),
+        "--conf-file=/dev/null".into(),
+        "--no-resolv".into(),
+        "--no-hosts".into(),
+        "--user=root".into(),
+        format!("--pid-file={}", dir.join("dnsmasq.pid").display()),
+        format!("--log-facility={}", dir.join("dnsmasq.log").display()),
+    ]
 }
 
 impl Drop for Dnsmasq {

@@ -493,10 +493,11 @@ fn dhcp_across_nodes_on_a_segment() {
             "-f",
             "-q",
             "-n",
+            // Patient: the suite runs labs and QEMU guests side by side.
             "-t",
-            "5",
+            "10",
             "-T",
-            "1",
+            "2",
             "-s",
             script.to_str().unwrap(),
         ],
@@ -528,4 +529,110 @@ fn dhcp_across_nodes_on_a_segment() {
         ping.status.success(),
         "ping the DHCP server from its client"
     );
+}
+
+/// A container on node 1 and a VM (the QEMU test guest on a tap the plugin
+/// made in tap mode) on node 2 share the segment: the guest's only network
+/// is the segment (the pod's primary interface), its address given by hand
+/// on its boot line. ARP resolves the VM's MAC from the container, and the
+/// container fetches the VM's page.
+#[test]
+fn a_container_and_a_vm_share_a_segment_across_nodes() {
+    let image = tweed_testkit::qemu::GuestImage::build();
+    let lab = lab_with_segment("sgv", 2);
+    let container_ns = pod_ns(&lab, "n1");
+    segment_cni(&lab, "n1", "ADD", &segment_conf(&lab, "n1", SEGMENT)).expect("n1 net1");
+    let out = run_in(
+        &container_ns,
+        &["ip", "addr", "add", "10.244.254.1/24", "dev", "net1"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The VM pod on node 2: the segment as its only network, in tap mode.
+    let n2 = lab.lab().state.node("n2").unwrap().clone();
+    let vm_ns = format!("{}.n2.vm", lab.lab().state.name);
+    tweed_lab::topology::create_pod_ns(&vm_ns).expect("pod ns");
+    let mut conf = segment_conf(&lab, "n2", SEGMENT);
+    conf["guest"] =
+        json!({"mode": "tap", "stateDir": lab.lab().node_dir("n2").join("guest-state")});
+    let call = |command| tweed_lab::pods::Call {
+        command,
+        container_id: "segvm",
+        pod_ns: &vm_ns,
+        ifname: "eth0",
+        cni_args: "",
+    };
+    let plugin = lab.lab().binaries.plugin.clone();
+    let result = tweed_lab::pods::cni_with(&plugin, &n2.ns, &conf, &call("ADD")).expect("VM ADD");
+    assert!(
+        result["interfaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["name"] == "tap0"),
+        "{result}"
+    );
+    let mac = run_in(&vm_ns, &["cat", "/sys/class/net/eth0/address"]);
+    let mac = String::from_utf8_lossy(&mac.stdout).trim().to_string();
+    let vm = tweed_testkit::qemu::Guest::start(
+        &vm_ns,
+        "tap0",
+        &mac,
+        "ip=10.244.254.2:::255.255.255.0:segvm:eth0:off",
+        &image,
+    );
+    let ready = vm
+        .wait_ready(Duration::from_secs(180))
+        .unwrap_or_else(|log| panic!("guest did not come up:\n{log}"));
+    assert!(ready.contains("ip=10.244.254.2/24"), "{ready}");
+
+    let page = http_get(&container_ns, "10.244.254.2:80");
+    assert!(
+        page.as_deref().is_ok_and(|p| p.contains("10.244.254.2")),
+        "container → VM over the segment: {page:?}\n{}",
+        vm.log()
+            .lines()
+            .filter(|l| l.contains("TWEED"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let neigh = run_in(&container_ns, &["ip", "neigh", "show", "10.244.254.2"]);
+    assert!(
+        String::from_utf8_lossy(&neigh.stdout).contains(&mac),
+        "ARP did not resolve the VM's MAC {mac}: {}",
+        String::from_utf8_lossy(&neigh.stdout)
+    );
+    drop(vm);
+    tweed_lab::pods::cni_with(&plugin, &n2.ns, &conf, &call("DEL")).expect("VM DEL");
+    let links = run_in(&vm_ns, &["ip", "-o", "link"]);
+    let links = String::from_utf8_lossy(&links.stdout).to_string();
+    assert!(
+        !links.contains("tap0") && !links.contains("eth0"),
+        "{links}"
+    );
+    let _ = tweed_netlink::NetNs::delete_named(&vm_ns);
+}
+
+/// `GET /` over HTTP/1.0 from inside `netns`; the whole response.
+fn http_get(netns: &str, addr: &str) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let ns = tweed_netlink::NetNs::named(netns).map_err(|e| e.to_string())?;
+    let addr: std::net::SocketAddr = addr.parse().map_err(|e| format!("{e}"))?;
+    ns.run(|| -> Result<String, String> {
+        let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(10))
+            .map_err(|e| format!("connect {addr}: {e}"))?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .map_err(|e| e.to_string())?;
+        s.write_all(b"GET / HTTP/1.0\r\n\r\n")
+            .map_err(|e| e.to_string())?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)
+            .map_err(|e| format!("read: {e}"))?;
+        Ok(out)
+    })
+    .map_err(|e| e.to_string())?
 }

@@ -90,7 +90,18 @@ impl Dnsmasq {
             .stderr(Stdio::null())
             .spawn()
             .expect("start dnsmasq (install it: scripts/install-deps.sh)");
-        Dnsmasq { child, dir }
+        let server = Dnsmasq { child, dir };
+        // Serving once it has logged its range (it binds before that).
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !server.log().contains("DHCP, IP range") {
+            assert!(
+                Instant::now() < deadline,
+                "dnsmasq (DHCP) on {interface} in {ns} did not start: {}",
+                server.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
     }
 
     /// dnsmasq's own log so far.

@@ -707,7 +707,11 @@ impl Lab {
                         for (j, addrs) in targets {
                             let mut all = !addrs.is_empty();
                             for a in addrs {
-                                all &= check::ping(&ns, a, 3, Duration::from_millis(500))?;
+                                // Patient enough for a machine busy with
+                                // other labs (one CI run saw a healthy pair
+                                // miss 3 × 500 ms); a broken path still
+                                // fails, after 5 s.
+                                all &= check::ping(&ns, a, 5, Duration::from_secs(1))?;
                             }
                             out.push((i, j, all));
                         }

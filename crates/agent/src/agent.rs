@@ -138,6 +138,7 @@ impl BackendFactory {
             backend_data: backend.lease_data().into(),
             backend_v6_data: crate::lease::BackendData::null(),
             node_name: node_name.to_string(),
+            segment_macs: Default::default(),
         }
     }
 }
@@ -152,6 +153,9 @@ fn node_number(config: &NetConfig, key: &LeaseKey) -> u16 {
     };
     (n % 65536) as u16
 }
+
+/// How often the segment bridges' learnt MACs are read for publishing.
+const SEGMENT_MAC_SCAN: Duration = Duration::from_secs(1);
 
 pub async fn run(opts: AgentOptions, config: NetConfig, store: AnyStore) -> Result<(), AgentError> {
     let metrics = Arc::new(Metrics::new());
@@ -324,6 +328,11 @@ pub async fn run(opts: AgentOptions, config: NetConfig, store: AnyStore) -> Resu
     let mut sigterm = signal(SignalKind::terminate()).map_err(AgentError::Health)?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(AgentError::Health)?;
     let mut rewatch_backoff = Duration::from_millis(200);
+    // The MACs behind this node's end of each segment, published in the
+    // lease so peers send to them directly (see segment_macs.rs).
+    let has_segments = !config.segments.is_empty();
+    let mut mac_scan = tokio::time::interval(SEGMENT_MAC_SCAN);
+    let mut macs_published = !has_segments;
 
     loop {
         let event = async {
@@ -402,6 +411,28 @@ pub async fn run(opts: AgentOptions, config: NetConfig, store: AnyStore) -> Resu
                         write_subnet_files(&opts, &config, &lease, pod_mtu)?;
                     }
                     peers.send(&tx, &mailbox, &local);
+                }
+            }
+            _ = mac_scan.tick(), if has_segments => {
+                match crate::segment_macs::local(&mut nl, &config.segments) {
+                    Ok(macs) if macs != lease.attrs.segment_macs || !macs_published => {
+                        let mut wanted = lease.clone();
+                        wanted.attrs.segment_macs = macs;
+                        match store.renew(&wanted, opts.lease_ttl).await {
+                            Ok(l) => {
+                                tracing::debug!(macs = ?l.attrs.segment_macs, "published the segments' local MACs");
+                                lease = l;
+                                macs_published = true;
+                            }
+                            Err(e) => {
+                                macs_published = false;
+                                metrics.store_errors.inc();
+                                tracing::warn!(error = %e, "cannot publish the segments' local MACs; retrying");
+                            }
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "cannot read the segment bridges' FDB"),
                 }
             }
             _ = renew.tick() => {

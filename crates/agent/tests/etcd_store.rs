@@ -103,6 +103,7 @@ fn attrs(node: &str, ip: &str, mac: &str) -> LeaseAttrs {
         backend_data: json!({"VNI": 1, "VtepMAC": mac}).into(),
         backend_v6_data: tweedd::lease::BackendData::null(),
         node_name: node.into(),
+        segment_macs: Default::default(),
     }
 }
 

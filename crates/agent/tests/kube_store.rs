@@ -164,6 +164,7 @@ fn attrs_for(node: &str) -> impl Fn(&LeaseKey) -> LeaseAttrs {
         backend_data: json!({"VNI": 1, "VtepMAC": "02:00:00:00:00:01"}).into(),
         backend_v6_data: tweedd::lease::BackendData::null(),
         node_name: node.clone(),
+        segment_macs: Default::default(),
     }
 }
 

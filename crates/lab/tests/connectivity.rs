@@ -204,6 +204,7 @@ fn host_gw_refuses_a_peer_off_the_segment() {
             backend_data: serde_json::json!({}).into(),
             backend_v6_data: tweedd::lease::BackendData::null(),
             node_name: "far-away".into(),
+            segment_macs: Default::default(),
         },
         expires: None,
     };

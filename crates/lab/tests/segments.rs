@@ -53,6 +53,26 @@ fn endpoint(lab: &TestLab, node: &str, tag: &str, addr: &str) -> TestNs {
     ep
 }
 
+/// The segment device's FDB on `node`: (MAC, destination) pairs.
+fn fdb_entries(lab: &TestLab, node: &str) -> Vec<(String, String)> {
+    let dev = format!("twx.{VNI}");
+    let out = lab
+        .lab()
+        .exec_output(node, &["bridge", "-j", "fdb", "show", "dev", &dev])
+        .expect("bridge");
+    let fdb: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    fdb.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            Some((
+                e["mac"].as_str()?.to_string(),
+                e["dst"].as_str()?.to_string(),
+            ))
+        })
+        .collect()
+}
+
 fn fdb_dsts(lab: &TestLab, node: &str) -> Vec<String> {
     let dev = format!("twx.{VNI}");
     let out = lab
@@ -110,6 +130,16 @@ fn containers_on_two_nodes_share_one_segment() {
         "ARP did not resolve n2's endpoint: {neigh} (want {})",
         b_mac.trim()
     );
+
+    // Each node publishes the MACs its bridge learnt; the other sends to
+    // them directly (a unicast entry) instead of flooding.
+    let a_mac = a.exec_ok(&["cat", "/sys/class/net/eth1/address"]);
+    for (node, mac, via) in [("n1", b_mac.trim(), "n2"), ("n2", a_mac.trim(), "n1")] {
+        let want = (mac.to_string(), underlay_ip(&lab, via));
+        wait_until(10, &format!("{node}'s unicast entry for {mac}"), || {
+            fdb_entries(&lab, node).contains(&want)
+        });
+    }
 
     // A raw frame of an EtherType nothing routes: broadcast from n1,
     // received on n2.

@@ -170,16 +170,36 @@ impl Backend for WithSegments {
         dsts.sort();
         dsts.dedup();
         for s in &self.segments {
+            let mut fdb: Vec<FdbWant> = dsts
+                .iter()
+                .map(|&dst| FdbWant {
+                    mac: MacAddr::ZERO,
+                    dst,
+                })
+                .collect();
+            // Unicast: the MACs each peer published for this segment go
+            // straight to it (a MAC claimed by two nodes, say a guest
+            // migrating, goes to the first; the flood covers the rest).
+            let mut seen = std::collections::HashSet::new();
+            for peer in peers {
+                let (Some(ip), Some(macs)) =
+                    (peer.attrs.public_ip, peer.attrs.segment_macs.get(&s.name))
+                else {
+                    continue;
+                };
+                for mac in macs.iter().filter_map(|m| m.parse::<MacAddr>().ok()) {
+                    if !mac.is_zero() && !mac.is_multicast() && seen.insert(mac) {
+                        fdb.push(FdbWant {
+                            mac,
+                            dst: IpAddr::V4(ip),
+                        });
+                    }
+                }
+            }
             desired.devices.push(DeviceWant {
                 name: vxlan_name(s.vni),
                 neighbours: Vec::new(),
-                fdb: dsts
-                    .iter()
-                    .map(|&dst| FdbWant {
-                        mac: MacAddr::ZERO,
-                        dst,
-                    })
-                    .collect(),
+                fdb,
             });
         }
         desired

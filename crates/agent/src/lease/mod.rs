@@ -6,6 +6,7 @@
 //! plus tweed's `NodeName`, which flannel ignores. So the records tweed
 //! writes are readable by flannel and the reverse.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
@@ -117,7 +118,20 @@ pub struct LeaseAttrs {
     /// The node's name; tweed's addition (flannel ignores unknown keys).
     #[serde(rename = "NodeName", default, skip_serializing_if = "String::is_empty")]
     pub node_name: String,
+    /// Per layer-2 segment, the MACs behind this node's end of it (pods,
+    /// guests, anything its bridge learnt on a local port): other nodes
+    /// send frames for them straight here instead of flooding. tweed's
+    /// addition.
+    #[serde(
+        rename = "SegmentMACs",
+        default,
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub segment_macs: SegmentMacs,
 }
+
+/// Segment name → sorted MACs (`02:42:...`).
+pub type SegmentMacs = BTreeMap<String, Vec<String>>;
 
 /// One lease: key, record and, when known, when it expires.
 #[derive(Debug, Clone, PartialEq)]

@@ -295,6 +295,7 @@ mod tests {
                 backend_data: json!({"VNI": 1, "VtepMAC": "02:00:00:00:00:01"}).into(),
                 backend_v6_data: crate::lease::BackendData::null(),
                 node_name: node.into(),
+                segment_macs: Default::default(),
             },
             expires: None,
         }

@@ -320,6 +320,7 @@ mod tests {
                 backend_data: serde_json::json!({}).into(),
                 backend_v6_data: crate::lease::BackendData::null(),
                 node_name: "n9".into(),
+                segment_macs: Default::default(),
             },
             expires: None,
         };

@@ -29,6 +29,7 @@ impl Peer {
                 backend_data: json!({"VNI": 1, "VtepMAC": self.mac.to_string()}).into(),
                 backend_v6_data: tweedd::lease::BackendData::null(),
                 node_name: format!("peer{i}"),
+                segment_macs: Default::default(),
             },
             expires: None,
         }

@@ -25,6 +25,8 @@ pub const BACKEND_V6_DATA: &str = "tweed.io/backend-v6-data";
 /// The underlay address peers send to ([`LeaseAttrs::public_ip`]).
 pub const PUBLIC_IP: &str = "tweed.io/public-ip";
 pub const PUBLIC_IPV6: &str = "tweed.io/public-ipv6";
+/// [`LeaseAttrs::segment_macs`] as compact JSON, when there are any.
+pub const SEGMENT_MACS: &str = "tweed.io/segment-macs";
 
 /// The names of one set of lease annotations.
 #[derive(Debug, Clone, Copy)]
@@ -242,7 +244,16 @@ fn lease_from(
         backend_type: backend_type.clone(),
         backend_data: json_of(names.backend_data)?.into(),
         backend_v6_data: json_of(names.backend_v6_data)?.into(),
-        node_name: name,
+        node_name: name.clone(),
+        segment_macs: match ann.get(SEGMENT_MACS) {
+            Some(text) if names.backend_type == TWEED.backend_type => serde_json::from_str(text)
+                .map_err(|e| BadNode::Annotation {
+                    node: name,
+                    annotation: SEGMENT_MACS,
+                    reason: e.to_string(),
+                })?,
+            _ => Default::default(),
+        },
     };
     let key = pod_subnet(node, nets)?;
     Ok(Some(Lease {
@@ -283,6 +294,14 @@ pub fn annotations_patch(attrs: &LeaseAttrs, flannel_compat: bool) -> Value {
             json!(attrs.public_ipv6.map(|a| a.to_string())),
         );
     }
+    ann.insert(
+        SEGMENT_MACS.into(),
+        if attrs.segment_macs.is_empty() {
+            Value::Null
+        } else {
+            json!(serde_json::to_string(&attrs.segment_macs).expect("MAC lists serialise"))
+        },
+    );
     if flannel_compat {
         ann.insert(FLANNEL_SUBNET_MANAGER.into(), json!("true"));
     }
@@ -298,6 +317,7 @@ pub fn remove_annotations_patch() -> Value {
         BACKEND_V6_DATA,
         PUBLIC_IP,
         PUBLIC_IPV6,
+        SEGMENT_MACS,
     ] {
         ann.insert(k.to_string(), Value::Null);
     }
@@ -406,9 +426,15 @@ mod tests {
             backend_data: json!({"VNI": 1, "VtepMAC": "02:00:00:00:00:02"}).into(),
             backend_v6_data: crate::lease::BackendData::null(),
             node_name: "n2".into(),
+            segment_macs: Default::default(),
         };
+        let mut attrs = attrs;
+        attrs
+            .segment_macs
+            .insert("lab1".into(), vec!["02:00:00:00:aa:01".into()]);
         let patch = annotations_patch(&attrs, false);
         let ann = &patch["metadata"]["annotations"];
+        assert_eq!(ann[SEGMENT_MACS], r#"{"lab1":["02:00:00:00:aa:01"]}"#);
         assert_eq!(ann[BACKEND_TYPE], "vxlan");
         assert_eq!(
             ann[BACKEND_DATA],

@@ -29,14 +29,7 @@ impl Dnsmasq {
         for (name, addr) in records {
             args.push(format!("--address=/{name}/{addr}"));
         }
-        let child = Command::new("ip")
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start dnsmasq (install it: scripts/install-deps.sh)");
-        let server = Dnsmasq { child, dir };
+        let server = Dnsmasq::spawn(&args, dir);
         if let Some((name, addr)) = records.first() {
             let deadline = Instant::now() + Duration::from_secs(15);
             loop {
@@ -83,14 +76,7 @@ impl Dnsmasq {
             format!("--dhcp-leasefile={}", dir.join("leases").display()),
             "--log-dhcp".into(),
         ]);
-        let child = Command::new("ip")
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start dnsmasq (install it: scripts/install-deps.sh)");
-        let server = Dnsmasq { child, dir };
+        let server = Dnsmasq::spawn(&args, dir);
         // Serving once it has logged its range (it binds before that).
         let deadline = Instant::now() + Duration::from_secs(15);
         while !server.log().contains("DHCP, IP range") {
@@ -107,6 +93,20 @@ impl Dnsmasq {
     /// dnsmasq's own log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("dnsmasq.log")).unwrap_or_default()
+    }
+}
+
+impl Dnsmasq {
+    /// Starts `ip <args>` (`netns exec <ns> dnsmasq ...`), output to its log.
+    fn spawn(args: &[String], dir: PathBuf) -> Dnsmasq {
+        let child = Command::new("ip")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start dnsmasq (install it: scripts/install-deps.sh)");
+        Dnsmasq { child, dir }
     }
 }
 

@@ -13,17 +13,15 @@ use std::time::Duration;
 use ipnet::IpNet;
 use thiserror::Error;
 use tokio::signal::unix::{SignalKind, signal};
-use tweed_netlink::{MacAddr, Monitor, Netlink};
+use tweed_netlink::{Monitor, Netlink};
 
-use crate::backend::hostgw::HostGwBackend;
-use crate::backend::segments::WithSegments;
-use crate::backend::srv6::Srv6Backend;
-use crate::backend::vxlan::{self, VxlanBackend};
-use crate::backend::{Backend, LocalNode};
-use crate::config::{BackendConfig, Family, NetConfig};
+use crate::backend::LocalNode;
+use crate::backend::factory::BackendFactory;
+use crate::backend::vxlan;
+use crate::config::{BackendConfig, NetConfig};
 use crate::health::Health;
-use crate::identity::{self, IdentityOptions, Underlay};
-use crate::lease::{Lease, LeaseAttrs, LeaseKey};
+use crate::identity::{self, IdentityOptions};
+use crate::lease::{Lease, LeaseKey};
 use crate::leasing::{self, AcquireError};
 use crate::metrics::Metrics;
 use crate::reconcile::{self, Input, PeersMailbox, Reconciler};
@@ -68,90 +66,6 @@ pub enum AgentError {
     Masq(String),
     #[error("health server: {0}")]
     Health(std::io::Error),
-}
-
-/// Everything needed to build the backend for a given lease.
-struct BackendFactory {
-    config: NetConfig,
-    underlay: Underlay,
-    vtep_mac: MacAddr,
-    /// `tweed`, or `flannel` under `--flannel-compat`.
-    vxlan_prefix: &'static str,
-}
-
-impl BackendFactory {
-    fn build(&self, key: &LeaseKey) -> Box<dyn Backend> {
-        let pod_network = self.build_pod_network(key);
-        if self.config.segments.is_empty() {
-            return pod_network;
-        }
-        let port = match &self.config.backend {
-            BackendConfig::Vxlan { port, .. } => *port,
-            _ => crate::config::DEFAULT_VXLAN_PORT,
-        };
-        Box::new(WithSegments::new(
-            pod_network,
-            self.config.segments.clone(),
-            port,
-            self.underlay.mtu,
-        ))
-    }
-
-    /// The backend of the pod network itself (`Backend.Type`).
-    fn build_pod_network(&self, key: &LeaseKey) -> Box<dyn Backend> {
-        let ipv6_underlay = self.underlay.ipv4.is_none();
-        match &self.config.backend {
-            BackendConfig::Vxlan {
-                vni,
-                port,
-                direct_routing,
-            } => Box::new(
-                VxlanBackend::new(
-                    *vni,
-                    *port,
-                    *direct_routing,
-                    self.vtep_mac,
-                    self.underlay.mtu,
-                    ipv6_underlay,
-                    self.config.mtu,
-                )
-                .with_device_prefix(self.vxlan_prefix),
-            ),
-            BackendConfig::HostGw => {
-                Box::new(HostGwBackend::new(self.underlay.mtu, self.config.mtu))
-            }
-            BackendConfig::Srv6 { locator } => Box::new(Srv6Backend::new(
-                *locator,
-                node_number(&self.config, key),
-                self.underlay.mtu,
-                self.config.mtu,
-            )),
-        }
-    }
-
-    fn attrs(&self, key: &LeaseKey, node_name: &str) -> LeaseAttrs {
-        let backend = self.build(key);
-        LeaseAttrs {
-            public_ip: self.underlay.public_ipv4,
-            public_ipv6: self.underlay.public_ipv6,
-            backend_type: backend.kind().to_string(),
-            backend_data: backend.lease_data().into(),
-            backend_v6_data: crate::lease::BackendData::null(),
-            node_name: node_name.to_string(),
-            segment_macs: Default::default(),
-        }
-    }
-}
-
-/// The node's number: its subnet's position in the pool (SRv6 SID blocks
-/// are numbered by it).
-fn node_number(config: &NetConfig, key: &LeaseKey) -> u16 {
-    let n = match (&config.ipv4, key.ipv4, &config.ipv6, key.ipv6) {
-        (Some(p), Some(k), _, _) => k.index_in(&p.network),
-        (_, _, Some(p), Some(k)) => k.index_in(&p.network),
-        _ => 0,
-    };
-    (n % 65536) as u16
 }
 
 /// How often the segment bridges' learnt MACs are read for publishing.

@@ -2,6 +2,7 @@
 //! module per backend (flannel's shape); the reconciler never knows which
 //! one runs.
 
+pub mod factory;
 pub mod hostgw;
 pub mod segments;
 pub mod srv6;

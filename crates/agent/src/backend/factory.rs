@@ -1,0 +1,100 @@
+//! Which backend a node runs, built from the configuration and what the
+//! agent learnt at start (underlay, VTEP MAC): the pod network's backend,
+//! wrapped with the layer-2 segments when net-conf.json declares any. The
+//! agent builds it again when its lease changes (SRv6 SIDs follow the
+//! subnet).
+
+use tweed_netlink::MacAddr;
+
+use super::Backend;
+use super::hostgw::HostGwBackend;
+use super::segments::WithSegments;
+use super::srv6::Srv6Backend;
+use super::vxlan::VxlanBackend;
+use crate::config::{BackendConfig, Family, NetConfig};
+use crate::identity::Underlay;
+use crate::lease::{LeaseAttrs, LeaseKey};
+
+/// Everything needed to build the backend for a given lease.
+pub struct BackendFactory {
+    pub config: NetConfig,
+    pub underlay: Underlay,
+    pub vtep_mac: MacAddr,
+    /// `tweed`, or `flannel` under `--flannel-compat`.
+    pub vxlan_prefix: &'static str,
+}
+
+impl BackendFactory {
+    pub fn build(&self, key: &LeaseKey) -> Box<dyn Backend> {
+        let pod_network = self.build_pod_network(key);
+        if self.config.segments.is_empty() {
+            return pod_network;
+        }
+        let port = match &self.config.backend {
+            BackendConfig::Vxlan { port, .. } => *port,
+            _ => crate::config::DEFAULT_VXLAN_PORT,
+        };
+        Box::new(WithSegments::new(
+            pod_network,
+            self.config.segments.clone(),
+            port,
+            self.underlay.mtu,
+        ))
+    }
+
+    /// The backend of the pod network itself (`Backend.Type`).
+    fn build_pod_network(&self, key: &LeaseKey) -> Box<dyn Backend> {
+        let ipv6_underlay = self.underlay.ipv4.is_none();
+        match &self.config.backend {
+            BackendConfig::Vxlan {
+                vni,
+                port,
+                direct_routing,
+            } => Box::new(
+                VxlanBackend::new(
+                    *vni,
+                    *port,
+                    *direct_routing,
+                    self.vtep_mac,
+                    self.underlay.mtu,
+                    ipv6_underlay,
+                    self.config.mtu,
+                )
+                .with_device_prefix(self.vxlan_prefix),
+            ),
+            BackendConfig::HostGw => {
+                Box::new(HostGwBackend::new(self.underlay.mtu, self.config.mtu))
+            }
+            BackendConfig::Srv6 { locator } => Box::new(Srv6Backend::new(
+                *locator,
+                node_number(&self.config, key),
+                self.underlay.mtu,
+                self.config.mtu,
+            )),
+        }
+    }
+
+    pub fn attrs(&self, key: &LeaseKey, node_name: &str) -> LeaseAttrs {
+        let backend = self.build(key);
+        LeaseAttrs {
+            public_ip: self.underlay.public_ipv4,
+            public_ipv6: self.underlay.public_ipv6,
+            backend_type: backend.kind().to_string(),
+            backend_data: backend.lease_data().into(),
+            backend_v6_data: crate::lease::BackendData::null(),
+            node_name: node_name.to_string(),
+            segment_macs: Default::default(),
+        }
+    }
+}
+
+/// The node's number: its subnet's position in the pool (SRv6 SID blocks
+/// are numbered by it).
+fn node_number(config: &NetConfig, key: &LeaseKey) -> u16 {
+    let n = match (&config.ipv4, key.ipv4, &config.ipv6, key.ipv6) {
+        (Some(p), Some(k), _, _) => k.index_in(&p.network),
+        (_, _, Some(p), Some(k)) => k.index_in(&p.network),
+        _ => 0,
+    };
+    (n % 65536) as u16
+}

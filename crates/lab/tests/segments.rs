@@ -73,21 +73,12 @@ fn fdb_entries(lab: &TestLab, node: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The nodes `node`'s segment device floods to (all-zero MAC entries).
 fn fdb_dsts(lab: &TestLab, node: &str) -> Vec<String> {
-    let dev = format!("twx.{VNI}");
-    let out = lab
-        .lab()
-        .exec_output(node, &["bridge", "-j", "fdb", "show", "dev", &dev])
-        .expect("bridge");
-    if !out.status.success() {
-        return Vec::new(); // the device is not there (yet)
-    }
-    let fdb: serde_json::Value = serde_json::from_slice(&out.stdout).expect("bridge -j");
-    fdb.as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["mac"] == "00:00:00:00:00:00")
-        .filter_map(|e| e["dst"].as_str().map(String::from))
+    fdb_entries(lab, node)
+        .into_iter()
+        .filter(|(mac, _)| mac == "00:00:00:00:00:00")
+        .map(|(_, dst)| dst)
         .collect()
 }
 

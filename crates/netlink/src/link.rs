@@ -56,6 +56,8 @@ pub struct VxlanInfo {
     pub local: Option<IpAddr>,
     pub underlay_index: Option<u32>,
     pub learning: bool,
+    /// The unicast remote, for a point-to-point device.
+    pub remote: Option<IpAddr>,
 }
 
 /// The kind-specific part of a device to create.
@@ -88,6 +90,9 @@ pub struct VxlanSpec {
     pub local: Option<IpAddr>,
     pub underlay_index: Option<u32>,
     pub learning: bool,
+    /// A point-to-point device: every frame goes to this underlay address
+    /// (the kernel's all-zero FDB entry). `None`: the FDB decides.
+    pub remote: Option<IpAddr>,
 }
 
 /// A device to create.
@@ -105,6 +110,11 @@ pub struct NewLink<'a> {
     /// Transmit/receive queues; one for a pod's veth, where several only
     /// cost an extra RCU wait at creation.
     pub queues: Option<u32>,
+    /// Create the device directly in this namespace instead of the
+    /// socket's. A VXLAN device created this way keeps its UDP socket in
+    /// the socket's namespace: its tunnel runs over that namespace's
+    /// underlay while the device itself is in the target.
+    pub netns: Option<&'a NetNs>,
 }
 
 impl<'a> NewLink<'a> {
@@ -119,6 +129,7 @@ impl<'a> NewLink<'a> {
             alias: None,
             hairpin: None,
             queues: None,
+            netns: None,
         }
     }
 }
@@ -163,101 +174,29 @@ impl Netlink {
 
     /// Creates a device; fails with EEXIST if the name is taken (in the
     /// target namespace, for a veth peer).
+    ///
+    /// With [`NewLink::netns`] the device is made in that namespace, where
+    /// this socket cannot see it: its alias and bridge-port settings are
+    /// then left to a socket opened there.
     pub fn create_link(&mut self, spec: &NewLink) -> Result<()> {
+        if spec.netns.is_some() {
+            let (name, msg) = new_link_message(spec);
+            return self.execute(
+                || format!("create {name} in another namespace"),
+                RouteNetlinkMessage::NewLink(msg),
+                NLM_F_CREATE | NLM_F_EXCL,
+            );
+        }
         self.create_link_and_get(spec).map(|_| ())
     }
 
     /// [`create_link`](Self::create_link), returning the new device as the
     /// kernel reports it right after creation.
     pub fn create_link_and_get(&mut self, spec: &NewLink) -> Result<Link> {
-        let mut msg = LinkMessage::default();
-        msg.attributes
-            .push(LinkAttribute::IfName(spec.name.clone()));
-        if let Some(mtu) = spec.mtu {
-            msg.attributes.push(LinkAttribute::Mtu(mtu));
-        }
-        if let Some(mac) = spec.mac {
-            msg.attributes.push(LinkAttribute::Address(mac.0.to_vec()));
-        }
-        if let Some(master) = spec.master {
-            msg.attributes.push(LinkAttribute::Controller(master));
-        }
-        if spec.up {
-            msg.header.flags |= LinkFlags::Up;
-            msg.header.change_mask |= LinkFlags::Up;
-        }
-        if let Some(q) = spec.queues {
-            msg.attributes.push(LinkAttribute::NumTxQueues(q));
-            msg.attributes.push(LinkAttribute::NumRxQueues(q));
-        }
-        let (kind, data) = match &spec.kind {
-            LinkKind::Bridge => (
-                InfoKind::Bridge,
-                // No STP and no forwarding delay: a node bridge is a leaf,
-                // and ports must forward the moment a pod starts.
-                Some(InfoData::Bridge(vec![
-                    InfoBridge::StpState(BridgeStpState::Disabled),
-                    InfoBridge::ForwardDelay(0),
-                ])),
-            ),
-            LinkKind::Veth(peer) => {
-                let mut p = LinkMessage::default();
-                p.attributes.push(LinkAttribute::IfName(peer.name.clone()));
-                if let Some(mtu) = spec.mtu {
-                    p.attributes.push(LinkAttribute::Mtu(mtu));
-                }
-                if let Some(mac) = peer.mac {
-                    p.attributes.push(LinkAttribute::Address(mac.0.to_vec()));
-                }
-                if let Some(ns) = peer.netns {
-                    p.attributes.push(LinkAttribute::NetNsFd(ns.as_raw_fd()));
-                }
-                if let Some(q) = spec.queues {
-                    p.attributes.push(LinkAttribute::NumTxQueues(q));
-                    p.attributes.push(LinkAttribute::NumRxQueues(q));
-                }
-                (InfoKind::Veth, Some(InfoData::Veth(InfoVeth::Peer(p))))
-            }
-            LinkKind::Vxlan(v) => {
-                let mut opts = vec![
-                    InfoVxlan::Id(v.vni),
-                    InfoVxlan::Port(v.port),
-                    InfoVxlan::Learning(v.learning),
-                ];
-                match v.local {
-                    Some(IpAddr::V4(a)) => opts.push(InfoVxlan::Local(a)),
-                    Some(IpAddr::V6(a)) => opts.push(InfoVxlan::Local6(a)),
-                    None => {}
-                }
-                if let Some(index) = v.underlay_index {
-                    opts.push(InfoVxlan::Link(index));
-                }
-                (InfoKind::Vxlan, Some(InfoData::Vxlan(opts)))
-            }
-            LinkKind::MacVtap { lower } => {
-                msg.attributes.push(LinkAttribute::Link(*lower));
-                (
-                    InfoKind::MacVtap,
-                    Some(InfoData::MacVtap(vec![InfoMacVtap::Mode(
-                        MacVtapMode::Bridge,
-                    )])),
-                )
-            }
-        };
-        let mut info = vec![LinkInfo::Kind(kind)];
-        if let Some(data) = data {
-            info.push(LinkInfo::Data(data));
-        }
-        msg.attributes.push(LinkAttribute::LinkInfo(info));
+        let (what, msg) = new_link_message(spec);
         let name = &spec.name;
-        let what = match &spec.kind {
-            LinkKind::Bridge => "bridge".to_string(),
-            LinkKind::Veth(p) => format!("veth (peer {})", p.name),
-            LinkKind::Vxlan(v) => format!("vxlan (VNI {})", v.vni),
-            LinkKind::MacVtap { lower } => format!("macvtap on link #{lower}"),
-        };
         let echoed = self.execute_echo(
-            || format!("create {what} {name}"),
+            || format!("create {what}"),
             RouteNetlinkMessage::NewLink(msg),
             NLM_F_CREATE | NLM_F_EXCL,
         )?;
@@ -495,6 +434,8 @@ fn parse_link_info(link: &mut Link, infos: Vec<LinkInfo>) {
                         InfoVxlan::Port(p) => v.port = p,
                         InfoVxlan::Local(a) => v.local = Some(IpAddr::V4(a)),
                         InfoVxlan::Local6(a) => v.local = Some(IpAddr::V6(a)),
+                        InfoVxlan::Group(a) => v.remote = Some(IpAddr::V4(a)),
+                        InfoVxlan::Group6(a) => v.remote = Some(IpAddr::V6(a)),
                         InfoVxlan::Link(l) if l != 0 => v.underlay_index = Some(l),
                         InfoVxlan::Learning(l) => v.learning = l,
                         _ => {}
@@ -505,4 +446,102 @@ fn parse_link_info(link: &mut Link, infos: Vec<LinkInfo>) {
             _ => {}
         }
     }
+}
+
+/// The RTM_NEWLINK request for `spec`, and words for it in errors.
+fn new_link_message(spec: &NewLink) -> (String, LinkMessage) {
+    let mut msg = LinkMessage::default();
+    msg.attributes
+        .push(LinkAttribute::IfName(spec.name.clone()));
+    if let Some(mtu) = spec.mtu {
+        msg.attributes.push(LinkAttribute::Mtu(mtu));
+    }
+    if let Some(mac) = spec.mac {
+        msg.attributes.push(LinkAttribute::Address(mac.0.to_vec()));
+    }
+    if let Some(master) = spec.master {
+        msg.attributes.push(LinkAttribute::Controller(master));
+    }
+    if spec.up {
+        msg.header.flags |= LinkFlags::Up;
+        msg.header.change_mask |= LinkFlags::Up;
+    }
+    if let Some(q) = spec.queues {
+        msg.attributes.push(LinkAttribute::NumTxQueues(q));
+        msg.attributes.push(LinkAttribute::NumRxQueues(q));
+    }
+    if let Some(ns) = spec.netns {
+        msg.attributes.push(LinkAttribute::NetNsFd(ns.as_raw_fd()));
+    }
+    let (kind, data) = match &spec.kind {
+        LinkKind::Bridge => (
+            InfoKind::Bridge,
+            // No STP and no forwarding delay: a node bridge is a leaf,
+            // and ports must forward the moment a pod starts.
+            Some(InfoData::Bridge(vec![
+                InfoBridge::StpState(BridgeStpState::Disabled),
+                InfoBridge::ForwardDelay(0),
+            ])),
+        ),
+        LinkKind::Veth(peer) => {
+            let mut p = LinkMessage::default();
+            p.attributes.push(LinkAttribute::IfName(peer.name.clone()));
+            if let Some(mtu) = spec.mtu {
+                p.attributes.push(LinkAttribute::Mtu(mtu));
+            }
+            if let Some(mac) = peer.mac {
+                p.attributes.push(LinkAttribute::Address(mac.0.to_vec()));
+            }
+            if let Some(ns) = peer.netns {
+                p.attributes.push(LinkAttribute::NetNsFd(ns.as_raw_fd()));
+            }
+            if let Some(q) = spec.queues {
+                p.attributes.push(LinkAttribute::NumTxQueues(q));
+                p.attributes.push(LinkAttribute::NumRxQueues(q));
+            }
+            (InfoKind::Veth, Some(InfoData::Veth(InfoVeth::Peer(p))))
+        }
+        LinkKind::Vxlan(v) => {
+            let mut opts = vec![
+                InfoVxlan::Id(v.vni),
+                InfoVxlan::Port(v.port),
+                InfoVxlan::Learning(v.learning),
+            ];
+            match v.local {
+                Some(IpAddr::V4(a)) => opts.push(InfoVxlan::Local(a)),
+                Some(IpAddr::V6(a)) => opts.push(InfoVxlan::Local6(a)),
+                None => {}
+            }
+            match v.remote {
+                Some(IpAddr::V4(a)) => opts.push(InfoVxlan::Group(a)),
+                Some(IpAddr::V6(a)) => opts.push(InfoVxlan::Group6(a)),
+                None => {}
+            }
+            if let Some(index) = v.underlay_index {
+                opts.push(InfoVxlan::Link(index));
+            }
+            (InfoKind::Vxlan, Some(InfoData::Vxlan(opts)))
+        }
+        LinkKind::MacVtap { lower } => {
+            msg.attributes.push(LinkAttribute::Link(*lower));
+            (
+                InfoKind::MacVtap,
+                Some(InfoData::MacVtap(vec![InfoMacVtap::Mode(
+                    MacVtapMode::Bridge,
+                )])),
+            )
+        }
+    };
+    let mut info = vec![LinkInfo::Kind(kind)];
+    if let Some(data) = data {
+        info.push(LinkInfo::Data(data));
+    }
+    msg.attributes.push(LinkAttribute::LinkInfo(info));
+    let what = match &spec.kind {
+        LinkKind::Bridge => "bridge".to_string(),
+        LinkKind::Veth(p) => format!("veth (peer {})", p.name),
+        LinkKind::Vxlan(v) => format!("vxlan (VNI {})", v.vni),
+        LinkKind::MacVtap { lower } => format!("macvtap on link #{lower}"),
+    };
+    (format!("{what} {}", spec.name), msg)
 }

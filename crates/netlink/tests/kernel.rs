@@ -297,6 +297,7 @@ fn vxlan_device_neighbours_and_fdb() {
     let mut vx = NewLink::new(
         "tweed.7",
         LinkKind::Vxlan(VxlanSpec {
+            remote: None,
             vni: 7,
             port: 8472,
             local: Some("198.18.0.1".parse().unwrap()),

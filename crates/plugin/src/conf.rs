@@ -34,6 +34,8 @@ struct TweedFields {
     /// A layer-2 segment of tweedd's (`Segments` in net-conf.json) to
     /// attach to instead of the routed pod network.
     segment: Option<String>,
+    /// Where pods' wire records go for tweedd (`--wire-dir`).
+    wire_dir: Option<PathBuf>,
 }
 
 /// Everything a command needs from the configuration.
@@ -54,6 +56,8 @@ pub struct Conf {
     pub segment: Option<String>,
     /// The operator's guest defaults (`guest`); see `guest::request`.
     pub guest: Option<GuestSection>,
+    /// Where the pod's wires are recorded for tweedd.
+    pub wire_dir: PathBuf,
     /// The configuration exactly as received (handed to delegates).
     pub raw: Value,
 }
@@ -120,6 +124,9 @@ impl Conf {
             ipam,
             segment: fields.segment,
             guest: fields.guest,
+            wire_dir: fields
+                .wire_dir
+                .unwrap_or_else(|| PathBuf::from(tweed_wire::DEFAULT_DIR)),
             net,
             raw,
         })

@@ -15,6 +15,7 @@ pub mod guest;
 pub mod ipam;
 pub mod lease;
 pub mod names;
+pub mod wires;
 
 use std::io::{Read, Write};
 use std::time::{Instant, SystemTime};

@@ -65,6 +65,12 @@ pub fn run(call: &mut Call) -> Result<Value, CniError> {
     {
         return guest::chained::add(call, req, prev.clone(), index);
     }
+    // Wires belong to the pod, so the call for its routed pod network
+    // records them (a segment interface is one more network of the pod's).
+    let wires = match &conf.segment {
+        None => crate::wires::requested(&conf.net.runtime_config.extra, &call.env.args, &ifname)?,
+        Some(_) => None,
+    };
     let lease = if conf.ipam.needs_lease() {
         Some(Lease::read(&conf.subnet_file).map_err(errors::lease)?)
     } else {
@@ -204,6 +210,9 @@ pub fn run(call: &mut Call) -> Result<Value, CniError> {
         }
         if let Some(g) = &attached {
             guest::result::add_guest(&mut result, g, &container_id);
+        }
+        if let Some((pod, ends)) = wires.clone() {
+            crate::wires::record(&conf.wire_dir, &container_id, pod, &pod_ns, ends)?;
         }
         Ok(result.to_json(conf.version))
     };

@@ -61,6 +61,12 @@ pub fn run(call: &mut Call) -> Result<(), CniError> {
         Ok(())
     };
 
+    // The pod's wires (recorded by the pod network's ADD).
+    let wires_done = match &conf.segment {
+        None => crate::wires::remove(&conf.wire_dir, id),
+        Some(_) => Ok(()),
+    };
+
     // Release first: it needs nothing from the kernel, and a failure below
     // must not keep the address reserved. A failing release is reported
     // only after the interface is gone too, so one retry finishes the job.
@@ -90,7 +96,7 @@ pub fn run(call: &mut Call) -> Result<(), CniError> {
         let _ = host.set_link_alias(link.index, &names::deleting_alias(network, id, ifname));
         veth::delete_detached(link.index);
     }
-    released.and(guest_done)
+    released.and(guest_done).and(wires_done)
 }
 
 /// The addresses `prevResult` gives this attachment's interface (none when

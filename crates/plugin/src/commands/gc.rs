@@ -52,6 +52,17 @@ pub fn run(call: &mut Call) -> Result<(), CniError> {
         }
     }
 
+    // Wire records of pods that are gone (the pod network's call keeps
+    // them; see wires.rs).
+    if conf.segment.is_none() {
+        let (records, _) = tweed_wire::record::read_all(&conf.wire_dir);
+        for r in records {
+            if !valid.iter().any(|(id, _)| *id == r.container_id) {
+                let _ = crate::wires::remove(&conf.wire_dir, &r.container_id);
+            }
+        }
+    }
+
     let mut host = Netlink::new().map_err(errors::kernel)?;
     for link in host.links().map_err(errors::kernel)? {
         let Some(alias) = link.alias.as_deref() else {

@@ -41,6 +41,8 @@ pub struct AgentOptions {
     pub flannel_compat: bool,
     pub health_addr: Option<SocketAddr>,
     pub state_dir: PathBuf,
+    /// The plugin's wire records and this agent's report on them.
+    pub wire_dir: PathBuf,
     pub lease_ttl: Duration,
     pub renew_interval: Duration,
     pub resync_interval: Duration,
@@ -68,8 +70,9 @@ pub enum AgentError {
     Health(std::io::Error),
 }
 
-/// How often the segment bridges' learnt MACs are read for publishing.
-const SEGMENT_MAC_SCAN: Duration = Duration::from_secs(1);
+/// How often the segment bridges' learnt MACs and the wire records are
+/// read for publishing.
+const ATTRS_SCAN: Duration = Duration::from_secs(1);
 
 pub async fn run(opts: AgentOptions, config: NetConfig, store: AnyStore) -> Result<(), AgentError> {
     let metrics = Arc::new(Metrics::new());
@@ -149,7 +152,13 @@ pub async fn run(opts: AgentOptions, config: NetConfig, store: AnyStore) -> Resu
     };
     let previous: Option<LeaseKey> = saved.lease.as_deref().and_then(|s| s.parse().ok());
 
-    let mut lease = acquire_with_retry(&store, &config, &factory, &opts, &health, previous).await?;
+    // The wire ends already recorded go into the lease from the start, so
+    // far nodes never see them vanish across this agent's restart.
+    let wire_ends = crate::wires::local_ends(&opts.wire_dir);
+    let mut lease = acquire_with_retry(
+        &store, &config, &factory, &opts, &health, previous, &wire_ends,
+    )
+    .await?;
     saved.vtep_mac = Some(vtep_mac.to_string());
     saved.lease = Some(lease.key.to_string());
     if let Err(e) = saved.save(&opts.state_dir) {
@@ -198,7 +207,31 @@ pub async fn run(opts: AgentOptions, config: NetConfig, store: AnyStore) -> Resu
         .spawn(move || reconcile::watch_kernel(monitor, monitor_prefix, managed, monitor_tx))
         .expect("spawn monitor");
 
-    let mut peers = Peers::default();
+    let (wire_tx, wire_rx) = std::sync::mpsc::channel();
+    let wire_thread = std::thread::Builder::new()
+        .name("wires".into())
+        .spawn({
+            let controller = crate::wires::WireController {
+                dir: opts.wire_dir.clone(),
+                node: Netlink::new()?,
+                local_ip: underlay.ipv4.map(std::net::IpAddr::V4),
+                port: match &config.backend {
+                    BackendConfig::Vxlan { port, .. } => *port,
+                    _ => crate::config::DEFAULT_VXLAN_PORT,
+                },
+                mtu: config
+                    .wire_mtu
+                    .unwrap_or(underlay.mtu.saturating_sub(vxlan::OVERHEAD_V4)),
+                reserved_vnis: config.reserved_vnis(),
+            };
+            move || controller.run(wire_rx)
+        })
+        .expect("spawn wire controller");
+
+    let mut peers = Peers {
+        map: BTreeMap::new(),
+        wires: wire_tx.clone(),
+    };
     // The snapshot moves into the peer map: at 5000 peers every copy of
     // the set costs megabytes.
     let snapshot = list_with_retry(&store, &metrics).await;
@@ -242,11 +275,11 @@ pub async fn run(opts: AgentOptions, config: NetConfig, store: AnyStore) -> Resu
     let mut sigterm = signal(SignalKind::terminate()).map_err(AgentError::Health)?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(AgentError::Health)?;
     let mut rewatch_backoff = Duration::from_millis(200);
-    // The MACs behind this node's end of each segment, published in the
-    // lease so peers send to them directly (see segment_macs.rs).
-    let has_segments = !config.segments.is_empty();
-    let mut mac_scan = tokio::time::interval(SEGMENT_MAC_SCAN);
-    let mut macs_published = !has_segments;
+    // What this node publishes beyond its subnet: the MACs behind its end
+    // of each segment (so peers send to them directly, segment_macs.rs)
+    // and its wire ends (so the far nodes cable their side, wires/).
+    let mut attrs_scan = tokio::time::interval(ATTRS_SCAN);
+    let mut attrs_published = false;
 
     loop {
         let event = async {
@@ -327,26 +360,26 @@ pub async fn run(opts: AgentOptions, config: NetConfig, store: AnyStore) -> Resu
                     peers.send(&tx, &mailbox, &local);
                 }
             }
-            _ = mac_scan.tick(), if has_segments => {
+            _ = attrs_scan.tick() => {
+                let mut wanted = lease.clone();
                 match crate::segment_macs::local(&mut nl, &config.segments) {
-                    Ok(macs) if macs != lease.attrs.segment_macs || !macs_published => {
-                        let mut wanted = lease.clone();
-                        wanted.attrs.segment_macs = macs;
-                        match store.renew(&wanted, opts.lease_ttl).await {
-                            Ok(l) => {
-                                tracing::debug!(macs = ?l.attrs.segment_macs, "published the segments' local MACs");
-                                lease = l;
-                                macs_published = true;
-                            }
-                            Err(e) => {
-                                macs_published = false;
-                                metrics.store_errors.inc();
-                                tracing::warn!(error = %e, "cannot publish the segments' local MACs; retrying");
-                            }
+                    Ok(macs) => wanted.attrs.segment_macs = macs,
+                    Err(e) => tracing::warn!(error = %e, "cannot read the segment bridges' FDB"),
+                }
+                wanted.attrs.wire_ends = crate::wires::local_ends(&opts.wire_dir);
+                if wanted.attrs != lease.attrs || !attrs_published {
+                    match store.renew(&wanted, opts.lease_ttl).await {
+                        Ok(l) => {
+                            tracing::debug!(macs = ?l.attrs.segment_macs, wires = ?l.attrs.wire_ends, "published the segments' local MACs and the wire ends");
+                            lease = l;
+                            attrs_published = true;
+                        }
+                        Err(e) => {
+                            attrs_published = false;
+                            metrics.store_errors.inc();
+                            tracing::warn!(error = %e, "cannot publish the segments' local MACs and the wire ends; retrying");
                         }
                     }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "cannot read the segment bridges' FDB"),
                 }
             }
             _ = renew.tick() => {
@@ -380,7 +413,9 @@ pub async fn run(opts: AgentOptions, config: NetConfig, store: AnyStore) -> Resu
     }
     tracing::info!("stopping; the data plane and the lease stay in place");
     let _ = tx.send(Input::Stop);
+    let _ = wire_tx.send(crate::wires::Input::Stop);
     let _ = reconcile_thread.join();
+    let _ = wire_thread.join();
     Ok(())
 }
 
@@ -405,9 +440,10 @@ async fn start_watch(
 ///
 /// Each lease is shared (`Arc`) with the sets handed to the reconciler, so
 /// handing over a set copies pointers, not leases.
-#[derive(Default)]
 struct Peers {
     map: BTreeMap<LeaseKey, Arc<Lease>>,
+    /// The wire controller, which needs the peers that publish wire ends.
+    wires: std::sync::mpsc::Sender<crate::wires::Input>,
 }
 
 impl Peers {
@@ -437,6 +473,13 @@ impl Peers {
         if mailbox.post((local.clone(), peers)) {
             let _ = tx.send(Input::Peers);
         }
+        let with_wires = self
+            .map
+            .values()
+            .filter(|l| !l.attrs.wire_ends.is_empty())
+            .cloned()
+            .collect();
+        let _ = self.wires.send(crate::wires::Input::Peers(with_wires));
     }
 }
 
@@ -491,13 +534,18 @@ async fn acquire_with_retry(
     opts: &AgentOptions,
     health: &Health,
     previous: Option<LeaseKey>,
+    wire_ends: &crate::lease::WireEnds,
 ) -> Result<Lease, AgentError> {
     let mut backoff = Duration::from_millis(200);
     loop {
         // Waiting is being alive: a liveness probe must not restart an
         // agent that waits for its store or for a subnet assignment.
         health.beat();
-        let attrs_for = |k: &LeaseKey| factory.attrs(k, &opts.node_name);
+        let attrs_for = |k: &LeaseKey| {
+            let mut a = factory.attrs(k, &opts.node_name);
+            a.wire_ends = wire_ends.clone();
+            a
+        };
         match leasing::acquire(store, config, attrs_for, previous, opts.lease_ttl).await {
             Ok(l) => return Ok(l),
             Err(AcquireError::Store(e)) => {
@@ -548,7 +596,16 @@ async fn recover_lease(
 ) -> Result<Lease, AgentError> {
     metrics.lease_losses.inc();
     tracing::error!(subnet = %lost.key, "LEASE LOST: this node's subnet lease was deleted, expired or taken; re-acquiring (existing pods keep their data plane meanwhile)");
-    let lease = acquire_with_retry(store, config, factory, opts, health, Some(lost.key)).await?;
+    let lease = acquire_with_retry(
+        store,
+        config,
+        factory,
+        opts,
+        health,
+        Some(lost.key),
+        &lost.attrs.wire_ends,
+    )
+    .await?;
     // Ready again if waiting for an assignment had made it not ready.
     health.set_ready();
     if lease.key == lost.key {

@@ -50,6 +50,15 @@ struct RawConfig {
     backend: Option<Value>,
     /// Layer-2 segments (tweed's addition; flannel ignores the key).
     segments: Option<Value>,
+    /// Point-to-point wires (tweed's addition): `{"MTU": 1450}`.
+    wires: Option<Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWires {
+    #[serde(rename = "MTU")]
+    mtu: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -113,6 +122,10 @@ pub struct NetConfig {
     pub mtu: Option<u32>,
     /// Layer-2 segments spanning the nodes (`Segments`).
     pub segments: Vec<Segment>,
+    /// The MTU of every wire (`Wires.MTU`); default: the underlay's
+    /// minus the VXLAN overhead, so a wire carries the same frames whether
+    /// its pods share a node or not.
+    pub wire_mtu: Option<u32>,
 }
 
 pub const DEFAULT_VNI: u32 = 1;
@@ -232,13 +245,36 @@ impl NetConfig {
                 format!("{vni} is the pod network's own VXLAN VNI (Backend.VNI)"),
             ));
         }
+        let wire_mtu = match &raw.wires {
+            None | Some(Value::Null) => None,
+            Some(v) => {
+                let w: RawWires = typed(v, "Wires")?;
+                if let Some(mtu) = w.mtu
+                    && !(576..=65535).contains(&mtu)
+                {
+                    return Err(err("Wires.MTU", format!("{mtu} is outside 576..65535")));
+                }
+                w.mtu
+            }
+        };
         Ok(NetConfig {
             ipv4,
             ipv6,
             backend,
             mtu: raw_backend.mtu,
             segments,
+            wire_mtu,
         })
+    }
+
+    /// The VNIs already in use on the nodes' VXLAN port: the pod
+    /// network's and the segments'.
+    pub fn reserved_vnis(&self) -> Vec<u32> {
+        let mut out: Vec<u32> = self.segments.iter().map(|s| s.vni).collect();
+        if let BackendConfig::Vxlan { vni, .. } = &self.backend {
+            out.push(*vni);
+        }
+        out
     }
 
     /// The whole cluster network(s), for masquerade and routing decisions.
@@ -580,6 +616,30 @@ mod tests {
         for (text, field) in cases {
             let e = NetConfig::parse(text).unwrap_err();
             assert_eq!(e.field, field, "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_wire_mtu_is_parsed_and_checked() {
+        let c =
+            NetConfig::parse(r#"{"Network": "10.244.0.0/16", "Wires": {"MTU": 9000}}"#).unwrap();
+        assert_eq!(c.wire_mtu, Some(9000));
+        assert_eq!(
+            NetConfig::parse(r#"{"Network": "10.244.0.0/16"}"#)
+                .unwrap()
+                .wire_mtu,
+            None
+        );
+        for (wires, field) in [
+            (r#"{"MTU": 100}"#, "Wires.MTU"),
+            (r#"{"Mtu": 1400}"#, "Wires"),
+        ] {
+            let e = NetConfig::parse(&format!(
+                r#"{{"Network": "10.244.0.0/16", "Wires": {wires}}}"#
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains(field), "{wires}: {e}");
         }
     }
 

@@ -16,3 +16,4 @@ pub mod segment_macs;
 pub mod state;
 pub mod store;
 pub mod subnet_file;
+pub mod wires;

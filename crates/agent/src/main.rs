@@ -81,6 +81,10 @@ struct Flags {
     /// Serve /healthz, /readyz and /metrics on this address.
     #[arg(long)]
     health_addr: Option<SocketAddr>,
+    /// Where the CNI plugin records pods' wires (its `wireDir`) and the
+    /// agent reports on them.
+    #[arg(long, default_value = tweed_wire::DEFAULT_DIR)]
+    wire_dir: PathBuf,
     /// Where the agent keeps what it must remember across restarts.
     #[arg(long, default_value = "/var/lib/tweed")]
     state_dir: PathBuf,
@@ -183,6 +187,7 @@ fn main() -> ExitCode {
         flannel_compat: flags.flannel_compat,
         health_addr: flags.health_addr,
         state_dir: flags.state_dir.clone(),
+        wire_dir: flags.wire_dir.clone(),
         lease_ttl: Duration::from_secs(flags.lease_ttl),
         renew_interval: Duration::from_secs(flags.renew_interval),
         resync_interval: Duration::from_secs(flags.resync_interval.max(1)),

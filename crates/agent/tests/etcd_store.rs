@@ -104,6 +104,7 @@ fn attrs(node: &str, ip: &str, mac: &str) -> LeaseAttrs {
         backend_v6_data: tweedd::lease::BackendData::null(),
         node_name: node.into(),
         segment_macs: Default::default(),
+        wire_ends: Default::default(),
     }
 }
 

@@ -165,6 +165,7 @@ fn attrs_for(node: &str) -> impl Fn(&LeaseKey) -> LeaseAttrs {
         backend_v6_data: tweedd::lease::BackendData::null(),
         node_name: node.clone(),
         segment_macs: Default::default(),
+        wire_ends: Default::default(),
     }
 }
 

@@ -84,6 +84,7 @@ impl BackendFactory {
             backend_v6_data: crate::lease::BackendData::null(),
             node_name: node_name.to_string(),
             segment_macs: Default::default(),
+            wire_ends: Default::default(),
         }
     }
 }

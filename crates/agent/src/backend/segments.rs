@@ -20,8 +20,7 @@ use super::{Backend, BackendError, LocalNode};
 use crate::lease::Lease;
 use crate::reconcile::desired::{Desired, DeviceWant, FdbWant};
 
-/// IPv4 (20) + UDP (8) + VXLAN (8) + inner Ethernet (14).
-const OVERHEAD_V4: u32 = 50;
+use super::vxlan::OVERHEAD_V4;
 
 pub struct WithSegments {
     inner: Box<dyn Backend>,
@@ -100,6 +99,7 @@ impl WithSegments {
             let mut spec = NewLink::new(
                 &vx_name,
                 LinkKind::Vxlan(VxlanSpec {
+                    remote: None,
                     vni: s.vni,
                     port: self.port,
                     local: local_ip,

@@ -18,7 +18,7 @@ use crate::reconcile::desired::{Desired, DeviceWant, FdbWant, NeighbourWant};
 
 /// Outer Ethernet-less overhead: IPv4 (20) + UDP (8) + VXLAN (8) + inner
 /// Ethernet (14).
-const OVERHEAD_V4: u32 = 50;
+pub const OVERHEAD_V4: u32 = 50;
 /// The same over an IPv6 underlay (40-byte outer header): flannel uses 50
 /// here too, which is one of its known MTU bugs.
 const OVERHEAD_V6: u32 = 70;
@@ -93,6 +93,7 @@ impl VxlanBackend {
         let mut spec = NewLink::new(
             self.device_name(),
             LinkKind::Vxlan(VxlanSpec {
+                remote: None,
                 vni: self.vni,
                 port: self.port,
                 local: Self::local_ip(local),

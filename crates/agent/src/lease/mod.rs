@@ -128,7 +128,19 @@ pub struct LeaseAttrs {
         skip_serializing_if = "BTreeMap::is_empty"
     )]
     pub segment_macs: SegmentMacs,
+    /// The wire ends on this node, each with the far end it is declared to
+    /// meet (`"lab/r1:eth1": "lab/r2:eth1"`): the node holding the far end
+    /// cables its side towards this node. tweed's addition.
+    #[serde(
+        rename = "WireEnds",
+        default,
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub wire_ends: WireEnds,
 }
+
+/// Wire end (`namespace/pod:ifname`) → the far end it is declared to meet.
+pub type WireEnds = BTreeMap<String, String>;
 
 /// Segment name → sorted MACs (`02:42:...`).
 pub type SegmentMacs = BTreeMap<String, Vec<String>>;

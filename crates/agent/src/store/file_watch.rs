@@ -321,6 +321,7 @@ mod tests {
                 backend_v6_data: crate::lease::BackendData::null(),
                 node_name: "n9".into(),
                 segment_macs: Default::default(),
+                wire_ends: Default::default(),
             },
             expires: None,
         };

@@ -27,6 +27,8 @@ pub const PUBLIC_IP: &str = "tweed.io/public-ip";
 pub const PUBLIC_IPV6: &str = "tweed.io/public-ipv6";
 /// [`LeaseAttrs::segment_macs`] as compact JSON, when there are any.
 pub const SEGMENT_MACS: &str = "tweed.io/segment-macs";
+/// [`LeaseAttrs::wire_ends`] as compact JSON, when there are any.
+pub const WIRE_ENDS: &str = "tweed.io/wire-ends";
 
 /// The names of one set of lease annotations.
 #[derive(Debug, Clone, Copy)]
@@ -224,6 +226,20 @@ fn lease_from(
             Some(text) => serde_json::from_str(text).map_err(|e| bad(annotation, e.to_string())),
         }
     };
+    // tweed's own additions, read only from tweed's annotation set (a
+    // flannel node has none).
+    fn typed<T: serde::de::DeserializeOwned + Default>(
+        text: Option<&String>,
+        annotation: &'static str,
+        tweed: bool,
+        bad: &dyn Fn(&'static str, String) -> BadNode,
+    ) -> Result<T, BadNode> {
+        match text {
+            Some(t) if tweed => serde_json::from_str(t).map_err(|e| bad(annotation, e.to_string())),
+            _ => Ok(T::default()),
+        }
+    }
+    let is_tweed = names.backend_type == TWEED.backend_type;
     let public_ip = match ann.get(names.public_ip) {
         None => None,
         Some(t) => Some(
@@ -245,15 +261,8 @@ fn lease_from(
         backend_data: json_of(names.backend_data)?.into(),
         backend_v6_data: json_of(names.backend_v6_data)?.into(),
         node_name: name.clone(),
-        segment_macs: match ann.get(SEGMENT_MACS) {
-            Some(text) if names.backend_type == TWEED.backend_type => serde_json::from_str(text)
-                .map_err(|e| BadNode::Annotation {
-                    node: name,
-                    annotation: SEGMENT_MACS,
-                    reason: e.to_string(),
-                })?,
-            _ => Default::default(),
-        },
+        segment_macs: typed(ann.get(SEGMENT_MACS), SEGMENT_MACS, is_tweed, &bad)?,
+        wire_ends: typed(ann.get(WIRE_ENDS), WIRE_ENDS, is_tweed, &bad)?,
     };
     let key = pod_subnet(node, nets)?;
     Ok(Some(Lease {
@@ -300,6 +309,14 @@ pub fn annotations_patch(attrs: &LeaseAttrs, flannel_compat: bool) -> Value {
             Value::Null
         } else {
             json!(serde_json::to_string(&attrs.segment_macs).expect("MAC lists serialise"))
+        },
+    );
+    ann.insert(
+        WIRE_ENDS.into(),
+        if attrs.wire_ends.is_empty() {
+            Value::Null
+        } else {
+            json!(serde_json::to_string(&attrs.wire_ends).expect("wire ends serialise"))
         },
     );
     if flannel_compat {
@@ -427,14 +444,19 @@ mod tests {
             backend_v6_data: crate::lease::BackendData::null(),
             node_name: "n2".into(),
             segment_macs: Default::default(),
+            wire_ends: Default::default(),
         };
         let mut attrs = attrs;
         attrs
             .segment_macs
             .insert("lab1".into(), vec!["02:00:00:00:aa:01".into()]);
+        attrs
+            .wire_ends
+            .insert("lab/r1:eth1".into(), "lab/r2:eth1".into());
         let patch = annotations_patch(&attrs, false);
         let ann = &patch["metadata"]["annotations"];
         assert_eq!(ann[SEGMENT_MACS], r#"{"lab1":["02:00:00:00:aa:01"]}"#);
+        assert_eq!(ann[WIRE_ENDS], r#"{"lab/r1:eth1":"lab/r2:eth1"}"#);
         assert_eq!(ann[BACKEND_TYPE], "vxlan");
         assert_eq!(
             ann[BACKEND_DATA],

@@ -15,6 +15,7 @@ pub mod pods;
 pub mod procs;
 pub mod state;
 pub mod topology;
+pub mod topology_file;
 
 use std::net::IpAddr;
 use std::os::unix::process::CommandExt;
@@ -483,6 +484,8 @@ impl Lab {
             dir.join("subnet.env").display().to_string(),
             "--state-dir".into(),
             dir.join("state").display().to_string(),
+            "--wire-dir".into(),
+            dir.join("wires").display().to_string(),
             "--health-addr".into(),
             node.health_addr.clone(),
         ];
@@ -607,17 +610,50 @@ impl Lab {
 
     /// Creates a pod on `node` through the plugin.
     pub fn add_pod(&mut self, node: &str, pod: &str) -> Result<PodState, LabError> {
+        self.add_pod_wired(node, pod, "")
+    }
+
+    /// Creates a pod whose `tweed.io/wires` annotation is `wires`
+    /// (`eth1=r2:eth1, ...`; empty for none), passed to the plugin the way
+    /// containerd and CRI-O pass pod annotations. Lab pods are in
+    /// namespace `default` under their own names.
+    pub fn add_pod_wired(
+        &mut self,
+        node: &str,
+        pod: &str,
+        wires: &str,
+    ) -> Result<PodState, LabError> {
         let idx = self.index(node)?;
+        // Wires name their far end by pod name alone (namespace `default`),
+        // so a wired pod's name must be unique in the lab (plain pods are
+        // p1, p2... on every node).
+        if !wires.is_empty() && self.pods().iter().any(|(_, p)| p.name == pod) {
+            return Err(LabError::Usage(format!(
+                "a pod {pod:?} already runs in lab {}; wired pods need names of their own",
+                self.state.name
+            )));
+        }
         let ns_name = format!("{}.{node}.{pod}", self.state.name);
         let container_id = format!("{}-{node}-{pod}", self.state.name);
         topology::create_pod_ns(&ns_name)?;
-        let result = pods::cni(
+        let mut conf = pods::conflist(&self.node_dir(node));
+        if !wires.is_empty() {
+            conf["runtimeConfig"] = serde_json::json!({
+                "io.kubernetes.cri.pod-annotations": {tweed_wire::ANNOTATION: wires}
+            });
+        }
+        let cni_args = pods::k8s_args(pod);
+        let result = pods::cni_with(
             &self.binaries.plugin,
             &self.state.nodes[idx].ns,
-            &self.node_dir(node),
-            "ADD",
-            &container_id,
-            &ns_name,
+            &conf,
+            &pods::Call {
+                command: "ADD",
+                container_id: &container_id,
+                pod_ns: &ns_name,
+                ifname: "eth0",
+                cni_args: &cni_args,
+            },
         );
         let result = match result {
             Ok(r) => r,
@@ -633,12 +669,57 @@ impl Lab {
             container_id,
             ipv4,
             ipv6,
+            wires: (!wires.is_empty()).then(|| wires.to_string()),
         };
         self.state.nodes[idx].pods.push(state.clone());
         self.state
             .save()
             .map_err(|e| LabError::io("save lab state", e))?;
         Ok(state)
+    }
+
+    /// The wire report of a node's agent (`<node dir>/wires/status.json`).
+    pub fn wire_status(&self, node: &str) -> Vec<tweed_wire::WireStatus> {
+        tweed_wire::status::read(&self.node_dir(node).join("wires")).unwrap_or_default()
+    }
+
+    /// Waits until every wire end of every node is up.
+    pub fn wait_wires_up(&self, timeout: Duration) -> Result<(), LabError> {
+        let want: usize = self
+            .pods()
+            .iter()
+            .filter_map(|(_, p)| p.wires.as_deref())
+            .map(|w| w.split(',').filter(|e| !e.trim().is_empty()).count())
+            .sum();
+        let deadline = Instant::now() + timeout;
+        loop {
+            let all: Vec<tweed_wire::WireStatus> = self
+                .state
+                .nodes
+                .iter()
+                .flat_map(|n| self.wire_status(&n.name))
+                .collect();
+            let up = all
+                .iter()
+                .filter(|s| matches!(s.state, tweed_wire::WireState::Up { .. }))
+                .count();
+            if up >= want {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let pending: Vec<String> = all
+                    .iter()
+                    .filter(|s| !matches!(s.state, tweed_wire::WireState::Up { .. }))
+                    .map(|s| format!("{}: {}", s.local, s.state))
+                    .collect();
+                return Err(LabError::Setup(format!(
+                    "{up} of {want} wire ends up after {}s; {}",
+                    timeout.as_secs(),
+                    pending.join("; ")
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// Deletes a pod through the plugin, then its namespace.

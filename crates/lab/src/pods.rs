@@ -19,8 +19,18 @@ pub fn conflist(node_dir: &Path) -> Value {
         "type": "tweed",
         "subnetFile": node_dir.join("subnet.env"),
         "logFile": node_dir.join("cni.log"),
+        "wireDir": node_dir.join("wires"),
         "ipam": {"dataDir": node_dir.join("ipam")},
     })
+}
+
+/// The CNI_ARGS a kubelet would pass for lab pod `pod` (namespace
+/// `default`).
+pub fn k8s_args(pod: &str) -> String {
+    format!(
+        "K8S_POD_NAMESPACE={};K8S_POD_NAME={pod}",
+        crate::topology_file::POD_NAMESPACE
+    )
 }
 
 /// Runs the plugin with the node's standard configuration; returns its

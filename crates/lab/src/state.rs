@@ -43,6 +43,9 @@ pub struct PodState {
     pub container_id: String,
     pub ipv4: Option<String>,
     pub ipv6: Option<String>,
+    /// The pod's `tweed.io/wires` annotation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wires: Option<String>,
 }
 
 pub fn lab_dir(name: &str) -> PathBuf {

@@ -205,6 +205,7 @@ fn host_gw_refuses_a_peer_off_the_segment() {
             backend_v6_data: tweedd::lease::BackendData::null(),
             node_name: "far-away".into(),
             segment_macs: Default::default(),
+            wire_ends: Default::default(),
         },
         expires: None,
     };

@@ -43,6 +43,12 @@ enum LabCmd {
         /// Do not masquerade pod traffic leaving the cluster network.
         #[arg(long)]
         no_ip_masq: bool,
+        /// Build the pods and wires of this topology file (YAML, in
+        /// containerlab's shape; see docs/wires.md) instead of
+        /// --pods-per-node pods; its `name`, `nodes` and `backend` apply
+        /// unless given here.
+        #[arg(long)]
+        topology: Option<PathBuf>,
         #[arg(long)]
         tweedd: Option<PathBuf>,
         #[arg(long)]
@@ -68,6 +74,10 @@ enum LabCmd {
         action: String,
         node: String,
         pod: String,
+        /// The pod's wires, as its `tweed.io/wires` annotation would say
+        /// (`eth1=r2:eth1, eth2=r3:eth1`); add only.
+        #[arg(long, default_value = "")]
+        wires: String,
     },
     /// Add a node, or stop/start a node's agent.
     Node {
@@ -84,6 +94,12 @@ enum LabCmd {
         #[arg(long)]
         all: bool,
     },
+}
+
+/// `value` unless it is the flag's default (then the topology file's
+/// setting, if any, applies).
+fn explicit<T: PartialEq + Clone>(value: &T, default: impl Into<T>) -> Option<T> {
+    (*value != default.into()).then(|| value.clone())
 }
 
 fn binaries(tweedd: Option<PathBuf>, plugin: Option<PathBuf>) -> Binaries {
@@ -114,11 +130,29 @@ pub fn run(args: LabArgs) -> Result<(), LabError> {
             pods_per_node,
             ipv6,
             no_ip_masq,
+            topology,
             tweedd,
             plugin,
         } => {
+            let topo = topology
+                .as_deref()
+                .map(tweed_lab::topology_file::TopologyFile::read)
+                .transpose()?;
+            let (name, nodes, backend, pods_per_node) = match &topo {
+                None => (which.name, nodes, backend, pods_per_node),
+                Some(t) => (
+                    explicit(&which.name, "tweed")
+                        .or(t.name.clone())
+                        .unwrap_or(which.name),
+                    explicit(&nodes, 3usize).unwrap_or(t.node_count().map_err(LabError::Usage)?),
+                    explicit(&backend, "vxlan".to_string())
+                        .or(t.backend.clone())
+                        .unwrap_or(backend),
+                    0,
+                ),
+            };
             let spec = LabSpec {
-                name: which.name,
+                name,
                 nodes,
                 backend,
                 store,
@@ -129,7 +163,13 @@ pub fn run(args: LabArgs) -> Result<(), LabError> {
                 binaries: binaries(tweedd, plugin),
             };
             let started = std::time::Instant::now();
-            let lab = Lab::up(&spec)?;
+            let mut lab = Lab::up(&spec)?;
+            if let Some(t) = &topo
+                && let Err(e) = tweed_lab::topology_file::build(&mut lab, t)
+            {
+                tweed_lab::teardown(&spec.name);
+                return Err(e);
+            }
             println!(
                 "lab {} up in {:.1}s: {} nodes, backend {}, store {}\n",
                 spec.name,
@@ -144,8 +184,13 @@ pub fn run(args: LabArgs) -> Result<(), LabError> {
             if !m.all_ok() {
                 return Err(LabError::Setup("some pods cannot reach each other".into()));
             }
+            let first = lab
+                .pods()
+                .first()
+                .map(|(n, p)| format!("{}/{}", n.name, p.name))
+                .unwrap_or_else(|| "n1".into());
             println!(
-                "tweedctl lab exec --name {0} n1/p1 -- ping <ip>   |   tweedctl lab down --name {0}",
+                "tweedctl lab exec --name {0} {first} -- ping <ip>   |   tweedctl lab down --name {0}",
                 spec.name
             );
             Ok(())
@@ -178,11 +223,12 @@ pub fn run(args: LabArgs) -> Result<(), LabError> {
             action,
             node,
             pod,
+            wires,
         } => {
             let mut lab = Lab::load(&which.name, binaries(None, None))?;
             match action.as_str() {
                 "add" => {
-                    let p = lab.add_pod(&node, &pod)?;
+                    let p = lab.add_pod_wired(&node, &pod, &wires)?;
                     println!(
                         "{node}/{} {}",
                         p.name,
@@ -259,6 +305,15 @@ fn print_status(lab: &Lab) {
                 .map(|s| s.as_str())
                 .collect();
             println!("       pod {:<6} {}", p.name, addrs.join(" "));
+        }
+        for w in lab.wire_status(&n.name) {
+            println!(
+                "       wire {:<22} -- {:<22} vni {:<8} {}",
+                w.local.to_string(),
+                w.peer.to_string(),
+                w.vni,
+                w.state
+            );
         }
     }
 }

@@ -23,6 +23,10 @@ pub struct StatusArgs {
     /// The node bridge the plugin uses.
     #[arg(long, default_value = "tweed0")]
     bridge: String,
+    /// Where the plugin records wires and tweedd reports on them
+    /// (tweedd's --wire-dir).
+    #[arg(long, default_value = tweed_wire::DEFAULT_DIR)]
+    wire_dir: PathBuf,
     /// Look inside this named network namespace (a lab node) instead.
     #[arg(long)]
     netns: Option<String>,
@@ -222,6 +226,7 @@ fn report(args: &StatusArgs) -> Result<(), String> {
     let mtu = lease_section(args, &mut report);
     let peers = agent_section(args, &mut report);
     kernel_section(args, mtu, peers, &mut report)?;
+    wires_section(&args.wire_dir, &mut report);
     if report.warnings.is_empty() {
         println!("no problems found");
     } else {
@@ -231,6 +236,46 @@ fn report(args: &StatusArgs) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Wires: every wire end on this node with its state, as tweedd last
+/// reported it, and the pods' records it works from.
+fn wires_section(dir: &std::path::Path, r: &mut Report) {
+    let (records, bad) = tweed_wire::record::read_all(dir);
+    for e in bad {
+        r.warn(format!("wire record: {e}"));
+    }
+    let report = match tweed_wire::status::read(dir) {
+        Ok(s) => s,
+        Err(e) => {
+            r.warn(format!("wire report in {}: {e}", dir.display()));
+            return;
+        }
+    };
+    let declared: usize = records.iter().map(|rec| rec.ends.len()).sum();
+    if declared == 0 && report.is_empty() {
+        return;
+    }
+    println!("wires ({} pods with wires on this node)", records.len());
+    for s in &report {
+        println!(
+            "  {:<24} -- {:<24} vni {:<8} {}",
+            s.local.to_string(),
+            s.peer.to_string(),
+            s.vni,
+            s.state
+        );
+        if let tweed_wire::WireState::Error { why } = &s.state {
+            r.warn(format!("wire {}: {why}", s.local));
+        }
+    }
+    if report.len() < declared {
+        r.warn(format!(
+            "{declared} wire ends are recorded but tweedd reports {}: is tweedd running with --wire-dir {}?",
+            report.len(),
+            dir.display()
+        ));
+    }
 }
 
 /// Layer-2 segments: each `tws-<name>` bridge with its ports, and its

@@ -30,6 +30,7 @@ impl Peer {
                 backend_v6_data: tweedd::lease::BackendData::null(),
                 node_name: format!("peer{i}"),
                 segment_macs: Default::default(),
+                wire_ends: Default::default(),
             },
             expires: None,
         }

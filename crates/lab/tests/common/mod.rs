@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod capture;
+pub mod raw;
+
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;

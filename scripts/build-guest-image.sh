@@ -47,7 +47,7 @@ apt_update() {
   DEBIAN_FRONTEND=noninteractive apt-get update -q >&2 || die "apt-get update failed"
   apt_updated=yes
 }
-need_packages=(busybox-static cpio gzip xz-utils zstd qemu-system-x86)
+need_packages=(busybox-static tcpdump cpio gzip xz-utils zstd qemu-system-x86)
 missing=()
 for p in "${need_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -84,6 +84,7 @@ compute_key() {
     sha256sum <"$init"
     echo "kernel $kver $kpkgver"
     echo "busybox $(dpkg-query -W -f='${Version}' busybox-static)"
+    echo "tcpdump $(dpkg-query -W -f='${Version}' tcpdump)"
     echo "modules $modules_wanted"
   } | sha256sum | cut -c1-16)"
 }
@@ -212,6 +213,14 @@ mknod -m 600 "$tree/dev/console" c 5 1
 mknod -m 666 "$tree/dev/null" c 1 3
 echo 'root:x:0:0:root:/root:/bin/sh' >"$tree/etc/passwd"
 echo 'root:x:0:' >"$tree/etc/group"
+# Debian's tcpdump with the shared libraries it loads (and the loader), so
+# the guest can capture what reaches it (`tweed.capture=`).
+tcpdump_bin=/usr/bin/tcpdump
+[ -x "$tcpdump_bin" ] || die "tcpdump is installed but /usr/bin/tcpdump was not found"
+install -D -m 0755 "$tcpdump_bin" "$tree/usr/bin/tcpdump"
+for lib in $(ldd "$tcpdump_bin" | awk '/=> \// { print $3 } /^\t\/lib/ { print $1 }'); do
+  install -D -m 0755 "$lib" "$tree$lib"
+done
 
 out="$stage/out"
 mkdir -p "$out"
@@ -222,6 +231,7 @@ cat >"$out/info" <<EOF
 kernel=$kver
 kernel_package=$kpkgver
 busybox=$(dpkg-query -W -f='${Version}' busybox-static)
+tcpdump=$(dpkg-query -W -f='${Version}' tcpdump)
 modules=${load_order[*]}
 built=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 EOF

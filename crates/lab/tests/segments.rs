@@ -498,13 +498,17 @@ fn a_container_and_a_vm_share_a_segment_across_nodes() {
         &vm_ns,
         "tap0",
         &mac,
-        "ip=10.244.254.2:::255.255.255.0:segvm:eth0:off",
+        // The guest captures frames of our unusual EtherType with tcpdump.
+        &format!("ip=10.244.254.2:::255.255.255.0:segvm:eth0:off tweed.capture=0x{ETHERTYPE:04x}"),
         &image,
     );
     let ready = vm
         .wait_ready(Duration::from_secs(180))
         .unwrap_or_else(|log| panic!("guest did not come up:\n{log}"));
-    assert!(ready.contains("ip=10.244.254.2/24"), "{ready}");
+    assert!(
+        ready.contains("ip=10.244.254.2/24") && ready.contains("capture=0x88b5"),
+        "{ready}"
+    );
 
     let page = http_get(&container_ns, "10.244.254.2:80");
     assert!(
@@ -522,6 +526,24 @@ fn a_container_and_a_vm_share_a_segment_across_nodes() {
         "ARP did not resolve the VM's MAC {mac}: {}",
         String::from_utf8_lossy(&neigh.stdout)
     );
+    // A raw frame of an unusual EtherType from the container reaches the
+    // VM's kernel, where tcpdump sees it.
+    let vm_mac: Vec<u8> = mac
+        .split(':')
+        .map(|h| u8::from_str_radix(h, 16).unwrap())
+        .collect();
+    raw::send(
+        &container_ns,
+        "net1",
+        vm_mac.try_into().unwrap(),
+        ETHERTYPE,
+        b"tweed segment to VM",
+    );
+    wait_until(20, "the VM's tcpdump to report the frame", || {
+        vm.log()
+            .lines()
+            .any(|l| l.contains("TWEED-GUEST-CAPTURE") && l.contains(&format!("0x{ETHERTYPE:04x}")))
+    });
     drop(vm);
     tweed_lab::pods::cni_with(&plugin, &n2.ns, &conf, &call("DEL")).expect("VM DEL");
     let links = run_in(&vm_ns, &["ip", "-o", "link"]);

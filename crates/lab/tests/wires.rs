@@ -334,3 +334,45 @@ fn wire_declarations_are_checked_and_leave_nothing() {
     }
     NetNs::delete_named(&pod).unwrap();
 }
+
+/// A wire across nodes with each store: the far end travels in the lease
+/// record (etcd: flannel's JSON with `WireEnds`; kube: the node annotation
+/// `tweed.io/wire-ends`), and an agent restart leaves the cable alone.
+#[test]
+fn wires_cross_nodes_with_etcd_and_kube_and_survive_agent_restarts() {
+    for store in ["etcd", "kube"] {
+        let mut t = TestLab::up_with(&format!("w{}", &store[..1]), 2, "vxlan", store, |s| {
+            s.pods_per_node = 0
+        });
+        t.lab_mut()
+            .add_pod_wired("n1", "ra", "eth1=rb:eth1")
+            .unwrap();
+        t.lab_mut()
+            .add_pod_wired("n2", "rb", "eth1=ra:eth1")
+            .unwrap();
+        t.lab()
+            .wait_wires_up(Duration::from_secs(15))
+            .unwrap_or_else(|e| panic!("{store}: {e}\n{}", t.logs()));
+        let (ra, rb) = (pod_ns(&t, "n1", "ra"), pod_ns(&t, "n2", "rb"));
+        frames_cross((&ra, "eth1"), (&rb, "eth1"), 1000);
+        frames_cross((&rb, "eth1"), (&ra, "eth1"), 1000);
+
+        // Restarting the far node's agent does not flap the near end.
+        let before = link(&ra, "eth1").unwrap().index;
+        t.lab_mut().stop_agent("n2").unwrap();
+        t.lab_mut().start_agent("n2").unwrap();
+        std::thread::sleep(Duration::from_secs(4));
+        assert_eq!(
+            link(&ra, "eth1").map(|l| l.index),
+            Some(before),
+            "{store}: the wire end was recreated across the far agent's restart"
+        );
+        frames_cross((&rb, "eth1"), (&ra, "eth1"), 1000);
+
+        // Deleting the far pod still removes the near end.
+        t.lab_mut().del_pod("n2", "rb").unwrap();
+        wait_until(10, &format!("{store}: ra's end removed"), || {
+            link(&ra, "eth1").is_none()
+        });
+    }
+}

@@ -111,6 +111,10 @@ pub fn record(
 /// record is gone from its lease.
 pub fn remove(dir: &Path, container_id: &str) -> Result<(), CniError> {
     let fail = |e: record::RecordError| CniError::io(format!("removing the pod's wires: {e}"));
+    // Most pods have no wires: one stat, no lock, nothing created.
+    if !record::exists(dir, container_id) {
+        return Ok(());
+    }
     let lock = DirLock::take(dir).map_err(fail)?;
     let rec = match record::read(dir, container_id) {
         Ok(Some(r)) => Some(r),

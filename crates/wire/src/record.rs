@@ -114,6 +114,11 @@ pub fn write(dir: &Path, record: &WireRecord, _lock: &DirLock) -> Result<(), Rec
     fs::rename(&tmp, &path).map_err(io_err("rename into place", &path))
 }
 
+/// Whether a pod has a record (a stat; no lock).
+pub fn exists(dir: &Path, container_id: &str) -> bool {
+    record_path(dir, container_id).exists()
+}
+
 /// A pod's record, if there is one.
 pub fn read(dir: &Path, container_id: &str) -> Result<Option<WireRecord>, RecordError> {
     read_path(&record_path(dir, container_id))
@@ -203,6 +208,7 @@ mod tests {
         write(dir.path(), &rec("c0", "lab/r0"), &lock).unwrap();
         fs::write(pods_dir(dir.path()).join("junk.json"), "{").unwrap();
         assert_eq!(read(dir.path(), "c1").unwrap(), Some(rec("c1", "lab/r1")));
+        assert!(exists(dir.path(), "c1") && !exists(dir.path(), "c9"));
         let (all, bad) = read_all(dir.path());
         assert_eq!(
             all.iter().map(|r| r.pod.as_str()).collect::<Vec<_>>(),

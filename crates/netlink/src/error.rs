@@ -41,6 +41,16 @@ pub enum NetlinkError {
         source: io::Error,
     },
 
+    /// The kernel refused to load a BPF program; `log` is its verifier's
+    /// explanation.
+    #[error("loading BPF program {name}: {source}{}", if log.is_empty() { String::new() } else { format!(" (verifier: {log})") })]
+    BpfLoad {
+        name: String,
+        #[source]
+        source: io::Error,
+        log: String,
+    },
+
     /// Reading or writing a sysctl failed.
     #[error("sysctl {key}: {source}")]
     Sysctl {

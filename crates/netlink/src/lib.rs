@@ -9,6 +9,8 @@
 //! filters each have their own module.
 
 mod address;
+pub mod bpf;
+mod clsact;
 mod error;
 mod link;
 mod mac;
@@ -22,6 +24,7 @@ mod tap;
 mod tc;
 
 pub use address::Address;
+pub use clsact::Direction;
 pub use error::{NetlinkError, Result};
 pub use link::{BridgePort, Link, LinkKind, NewLink, VethPeer, VxlanInfo, VxlanSpec};
 pub use mac::{InvalidMac, MacAddr};

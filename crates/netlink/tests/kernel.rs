@@ -829,3 +829,85 @@ fn a_pass_filter_lets_one_address_through_ahead_of_the_redirect() {
         "everything else still crosses the cable"
     );
 }
+
+fn pings(from: &TempNs, to: &str) -> bool {
+    Command::new("ip")
+        .args([
+            "netns", "exec", &from.name, "ping", "-c", "1", "-W", "1", to,
+        ])
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+/// The VLAN programs: both ends of a veth tag what they send and untag
+/// what they receive, so IP works across; an end that expects another tag
+/// drops everything, so nothing does.
+#[test]
+fn bpf_programs_tag_and_untag_frames() {
+    use tweed_netlink::{Direction, bpf};
+    let (a, b) = (TempNs::new("vla"), TempNs::new("vlb"));
+    let mut spec = NewLink::new(
+        "va",
+        LinkKind::Veth(VethPeer {
+            name: "vb".into(),
+            mac: None,
+            netns: Some(&b.ns),
+        }),
+    );
+    spec.up = true;
+    a.nl().create_link(&spec).unwrap();
+    let tag = |ns: &TempNs, dev: &str, push: u16, pop: u16| {
+        let mut nl = ns.nl();
+        let l = nl.link_by_name(dev).unwrap().unwrap();
+        nl.delete_clsact(l.index).unwrap();
+        nl.ensure_clsact(l.index).unwrap();
+        nl.ensure_clsact(l.index).unwrap();
+        let p = bpf::load_vlan_push(push).unwrap();
+        nl.add_bpf_filter(l.index, Direction::Egress, &p, &format!("push{push}"))
+            .unwrap();
+        let p = bpf::load_vlan_pop(pop).unwrap();
+        nl.add_bpf_filter(l.index, Direction::Ingress, &p, &format!("pop{pop}"))
+            .unwrap();
+        assert_eq!(
+            nl.bpf_filters(l.index, Direction::Egress).unwrap(),
+            [format!("push{push}")]
+        );
+        assert_eq!(
+            nl.bpf_filters(l.index, Direction::Ingress).unwrap(),
+            [format!("pop{pop}")]
+        );
+    };
+    for (ns, dev, addr) in [(&a, "va", "10.244.251.1/24"), (&b, "vb", "10.244.251.2/24")] {
+        let mut nl = ns.nl();
+        let l = nl.link_by_name(dev).unwrap().unwrap();
+        nl.add_address(l.index, net(addr), true).unwrap();
+        nl.set_link_up(l.index, true).unwrap();
+    }
+    assert!(pings(&a, "10.244.251.2"), "plain veth");
+    tag(&a, "va", 100, 100);
+    assert!(
+        !pings(&a, "10.244.251.2"),
+        "tagged one way only, yet IP worked"
+    );
+    tag(&b, "vb", 100, 100);
+    assert!(
+        pings(&a, "10.244.251.2"),
+        "tagged and untagged at both ends"
+    );
+    tag(&b, "vb", 100, 200);
+    assert!(
+        !pings(&a, "10.244.251.2"),
+        "b expects VLAN 200 but took 100"
+    );
+    let mut nl = b.nl();
+    let vb = nl.link_by_name("vb").unwrap().unwrap();
+    nl.delete_clsact(vb.index).unwrap();
+    assert!(
+        nl.bpf_filters(vb.index, Direction::Ingress)
+            .unwrap()
+            .is_empty()
+    );
+    nl.delete_clsact(vb.index).unwrap();
+}

@@ -7,7 +7,7 @@
 //! sides agree without talking to each other.
 //!
 //! Declared in net-conf.json (flannel's file, extended):
-//! `"Segments": [{"Name": "lab1", "VNI": 4001, "MTU": 1450}]`.
+//! `"Segments": [{"Name": "lab1", "VNI": 4001, "MTU": 1450, "VLAN": 100}]`.
 
 use std::collections::HashSet;
 
@@ -32,6 +32,12 @@ pub struct Segment {
     /// VXLAN overhead.
     #[serde(rename = "MTU", default)]
     pub mtu: Option<u32>,
+    /// An 802.1Q tag for the segment between nodes: pods' ports are
+    /// untagged members of this VLAN, and the frames they send cross to
+    /// other nodes tagged with it (so a trunk elsewhere can carry the
+    /// segment as that VLAN). Default: untagged everywhere.
+    #[serde(rename = "VLAN", default)]
+    pub vlan: Option<u16>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -46,6 +52,8 @@ pub enum SegmentError {
     BadVni { index: usize, vni: u32 },
     #[error("Segments[{index}].MTU: {mtu} is outside 576..65535")]
     BadMtu { index: usize, mtu: u32 },
+    #[error("Segments[{index}].VLAN: {vlan} is outside 1..4094")]
+    BadVlan { index: usize, vlan: u16 },
     #[error("Segments[{index}]: {what} {value} is used by an earlier segment")]
     Duplicate {
         index: usize,
@@ -102,6 +110,11 @@ pub fn validate(segments: &[Segment]) -> Result<(), SegmentError> {
         {
             return Err(SegmentError::BadMtu { index, mtu });
         }
+        if let Some(vlan) = s.vlan
+            && !(1..=4094).contains(&vlan)
+        {
+            return Err(SegmentError::BadVlan { index, vlan });
+        }
         if !names.insert(s.name.as_str()) {
             return Err(SegmentError::Duplicate {
                 index,
@@ -129,6 +142,7 @@ mod tests {
             name: name.into(),
             vni,
             mtu: None,
+            vlan: None,
         }
     }
 
@@ -149,6 +163,9 @@ mod tests {
         .unwrap();
         assert_eq!(s[0], seg("lab1", 4001));
         assert_eq!(s[1].mtu, Some(1400));
+        let tagged: Vec<Segment> =
+            serde_json::from_str(r#"[{"Name": "t", "VNI": 9, "VLAN": 100}]"#).unwrap();
+        assert_eq!(tagged[0].vlan, Some(100));
         assert!(validate(&s).is_ok());
         let unknown =
             serde_json::from_str::<Vec<Segment>>(r#"[{"Name": "a", "VNI": 1, "Vni": 2}]"#);
@@ -172,6 +189,13 @@ mod tests {
                     ..seg("a", 5)
                 }],
                 "Segments[0].MTU",
+            ),
+            (
+                vec![Segment {
+                    vlan: Some(4095),
+                    ..seg("a", 5)
+                }],
+                "Segments[0].VLAN: 4095",
             ),
         ];
         for (segments, want) in cases {

@@ -10,6 +10,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::capture::Capture;
 use common::{TestLab, raw, wait_until};
 use serde_json::json;
 use tweed_testkit::netns::TestNs;
@@ -20,9 +21,13 @@ const VNI: u32 = 4001;
 const ETHERTYPE: u16 = 0x88b5;
 
 fn lab_with_segment(tag: &str, nodes: usize) -> TestLab {
+    lab_with(tag, nodes, json!({"Name": SEGMENT, "VNI": VNI}))
+}
+
+fn lab_with(tag: &str, nodes: usize, segment: serde_json::Value) -> TestLab {
     TestLab::up_with(tag, nodes, "vxlan", "file", |s| {
         s.net_conf_overrides
-            .insert("Segments".into(), json!([{"Name": SEGMENT, "VNI": VNI}]));
+            .insert("Segments".into(), json!([segment]));
     })
 }
 
@@ -172,6 +177,46 @@ fn containers_on_two_nodes_share_one_segment() {
         fdb_dsts(&lab, "n1") == vec![underlay_ip(&lab, "n2")]
     });
     assert!(b.ping("10.244.254.1"), "ping after the device came back");
+}
+
+#[test]
+fn a_segment_with_a_vlan_tag_carries_it_between_nodes() {
+    let lab = lab_with("sgq", 2, json!({"Name": SEGMENT, "VNI": VNI, "VLAN": 100}));
+    let tunnel = format!("twx.{VNI}");
+    // Every node: the tagging program on the way out of the VXLAN device,
+    // the untagging one on the way in.
+    for node in ["n1", "n2"] {
+        for (dir, prog) in [("egress", "tw_vpush_100"), ("ingress", "tw_vpop_100")] {
+            wait_until(10, &format!("{node}'s {dir} program"), || {
+                let out = lab
+                    .lab()
+                    .exec_output(node, &["tc", "filter", "show", "dev", &tunnel, dir])
+                    .expect("tc");
+                String::from_utf8_lossy(&out.stdout).contains(prog)
+            });
+        }
+    }
+    let _a = endpoint(&lab, "n1", "sqa", "10.244.254.1");
+    let b = endpoint(&lab, "n2", "sqb", "10.244.254.2");
+    // Untagged between the pods (their eth1 has no VLAN device: a tagged
+    // frame would not reach their IP stack), tagged between the nodes.
+    let n2 = lab.lab().state.node("n2").unwrap().ns.clone();
+    let cap = Capture::start(&n2, &tunnel, "vlan 100 and icmp");
+    assert!(
+        b.ping("10.244.254.1"),
+        "ping across the tagged segment failed"
+    );
+    let seen = cap
+        .wait(Duration::from_secs(3))
+        .expect("no tagged ICMP on n2's segment device");
+    assert!(seen.contains("vlan 100"), "{seen}");
+    let inside = Capture::start(&b.name, "eth1", "vlan");
+    assert!(b.ping("10.244.254.1"));
+    assert_eq!(
+        inside.wait(Duration::from_secs(2)),
+        None,
+        "a tag reached the pod"
+    );
 }
 
 /// ADD/DEL of a second pod interface (`net1`) on the segment, through the

@@ -32,10 +32,10 @@ pub struct Segment {
     /// VXLAN overhead.
     #[serde(rename = "MTU", default)]
     pub mtu: Option<u32>,
-    /// An 802.1Q tag for the segment between nodes: pods' ports are
-    /// untagged members of this VLAN, and the frames they send cross to
-    /// other nodes tagged with it (so a trunk elsewhere can carry the
-    /// segment as that VLAN). Default: untagged everywhere.
+    /// An 802.1Q tag for the segment between nodes: frames cross to other
+    /// nodes tagged with it (so a trunk elsewhere can carry the segment as
+    /// that VLAN) while pods send and receive them untagged; frames that
+    /// arrive without it are dropped. Default: untagged everywhere.
     #[serde(rename = "VLAN", default)]
     pub vlan: Option<u16>,
 }

@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use serde_json::Value;
-use tweed_netlink::{LinkKind, MacAddr, Netlink, NewLink, VxlanSpec};
+use tweed_netlink::{Direction, LinkKind, MacAddr, Netlink, NewLink, VxlanSpec};
 use tweed_segment::{Segment, bridge_name, vxlan_name};
 
 use super::{Backend, BackendError, LocalNode};
@@ -125,8 +125,42 @@ impl WithSegments {
         if !vx.up {
             nl.set_link_up(vx.index, true)?;
         }
-        Ok(())
+        vlan_tag(nl, s, vx.index)
     }
+}
+
+/// The segment's VLAN tag on its VXLAN device: a tc program pushes it on
+/// every frame leaving for other nodes, another takes it off arriving
+/// frames and drops those without it (see tweed_netlink::bpf for why BPF).
+/// The programs' names carry the VLAN, so a changed tag is noticed.
+fn vlan_tag(nl: &mut Netlink, s: &Segment, vx: u32) -> Result<(), BackendError> {
+    let want = s
+        .vlan
+        .map(|vid| (format!("tw_vpush_{vid}"), format!("tw_vpop_{vid}")));
+    let have = (
+        nl.bpf_filters(vx, Direction::Egress)?,
+        nl.bpf_filters(vx, Direction::Ingress)?,
+    );
+    match &want {
+        Some((push, pop)) if have.0 == [push.clone()] && have.1 == [pop.clone()] => {
+            return Ok(());
+        }
+        None if have.0.is_empty() && have.1.is_empty() => return Ok(()),
+        _ => {}
+    }
+    nl.delete_clsact(vx)?;
+    let Some(vid) = s.vlan else {
+        tracing::info!(segment = %s.name, "segment VLAN tag removed");
+        return Ok(());
+    };
+    let (push, pop) = want.expect("a VLAN");
+    nl.ensure_clsact(vx)?;
+    let prog = tweed_netlink::bpf::load_vlan_push(vid)?;
+    nl.add_bpf_filter(vx, Direction::Egress, &prog, &push)?;
+    let prog = tweed_netlink::bpf::load_vlan_pop(vid)?;
+    nl.add_bpf_filter(vx, Direction::Ingress, &prog, &pop)?;
+    tracing::info!(segment = %s.name, vlan = vid, "segment frames cross between nodes tagged");
+    Ok(())
 }
 
 impl Backend for WithSegments {

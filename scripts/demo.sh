@@ -15,6 +15,6 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 scripts/install-deps.sh run
 cargo build --release -q -p tweed-plugin -p tweedd -p tweedctl
-bin=target/x86_64-unknown-linux-gnu/release   # see .cargo/config.toml
+bin="${CARGO_TARGET_DIR:-target}/x86_64-unknown-linux-gnu/release"   # see .cargo/config.toml
 "$bin/tweedctl" lab down --name tweed >/dev/null
 exec "$bin/tweedctl" lab up --name tweed --nodes 3 "$@"

@@ -307,13 +307,7 @@ fn print_status(lab: &Lab) {
             println!("       pod {:<6} {}", p.name, addrs.join(" "));
         }
         for w in lab.wire_status(&n.name) {
-            println!(
-                "       wire {:<22} -- {:<22} vni {:<8} {}",
-                w.local.to_string(),
-                w.peer.to_string(),
-                w.vni,
-                w.state
-            );
+            println!("       wire {w}");
         }
     }
 }

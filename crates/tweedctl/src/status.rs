@@ -258,13 +258,7 @@ fn wires_section(dir: &std::path::Path, r: &mut Report) {
     }
     println!("wires ({} pods with wires on this node)", records.len());
     for s in &report {
-        println!(
-            "  {:<24} -- {:<24} vni {:<8} {}",
-            s.local.to_string(),
-            s.peer.to_string(),
-            s.vni,
-            s.state
-        );
+        println!("  {s}");
         if let tweed_wire::WireState::Error { why } = &s.state {
             r.warn(format!("wire {}: {why}", s.local));
         }

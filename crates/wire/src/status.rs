@@ -51,6 +51,20 @@ impl std::fmt::Display for WireState {
     }
 }
 
+impl std::fmt::Display for WireStatus {
+    /// One line for tools: `ns/a:eth1 -- ns/b:eth1 vni 123 up (veth)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:<24} -- {:<24} vni {:<8} {}",
+            self.local.to_string(),
+            self.peer.to_string(),
+            self.vni,
+            self.state
+        )
+    }
+}
+
 pub fn status_path(dir: &Path) -> PathBuf {
     dir.join("status.json")
 }
@@ -110,5 +124,11 @@ mod tests {
         let text = fs::read_to_string(status_path(dir.path())).unwrap();
         assert!(text.contains("\"state\": \"waiting-for-peer\""), "{text}");
         assert_eq!(s[0].state.to_string(), "up (vxlan to n2)");
+        assert!(
+            s[1].to_string().starts_with("lab/r1:eth2")
+                && s[1]
+                    .to_string()
+                    .ends_with("waiting for peer: lab/r3 is not running")
+        );
     }
 }

@@ -49,7 +49,8 @@ fn is_up(s: Option<WireState>) -> bool {
 }
 
 /// A frame of each kind a cable must carry, from `from` to `to`.
-fn frames_cross(from: (&str, &str), to: (&str, &str), mtu: u32) {
+/// `size`: the untagged frame's payload (the wire's MTU for the largest).
+fn frames_cross(from: (&str, &str), to: (&str, &str), size: u32) {
     // 802.1Q-tagged: tcpdump shows the tag and the inner EtherType.
     let cap = Capture::start(to.0, to.1, "vlan 100 and ether proto 0x88b5");
     raw::send_frame(
@@ -65,13 +66,13 @@ fn frames_cross(from: (&str, &str), to: (&str, &str), mtu: u32) {
         "{from:?} -> {to:?}: {seen}"
     );
 
-    // Untagged, a non-IP EtherType, as large as the MTU allows.
+    // Untagged, a non-IP EtherType, `size` bytes of payload.
     let rx = raw::Receiver::open(to.0, to.1, 0x88b6);
-    let payload: Vec<u8> = (0..mtu).map(|i| (i % 251) as u8).collect();
+    let payload: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
     raw::send(from.0, from.1, BROADCAST, 0x88b6, &payload);
     let got = rx
         .recv(Duration::from_secs(3))
-        .unwrap_or_else(|| panic!("no 0x88b6 frame of {mtu} bytes {from:?} -> {to:?}"));
+        .unwrap_or_else(|| panic!("no 0x88b6 frame of {size} bytes {from:?} -> {to:?}"));
     assert_eq!(got, payload, "{from:?} -> {to:?}");
 }
 

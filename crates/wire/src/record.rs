@@ -110,8 +110,14 @@ pub fn write(dir: &Path, record: &WireRecord, _lock: &DirLock) -> Result<(), Rec
     let path = record_path(dir, &record.container_id);
     let tmp = path.with_extension("json.tmp");
     let text = serde_json::to_vec_pretty(record).expect("records serialise");
-    fs::write(&tmp, text).map_err(io_err("write", &tmp))?;
-    fs::rename(&tmp, &path).map_err(io_err("rename into place", &path))
+    let written = fs::write(&tmp, text)
+        .map_err(io_err("write", &tmp))
+        .and_then(|()| fs::rename(&tmp, &path).map_err(io_err("rename into place", &path)));
+    if written.is_err() {
+        // A failed ADD leaves nothing, not even half a record.
+        let _ = fs::remove_file(&tmp);
+    }
+    written
 }
 
 /// Whether a pod has a record (a stat; no lock).

@@ -25,6 +25,7 @@ use crate::lease::{Lease, LeaseKey};
 use crate::leasing::{self, AcquireError};
 use crate::metrics::Metrics;
 use crate::reconcile::{self, Input, PeersMailbox, Reconciler};
+use crate::segment_blocks::SegmentBlocks;
 use crate::state::{self, NodeState};
 use crate::store::any::AnyStore;
 use crate::store::{LeaseStore, StoreError, WatchEvent};
@@ -43,6 +44,8 @@ pub struct AgentOptions {
     pub state_dir: PathBuf,
     /// The plugin's wire records and this agent's report on them.
     pub wire_dir: PathBuf,
+    /// Where each addressed segment's block is written for the plugin.
+    pub segment_dir: PathBuf,
     pub lease_ttl: Duration,
     pub renew_interval: Duration,
     pub resync_interval: Duration,
@@ -66,6 +69,8 @@ pub enum AgentError {
     },
     #[error("masquerade: {0}")]
     Masq(String),
+    #[error("segment addresses: {0}")]
+    SegmentBlocks(StoreError),
     #[error("health server: {0}")]
     Health(std::io::Error),
 }
@@ -164,6 +169,18 @@ pub async fn run(opts: AgentOptions, config: NetConfig, store: AnyStore) -> Resu
     if let Err(e) = saved.save(&opts.state_dir) {
         tracing::warn!(error = %e, dir = %opts.state_dir.display(), "cannot save state; the VTEP MAC stays derived from the node name");
     }
+
+    // Before the reconciler makes the segments' bridges: the plugin takes
+    // a bridge without a block file for a segment without addresses.
+    let mut blocks = SegmentBlocks::new(
+        &store,
+        &config.segments,
+        opts.segment_dir.clone(),
+        &opts.node_name,
+        underlay.public_ipv4,
+    )
+    .map_err(AgentError::SegmentBlocks)?;
+    blocks.claim_missing(opts.lease_ttl, true).await;
 
     let mut local = Arc::new(LocalNode {
         name: opts.node_name.clone(),
@@ -295,6 +312,7 @@ pub async fn run(opts: AgentOptions, config: NetConfig, store: AnyStore) -> Resu
             _ = sigint.recv() => break,
             _ = heartbeat.tick() => {
                 health.beat();
+                blocks.claim_missing(opts.lease_ttl, false).await;
                 if !announced {
                     announced = announce(&store, &lease).await;
                 }
@@ -383,6 +401,7 @@ pub async fn run(opts: AgentOptions, config: NetConfig, store: AnyStore) -> Resu
                 }
             }
             _ = renew.tick() => {
+                blocks.renew(opts.lease_ttl).await;
                 match store.renew(&lease, opts.lease_ttl).await {
                     Ok(l) => {
                         lease = l;

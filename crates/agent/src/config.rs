@@ -245,6 +245,24 @@ impl NetConfig {
                 format!("{vni} is the pod network's own VXLAN VNI (Backend.VNI)"),
             ));
         }
+        // A segment's addresses live on the pod's extra interface, on-link:
+        // overlapping the routed pod network would send one of the two
+        // the wrong way inside the pod.
+        if let Some(pool) = &ipv4
+            && let Some((i, subnet)) = segments
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| s.subnet.map(|n| (i, n)))
+                .find(|(_, n)| n.contains(&pool.network) || pool.network.contains(n))
+        {
+            return Err(err(
+                &format!("Segments[{i}].Subnet"),
+                format!(
+                    "{subnet} overlaps the pod network {} (Network)",
+                    pool.network
+                ),
+            ));
+        }
         let wire_mtu = match &raw.wires {
             None | Some(Value::Null) => None,
             Some(v) => {
@@ -668,6 +686,18 @@ mod tests {
             ),
             (r#"[{"Name": "a", "VNI": 1}]"#, "Segments[0].VNI"),
             (r#"{"Name": "a"}"#, "Segments"),
+            (
+                r#"[{"Name": "a", "VNI": 5, "Subnet": "10.244.9.0/24"}]"#,
+                "Segments[0].Subnet",
+            ),
+            (
+                r#"[{"Name": "a", "VNI": 5, "Subnet": "192.168.0.1/24"}]"#,
+                "Segments[0].Subnet",
+            ),
+            (
+                r#"[{"Name": "a", "VNI": 5, "Subnet": "192.168.0.0/24", "BlockLen": 8}]"#,
+                "Segments[0].BlockLen",
+            ),
         ] {
             let e = NetConfig::parse(&format!(
                 r#"{{"Network": "10.244.0.0/16", "Segments": {text}}}"#

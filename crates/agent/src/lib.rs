@@ -12,6 +12,7 @@ pub mod leasing;
 pub mod masq;
 pub mod metrics;
 pub mod reconcile;
+pub mod segment_blocks;
 pub mod segment_macs;
 pub mod state;
 pub mod store;

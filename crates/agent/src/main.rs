@@ -85,6 +85,10 @@ struct Flags {
     /// agent reports on them.
     #[arg(long, default_value = tweed_wire::DEFAULT_DIR)]
     wire_dir: PathBuf,
+    /// Where the agent writes each addressed segment's block (the plugin's
+    /// `segmentDir`).
+    #[arg(long, default_value = tweed_segment::block::DEFAULT_DIR)]
+    segment_dir: PathBuf,
     /// Where the agent keeps what it must remember across restarts.
     #[arg(long, default_value = "/var/lib/tweed")]
     state_dir: PathBuf,
@@ -188,6 +192,7 @@ fn main() -> ExitCode {
         health_addr: flags.health_addr,
         state_dir: flags.state_dir.clone(),
         wire_dir: flags.wire_dir.clone(),
+        segment_dir: flags.segment_dir.clone(),
         lease_ttl: Duration::from_secs(flags.lease_ttl),
         renew_interval: Duration::from_secs(flags.renew_interval),
         resync_interval: Duration::from_secs(flags.resync_interval.max(1)),

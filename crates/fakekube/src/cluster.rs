@@ -78,6 +78,8 @@ pub struct Cluster {
     /// Watches and continue tokens from revisions below this are 410 Gone.
     oldest: u64,
     next_uid: u64,
+    /// `coordination.k8s.io` Leases; their writes move the revision on too.
+    pub leases: crate::leases::Leases,
 }
 
 impl Cluster {
@@ -247,6 +249,12 @@ impl Cluster {
     /// resources do in the real store.
     pub fn bump(&mut self, by: u64) {
         self.rv += by;
+    }
+
+    /// The revision a write to another resource gets (a Lease).
+    pub fn next_revision(&mut self) -> u64 {
+        self.rv += 1;
+        self.rv
     }
 
     /// Forgets every event so far: watches from an older revision get 410.

@@ -13,6 +13,7 @@
 
 pub mod client;
 pub mod cluster;
+pub mod leases;
 pub mod patch;
 pub mod server;
 pub mod tls;

@@ -8,6 +8,8 @@
 //! | `GET /api/v1/nodes/NAME[/status]` | the Node |
 //! | `POST /api/v1/nodes`, `DELETE /api/v1/nodes/NAME` | create, delete |
 //! | `PATCH /api/v1/nodes/NAME[/status]` | merge or strategic merge patch (see [`crate::patch`]) |
+//! | `GET /apis/coordination.k8s.io/v1/namespaces/NS/leases[?labelSelector=k=v]` | LeaseList |
+//! | `POST`, `GET`/`PUT`/`DELETE .../leases[/NAME]` | create (409 when taken), get, replace (409 on a stale `resourceVersion`), delete; see [`crate::leases`] |
 //! | `POST /admin/compact[?closeWatches=true]` | forget all events: older watches get 410 |
 //! | `POST /admin/close-watches` | end every open watch (a dropped connection) |
 //! | `POST /admin/bump` `{"by":N}` | move the revision on by N without a Node change (other resources being written: only bookmarks tell a Node watch) |
@@ -343,11 +345,67 @@ async fn api(shared: &Arc<Shared>, path: &str, req: Request<Incoming>) -> Respon
                 Err(f) => failure(&f),
             }
         }
+        (
+            method,
+            [
+                "apis",
+                "coordination.k8s.io",
+                "v1",
+                "namespaces",
+                ns,
+                "leases",
+                rest @ ..,
+            ],
+        ) => {
+            shared.count("leases");
+            leases(shared, method, ns, rest.first().copied(), req).await
+        }
         _ => failure(&Failure::new(
             404,
             "NotFound",
             "the server could not find the requested resource",
         )),
+    }
+}
+
+/// The Lease endpoints of one namespace (no watches: nothing waits on
+/// them).
+async fn leases(
+    shared: &Arc<Shared>,
+    method: Method,
+    ns: &str,
+    name: Option<&str>,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let mut c = shared.cluster();
+    match (method, name) {
+        (Method::GET, None) => {
+            let q = query(&req);
+            let rv = c.revision();
+            ok(&c
+                .leases
+                .list(ns, q.get("labelSelector").map(String::as_str), rv))
+        }
+        (Method::GET, Some(name)) => result(c.leases.get(ns, name)),
+        (Method::DELETE, Some(name)) => result(c.leases.delete(ns, name)),
+        (method @ (Method::POST | Method::PUT), name) => {
+            drop(c);
+            let body = match body_json(req).await {
+                Ok(b) => b,
+                Err(f) => return failure(&f),
+            };
+            let mut c = shared.cluster();
+            let rv = c.next_revision();
+            match (method, name) {
+                (Method::POST, None) => match c.leases.create(ns, body, rv) {
+                    Ok(v) => full(StatusCode::CREATED, &v),
+                    Err(f) => failure(&f),
+                },
+                (Method::PUT, Some(name)) => result(c.leases.replace(ns, name, body, rv)),
+                _ => failure(&Failure::new(405, "MethodNotAllowed", "not allowed here")),
+            }
+        }
+        _ => failure(&Failure::new(405, "MethodNotAllowed", "not allowed here")),
     }
 }
 

@@ -486,6 +486,8 @@ impl Lab {
             dir.join("state").display().to_string(),
             "--wire-dir".into(),
             dir.join("wires").display().to_string(),
+            "--segment-dir".into(),
+            dir.join("segments").display().to_string(),
             "--health-addr".into(),
             node.health_addr.clone(),
         ];

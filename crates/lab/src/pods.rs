@@ -24,6 +24,20 @@ pub fn conflist(node_dir: &Path) -> Value {
     })
 }
 
+/// The network configuration of a second interface on layer-2 segment
+/// `segment` (what Multus would hand the plugin as `net1`'s network).
+pub fn segment_conf(node_dir: &Path, segment: &str) -> Value {
+    json!({
+        "cniVersion": "1.1.0",
+        "name": format!("seg-{segment}"),
+        "type": "tweed",
+        "segment": segment,
+        "logFile": node_dir.join("cni.log"),
+        "segmentDir": node_dir.join("segments"),
+        "ipam": {"dataDir": node_dir.join("ipam")},
+    })
+}
+
 /// The CNI_ARGS a kubelet would pass for lab pod `pod` (namespace
 /// `default`).
 pub fn k8s_args(pod: &str) -> String {

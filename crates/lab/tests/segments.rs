@@ -244,13 +244,7 @@ fn segment_cni(
 }
 
 fn segment_conf(lab: &TestLab, node: &str, segment: &str) -> serde_json::Value {
-    json!({
-        "cniVersion": "1.1.0",
-        "name": format!("seg-{segment}"),
-        "type": "tweed",
-        "segment": segment,
-        "logFile": lab.lab().node_dir(node).join("cni.log"),
-    })
+    tweed_lab::pods::segment_conf(&lab.lab().node_dir(node), segment)
 }
 
 fn pod_ns(lab: &TestLab, node: &str) -> String {
@@ -378,13 +372,13 @@ fn segment_attachment_refuses_bad_input_and_leaves_nothing() {
     with_bridge["bridge"] = json!("br9");
     let mut bad_mtu = segment_conf(&lab, "n1", SEGMENT);
     bad_mtu["mtu"] = json!(1300);
-    let mut lease_ipam = segment_conf(&lab, "n1", SEGMENT);
-    lease_ipam["ipam"] = json!({"type": "tweed"});
+    let mut bad_ipam = segment_conf(&lab, "n1", SEGMENT);
+    bad_ipam["ipam"] = json!({"ranges": [[{"subnet": "192.168.9.1/24"}]]});
     for (conf, code, needle) in [
         (bad_name, 7, "segment"),
         (with_bridge, 7, "bridge"),
         (bad_mtu, 7, "mtu"),
-        (lease_ipam, 7, "ipam"),
+        (bad_ipam, 7, "ipam.ranges[0][0].subnet"),
         // A segment tweedd was not told about: try again later.
         (segment_conf(&lab, "n1", "nope"), 11, "tws-nope"),
     ] {

@@ -36,6 +36,8 @@ struct TweedFields {
     segment: Option<String>,
     /// Where pods' wire records go for tweedd (`--wire-dir`).
     wire_dir: Option<PathBuf>,
+    /// Where tweedd writes segments' address blocks (`--segment-dir`).
+    segment_dir: Option<PathBuf>,
 }
 
 /// Everything a command needs from the configuration.
@@ -58,6 +60,8 @@ pub struct Conf {
     pub guest: Option<GuestSection>,
     /// Where the pod's wires are recorded for tweedd.
     pub wire_dir: PathBuf,
+    /// Where tweedd writes each addressed segment's block.
+    pub segment_dir: PathBuf,
     /// The configuration exactly as received (handed to delegates).
     pub raw: Value,
 }
@@ -95,17 +99,17 @@ impl Conf {
                 format!("{mtu} is outside 68..65535"),
             ));
         }
-        let ipam = match (&fields.segment, net.ipam.as_ref()) {
-            // Pure layer 2: no addresses unless the network asks for some.
-            (Some(_), None) => IpamPlan::NoAddresses,
-            (_, ipam) => IpamPlan::from_config(ipam)?,
+        let ipam = match (&fields.segment, IpamPlan::from_config(net.ipam.as_ref())?) {
+            // A segment has no node lease: without ranges of its own its
+            // addresses come from its Subnet (tweedd's block file), and
+            // without a Subnet there are none (pure layer 2).
+            (Some(_), IpamPlan::Builtin(c)) if c.ranges.is_none() && c.subnet.is_none() => {
+                IpamPlan::SegmentBlock {
+                    data_dir: crate::ipam::builtin::data_dir(&c),
+                }
+            }
+            (_, plan) => plan,
         };
-        if fields.segment.is_some() && ipam.needs_lease() {
-            return Err(CniError::invalid_config(
-                "ipam",
-                "a segment has no node lease to take addresses from: give ipam.ranges (or ipam.subnet), or leave ipam out for an interface without addresses",
-            ));
-        }
         Ok(Conf {
             version,
             bridge,
@@ -127,6 +131,9 @@ impl Conf {
             wire_dir: fields
                 .wire_dir
                 .unwrap_or_else(|| PathBuf::from(tweed_wire::DEFAULT_DIR)),
+            segment_dir: fields
+                .segment_dir
+                .unwrap_or_else(|| PathBuf::from(tweed_segment::block::DEFAULT_DIR)),
             net,
             raw,
         })

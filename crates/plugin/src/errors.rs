@@ -10,7 +10,7 @@
 //! | 104 | a delegated plugin could not be run or answered nonsense |
 //! | 105 | CHECK found the attachment not as ADD left it |
 //! | 106 | the bridge name belongs to a device that is not a bridge |
-//! | 107 | the node lease file exists but is invalid |
+//! | 107 | the node lease file (or a segment's block file) exists but is invalid |
 
 use tweed_cni::error::CniError;
 use tweed_ipam::IpamError;

@@ -7,10 +7,19 @@
 //! sides agree without talking to each other.
 //!
 //! Declared in net-conf.json (flannel's file, extended):
-//! `"Segments": [{"Name": "lab1", "VNI": 4001, "MTU": 1450, "VLAN": 100}]`.
+//! `"Segments": [{"Name": "lab1", "VNI": 4001, "MTU": 1450, "VLAN": 100,
+//! "Subnet": "192.168.50.0/24", "BlockLen": 28}]`.
+//!
+//! A segment with a `Subnet` hands out addresses: each node's tweedd
+//! claims one block of it in the store and writes it to a file (see
+//! [`block`]) from which the plugin allocates, so addresses are unique
+//! across nodes without the plugin ever talking to the store.
+
+pub mod block;
 
 use std::collections::HashSet;
 
+use ipnet::Ipv4Net;
 use serde::Deserialize;
 use thiserror::Error;
 
@@ -38,6 +47,36 @@ pub struct Segment {
     /// arrive without it are dropped. Default: untagged everywhere.
     #[serde(rename = "VLAN", default)]
     pub vlan: Option<u16>,
+    /// Addresses for the segment's pods: every node claims a block of it
+    /// (one per node, unique cluster-wide) and its pods get addresses from
+    /// that block, with the subnet's prefix and no gateway. Default: no
+    /// addresses (pure layer 2).
+    #[serde(rename = "Subnet", default)]
+    pub subnet: Option<Ipv4Net>,
+    /// The prefix length of each node's block of `Subnet`; default
+    /// [`Segment::block_len`].
+    #[serde(rename = "BlockLen", default)]
+    pub block_len: Option<u8>,
+}
+
+/// The longest block: 4 addresses.
+pub const MAX_BLOCK_LEN: u8 = 30;
+
+impl Segment {
+    /// The prefix length of one node's block: as configured, else /26 (64
+    /// addresses, Calico's default block) when the subnet holds at least 16
+    /// of those, else 16 blocks (prefix + 4), at most /30.
+    pub fn block_len(&self) -> Option<u8> {
+        let subnet = self.subnet?;
+        Some(self.block_len.unwrap_or_else(|| {
+            let prefix = subnet.prefix_len();
+            if prefix <= 22 {
+                26
+            } else {
+                (prefix + 4).min(MAX_BLOCK_LEN)
+            }
+        }))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -54,6 +93,10 @@ pub enum SegmentError {
     BadMtu { index: usize, mtu: u32 },
     #[error("Segments[{index}].VLAN: {vlan} is outside 1..4094")]
     BadVlan { index: usize, vlan: u16 },
+    #[error("Segments[{index}].Subnet: {reason}")]
+    BadSubnet { index: usize, reason: String },
+    #[error("Segments[{index}].BlockLen: {reason}")]
+    BadBlockLen { index: usize, reason: String },
     #[error("Segments[{index}]: {what} {value} is used by an earlier segment")]
     Duplicate {
         index: usize,
@@ -115,6 +158,7 @@ pub fn validate(segments: &[Segment]) -> Result<(), SegmentError> {
         {
             return Err(SegmentError::BadVlan { index, vlan });
         }
+        check_addressing(index, s)?;
         if !names.insert(s.name.as_str()) {
             return Err(SegmentError::Duplicate {
                 index,
@@ -133,6 +177,48 @@ pub fn validate(segments: &[Segment]) -> Result<(), SegmentError> {
     Ok(())
 }
 
+/// `Subnet` and `BlockLen` of entry `index`.
+fn check_addressing(index: usize, s: &Segment) -> Result<(), SegmentError> {
+    let Some(subnet) = s.subnet else {
+        return match s.block_len {
+            Some(_) => Err(SegmentError::BadBlockLen {
+                index,
+                reason: "needs a Subnet to divide into blocks".into(),
+            }),
+            None => Ok(()),
+        };
+    };
+    if subnet.trunc() != subnet {
+        return Err(SegmentError::BadSubnet {
+            index,
+            reason: format!(
+                "{subnet} has host bits set; for a /{} the network address is {}",
+                subnet.prefix_len(),
+                subnet.network()
+            ),
+        });
+    }
+    if subnet.prefix_len() > MAX_BLOCK_LEN {
+        return Err(SegmentError::BadSubnet {
+            index,
+            reason: format!(
+                "{subnet} is too small; the prefix length must be at most /{MAX_BLOCK_LEN}"
+            ),
+        });
+    }
+    let len = s.block_len().expect("a subnet is set");
+    if len < subnet.prefix_len() || len > MAX_BLOCK_LEN {
+        return Err(SegmentError::BadBlockLen {
+            index,
+            reason: format!(
+                "{len} is outside {}..{MAX_BLOCK_LEN} (a block is part of Subnet {subnet} and holds at least 4 addresses)",
+                subnet.prefix_len()
+            ),
+        });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,6 +229,8 @@ mod tests {
             vni,
             mtu: None,
             vlan: None,
+            subnet: None,
+            block_len: None,
         }
     }
 
@@ -167,9 +255,36 @@ mod tests {
             serde_json::from_str(r#"[{"Name": "t", "VNI": 9, "VLAN": 100}]"#).unwrap();
         assert_eq!(tagged[0].vlan, Some(100));
         assert!(validate(&s).is_ok());
+        let addressed: Vec<Segment> = serde_json::from_str(
+            r#"[{"Name": "a", "VNI": 9, "Subnet": "192.168.50.0/24", "BlockLen": 27}]"#,
+        )
+        .unwrap();
+        assert_eq!(
+            addressed[0].subnet,
+            Some("192.168.50.0/24".parse().unwrap())
+        );
+        assert_eq!(addressed[0].block_len(), Some(27));
         let unknown =
             serde_json::from_str::<Vec<Segment>>(r#"[{"Name": "a", "VNI": 1, "Vni": 2}]"#);
         assert!(unknown.is_err(), "a misspelt key is an error, not ignored");
+    }
+
+    #[test]
+    fn default_blocks_suit_the_subnet() {
+        let with = |subnet: &str| Segment {
+            subnet: Some(subnet.parse().unwrap()),
+            ..seg("a", 5)
+        };
+        // 16 blocks of 16 in a lab's /24; Calico-sized /26 blocks where
+        // there is room for at least 16 of them.
+        assert_eq!(with("192.168.50.0/24").block_len(), Some(28));
+        assert_eq!(with("192.168.48.0/22").block_len(), Some(26));
+        assert_eq!(with("10.50.0.0/16").block_len(), Some(26));
+        assert_eq!(with("192.168.50.0/28").block_len(), Some(30));
+        assert_eq!(seg("a", 5).block_len(), None);
+        for s in ["192.168.50.0/24", "10.0.0.0/8", "192.168.50.0/30"] {
+            assert!(validate(&[with(s)]).is_ok(), "{s}");
+        }
     }
 
     #[test]
@@ -196,6 +311,43 @@ mod tests {
                     ..seg("a", 5)
                 }],
                 "Segments[0].VLAN: 4095",
+            ),
+            (
+                vec![Segment {
+                    subnet: Some("192.168.50.1/24".parse().unwrap()),
+                    ..seg("a", 5)
+                }],
+                "Segments[0].Subnet: 192.168.50.1/24 has host bits set",
+            ),
+            (
+                vec![Segment {
+                    subnet: Some("192.168.50.0/31".parse().unwrap()),
+                    ..seg("a", 5)
+                }],
+                "Segments[0].Subnet: 192.168.50.0/31 is too small",
+            ),
+            (
+                vec![Segment {
+                    block_len: Some(28),
+                    ..seg("a", 5)
+                }],
+                "Segments[0].BlockLen: needs a Subnet",
+            ),
+            (
+                vec![Segment {
+                    subnet: Some("192.168.50.0/24".parse().unwrap()),
+                    block_len: Some(20),
+                    ..seg("a", 5)
+                }],
+                "Segments[0].BlockLen: 20 is outside 24..30",
+            ),
+            (
+                vec![Segment {
+                    subnet: Some("192.168.50.0/24".parse().unwrap()),
+                    block_len: Some(31),
+                    ..seg("a", 5)
+                }],
+                "Segments[0].BlockLen: 31",
             ),
         ];
         for (segments, want) in cases {

@@ -5,11 +5,12 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
 use tweed_netlink::{NetNs, Netlink, TABLE_MAIN};
+use tweed_segment::block::BlockFile;
 use tweedd::reconcile::desired::ROUTE_PROTOCOL;
 
 #[derive(Args, Debug)]
@@ -27,6 +28,10 @@ pub struct StatusArgs {
     /// (tweedd's --wire-dir).
     #[arg(long, default_value = tweed_wire::DEFAULT_DIR)]
     wire_dir: PathBuf,
+    /// Where tweedd writes the segments' address blocks (tweedd's
+    /// --segment-dir).
+    #[arg(long, default_value = tweed_segment::block::DEFAULT_DIR)]
+    segment_dir: PathBuf,
     /// Look inside this named network namespace (a lab node) instead.
     #[arg(long)]
     netns: Option<String>,
@@ -186,7 +191,7 @@ fn kernel_section(
             args.bridge
         ),
     }
-    segments_section(&mut nl, &links, peers, r)?;
+    segments_section(&mut nl, &links, peers, &args.segment_dir, r)?;
     let mut routes = 0;
     for v6 in [false, true] {
         routes += nl
@@ -272,12 +277,32 @@ fn wires_section(dir: &std::path::Path, r: &mut Report) {
     }
 }
 
+/// The addresses a segment hands out on this node (its block file).
+fn block_line(dir: &Path, name: &str, r: &mut Report) {
+    match BlockFile::read(dir, name) {
+        Ok(None) => println!("    no addresses (no Subnet)"),
+        Ok(Some(BlockFile::Claimed(b))) => {
+            let (first, last) = b.usable();
+            println!(
+                "    addresses {first}-{last}: block {} of subnet {}",
+                b.block, b.subnet
+            );
+        }
+        Ok(Some(BlockFile::Unclaimed { subnet, reason })) => {
+            println!("    no block of subnet {subnet} yet");
+            r.warn(reason);
+        }
+        Err(e) => r.warn(e.to_string()),
+    }
+}
+
 /// Layer-2 segments: each `tws-<name>` bridge with its ports, and its
 /// `twx.<VNI>` device with the nodes it floods to.
 fn segments_section(
     nl: &mut Netlink,
     links: &[tweed_netlink::Link],
     peers: Option<f64>,
+    segment_dir: &Path,
     r: &mut Report,
 ) -> Result<(), String> {
     for b in links
@@ -322,6 +347,7 @@ fn segments_section(
                 "segment {name}: {p} peers but it floods to {flooding} nodes"
             ));
         }
+        block_line(segment_dir, name, r);
     }
     Ok(())
 }

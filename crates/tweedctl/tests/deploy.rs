@@ -10,7 +10,7 @@ use std::process::Command;
 
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tweed_testkit::{CniCall, TestNs};
@@ -88,6 +88,8 @@ fn every_object_is_a_valid_typed_kubernetes_object() {
             "ServiceAccount" => drop(round_trip::<ServiceAccount>(doc, &name)),
             "ClusterRole" => drop(round_trip::<ClusterRole>(doc, &name)),
             "ClusterRoleBinding" => drop(round_trip::<ClusterRoleBinding>(doc, &name)),
+            "Role" => drop(round_trip::<Role>(doc, &name)),
+            "RoleBinding" => drop(round_trip::<RoleBinding>(doc, &name)),
             "ConfigMap" => drop(round_trip::<ConfigMap>(doc, &name)),
             "DaemonSet" => drop(round_trip::<DaemonSet>(doc, &name)),
             other => panic!("unexpected kind {other} in deploy/tweed.yaml"),
@@ -103,19 +105,16 @@ fn every_object_is_a_valid_typed_kubernetes_object() {
             "ConfigMap",
             "DaemonSet",
             "Namespace",
+            "Role",
+            "RoleBinding",
             "ServiceAccount"
         ]
     );
 }
 
-#[test]
-fn the_role_grants_exactly_what_tweedd_uses() {
-    let docs = manifest();
-    let doc = docs.iter().find(|d| d["kind"] == "ClusterRole").unwrap();
-    let role: ClusterRole = round_trip(doc, "ClusterRole");
-    let mut grants: Vec<String> = role
-        .rules
-        .unwrap_or_default()
+/// `resource:verb` for every pair a set of rules grants, sorted.
+fn grants_of(rules: &[PolicyRule]) -> Vec<String> {
+    let mut grants: Vec<String> = rules
         .iter()
         .flat_map(|r| {
             let resources = r.resources.clone().unwrap_or_default();
@@ -129,8 +128,16 @@ fn the_role_grants_exactly_what_tweedd_uses() {
         })
         .collect();
     grants.sort();
+    grants
+}
+
+#[test]
+fn the_role_grants_exactly_what_tweedd_uses() {
+    let docs = manifest();
+    let doc = docs.iter().find(|d| d["kind"] == "ClusterRole").unwrap();
+    let role: ClusterRole = round_trip(doc, "ClusterRole");
     assert_eq!(
-        grants,
+        grants_of(&role.rules.unwrap_or_default()),
         [
             "nodes/status:patch",
             "nodes:get",
@@ -139,6 +146,28 @@ fn the_role_grants_exactly_what_tweedd_uses() {
             "nodes:watch"
         ]
     );
+    // In tweed's namespace only: the Lease objects of segment blocks.
+    let doc = docs.iter().find(|d| d["kind"] == "Role").unwrap();
+    let role: Role = round_trip(doc, "Role");
+    assert_eq!(role.metadata.namespace.as_deref(), Some("kube-tweed"));
+    let rules = role.rules.unwrap_or_default();
+    assert!(
+        rules
+            .iter()
+            .all(|r| r.api_groups.as_deref() == Some(&["coordination.k8s.io".to_string()][..]))
+    );
+    assert_eq!(
+        grants_of(&rules),
+        [
+            "leases:create",
+            "leases:get",
+            "leases:list",
+            "leases:update"
+        ]
+    );
+    let doc = docs.iter().find(|d| d["kind"] == "RoleBinding").unwrap();
+    let binding: RoleBinding = round_trip(doc, "RoleBinding");
+    assert_eq!(binding.role_ref.name, "tweed");
 }
 
 #[test]

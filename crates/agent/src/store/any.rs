@@ -8,6 +8,7 @@ use tokio::sync::mpsc;
 
 use super::etcd::{EtcdOptions, EtcdStore};
 use super::file::FileStore;
+use super::kube::blocks::KubeBlockStore;
 use super::kube::{KubeOptions, KubeStore};
 use super::{Assignment, Created, LeaseStore, Snapshot, StoreError, WatchEvent};
 use crate::lease::{Lease, LeaseKey};
@@ -17,6 +18,8 @@ pub enum AnyStore {
     File(FileStore),
     Etcd(EtcdStore),
     Kube(Box<KubeStore>),
+    /// Segment address blocks in kube mode ([`AnyStore::segment_blocks`]).
+    KubeBlocks(Box<KubeBlockStore>),
 }
 
 impl AnyStore {
@@ -54,6 +57,21 @@ impl AnyStore {
             "--store {url:?}: unknown store; use file:///path, etcd://host:port[,host:port] or kube"
         )))
     }
+
+    /// The store of segment `name`'s address blocks: the same kind of
+    /// lease, keyed by block instead of pod subnet, in a space of its own
+    /// (file: `<dir>/segments/<name>/`, etcd: `<prefix>/segments/<name>/`),
+    /// so that claiming one is the same atomic create as leasing a subnet.
+    pub fn segment_blocks(&self, name: &str) -> Result<AnyStore, StoreError> {
+        match self {
+            AnyStore::File(s) => Ok(AnyStore::File(s.nested(&format!("segments/{name}"))?)),
+            AnyStore::Etcd(s) => Ok(AnyStore::Etcd(s.nested(&format!("segments/{name}")))),
+            AnyStore::Kube(s) => Ok(AnyStore::KubeBlocks(Box::new(s.segment_blocks(name)))),
+            AnyStore::KubeBlocks(_) => Err(StoreError::Config(
+                "segment blocks have no segments of their own".into(),
+            )),
+        }
+    }
 }
 
 macro_rules! forward {
@@ -62,6 +80,7 @@ macro_rules! forward {
             AnyStore::File($s) => $call,
             AnyStore::Etcd($s) => $call,
             AnyStore::Kube($s) => $call,
+            AnyStore::KubeBlocks($s) => $call,
         }
     };
 }

@@ -449,6 +449,16 @@ impl EtcdStore {
         Ok(store)
     }
 
+    /// The same cluster and connections with keys under `<prefix>/<path>`
+    /// (segment address blocks: `<prefix>/segments/<name>/subnets/<key>`,
+    /// out of the way of flannel's `<prefix>/subnets/`).
+    pub fn nested(&self, path: &str) -> EtcdStore {
+        EtcdStore {
+            prefix: format!("{}/{path}", self.prefix),
+            ..self.clone()
+        }
+    }
+
     /// The key prefix in use (normalized: no trailing slash).
     pub fn prefix(&self) -> &str {
         &self.prefix

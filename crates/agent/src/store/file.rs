@@ -66,6 +66,11 @@ impl FileStore {
         FileStore::open(path)
     }
 
+    /// A store of its own under `<dir>/<path>` (segment address blocks).
+    pub fn nested(&self, path: &str) -> Result<FileStore, StoreError> {
+        FileStore::open(self.root.join(path))
+    }
+
     pub(super) fn subnets(&self) -> PathBuf {
         self.root.join("subnets")
     }

@@ -21,7 +21,7 @@ use crate::conf::DEFAULT_MTU;
 use crate::dataplane::{PodAddress, PodRoute, bridge, pod, veth};
 use crate::errors;
 use crate::guest;
-use crate::ipam::{IpamPlan, builtin, delegate};
+use crate::ipam::{IpamPlan, builtin, delegate, segment_block};
 use crate::lease::Lease;
 use crate::names;
 
@@ -411,11 +411,30 @@ fn reserve(
             }
             Ok(grant)
         }
-        IpamPlan::NoAddresses => Ok(Grant {
-            addresses: Vec::new(),
-            routes: Vec::new(),
-            dns: None,
-        }),
+        IpamPlan::SegmentBlock { data_dir } => {
+            let segment = call.conf.segment.as_deref().expect("a segment's plan");
+            let addresses = match segment_block::spec(&call.conf.segment_dir, segment, data_dir)? {
+                Some(spec) => builtin::allocate(
+                    &spec,
+                    call.conf.name(),
+                    call.container_id(),
+                    call.ifname(),
+                    requested,
+                )?
+                .iter()
+                .map(|a| PodAddress {
+                    address: a.address,
+                    gateway: None,
+                })
+                .collect(),
+                None => Vec::new(),
+            };
+            Ok(Grant {
+                addresses,
+                routes: Vec::new(),
+                dns: None,
+            })
+        }
     }
 }
 
@@ -435,7 +454,15 @@ fn unreserve(call: &Call, ips: &[IpAddr]) {
         IpamPlan::Delegate(plugin) => {
             let _ = delegate::run(plugin, &call.env.path, "DEL", call.stdin);
         }
-        IpamPlan::NoAddresses => {}
+        IpamPlan::SegmentBlock { data_dir } => {
+            let _ = builtin::release(
+                data_dir,
+                call.conf.name(),
+                call.container_id(),
+                call.ifname(),
+                ips,
+            );
+        }
     }
 }
 

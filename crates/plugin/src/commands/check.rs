@@ -158,9 +158,14 @@ fn check_node(call: &Call, prev: &CniResult, index: usize) -> Result<(), CniErro
     }
 
     // The reservations.
-    match &conf.ipam {
-        IpamPlan::Builtin(ipam) => {
-            let held = builtin::held(&builtin::data_dir(ipam), conf.name(), id, ifname)?;
+    let store_dir = match &conf.ipam {
+        IpamPlan::Builtin(ipam) => Some(builtin::data_dir(ipam)),
+        IpamPlan::SegmentBlock { data_dir } => Some(data_dir.clone()),
+        IpamPlan::Delegate(_) => None,
+    };
+    match (&conf.ipam, store_dir) {
+        (_, Some(dir)) => {
+            let held = builtin::held(&dir, conf.name(), id, ifname)?;
             let missing: Vec<IpAddr> = ours
                 .iter()
                 .map(|n| n.addr())
@@ -177,10 +182,10 @@ fn check_node(call: &Call, prev: &CniResult, index: usize) -> Result<(), CniErro
                 )));
             }
         }
-        IpamPlan::Delegate(plugin) => {
+        (IpamPlan::Delegate(plugin), None) => {
             delegate::run(plugin, &call.env.path, "CHECK", call.stdin)?;
         }
-        IpamPlan::NoAddresses => {}
+        (_, None) => {}
     }
     Ok(())
 }

@@ -79,7 +79,10 @@ pub fn run(call: &mut Call) -> Result<(), CniError> {
         IpamPlan::Delegate(plugin) => {
             delegate::run(plugin, &call.env.path, "DEL", call.stdin).map(|_| ())
         }
-        IpamPlan::NoAddresses => Ok(()),
+        IpamPlan::SegmentBlock { data_dir } => {
+            builtin::release(data_dir, network, id, ifname, &known)
+                .map(|ips| call.record.ips = ips.iter().map(|ip| ip.to_string()).collect())
+        }
     };
 
     // The host end is found by name; the pod end goes with it. If the pod

@@ -31,7 +31,10 @@ pub fn run(call: &mut Call) -> Result<(), CniError> {
         IpamPlan::Delegate(plugin) => {
             delegate::run(plugin, &call.env.path, "GC", call.stdin)?;
         }
-        IpamPlan::NoAddresses => {}
+        IpamPlan::SegmentBlock { data_dir } => {
+            let released = builtin::gc(data_dir, conf.name(), &valid)?;
+            call.record.ips = released.iter().map(|ip| ip.to_string()).collect();
+        }
     }
 
     // Guest records (and what they describe, where the pod namespace still

@@ -3,7 +3,7 @@
 use tweed_cni::error::CniError;
 
 use super::Call;
-use crate::ipam::{IpamPlan, builtin, delegate};
+use crate::ipam::{IpamPlan, builtin, delegate, segment_block};
 use crate::lease::Lease;
 
 pub fn run(call: &mut Call) -> Result<(), CniError> {
@@ -35,7 +35,13 @@ pub fn run(call: &mut Call) -> Result<(), CniError> {
                 delegate::run(plugin, &call.env.path, "STATUS", call.stdin)?;
             }
         }
-        IpamPlan::NoAddresses => {}
+        IpamPlan::SegmentBlock { data_dir } => {
+            // A segment whose block tweedd could not claim cannot serve
+            // ADD; its reason is the status.
+            let segment = conf.segment.as_deref().expect("a segment's plan");
+            segment_block::spec(&conf.segment_dir, segment, data_dir)
+                .map_err(|e| CniError::status_unavailable(e.msg))?;
+        }
     }
     // A segment network can serve ADD once tweedd has made its bridge.
     if let Some(segment) = &conf.segment {

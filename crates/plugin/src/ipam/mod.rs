@@ -4,6 +4,7 @@
 
 pub mod builtin;
 pub mod delegate;
+pub mod segment_block;
 
 use serde_json::Value;
 use tweed_cni::error::CniError;
@@ -21,8 +22,11 @@ pub enum IpamPlan {
     /// Another plugin (`host-local`, `dhcp`, `static`, ...), found on
     /// `CNI_PATH`.
     Delegate(String),
-    /// None at all: an interface on a layer-2 segment without addresses.
-    NoAddresses,
+    /// A layer-2 segment's: from this node's block of the segment's
+    /// `Subnet` when tweedd wrote one, else no addresses at all
+    /// ([`segment_block`]). Reservations are kept in `data_dir`
+    /// (`ipam.dataDir`, host-local's default).
+    SegmentBlock { data_dir: std::path::PathBuf },
 }
 
 impl IpamPlan {

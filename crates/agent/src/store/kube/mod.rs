@@ -27,6 +27,7 @@
 //! (`KUBERNETES_SERVICE_HOST`/`_PORT` and
 //! `/var/run/secrets/kubernetes.io/serviceaccount`).
 
+pub mod blocks;
 pub mod node;
 mod watch;
 
@@ -97,7 +98,7 @@ impl std::fmt::Debug for KubeStore {
 fn api_error(what: &str, e: kube::Error) -> StoreError {
     match e {
         kube::Error::Api(s) if s.code == 401 || s.code == 403 => StoreError::Unavailable(format!(
-            "{what}: {} {}: {} (tweedd needs get/list/watch/patch on nodes and patch on nodes/status; see docs/agent.md)",
+            "{what}: {} {}: {} (tweedd needs get/list/watch/patch on nodes, patch on nodes/status and, for segments with a Subnet, get/list/create/update on coordination.k8s.io leases in its namespace; see docs/agent.md)",
             s.code, s.reason, s.message
         )),
         kube::Error::Api(s) => {
@@ -174,6 +175,16 @@ impl KubeStore {
     /// `--flannel-compat`).
     fn lease_of_node(&self, node: &Node) -> Result<Option<Lease>, BadNode> {
         node::node_lease_or_flannel(node, &self.networks, self.flannel_compat)
+    }
+
+    /// The store of segment `name`'s address blocks: Lease objects in the
+    /// agent's namespace, on the same client.
+    pub fn segment_blocks(&self, name: &str) -> blocks::KubeBlockStore {
+        blocks::KubeBlockStore::new(
+            self.api.clone().into_client(),
+            &blocks::agent_namespace(),
+            name,
+        )
     }
 
     /// A store on an existing client (tests).

@@ -695,6 +695,10 @@ mod tests {
                 "Segments[0].Subnet",
             ),
             (
+                r#"[{"Name": "a", "VNI": 5, "Subnet": "fd00:50::/64"}]"#,
+                "Segments[0].Subnet",
+            ),
+            (
                 r#"[{"Name": "a", "VNI": 5, "Subnet": "192.168.0.0/24", "BlockLen": 8}]"#,
                 "Segments[0].BlockLen",
             ),

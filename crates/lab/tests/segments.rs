@@ -34,28 +34,7 @@ fn lab_with(tag: &str, nodes: usize, segment: serde_json::Value) -> TestLab {
 /// An endpoint on the segment: its own namespace, cabled by a veth to the
 /// segment bridge of `node`, with `addr` assigned by hand.
 fn endpoint(lab: &TestLab, node: &str, tag: &str, addr: &str) -> TestNs {
-    let ep = TestNs::new(tag);
-    let host_end = format!("sg{tag}");
-    let node_ns = lab.lab().state.node(node).unwrap().ns.clone();
-    let ip = |ns: &str, args: &str| {
-        let mut argv = vec!["-n", ns];
-        argv.extend(args.split(' '));
-        tweed_testkit::netns::run_ok("ip", &argv);
-    };
-    ip(
-        &node_ns,
-        &format!(
-            "link add {host_end} type veth peer name eth1 netns {}",
-            ep.name
-        ),
-    );
-    ip(
-        &node_ns,
-        &format!("link set {host_end} master tws-{SEGMENT} up"),
-    );
-    ip(&ep.name, "link set eth1 up");
-    ip(&ep.name, &format!("addr add {addr}/24 dev eth1"));
-    ep
+    common::segment_endpoint(lab, node, SEGMENT, tag, &format!("{addr}/24"))
 }
 
 /// The segment device's FDB on `node`: (MAC, destination) pairs.

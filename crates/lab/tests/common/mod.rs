@@ -189,3 +189,37 @@ pub fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// An endpoint on layer-2 segment `segment`: a namespace of its own,
+/// cabled by a veth (`eth1` inside) to the segment bridge of `node`, with
+/// `addr` (a CIDR) assigned by hand.
+pub fn segment_endpoint(
+    lab: &TestLab,
+    node: &str,
+    segment: &str,
+    tag: &str,
+    addr: &str,
+) -> tweed_testkit::netns::TestNs {
+    let ep = tweed_testkit::netns::TestNs::new(tag);
+    let host_end = format!("sg{tag}");
+    let node_ns = lab.lab().state.node(node).unwrap().ns.clone();
+    let ip = |ns: &str, args: &str| {
+        let mut argv = vec!["-n", ns];
+        argv.extend(args.split(' '));
+        tweed_testkit::netns::run_ok("ip", &argv);
+    };
+    ip(
+        &node_ns,
+        &format!(
+            "link add {host_end} type veth peer name eth1 netns {}",
+            ep.name
+        ),
+    );
+    ip(
+        &node_ns,
+        &format!("link set {host_end} master tws-{segment} up"),
+    );
+    ip(&ep.name, "link set eth1 up");
+    ip(&ep.name, &format!("addr add {addr} dev eth1"));
+    ep
+}

@@ -24,7 +24,7 @@ mod iperf;
 use std::time::{Duration, Instant};
 
 use common::*;
-use iperf::{PORT, Path, iperf, listening};
+use iperf::{PORT, Path, listening, run_rounds};
 use serde_json::{Value, json};
 use tweed_lab::{Lab, LabSpec};
 
@@ -131,29 +131,8 @@ fn main() {
         loadavg(),
         paths.len()
     );
-    for round in 0..reps {
-        let mut seq: Vec<usize> = (0..paths.len()).collect();
-        if round % 2 == 1 {
-            seq.reverse();
-        }
-        for i in seq {
-            check_interrupted();
-            let r = iperf(&paths[i], secs);
-            paths[i].gbps.push(r.gbps);
-            paths[i].retrans.push(r.retransmits);
-        }
-        let line: Vec<String> = paths
-            .iter()
-            .map(|p| {
-                format!(
-                    "{} {:.2}",
-                    p.name,
-                    p.gbps.last().copied().unwrap_or(f64::NAN)
-                )
-            })
-            .collect();
-        println!("round {}: {}", round + 1, line.join(", "));
-    }
+    let order: Vec<usize> = (0..paths.len()).collect();
+    run_rounds(&mut paths, &order, reps, secs);
     println!("load average after: {}", loadavg());
 
     println!();

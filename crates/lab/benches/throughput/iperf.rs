@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::common::cmd_in;
+use crate::common::{check_interrupted, cmd_in};
 
 pub const PORT: u16 = 5201;
 
@@ -97,4 +97,37 @@ pub fn listening(pid: i32, port: u16) -> bool {
                 cols.len() > 3 && format!("{} ", cols[1]).ends_with(&want) && cols[3] == "0A"
             })
     })
+}
+
+/// Runs `reps` rounds of one iperf3 run per path in `order`, every other
+/// round in reverse (so each side of a compared pair goes first equally
+/// often), recording each run in its path and printing each round.
+pub fn run_rounds(paths: &mut [Path], order: &[usize], reps: usize, secs: usize) {
+    for round in 0..reps {
+        let mut seq = order.to_vec();
+        if round % 2 == 1 {
+            seq.reverse();
+        }
+        for i in seq {
+            check_interrupted();
+            let r = iperf(&paths[i], secs);
+            let p = &mut paths[i];
+            p.gbps.push(r.gbps);
+            p.retrans.push(r.retransmits);
+            p.cpu_sender.push(r.cpu_sender);
+            p.cpu_receiver.push(r.cpu_receiver);
+        }
+        let line: Vec<String> = order
+            .iter()
+            .map(|&i| {
+                let p = &paths[i];
+                format!(
+                    "{} {:.2}",
+                    p.name,
+                    p.gbps.last().copied().unwrap_or(f64::NAN)
+                )
+            })
+            .collect();
+        println!("round {}: {}", round + 1, line.join(", "));
+    }
 }

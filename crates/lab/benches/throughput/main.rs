@@ -41,7 +41,7 @@ use std::time::Instant;
 use common::*;
 use compare::compare_state;
 use hand::hand_built;
-use iperf::{PORT, Path, index, iperf, listening};
+use iperf::{PORT, Path, index, listening, run_rounds};
 use tweed_lab::{Lab, LabSpec};
 
 fn main() {
@@ -167,33 +167,7 @@ fn main() {
         "hand srv6",
     ];
     let seq0: Vec<usize> = order.iter().map(|n| index(&paths, n)).collect();
-    for round in 0..reps {
-        let mut seq = seq0.clone();
-        if round % 2 == 1 {
-            seq.reverse();
-        }
-        for i in seq {
-            check_interrupted();
-            let r = iperf(&paths[i], secs);
-            let p = &mut paths[i];
-            p.gbps.push(r.gbps);
-            p.retrans.push(r.retransmits);
-            p.cpu_sender.push(r.cpu_sender);
-            p.cpu_receiver.push(r.cpu_receiver);
-        }
-        let line: Vec<String> = seq0
-            .iter()
-            .map(|&i| {
-                let p = &paths[i];
-                format!(
-                    "{} {:.2}",
-                    p.name,
-                    p.gbps.last().copied().unwrap_or(f64::NAN)
-                )
-            })
-            .collect();
-        println!("round {}: {}", round + 1, line.join(", "));
-    }
+    run_rounds(&mut paths, &seq0, reps, secs);
     println!("load average after: {}", loadavg());
 
     println!();

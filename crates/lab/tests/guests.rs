@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::TestLab;
+use common::{TestLab, wait_until};
 use serde_json::{Value, json};
 use tweed_lab::pods::{self, Call};
 use tweed_lab::topology;
@@ -243,16 +243,17 @@ fn guest_across_nodes(tag: &str, format: &str, backend: &str, attach: Attach) {
     drop(vm);
 
     // DEL: nothing is left in the pod, on the node, or in IPAM.
+    // The veth goes a few milliseconds after DEL returns (a detached
+    // deletion), so its absence is waited for.
     attacher.del(&result);
-    let links = Command::new("ip")
-        .args(["-n", &pod_ns, "-o", "link"])
-        .output()
-        .unwrap();
-    let links = String::from_utf8_lossy(&links.stdout).to_string();
-    assert!(
-        !links.contains("tap0") && !links.contains("eth0"),
-        "{links}"
-    );
+    wait_until(5, "the pod's tap0 and eth0 to go", || {
+        let links = Command::new("ip")
+            .args(["-n", &pod_ns, "-o", "link"])
+            .output()
+            .unwrap();
+        let links = String::from_utf8_lossy(&links.stdout).to_string();
+        !links.contains("tap0") && !links.contains("eth0")
+    });
     let tables = Command::new("ip")
         .args(["netns", "exec", &pod_ns, "nft", "list", "tables"])
         .output()

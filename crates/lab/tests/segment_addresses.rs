@@ -258,7 +258,8 @@ fn shared_checks(lab: &mut TestLab) -> Vec<Ipv4Net> {
         !reservation(lab, "n1", addresses[0]).exists(),
         "reservation kept"
     );
-    assert!(!has_net1(lab, "n1"), "net1 left in the pod");
+    // The device goes shortly after DEL returns (a detached deletion).
+    wait_until(5, "net1 to leave the pod", || !has_net1(lab, "n1"));
     blocks
 }
 

@@ -320,15 +320,20 @@ fn pods_attach_to_a_segment_through_the_plugin() {
     drop(receiver);
 
     // DEL removes the interface on both sides and leaves eth0 alone.
+    // DEL hands the kernel's slow device teardown to a detached process,
+    // so the port goes a few milliseconds after DEL returns.
     segment_cni(&lab, "n1", "DEL", &segment_conf(&lab, "n1", SEGMENT)).unwrap();
-    let ports = lab.ip_json("n1", &["link", "show", "master", &format!("tws-{SEGMENT}")]);
-    assert!(
-        ports
+    let only_the_vxlan_port = || {
+        lab.ip_json("n1", &["link", "show", "master", &format!("tws-{SEGMENT}")])
             .as_array()
             .unwrap()
             .iter()
-            .all(|l| l["ifname"].as_str().is_some_and(|n| n.starts_with("twx."))),
-        "a pod port is left on the segment bridge: {ports}"
+            .all(|l| l["ifname"].as_str().is_some_and(|n| n.starts_with("twx.")))
+    };
+    wait_until(
+        5,
+        "the pod port to leave the segment bridge",
+        only_the_vxlan_port,
     );
     assert!(
         !run_in(&pod_ns(&lab, "n1"), &["ip", "link", "show", "net1"])
@@ -564,12 +569,12 @@ fn a_container_and_a_vm_share_a_segment_across_nodes() {
     });
     drop(vm);
     tweed_lab::pods::cni_with(&plugin, &n2.ns, &conf, &call("DEL")).expect("VM DEL");
-    let links = run_in(&vm_ns, &["ip", "-o", "link"]);
-    let links = String::from_utf8_lossy(&links.stdout).to_string();
-    assert!(
-        !links.contains("tap0") && !links.contains("eth0"),
-        "{links}"
-    );
+    // The veth goes shortly after DEL returns (a detached deletion).
+    wait_until(5, "the VM pod's tap0 and eth0 to go", || {
+        let links = run_in(&vm_ns, &["ip", "-o", "link"]);
+        let links = String::from_utf8_lossy(&links.stdout).to_string();
+        !links.contains("tap0") && !links.contains("eth0")
+    });
     let _ = tweed_netlink::NetNs::delete_named(&vm_ns);
 }
 

@@ -8,6 +8,7 @@ set -euo pipefail
 
 run_packages=(
   protobuf-compiler             # protoc: the etcd-client crate compiles etcd's .proto files
+  libprotobuf-dev               # google/protobuf/*.proto that etcd's .proto files import (only a Recommends of protobuf-compiler)
   nftables                      # tweedd's masquerade rules go through nft
   iproute2                      # ip/tc/bridge to look at what tweed programmed
   etcd-server etcd-client       # the lab's etcd store, and etcdctl to inspect it

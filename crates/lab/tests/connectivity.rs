@@ -218,17 +218,33 @@ fn host_gw_refuses_a_peer_off_the_segment() {
         std::time::Duration::from_secs(600),
     ))
     .unwrap();
+    // Normally seen within milliseconds (inotify). The deadline reaches past
+    // the file watcher's 30 s safety rescan: what is asserted here is the
+    // refusal, not the event's latency (the convergence bench measures that).
     let log = lab.lab().state.dir().join("n1").join("tweedd.log");
-    let refused = common::wait_for(10, || {
+    let refused = common::wait_for(40, || {
         std::fs::read_to_string(&log)
             .unwrap_or_default()
             .contains("not on this node's L2 segment")
     });
-    assert!(
-        refused,
-        "the agent did not refuse the off-segment peer within 10 s; its log:\n{}",
-        std::fs::read_to_string(&log).unwrap_or_default()
-    );
+    if !refused {
+        // Which side stalled: the store events received and the reconcile
+        // passes run tell a missed event from a stuck reconciler.
+        let l = lab.lab();
+        let metrics = l
+            .http_get(l.state.node("n1").unwrap(), "/metrics")
+            .map(|(_, body)| {
+                body.lines()
+                    .filter(|m| !m.starts_with('#'))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .unwrap_or_else(|| "(no /metrics answer)".into());
+        panic!(
+            "the agent did not refuse the off-segment peer within 40 s; its log:\n{}\nits metrics:\n{metrics}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
     let routes = lab.ip_json("n1", &["route", "show", "proto", "77"]);
     assert!(
         !routes

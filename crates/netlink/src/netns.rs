@@ -92,6 +92,7 @@ impl NetNs {
             source,
         };
         fs::create_dir_all(dir).map_err(err)?;
+        share_named_dir(dir).map_err(err)?;
         OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -184,4 +185,49 @@ impl AsRawFd for NetNs {
     fn as_raw_fd(&self) -> std::os::fd::RawFd {
         self.file.as_raw_fd()
     }
+}
+
+/// Makes `dir` a shared mount point before a namespace is mounted in it,
+/// as `ip netns add` and podman do.
+///
+/// If `dir` is a plain directory when iproute2 first adds a namespace, it
+/// binds the directory onto itself (recursively, copying the mounts already
+/// there) and every later unmount sees only the copies: unmounting a copy
+/// leaves the original mounted underneath, and the name can never be
+/// removed again (EBUSY). Doing the same step first, and under a lock so
+/// two of our processes never both bind, means the tools all work on one
+/// mount. Shared, so namespaces mounted here also appear in mount
+/// namespaces cloned from this one (runtimes' containers).
+fn share_named_dir(dir: &Path) -> io::Result<()> {
+    let make_shared = || {
+        mount(
+            None::<&str>,
+            dir,
+            None::<&str>,
+            MsFlags::MS_SHARED | MsFlags::MS_REC,
+            None::<&str>,
+        )
+    };
+    if make_shared().is_ok() {
+        return Ok(());
+    }
+    // EINVAL: not a mount point yet. Serialised with our other processes,
+    // so the check and the bind happen once.
+    let guard = File::open(dir)?;
+    nix::fcntl::Flock::lock(guard, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| io::Error::from(e))
+        .and_then(|_locked| match make_shared() {
+            Ok(()) => Ok(()),
+            Err(nix::errno::Errno::EINVAL) => {
+                mount(
+                    Some(dir),
+                    dir,
+                    None::<&str>,
+                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    None::<&str>,
+                )?;
+                make_shared().map_err(io::Error::from)
+            }
+            Err(e) => Err(e.into()),
+        })
 }

@@ -77,6 +77,119 @@ fn create_named_namespace_is_a_fresh_network_namespace() {
     assert_eq!(NetNs::current().unwrap().id().unwrap(), here.id().unwrap());
 }
 
+/// Set in the copy of this test binary that runs inside a private mount
+/// namespace (see the test below).
+const IN_PRIVATE_MOUNTS: &str = "TWEED_TEST_IN_PRIVATE_MOUNTS";
+
+/// On a machine where `/run/netns` is not yet a mount point (a fresh boot),
+/// namespaces tweed names and namespaces `ip netns add` names must live on
+/// one mount: iproute2 binds the directory onto itself the first time, and
+/// a namespace mounted before that could then never be removed (its
+/// original mount hidden under the copy, the name busy for good).
+#[test]
+fn named_namespaces_share_one_mount_with_iproute2() {
+    if std::env::var_os(IN_PRIVATE_MOUNTS).is_none() {
+        // Re-run just this test in a private mount namespace, where a fresh
+        // tmpfs on /run plays the freshly booted machine; nothing of it
+        // reaches the host's mounts.
+        let out = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "--"])
+            .arg(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "named_namespaces_share_one_mount_with_iproute2",
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ])
+            .env(IN_PRIVATE_MOUNTS, "1")
+            .output()
+            .expect("run unshare (util-linux)");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success() && text.contains("1 passed"), "{text}");
+        return;
+    }
+    // Mounts at `path` on top of the test's tmpfs (the host's own mounts
+    // under /run stay listed in mountinfo, hidden below it).
+    let mounted = |path: &str| {
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        // (id, parent id, mount point)
+        let mounts: Vec<(&str, &str, &str)> = info
+            .lines()
+            .map(|l| {
+                let f: Vec<&str> = l.split(' ').collect();
+                (f[0], f[1], f[4])
+            })
+            .collect();
+        let mut ours: Vec<&str> = info
+            .lines()
+            .filter(|l| l.contains(" - tmpfs tweed-test "))
+            .map(|l| l.split(' ').next().unwrap())
+            .collect();
+        let mut grew = true;
+        while grew {
+            let more: Vec<&str> = mounts
+                .iter()
+                .filter(|(id, parent, _)| ours.contains(parent) && !ours.contains(id))
+                .map(|(id, _, _)| *id)
+                .collect();
+            grew = !more.is_empty();
+            ours.extend(more);
+        }
+        mounts
+            .iter()
+            .filter(|(id, _, at)| *at == path && ours.contains(id))
+            .count()
+    };
+    let run = |args: &[&str]| {
+        let out = Command::new("ip").args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "ip {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let mount_tmpfs = Command::new("mount")
+        .args(["-t", "tmpfs", "tweed-test", "/run"])
+        .status()
+        .unwrap();
+    assert!(mount_tmpfs.success());
+    std::fs::create_dir("/run/netns").unwrap();
+    assert_eq!(
+        mounted("/run/netns"),
+        0,
+        "the fresh /run/netns is a plain directory"
+    );
+
+    let ours = NetNs::create_named("tweed-first").unwrap();
+    drop(ours);
+    assert_eq!(
+        mounted("/run/netns"),
+        1,
+        "tweed made /run/netns a mount point"
+    );
+    run(&["netns", "add", "iproute2-second"]);
+    assert_eq!(
+        mounted("/run/netns"),
+        1,
+        "iproute2 bound the directory again"
+    );
+
+    NetNs::delete_named("tweed-first").expect("tweed's namespace removed after iproute2's");
+    assert!(!std::path::Path::new("/run/netns/tweed-first").exists());
+    assert_eq!(
+        mounted("/run/netns/tweed-first"),
+        0,
+        "a mount of it is left"
+    );
+    run(&["netns", "del", "iproute2-second"]);
+    assert_eq!(mounted("/run/netns/iproute2-second"), 0);
+}
+
 #[test]
 fn opening_something_that_is_not_a_netns_is_refused() {
     let err = NetNs::open("/etc/hostname").unwrap_err();

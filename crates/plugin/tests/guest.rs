@@ -7,6 +7,7 @@
 mod common;
 
 use std::path::Path;
+use std::time::Duration;
 
 use common::{Node, NsProcess, bare, http_get_within, require_busybox};
 use serde_json::{Value, json};
@@ -170,7 +171,15 @@ fn tap_guest_gets_the_pod_network_and_localhost_both_ways() {
     node.del(&conf, id, &pod.path(), "eth0")
         .expect_ok("DEL guest");
     assert!(kernel::link(&pod.name, "tap0").is_none());
-    assert!(kernel::link(&pod.name, "eth0").is_none());
+    // The veth goes a few milliseconds after DEL (a detached deletion).
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while kernel::link(&pod.name, "eth0").is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pod's eth0 outlived DEL by 5 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert!(!nft_tables(&pod.name).contains("tweed-guest"));
     assert!(record(&node, id).is_none());
     assert!(!node.reservations("guestnet").contains(&guest_ip));

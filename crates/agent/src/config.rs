@@ -263,6 +263,21 @@ impl NetConfig {
                 ),
             ));
         }
+        if let Some(pool) = &ipv6
+            && let Some((i, subnet)) = segments
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| s.ipv6_subnet.map(|n| (i, n)))
+                .find(|(_, n)| n.contains(&pool.network) || pool.network.contains(n))
+        {
+            return Err(err(
+                &format!("Segments[{i}].IPv6Subnet"),
+                format!(
+                    "{subnet} overlaps the pod network {} (IPv6Network)",
+                    pool.network
+                ),
+            ));
+        }
         let wire_mtu = match &raw.wires {
             None | Some(Value::Null) => None,
             Some(v) => {
@@ -709,6 +724,27 @@ mod tests {
             .unwrap_err();
             assert!(e.field.starts_with(field), "{text}: {e}");
         }
+        let dual = |segment: &str| {
+            NetConfig::parse(&format!(
+                r#"{{"Network": "10.244.0.0/16", "EnableIPv6": true, "IPv6Network": "fd00:10:244::/56", "Segments": [{segment}]}}"#
+            ))
+        };
+        let ok = dual(
+            r#"{"Name": "a", "VNI": 5, "Subnet": "192.168.0.0/24", "IPv6Subnet": "fd00:50::/48"}"#,
+        )
+        .unwrap();
+        assert_eq!(ok.segments[0].ipv6_block_len(), Some(64));
+        let e = dual(r#"{"Name": "a", "VNI": 5, "IPv6Subnet": "fd00:10:244:1::/64"}"#).unwrap_err();
+        assert_eq!(e.field, "Segments[0].IPv6Subnet", "{e}");
+        assert!(
+            e.to_string()
+                .contains("overlaps the pod network fd00:10:244::/56"),
+            "{e}"
+        );
+        let e =
+            dual(r#"{"Name": "a", "VNI": 5, "IPv6Subnet": "fd00:50::/64", "IPv6BlockLen": 130}"#)
+                .unwrap_err();
+        assert_eq!(e.field, "Segments[0].IPv6BlockLen", "{e}");
     }
 
     #[test]

@@ -1,12 +1,13 @@
-//! Address blocks of the segments that have a `Subnet`.
+//! Address blocks of the segments that have a `Subnet` or an `IPv6Subnet`.
 //!
 //! Addresses on a segment must be unique across every node, but the plugin
-//! never talks to the store. So each node's agent claims one block of the
-//! segment's subnet (`BlockLen` long) the way it leases its pod subnet —
-//! the same lease records and the same atomic create, in a key space of
-//! the segment's own ([`AnyStore::segment_blocks`]) — and writes it to the
-//! segment's block file ([`tweed_segment::block`]), from which the plugin
-//! allocates on the node alone. A restarted agent finds its block again
+//! never talks to the store. So each node's agent claims one block of each
+//! of the segment's subnets (`BlockLen`, `IPv6BlockLen` long) the way it
+//! leases its pod subnet — one lease record for both families, as a
+//! dual-stack node's lease, and the same atomic create, in a key space of
+//! the segment's own ([`AnyStore::segment_blocks`]) — and writes them to
+//! the segment's block file ([`tweed_segment::block`]), from which the
+//! plugin allocates on the node alone. A restarted agent finds its block again
 //! (the record names the node); a block whose lease is lost is claimed
 //! again, the same one if still free.
 //!
@@ -19,9 +20,9 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use tweed_segment::Segment;
-use tweed_segment::block::{self, Block, BlockFile};
+use tweed_segment::block::{self, Block, BlockFile, Blocks, Subnets};
 
 use crate::config::{BackendConfig, NetConfig, Pool};
 use crate::lease::{Lease, LeaseAttrs, LeaseKey};
@@ -38,7 +39,7 @@ const RECORD_TYPE: &str = "segment-block";
 /// One segment's claim.
 struct Claim {
     segment: String,
-    subnet: Ipv4Net,
+    subnets: Subnets,
     store: AnyStore,
     /// The blocks as a pool, for [`leasing::acquire`].
     pool: NetConfig,
@@ -66,14 +67,21 @@ impl SegmentBlocks {
     ) -> Result<SegmentBlocks, StoreError> {
         let mut claims = Vec::new();
         for s in segments {
-            let (Some(subnet), Some(len)) = (s.subnet, s.block_len()) else {
+            if !s.has_addresses() {
                 continue;
+            }
+            let subnets = Subnets {
+                ipv4: s.subnet,
+                ipv6: s.ipv6_subnet,
             };
             claims.push(Claim {
                 segment: s.name.clone(),
-                subnet,
+                subnets,
                 store: store.segment_blocks(&s.name)?,
-                pool: block_pool(subnet, len),
+                pool: block_pool(
+                    s.subnet.zip(s.block_len()),
+                    s.ipv6_subnet.zip(s.ipv6_block_len()),
+                ),
                 held: None,
                 last_try: None,
             });
@@ -81,7 +89,7 @@ impl SegmentBlocks {
         let keep: Vec<&str> = claims.iter().map(|c| c.segment.as_str()).collect();
         match block::remove_others(&dir, &keep) {
             Ok(gone) if !gone.is_empty() => {
-                tracing::info!(segments = ?gone, "removed the block files of segments without a Subnet")
+                tracing::info!(segments = ?gone, "removed the block files of segments without a subnet")
             }
             Ok(_) => {}
             Err(e) => {
@@ -94,14 +102,6 @@ impl SegmentBlocks {
             public_ip,
             claims,
         })
-    }
-
-    /// The block held for each segment, by name.
-    pub fn held(&self) -> Vec<(String, Option<Ipv4Net>)> {
-        self.claims
-            .iter()
-            .map(|c| (c.segment.clone(), c.held.as_ref().and_then(|l| l.key.ipv4)))
-            .collect()
     }
 
     /// Claims a block for every segment that holds none (each at most once
@@ -144,9 +144,9 @@ impl SegmentBlocks {
         // The block this node wrote last time comes first, so pods keep
         // their addresses' block across a lost lease when it is free.
         let previous = match BlockFile::read(&self.dir, &claim.segment) {
-            Ok(Some(BlockFile::Claimed(b))) if b.subnet == claim.subnet => Some(LeaseKey {
-                ipv4: Some(b.block),
-                ipv6: None,
+            Ok(Some(BlockFile::Claimed(b))) if b.subnets() == claim.subnets => Some(LeaseKey {
+                ipv4: b.ipv4.map(|b| b.block),
+                ipv6: b.ipv6.map(|b| b.block),
             }),
             _ => None,
         };
@@ -160,19 +160,27 @@ impl SegmentBlocks {
         .await
         {
             Ok(lease) => {
-                let block = lease.key.ipv4.expect("the block pool is IPv4");
-                tracing::info!(segment = %claim.segment, %block, subnet = %claim.subnet, "holding a block of the segment's subnet");
+                tracing::info!(segment = %claim.segment, blocks = %lease.key, "holding a block of each of the segment's subnets");
+                let blocks = Blocks {
+                    ipv4: claim
+                        .subnets
+                        .ipv4
+                        .zip(lease.key.ipv4)
+                        .map(|(subnet, block)| Block { subnet, block }),
+                    ipv6: claim
+                        .subnets
+                        .ipv6
+                        .zip(lease.key.ipv6)
+                        .map(|(subnet, block)| Block { subnet, block }),
+                };
                 claim.held = Some(lease);
-                BlockFile::Claimed(Block {
-                    subnet: claim.subnet,
-                    block,
-                })
+                BlockFile::Claimed(blocks)
             }
             Err(e) => {
-                let reason = unclaimed_reason(&claim.segment, claim.subnet, &claim.pool, &e);
+                let reason = unclaimed_reason(&claim.segment, &claim.pool, &e);
                 tracing::error!(segment = %claim.segment, retry_in_s = RETRY_UNCLAIMED.as_secs(), "no address block for this node: {reason}");
                 BlockFile::Unclaimed {
-                    subnet: claim.subnet,
+                    subnets: claim.subnets,
                     reason,
                 }
             }
@@ -197,21 +205,28 @@ impl SegmentBlocks {
     }
 }
 
-/// The subnet's blocks as a lease pool: every block may be handed out
-/// (a block is not a network of its own, so none is reserved).
-fn block_pool(subnet: Ipv4Net, len: u8) -> NetConfig {
-    let first = Ipv4Net::new(subnet.network(), len).expect("block length checked by validate");
-    let last = Ipv4Net::new(subnet.broadcast(), len)
-        .expect("block length checked by validate")
-        .trunc();
+/// The subnets' blocks (subnet, block length) as a lease pool: every
+/// block may be handed out (a block is not a network of its own, so none
+/// is reserved).
+fn block_pool(ipv4: Option<(Ipv4Net, u8)>, ipv6: Option<(Ipv6Net, u8)>) -> NetConfig {
+    const CHECKED: &str = "block length checked by validate";
     NetConfig {
-        ipv4: Some(Pool {
+        ipv4: ipv4.map(|(subnet, len)| Pool {
             network: subnet,
             subnet_len: len,
-            min: first,
-            max: last,
+            min: Ipv4Net::new(subnet.network(), len).expect(CHECKED),
+            max: Ipv4Net::new(subnet.broadcast(), len)
+                .expect(CHECKED)
+                .trunc(),
         }),
-        ipv6: None,
+        ipv6: ipv6.map(|(subnet, len)| Pool {
+            network: subnet,
+            subnet_len: len,
+            min: Ipv6Net::new(subnet.network(), len).expect(CHECKED),
+            max: Ipv6Net::new(subnet.broadcast(), len)
+                .expect(CHECKED)
+                .trunc(),
+        }),
         backend: BackendConfig::HostGw,
         mtu: None,
         segments: Vec::new(),
@@ -221,15 +236,45 @@ fn block_pool(subnet: Ipv4Net, len: u8) -> NetConfig {
 
 /// Why a claim failed, in the segment's terms (the pod-subnet wording of
 /// [`AcquireError`] names the wrong knobs).
-fn unclaimed_reason(segment: &str, subnet: Ipv4Net, pool: &NetConfig, e: &AcquireError) -> String {
+fn unclaimed_reason(segment: &str, pool: &NetConfig, e: &AcquireError) -> String {
+    // (subnet, block length, the keys that set them) per family.
+    let v4 = pool
+        .ipv4
+        .as_ref()
+        .map(|p| (p.network.to_string(), p.subnet_len, "Subnet", "BlockLen"));
+    let v6 = pool.ipv6.as_ref().map(|p| {
+        (
+            p.network.to_string(),
+            p.subnet_len,
+            "IPv6Subnet",
+            "IPv6BlockLen",
+        )
+    });
     match e {
-        AcquireError::NoFreeSubnet { size, .. } => {
-            let len = pool.ipv4.as_ref().map_or(0, |p| p.subnet_len);
+        AcquireError::NoFreeSubnet { pool, size } => {
+            // The family that ran out is the one the error names.
+            let full = [&v4, &v6]
+                .into_iter()
+                .flatten()
+                .find(|f| pool.starts_with(&format!("{} ", f.0)))
+                .or(v4.as_ref().or(v6.as_ref()))
+                .expect("a segment's pool has a family");
+            let (subnet, len, subnet_key, len_key) = full;
             format!(
-                "segment {segment}: all {size} blocks (/{len}) of Subnet {subnet} are claimed by other nodes; give the segment a larger Subnet or a longer BlockLen"
+                "segment {segment}: all {size} blocks (/{len}) of {subnet_key} {subnet} are claimed by other nodes; give the segment a larger {subnet_key} or a longer {len_key}"
             )
         }
-        other => format!("segment {segment}: claiming a block of Subnet {subnet}: {other}"),
+        other => {
+            let subnets: Vec<String> = [&v4, &v6]
+                .into_iter()
+                .flatten()
+                .map(|f| format!("{} {}", f.2, f.0))
+                .collect();
+            format!(
+                "segment {segment}: claiming blocks of {}: {other}",
+                subnets.join(" and ")
+            )
+        }
     }
 }
 
@@ -239,27 +284,47 @@ mod tests {
 
     #[test]
     fn every_block_of_the_subnet_is_in_the_pool() {
-        let pool = block_pool("192.168.50.0/24".parse().unwrap(), 28);
+        let pool = block_pool(Some(("192.168.50.0/24".parse().unwrap(), 28)), None);
         let p = pool.ipv4.unwrap();
         assert_eq!(p.size(), 16);
         assert_eq!(p.subnet(0), Some("192.168.50.0/28".parse().unwrap()));
         assert_eq!(p.subnet(15), Some("192.168.50.240/28".parse().unwrap()));
-        let whole = block_pool("10.1.0.0/30".parse().unwrap(), 30).ipv4.unwrap();
+        let whole = block_pool(Some(("10.1.0.0/30".parse().unwrap(), 30)), None)
+            .ipv4
+            .unwrap();
         assert_eq!(whole.size(), 1);
+        let v6 = block_pool(None, Some(("fd00:50::/48".parse().unwrap(), 64)))
+            .ipv6
+            .unwrap();
+        assert_eq!(v6.size(), 1 << 16);
+        assert_eq!(v6.subnet(0), Some("fd00:50::/64".parse().unwrap()));
+        assert_eq!(
+            v6.subnet(0xffff),
+            Some("fd00:50:0:ffff::/64".parse().unwrap())
+        );
     }
 
     #[test]
     fn a_full_subnet_names_the_segment_knobs() {
-        let pool = block_pool("192.168.50.0/24".parse().unwrap(), 28);
-        let e = AcquireError::NoFreeSubnet {
-            pool: "x".into(),
+        let pool = block_pool(
+            Some(("192.168.50.0/24".parse().unwrap(), 28)),
+            Some(("fd00:50::/120".parse().unwrap(), 124)),
+        );
+        let full = |pool: &str| AcquireError::NoFreeSubnet {
+            pool: pool.into(),
             size: 16,
         };
-        let text = unclaimed_reason("lab1", "192.168.50.0/24".parse().unwrap(), &pool, &e);
+        let text = unclaimed_reason("lab1", &pool, &full("192.168.50.0/24 /28"));
         assert!(
             text.contains("all 16 blocks (/28) of Subnet 192.168.50.0/24"),
             "{text}"
         );
         assert!(text.contains("BlockLen"), "{text}");
+        let text = unclaimed_reason("lab1", &pool, &full("fd00:50::/120 /124"));
+        assert!(
+            text.contains("all 16 blocks (/124) of IPv6Subnet fd00:50::/120"),
+            "{text}"
+        );
+        assert!(text.contains("longer IPv6BlockLen"), "{text}");
     }
 }

@@ -7,18 +7,19 @@
 //! store, addresses inside them, pings across nodes, the block kept
 //! across an agent restart, DEL releasing the address; and a subnet with
 //! too few blocks refused by the plugin with tweedd's reason, leaving
-//! nothing behind.
+//! nothing behind. `IPv6Subnet` does the same for IPv6, alone or beside
+//! `Subnet` (one address of each family per interface).
 
 mod common;
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 
 use common::{TestLab, wait_until};
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net};
 use serde_json::{Value, json};
-use tweed_segment::block::BlockFile;
+use tweed_segment::block::{BlockFile, Blocks};
 
 const SEGMENT: &str = "lab1";
 const SUBNET: &str = "192.168.50.0/24";
@@ -31,16 +32,26 @@ fn lab(tag: &str, nodes: usize, store: &str, segment: Value) -> TestLab {
 }
 
 fn block_file(lab: &TestLab, node: &str) -> Option<BlockFile> {
-    let dir = lab.lab().node_dir(node).join("segments");
-    BlockFile::read(&dir, SEGMENT).expect("readable block file")
+    block_file_of(lab, node, SEGMENT)
 }
 
-/// The node's block, once tweedd has written it.
+fn block_file_of(lab: &TestLab, node: &str, segment: &str) -> Option<BlockFile> {
+    let dir = lab.lab().node_dir(node).join("segments");
+    BlockFile::read(&dir, segment).expect("readable block file")
+}
+
+/// The node's IPv4 block, once tweedd has written it.
 fn block_of(lab: &TestLab, node: &str) -> Ipv4Net {
+    let blocks = blocks_of(lab, node, SEGMENT);
+    blocks.ipv4.expect("an IPv4 block").block
+}
+
+/// The node's blocks of `segment`, once tweedd has written them.
+fn blocks_of(lab: &TestLab, node: &str, segment: &str) -> Blocks {
     let mut found = None;
-    wait_until(10, &format!("{node}'s block file"), || {
-        found = match block_file(lab, node) {
-            Some(BlockFile::Claimed(b)) => Some(b.block),
+    wait_until(10, &format!("{node}'s block file of {segment}"), || {
+        found = match block_file_of(lab, node, segment) {
+            Some(BlockFile::Claimed(b)) => Some(b),
             _ => None,
         };
         found.is_some()
@@ -50,9 +61,20 @@ fn block_of(lab: &TestLab, node: &str) -> Ipv4Net {
 
 /// ADD or DEL of interface `ifname` on the segment for `node`'s pod.
 fn segment_cni(lab: &TestLab, node: &str, command: &str, ifname: &str) -> Result<Value, String> {
+    segment_cni_on(lab, node, SEGMENT, command, ifname)
+}
+
+/// ADD or DEL of interface `ifname` on `segment` for `node`'s pod.
+fn segment_cni_on(
+    lab: &TestLab,
+    node: &str,
+    segment: &str,
+    command: &str,
+    ifname: &str,
+) -> Result<Value, String> {
     let n = lab.lab().state.node(node).unwrap();
     let pod = &n.pods[0];
-    let conf = tweed_lab::pods::segment_conf(&lab.lab().node_dir(node), SEGMENT);
+    let conf = tweed_lab::pods::segment_conf(&lab.lab().node_dir(node), segment);
     tweed_lab::pods::cni_with(
         &lab.lab().binaries.plugin,
         &n.ns,
@@ -131,7 +153,8 @@ fn has_net1(lab: &TestLab, node: &str) -> bool {
 
 /// A ping that gets a few tries: the first ARP on a busy machine can be
 /// slow, a broken path still fails all of them.
-fn ping(lab: &TestLab, from: &str, to: Ipv4Addr) -> bool {
+fn ping(lab: &TestLab, from: &str, to: impl Into<IpAddr>) -> bool {
+    let to: IpAddr = to.into();
     common::wait_for(10, || {
         std::process::Command::new("ip")
             .args([
@@ -159,6 +182,55 @@ fn reservation(lab: &TestLab, node: &str, ip: Ipv4Addr) -> PathBuf {
         .join("ipam")
         .join(format!("seg-{SEGMENT}"))
         .join(ip.to_string())
+}
+
+/// What `tweedctl status` prints on `node` (with the lab's segment dir).
+fn tweedctl_status(lab: &TestLab, node: &str) -> String {
+    let tweedctl = common::binaries().plugin.with_file_name("tweedctl");
+    let out = std::process::Command::new(&tweedctl)
+        .args(["status", "--netns", &lab.lab().state.node(node).unwrap().ns])
+        .arg("--segment-dir")
+        .arg(lab.lab().node_dir(node).join("segments"))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The kube store's claims of `segment`: (block key, holder) per Lease
+/// object, sorted, each object's name checked to be a valid one (the API
+/// server refuses the ':' and '&' of keys); and the list as read.
+fn held_blocks(lab: &TestLab, segment: &str) -> (Vec<(String, String)>, Value) {
+    let list = tweed_lab::kube::call_ok(
+        &lab.lab().state.underlay_ns,
+        "GET",
+        &format!(
+            "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases?labelSelector=tweed.io%2Fsegment%3D{segment}"
+        ),
+        None,
+    )
+    .expect("Leases from the fake API server");
+    let mut held: Vec<(String, String)> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            let name = o["metadata"]["name"].as_str().unwrap();
+            assert!(
+                name.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'),
+                "{name}"
+            );
+            (
+                o["metadata"]["annotations"]["tweed.io/block"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+                o["spec"]["holderIdentity"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    held.sort();
+    (held, list)
 }
 
 /// A 3-node lab on `store` with the segment's Subnet, put through the
@@ -213,14 +285,7 @@ fn shared_checks(lab: &mut TestLab) -> Vec<Ipv4Net> {
     eprintln!("blocks {blocks:?}, addresses {addresses:?}");
 
     // tweedctl status on a node shows the segment's block.
-    let tweedctl = common::binaries().plugin.with_file_name("tweedctl");
-    let out = std::process::Command::new(&tweedctl)
-        .args(["status", "--netns", &lab.lab().state.node("n2").unwrap().ns])
-        .arg("--segment-dir")
-        .arg(lab.lab().node_dir("n2").join("segments"))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = tweedctl_status(lab, "n2");
     assert!(
         text.contains(&format!("block {} of subnet {SUBNET}", blocks[1])),
         "{text}"
@@ -334,28 +399,7 @@ fn a_segment_subnet_with_etcd() {
 fn a_segment_subnet_with_the_kube_store() {
     let (lab, blocks) = unique_addresses_across_nodes("sgk", "kube");
     // One coordination.k8s.io Lease per block, held by its node.
-    let list = tweed_lab::kube::call_ok(
-        &lab.lab().state.underlay_ns,
-        "GET",
-        "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases?labelSelector=tweed.io%2Fsegment%3Dlab1",
-        None,
-    )
-    .expect("Leases from the fake API server");
-    let mut held: Vec<(String, String)> = list["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| {
-            (
-                o["metadata"]["annotations"]["tweed.io/block"]
-                    .as_str()
-                    .unwrap()
-                    .to_string(),
-                o["spec"]["holderIdentity"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
-    held.sort();
+    let (held, list) = held_blocks(&lab, SEGMENT);
     let mut want: Vec<(String, String)> = ["n1", "n2", "n3"]
         .iter()
         .zip(&blocks)
@@ -414,4 +458,147 @@ fn a_subnet_without_a_free_block_is_refused_with_the_reason() {
     let result = segment_cni(&lab, with, "ADD", "net1").unwrap();
     let ips = result["ips"].as_array().unwrap();
     assert_eq!(ips[0]["address"], "192.168.60.1/30", "{result}");
+}
+
+/// A dual-stack segment (`Subnet` + `IPv6Subnet`) and an IPv6-only one,
+/// on the kube store (whose object names come from keys with ':'): one
+/// block of each family per node, an address of each family from the
+/// node's blocks on every interface (the subnet's prefix, usable at once,
+/// no gateway), IPv6 across the nodes, and DEL releasing both.
+#[test]
+fn ipv6_segment_subnets_alone_and_beside_ipv4() {
+    const SIX: &str = "six";
+    let lab = TestLab::up_with("sg6", 2, "vxlan", "kube", |s| {
+        s.net_conf_overrides.insert(
+            "Segments".into(),
+            json!([
+                {"Name": SEGMENT, "VNI": 4001, "Subnet": SUBNET, "IPv6Subnet": "fd00:50::/48"},
+                {"Name": SIX, "VNI": 4002, "IPv6Subnet": "fd00:60::/120"},
+            ]),
+        );
+    });
+    let nodes = ["n1", "n2"];
+    let dual: Vec<Blocks> = nodes.iter().map(|n| blocks_of(&lab, n, SEGMENT)).collect();
+    let six: Vec<Blocks> = nodes.iter().map(|n| blocks_of(&lab, n, SIX)).collect();
+    for (d, s) in dual.iter().zip(&six) {
+        let v6 = d.ipv6.expect("a dual-stack segment's IPv6 block");
+        assert!(d.ipv4.is_some(), "{d:?}");
+        assert_eq!(v6.block.prefix_len(), 64, "default IPv6 blocks are /64s");
+        assert!(v6.subnet.contains(&v6.block), "{v6:?}");
+        assert!(s.ipv4.is_none(), "an IPv6-only segment: {s:?}");
+        let v6 = s.ipv6.expect("the IPv6-only segment's block");
+        assert_eq!(v6.block.prefix_len(), 124, "16 blocks of a /120");
+        assert!(v6.subnet.contains(&v6.block), "{v6:?}");
+    }
+    assert_ne!(dual[0].ipv4, dual[1].ipv4, "{dual:?}");
+    assert_ne!(dual[0].ipv6, dual[1].ipv6, "{dual:?}");
+    assert_ne!(six[0].ipv6, six[1].ipv6, "{six:?}");
+
+    // net1 on the dual-stack segment, net2 on the IPv6-only one.
+    let mut v6_addresses = Vec::new();
+    let mut n1_net1 = Vec::new();
+    for (i, node) in nodes.iter().enumerate() {
+        for (segment, ifname, blocks, want_len) in [
+            (SEGMENT, "net1", &dual[i], vec![24, 48]),
+            (SIX, "net2", &six[i], vec![120]),
+        ] {
+            let result = segment_cni_on(&lab, node, segment, "ADD", ifname)
+                .unwrap_or_else(|e| panic!("{node}: ADD {ifname}: {e}"));
+            let ips: Vec<IpNet> = result["ips"]
+                .as_array()
+                .expect("ips")
+                .iter()
+                .map(|ip| {
+                    assert!(ip.get("gateway").is_none(), "no gateway: {result}");
+                    ip["address"].as_str().unwrap().parse().unwrap()
+                })
+                .collect();
+            let lens: Vec<u8> = ips.iter().map(IpNet::prefix_len).collect();
+            assert_eq!(lens, want_len, "{node} {segment}: {result}");
+            for ip in &ips {
+                let inside = match ip.addr() {
+                    IpAddr::V4(a) => blocks.ipv4.is_some_and(|b| b.block.contains(&a)),
+                    IpAddr::V6(a) => blocks.ipv6.is_some_and(|b| b.block.contains(&a)),
+                };
+                assert!(inside, "{node}: {ip} outside its blocks {blocks:?}");
+            }
+            if (*node, ifname) == ("n1", "net1") {
+                n1_net1 = ips.iter().map(IpNet::addr).collect();
+            }
+            let v6 = *ips.last().unwrap();
+            // The kernel holds it with the subnet's prefix, not tentative
+            // (a pod may use it at once).
+            let ns = format!(
+                "{node}/{}",
+                lab.lab().state.node(node).unwrap().pods[0].name
+            );
+            let addrs = lab.ip_json(
+                &ns,
+                &["-6", "addr", "show", "dev", ifname, "scope", "global"],
+            );
+            let info = &addrs[0]["addr_info"][0];
+            assert_eq!(info["local"], v6.addr().to_string(), "{addrs}");
+            assert_eq!(info["prefixlen"], v6.prefix_len(), "{addrs}");
+            assert!(info.get("tentative").is_none(), "{addrs}");
+            v6_addresses.push(v6.addr());
+        }
+    }
+
+    // IPv6 across the nodes on both segments.
+    for (from, to) in [
+        ("n1", v6_addresses[2]),
+        ("n1", v6_addresses[3]),
+        ("n2", v6_addresses[0]),
+    ] {
+        assert!(
+            ping(&lab, from, to),
+            "{from} cannot reach {to} on the segment"
+        );
+    }
+
+    // The claims: one Lease per node and segment, named validly for any
+    // key (the API server refuses ':'), holding both families' blocks.
+    for (segment, blocks) in [(SEGMENT, &dual), (SIX, &six)] {
+        let (held, list) = held_blocks(&lab, segment);
+        let key = |b: &Blocks| {
+            let v4 = b
+                .ipv4
+                .map(|b| format!("{}-{}", b.block.network(), b.block.prefix_len()));
+            let v6 = b
+                .ipv6
+                .map(|b| format!("{}-{}", b.block.network(), b.block.prefix_len()));
+            v4.into_iter().chain(v6).collect::<Vec<_>>().join("&")
+        };
+        let mut want: Vec<(String, String)> = blocks
+            .iter()
+            .zip(nodes)
+            .map(|(b, n)| (key(b), n.to_string()))
+            .collect();
+        want.sort();
+        assert_eq!(held, want, "{list}");
+    }
+
+    // tweedctl status shows each family's block.
+    let text = tweedctl_status(&lab, "n1");
+    for b in [dual[0].ipv6.unwrap(), six[0].ipv6.unwrap()] {
+        assert!(
+            text.contains(&format!("block {} of subnet {}", b.block, b.subnet)),
+            "{text}"
+        );
+    }
+
+    // DEL releases both of net1's addresses.
+    let reserved = |ip: IpAddr| {
+        lab.lab()
+            .node_dir("n1")
+            .join("ipam")
+            .join(format!("seg-{SEGMENT}"))
+            .join(ip.to_string())
+            .exists()
+    };
+    assert!(n1_net1.iter().all(|ip| reserved(*ip)), "{n1_net1:?}");
+    segment_cni_on(&lab, "n1", SEGMENT, "DEL", "net1").unwrap();
+    for ip in n1_net1 {
+        assert!(!reserved(ip), "reservation of {ip} kept");
+    }
 }

@@ -1,44 +1,73 @@
-//! A node's block of a segment's `Subnet`: tweedd claims it in the store
-//! and writes it here; the plugin allocates the segment's pod addresses
-//! from it. Data flows one way, as for the node lease: store → tweedd →
+//! A node's blocks of a segment's subnets: tweedd claims them in the store
+//! and writes them here; the plugin allocates the segment's pod addresses
+//! from them. Data flows one way, as for the node lease: store → tweedd →
 //! file → plugin.
 //!
 //! One file per segment, `<dir>/<name>.env` (default dir
 //! `/run/tweed/segments`), in the same `KEY=value` shape as
-//! `/run/tweed/subnet.env`:
+//! `/run/tweed/subnet.env`, with the lines of the families the segment
+//! has:
 //!
 //! ```text
 //! TWEED_SEGMENT=lab1
 //! TWEED_SEGMENT_SUBNET=192.168.50.0/24
 //! TWEED_SEGMENT_BLOCK=192.168.50.16/28
+//! TWEED_SEGMENT_IPV6_SUBNET=fd00:50::/48
+//! TWEED_SEGMENT_IPV6_BLOCK=fd00:50:0:1::/64
 //! ```
 //!
-//! While tweedd cannot claim a block (every block is taken, the store is
-//! unreachable) `TWEED_SEGMENT_UNCLAIMED=<why>` stands instead of
-//! `TWEED_SEGMENT_BLOCK`, so the plugin says why instead of silently
-//! handing out no address.
+//! While tweedd cannot claim its blocks (every block is taken, the store
+//! is unreachable) `TWEED_SEGMENT_UNCLAIMED=<why>` stands instead of the
+//! `_BLOCK` lines, so the plugin says why instead of silently handing out
+//! no address.
 //!
 //! Written atomically (temporary file + rename): a plugin never reads half
 //! a file.
 
+use std::fmt::Display;
 use std::fs;
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use thiserror::Error;
 
 /// Where tweedd writes the block files by default (`--segment-dir`).
 pub const DEFAULT_DIR: &str = "/run/tweed/segments";
 
-/// One node's block of one segment's subnet.
+/// One node's block of one of a segment's subnets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Block {
-    /// The segment's whole `Subnet`: its prefix length is the one pods get.
-    pub subnet: Ipv4Net,
+pub struct Block<N> {
+    /// The segment's whole subnet: its prefix length is the one pods get.
+    pub subnet: N,
     /// This node's part of it.
-    pub block: Ipv4Net,
+    pub block: N,
+}
+
+/// A segment's subnets, one per family it has (at least one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Subnets {
+    pub ipv4: Option<Ipv4Net>,
+    pub ipv6: Option<Ipv6Net>,
+}
+
+/// A node's blocks: one of each subnet the segment has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Blocks {
+    pub ipv4: Option<Block<Ipv4Net>>,
+    pub ipv6: Option<Block<Ipv6Net>>,
+}
+
+impl Blocks {
+    /// The subnets these are blocks of.
+    pub fn subnets(&self) -> Subnets {
+        Subnets {
+            ipv4: self.ipv4.map(|b| b.subnet),
+            ipv6: self.ipv6.map(|b| b.subnet),
+        }
+    }
 }
 
 #[derive(Debug, Error)]
@@ -65,26 +94,48 @@ pub fn path(dir: &Path, name: &str) -> PathBuf {
 /// What a block file says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BlockFile {
-    Claimed(Block),
-    /// The segment has a subnet but this node holds no block of it yet.
+    Claimed(Blocks),
+    /// The segment has subnets but this node holds no blocks of them yet.
     Unclaimed {
-        subnet: Ipv4Net,
+        subnets: Subnets,
         reason: String,
     },
 }
 
+const SUBNET: &str = "TWEED_SEGMENT_SUBNET";
+const BLOCK: &str = "TWEED_SEGMENT_BLOCK";
+const IPV6_SUBNET: &str = "TWEED_SEGMENT_IPV6_SUBNET";
+const IPV6_BLOCK: &str = "TWEED_SEGMENT_IPV6_BLOCK";
+const UNCLAIMED: &str = "TWEED_SEGMENT_UNCLAIMED";
+
 impl BlockFile {
     pub fn render(&self, name: &str) -> String {
+        let mut text = format!("TWEED_SEGMENT={name}\n");
+        let line = |text: &mut String, key: &str, value: &dyn Display| {
+            text.push_str(&format!("{key}={value}\n"));
+        };
         match self {
-            BlockFile::Claimed(b) => format!(
-                "TWEED_SEGMENT={name}\nTWEED_SEGMENT_SUBNET={}\nTWEED_SEGMENT_BLOCK={}\n",
-                b.subnet, b.block
-            ),
-            BlockFile::Unclaimed { subnet, reason } => format!(
-                "TWEED_SEGMENT={name}\nTWEED_SEGMENT_SUBNET={subnet}\nTWEED_SEGMENT_UNCLAIMED={}\n",
-                reason.replace('\n', " ")
-            ),
+            BlockFile::Claimed(b) => {
+                if let Some(v4) = b.ipv4 {
+                    line(&mut text, SUBNET, &v4.subnet);
+                    line(&mut text, BLOCK, &v4.block);
+                }
+                if let Some(v6) = b.ipv6 {
+                    line(&mut text, IPV6_SUBNET, &v6.subnet);
+                    line(&mut text, IPV6_BLOCK, &v6.block);
+                }
+            }
+            BlockFile::Unclaimed { subnets, reason } => {
+                if let Some(v4) = subnets.ipv4 {
+                    line(&mut text, SUBNET, &v4);
+                }
+                if let Some(v6) = subnets.ipv6 {
+                    line(&mut text, IPV6_SUBNET, &v6);
+                }
+                line(&mut text, UNCLAIMED, &reason.replace('\n', " "));
+            }
         }
+        text
     }
 
     /// Parses a block file's text; `path` only names it in errors.
@@ -99,26 +150,57 @@ impl BlockFile {
                 .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
                 .map(str::trim)
         };
-        let net = |key: &'static str| -> Result<Ipv4Net, BlockFileError> {
-            let v = raw(key).ok_or_else(|| invalid(key, "missing".into()))?;
-            v.parse()
-                .map_err(|_| invalid(key, format!("{v:?} is not an IPv4 subnet")))
+        fn net<N: FromStr>(
+            value: Option<&str>,
+            key: &'static str,
+            family: &str,
+            invalid: &impl Fn(&'static str, String) -> BlockFileError,
+        ) -> Result<Option<N>, BlockFileError> {
+            value
+                .map(|v| {
+                    v.parse()
+                        .map_err(|_| invalid(key, format!("{v:?} is not an {family} subnet")))
+                })
+                .transpose()
+        }
+        let subnets = Subnets {
+            ipv4: net(raw(SUBNET), SUBNET, "IPv4", &invalid)?,
+            ipv6: net(raw(IPV6_SUBNET), IPV6_SUBNET, "IPv6", &invalid)?,
         };
-        let subnet = net("TWEED_SEGMENT_SUBNET")?;
-        if let Some(reason) = raw("TWEED_SEGMENT_UNCLAIMED") {
+        if subnets.ipv4.is_none() && subnets.ipv6.is_none() {
+            return Err(invalid(
+                SUBNET,
+                "missing (and no IPv6 subnet either)".into(),
+            ));
+        }
+        if let Some(reason) = raw(UNCLAIMED) {
             return Ok(BlockFile::Unclaimed {
-                subnet,
+                subnets,
                 reason: reason.to_string(),
             });
         }
-        let block = net("TWEED_SEGMENT_BLOCK")?;
-        if !subnet.contains(&block) {
-            return Err(invalid(
-                "TWEED_SEGMENT_BLOCK",
-                format!("{block} is not inside {subnet}"),
-            ));
+        /// The block of `subnet`, which must be inside it.
+        fn block<N: FromStr + Copy + Into<IpNet> + Display>(
+            subnet: Option<N>,
+            value: Option<&str>,
+            key: &'static str,
+            family: &str,
+            invalid: &impl Fn(&'static str, String) -> BlockFileError,
+        ) -> Result<Option<Block<N>>, BlockFileError> {
+            let Some(subnet) = subnet else {
+                return Ok(None);
+            };
+            let block: N =
+                net(value, key, family, invalid)?.ok_or_else(|| invalid(key, "missing".into()))?;
+            if !subnet.into().contains(&block.into()) {
+                return Err(invalid(key, format!("{block} is not inside {subnet}")));
+            }
+            Ok(Some(Block { subnet, block }))
         }
-        Ok(BlockFile::Claimed(Block { subnet, block }))
+        Ok(BlockFile::Claimed(Blocks {
+            ipv4: block(subnets.ipv4, raw(BLOCK), BLOCK, "IPv4", &invalid)?,
+            ipv6: block(subnets.ipv6, raw(IPV6_BLOCK), IPV6_BLOCK, "IPv6", &invalid)?,
+        }))
     }
 
     /// Writes the block file of segment `name` into `dir`.
@@ -133,7 +215,7 @@ impl BlockFile {
     }
 
     /// The block file of segment `name`, or `None` when tweedd wrote none
-    /// (the segment has no `Subnet`).
+    /// (the segment has no subnet).
     pub fn read(dir: &Path, name: &str) -> Result<Option<BlockFile>, BlockFileError> {
         let file = path(dir, name);
         match fs::read_to_string(&file) {
@@ -144,11 +226,11 @@ impl BlockFile {
     }
 }
 
-impl Block {
+impl Block<Ipv4Net> {
     /// The addresses pods may get: the whole block but the subnet's own
     /// network and broadcast addresses (a block is not a subnet of its
     /// own, so its edges are ordinary hosts).
-    pub fn usable(&self) -> (Ipv4Addr, Ipv4Addr) {
+    pub fn usable(&self) -> (IpAddr, IpAddr) {
         let mut first = self.block.network();
         let mut last = self.block.broadcast();
         if first == self.subnet.network() {
@@ -157,7 +239,20 @@ impl Block {
         if last == self.subnet.broadcast() {
             last = Ipv4Addr::from(u32::from(last) - 1);
         }
-        (first, last)
+        (first.into(), last.into())
+    }
+}
+
+impl Block<Ipv6Net> {
+    /// The addresses pods may get: the whole block but the subnet's first
+    /// address, the Subnet-Router anycast address (RFC 4291 2.6.1). IPv6
+    /// has no broadcast address to spare.
+    pub fn usable(&self) -> (IpAddr, IpAddr) {
+        let mut first = self.block.network();
+        if first == self.subnet.network() {
+            first = Ipv6Addr::from(u128::from(first) + 1);
+        }
+        (first.into(), self.block.broadcast().into())
     }
 }
 
@@ -188,16 +283,23 @@ pub fn remove_others(dir: &Path, keep: &[&str]) -> io::Result<Vec<String>> {
 mod tests {
     use super::*;
 
-    fn block(subnet: &str, block: &str) -> Block {
+    fn block(subnet: &str, block: &str) -> Block<Ipv4Net> {
         Block {
             subnet: subnet.parse().unwrap(),
             block: block.parse().unwrap(),
         }
     }
 
+    fn v4_only(b: Block<Ipv4Net>) -> BlockFile {
+        BlockFile::Claimed(Blocks {
+            ipv4: Some(b),
+            ipv6: None,
+        })
+    }
+
     #[test]
     fn usable_addresses_skip_only_the_subnets_edges() {
-        let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         assert_eq!(
             block("192.168.50.0/24", "192.168.50.0/28").usable(),
             (ip("192.168.50.1"), ip("192.168.50.15"))
@@ -215,7 +317,7 @@ mod tests {
     #[test]
     fn files_round_trip_and_bad_ones_name_the_key() {
         let dir = std::env::temp_dir().join(format!("tweed-block-{}", std::process::id()));
-        let b = BlockFile::Claimed(block("192.168.50.0/24", "192.168.50.32/28"));
+        let b = v4_only(block("192.168.50.0/24", "192.168.50.32/28"));
         b.write(&dir, "lab1").unwrap();
         assert_eq!(BlockFile::read(&dir, "lab1").unwrap(), Some(b));
         assert_eq!(BlockFile::read(&dir, "other").unwrap(), None);
@@ -238,15 +340,19 @@ mod tests {
         .unwrap_err();
         assert!(e.to_string().contains("is not inside"), "{e}");
 
+        let subnets = Subnets {
+            ipv4: Some("10.9.0.0/16".parse().unwrap()),
+            ipv6: None,
+        };
         let waiting = BlockFile::Unclaimed {
-            subnet: "10.9.0.0/16".parse().unwrap(),
+            subnets,
             reason: "all 4 blocks\nare claimed".into(),
         };
         waiting.write(&dir, "gone").unwrap();
         assert_eq!(
             BlockFile::read(&dir, "gone").unwrap(),
             Some(BlockFile::Unclaimed {
-                subnet: "10.9.0.0/16".parse().unwrap(),
+                subnets,
                 reason: "all 4 blocks are claimed".into(),
             })
         );
@@ -254,5 +360,72 @@ mod tests {
         assert!(BlockFile::read(&dir, "gone").unwrap().is_none());
         assert!(BlockFile::read(&dir, "lab1").unwrap().is_some());
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn ipv6_and_dual_stack_files_round_trip() {
+        let dir = std::env::temp_dir().join(format!("tweed-block6-{}", std::process::id()));
+        let v6 = Block::<Ipv6Net> {
+            subnet: "fd00:50::/48".parse().unwrap(),
+            block: "fd00:50:0:1::/64".parse().unwrap(),
+        };
+        for blocks in [
+            Blocks {
+                ipv4: None,
+                ipv6: Some(v6),
+            },
+            Blocks {
+                ipv4: Some(block("192.168.50.0/24", "192.168.50.16/28")),
+                ipv6: Some(v6),
+            },
+        ] {
+            let file = BlockFile::Claimed(blocks);
+            file.write(&dir, "dual").unwrap();
+            assert_eq!(BlockFile::read(&dir, "dual").unwrap(), Some(file));
+        }
+        let text = fs::read_to_string(path(&dir, "dual")).unwrap();
+        assert!(
+            text.contains("TWEED_SEGMENT_IPV6_BLOCK=fd00:50:0:1::/64"),
+            "{text}"
+        );
+        fs::remove_dir_all(&dir).unwrap();
+
+        let p = Path::new("x.env");
+        let e = BlockFile::parse("TWEED_SEGMENT_IPV6_SUBNET=fd00:50::/48\n", p).unwrap_err();
+        assert!(
+            e.to_string().contains("TWEED_SEGMENT_IPV6_BLOCK: missing"),
+            "{e}"
+        );
+        let e = BlockFile::parse("TWEED_SEGMENT=x\n", p).unwrap_err();
+        assert!(
+            e.to_string().contains("TWEED_SEGMENT_SUBNET: missing"),
+            "{e}"
+        );
+        let e = BlockFile::parse(
+            "TWEED_SEGMENT_IPV6_SUBNET=fd00:50::/48\nTWEED_SEGMENT_IPV6_BLOCK=fd00:51::/64\n",
+            p,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("is not inside"), "{e}");
+    }
+
+    #[test]
+    fn usable_ipv6_addresses_skip_only_the_subnet_router_anycast() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let b = |block: &str| Block::<Ipv6Net> {
+            subnet: "fd00:50::/48".parse().unwrap(),
+            block: block.parse().unwrap(),
+        };
+        assert_eq!(
+            b("fd00:50::/64").usable(),
+            (ip("fd00:50::1"), ip("fd00:50::ffff:ffff:ffff:ffff"))
+        );
+        assert_eq!(
+            b("fd00:50:0:ffff::/64").usable(),
+            (
+                ip("fd00:50:0:ffff::"),
+                ip("fd00:50:0:ffff:ffff:ffff:ffff:ffff")
+            )
+        );
     }
 }

@@ -8,19 +8,21 @@
 //!
 //! Declared in net-conf.json (flannel's file, extended):
 //! `"Segments": [{"Name": "lab1", "VNI": 4001, "MTU": 1450, "VLAN": 100,
-//! "Subnet": "192.168.50.0/24", "BlockLen": 28}]`.
+//! "Subnet": "192.168.50.0/24", "BlockLen": 28, "IPv6Subnet": "fd00:50::/48"}]`.
 //!
-//! A segment with a `Subnet` hands out addresses: each node's tweedd
-//! claims one block of it in the store and writes it to a file (see
-//! [`block`]) from which the plugin allocates, so addresses are unique
-//! across nodes without the plugin ever talking to the store.
+//! A segment with a `Subnet` and/or an `IPv6Subnet` hands out addresses:
+//! each node's tweedd claims one block of each in the store and writes
+//! them to a file (see [`block`]) from which the plugin allocates, so
+//! addresses are unique across nodes without the plugin ever talking to
+//! the store.
 
 pub mod block;
 
 use std::collections::HashSet;
 
-use ipnet::Ipv4Net;
-use serde::Deserialize;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer};
 use thiserror::Error;
 
 /// The longest segment name: `tws-` plus it must fit the kernel's 15-byte
@@ -51,16 +53,57 @@ pub struct Segment {
     /// (one per node, unique cluster-wide) and its pods get addresses from
     /// that block, with the subnet's prefix and no gateway. Default: no
     /// addresses (pure layer 2).
-    #[serde(rename = "Subnet", default)]
+    #[serde(rename = "Subnet", default, deserialize_with = "ipv4_prefix")]
     pub subnet: Option<Ipv4Net>,
     /// The prefix length of each node's block of `Subnet`; default
     /// [`Segment::block_len`].
     #[serde(rename = "BlockLen", default)]
     pub block_len: Option<u8>,
+    /// IPv6 addresses for the segment's pods, handed out as `Subnet`'s
+    /// are (blocks per node, the subnet's prefix, no gateway); with both,
+    /// every pod gets one address of each family.
+    #[serde(rename = "IPv6Subnet", default, deserialize_with = "ipv6_prefix")]
+    pub ipv6_subnet: Option<Ipv6Net>,
+    /// The prefix length of each node's block of `IPv6Subnet`; default
+    /// [`Segment::ipv6_block_len`].
+    #[serde(rename = "IPv6BlockLen", default)]
+    pub ipv6_block_len: Option<u8>,
 }
 
-/// The longest block: 4 addresses.
+/// `Subnet`: an IPv4 prefix, with a pointer to `IPv6Subnet` for an IPv6 one.
+fn ipv4_prefix<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Ipv4Net>, D::Error> {
+    let Some(text) = Option::<String>::deserialize(d)? else {
+        return Ok(None);
+    };
+    text.parse().map(Some).map_err(|_| {
+        let hint = match text.parse::<Ipv6Net>() {
+            Ok(_) => "; an IPv6 prefix goes in IPv6Subnet",
+            Err(_) => "",
+        };
+        D::Error::custom(format!(
+            "{text:?} is not an IPv4 prefix (a.b.c.d/len){hint}"
+        ))
+    })
+}
+
+/// `IPv6Subnet`: an IPv6 prefix, with a pointer to `Subnet` for an IPv4 one.
+fn ipv6_prefix<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Ipv6Net>, D::Error> {
+    let Some(text) = Option::<String>::deserialize(d)? else {
+        return Ok(None);
+    };
+    text.parse().map(Some).map_err(|_| {
+        let hint = match text.parse::<Ipv4Net>() {
+            Ok(_) => "; an IPv4 prefix goes in Subnet",
+            Err(_) => "",
+        };
+        D::Error::custom(format!("{text:?} is not an IPv6 prefix (x:x::/len){hint}"))
+    })
+}
+
+/// The longest IPv4 block: 4 addresses.
 pub const MAX_BLOCK_LEN: u8 = 30;
+/// The longest IPv6 block: 4 addresses.
+pub const MAX_IPV6_BLOCK_LEN: u8 = 126;
 
 impl Segment {
     /// The prefix length of one node's block: as configured, else /26 (64
@@ -76,6 +119,26 @@ impl Segment {
                 (prefix + 4).min(MAX_BLOCK_LEN)
             }
         }))
+    }
+
+    /// The prefix length of one node's IPv6 block: as configured, else /64
+    /// when the subnet holds at least 16 of those, else 16 blocks (prefix
+    /// + 4), at most /126.
+    pub fn ipv6_block_len(&self) -> Option<u8> {
+        let subnet = self.ipv6_subnet?;
+        Some(self.ipv6_block_len.unwrap_or_else(|| {
+            let prefix = subnet.prefix_len();
+            if prefix <= 60 {
+                64
+            } else {
+                (prefix + 4).min(MAX_IPV6_BLOCK_LEN)
+            }
+        }))
+    }
+
+    /// Whether the segment hands out addresses at all.
+    pub fn has_addresses(&self) -> bool {
+        self.subnet.is_some() || self.ipv6_subnet.is_some()
     }
 }
 
@@ -97,6 +160,10 @@ pub enum SegmentError {
     BadSubnet { index: usize, reason: String },
     #[error("Segments[{index}].BlockLen: {reason}")]
     BadBlockLen { index: usize, reason: String },
+    #[error("Segments[{index}].IPv6Subnet: {reason}")]
+    BadIpv6Subnet { index: usize, reason: String },
+    #[error("Segments[{index}].IPv6BlockLen: {reason}")]
+    BadIpv6BlockLen { index: usize, reason: String },
     #[error("Segments[{index}]: {what} {value} is used by an earlier segment")]
     Duplicate {
         index: usize,
@@ -177,44 +244,70 @@ pub fn validate(segments: &[Segment]) -> Result<(), SegmentError> {
     Ok(())
 }
 
-/// `Subnet` and `BlockLen` of entry `index`.
+/// `Subnet`, `BlockLen`, `IPv6Subnet` and `IPv6BlockLen` of entry `index`.
 fn check_addressing(index: usize, s: &Segment) -> Result<(), SegmentError> {
-    let Some(subnet) = s.subnet else {
-        return match s.block_len {
-            Some(_) => Err(SegmentError::BadBlockLen {
-                index,
-                reason: "needs a Subnet to divide into blocks".into(),
-            }),
+    check_family(
+        s.subnet.map(|n| (n.into(), n.trunc().into())),
+        s.block_len,
+        s.block_len(),
+        ("Subnet", MAX_BLOCK_LEN),
+    )
+    .map_err(|e| match e {
+        FamilyError::Subnet(reason) => SegmentError::BadSubnet { index, reason },
+        FamilyError::BlockLen(reason) => SegmentError::BadBlockLen { index, reason },
+    })?;
+    check_family(
+        s.ipv6_subnet.map(|n| (n.into(), n.trunc().into())),
+        s.ipv6_block_len,
+        s.ipv6_block_len(),
+        ("IPv6Subnet", MAX_IPV6_BLOCK_LEN),
+    )
+    .map_err(|e| match e {
+        FamilyError::Subnet(reason) => SegmentError::BadIpv6Subnet { index, reason },
+        FamilyError::BlockLen(reason) => SegmentError::BadIpv6BlockLen { index, reason },
+    })
+}
+
+/// Which of a family's two fields is wrong, and why.
+enum FamilyError {
+    Subnet(String),
+    BlockLen(String),
+}
+
+/// One family's subnet (as given, and truncated to its network) and block
+/// length (as given, and in effect); `field` names the subnet's key.
+fn check_family(
+    subnet: Option<(IpNet, IpNet)>,
+    configured_len: Option<u8>,
+    len: Option<u8>,
+    (field, max_len): (&str, u8),
+) -> Result<(), FamilyError> {
+    let Some((subnet, network)) = subnet else {
+        return match configured_len {
+            Some(_) => Err(FamilyError::BlockLen(format!(
+                "has no {field} to divide into blocks"
+            ))),
             None => Ok(()),
         };
     };
-    if subnet.trunc() != subnet {
-        return Err(SegmentError::BadSubnet {
-            index,
-            reason: format!(
-                "{subnet} has host bits set; for a /{} the network address is {}",
-                subnet.prefix_len(),
-                subnet.network()
-            ),
-        });
+    if network != subnet {
+        return Err(FamilyError::Subnet(format!(
+            "{subnet} has host bits set; for a /{} the network address is {}",
+            subnet.prefix_len(),
+            network.network()
+        )));
     }
-    if subnet.prefix_len() > MAX_BLOCK_LEN {
-        return Err(SegmentError::BadSubnet {
-            index,
-            reason: format!(
-                "{subnet} is too small; the prefix length must be at most /{MAX_BLOCK_LEN}"
-            ),
-        });
+    if subnet.prefix_len() > max_len {
+        return Err(FamilyError::Subnet(format!(
+            "{subnet} is too small; the prefix length must be at most /{max_len}"
+        )));
     }
-    let len = s.block_len().expect("a subnet is set");
-    if len < subnet.prefix_len() || len > MAX_BLOCK_LEN {
-        return Err(SegmentError::BadBlockLen {
-            index,
-            reason: format!(
-                "{len} is outside {}..{MAX_BLOCK_LEN} (a block is part of Subnet {subnet} and holds at least 4 addresses)",
-                subnet.prefix_len()
-            ),
-        });
+    let len = len.expect("a subnet is set");
+    if len < subnet.prefix_len() || len > max_len {
+        return Err(FamilyError::BlockLen(format!(
+            "{len} is outside {}..{max_len} (a block is part of {field} {subnet} and holds at least 4 addresses)",
+            subnet.prefix_len()
+        )));
     }
     Ok(())
 }
@@ -231,6 +324,8 @@ mod tests {
             vlan: None,
             subnet: None,
             block_len: None,
+            ipv6_subnet: None,
+            ipv6_block_len: None,
         }
     }
 
@@ -264,6 +359,24 @@ mod tests {
             Some("192.168.50.0/24".parse().unwrap())
         );
         assert_eq!(addressed[0].block_len(), Some(27));
+        let misplaced = serde_json::from_str::<Vec<Segment>>(
+            r#"[{"Name": "a", "VNI": 1, "Subnet": "fd00:50::/64"}]"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            misplaced.contains("an IPv6 prefix goes in IPv6Subnet"),
+            "{misplaced}"
+        );
+        let misplaced = serde_json::from_str::<Vec<Segment>>(
+            r#"[{"Name": "a", "VNI": 1, "IPv6Subnet": "10.0.0.0/8"}]"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            misplaced.contains("an IPv4 prefix goes in Subnet"),
+            "{misplaced}"
+        );
         let unknown =
             serde_json::from_str::<Vec<Segment>>(r#"[{"Name": "a", "VNI": 1, "Vni": 2}]"#);
         assert!(unknown.is_err(), "a misspelt key is an error, not ignored");
@@ -283,6 +396,30 @@ mod tests {
         assert_eq!(with("192.168.50.0/28").block_len(), Some(30));
         assert_eq!(seg("a", 5).block_len(), None);
         for s in ["192.168.50.0/24", "10.0.0.0/8", "192.168.50.0/30"] {
+            assert!(validate(&[with(s)]).is_ok(), "{s}");
+        }
+    }
+
+    #[test]
+    fn default_ipv6_blocks_are_64s_where_they_fit() {
+        let with = |subnet: &str| Segment {
+            ipv6_subnet: Some(subnet.parse().unwrap()),
+            ..seg("a", 5)
+        };
+        assert_eq!(with("fd00:50::/48").ipv6_block_len(), Some(64));
+        assert_eq!(with("fd00:50::/60").ipv6_block_len(), Some(64));
+        assert_eq!(with("fd00:50::/112").ipv6_block_len(), Some(116));
+        assert_eq!(with("fd00:50::/124").ipv6_block_len(), Some(126));
+        assert_eq!(seg("a", 5).ipv6_block_len(), None);
+        let dual: Vec<Segment> = serde_json::from_str(
+            r#"[{"Name": "a", "VNI": 9, "Subnet": "192.168.50.0/24", "IPv6Subnet": "fd00:50::/64", "IPv6BlockLen": 120}]"#,
+        )
+        .unwrap();
+        assert_eq!(dual[0].ipv6_block_len(), Some(120));
+        assert!(dual[0].has_addresses());
+        assert!(!seg("a", 5).has_addresses());
+        assert!(validate(&dual).is_ok());
+        for s in ["fd00:50::/48", "fd00::/8", "fd00:50::/126"] {
             assert!(validate(&[with(s)]).is_ok(), "{s}");
         }
     }
@@ -331,7 +468,7 @@ mod tests {
                     block_len: Some(28),
                     ..seg("a", 5)
                 }],
-                "Segments[0].BlockLen: needs a Subnet",
+                "Segments[0].BlockLen: has no Subnet",
             ),
             (
                 vec![Segment {
@@ -348,6 +485,36 @@ mod tests {
                     ..seg("a", 5)
                 }],
                 "Segments[0].BlockLen: 31",
+            ),
+            (
+                vec![Segment {
+                    ipv6_subnet: Some("fd00:50::1/64".parse().unwrap()),
+                    ..seg("a", 5)
+                }],
+                "Segments[0].IPv6Subnet: fd00:50::1/64 has host bits set; for a /64 the network address is fd00:50::",
+            ),
+            (
+                vec![Segment {
+                    ipv6_subnet: Some("fd00:50::/127".parse().unwrap()),
+                    ..seg("a", 5)
+                }],
+                "Segments[0].IPv6Subnet: fd00:50::/127 is too small",
+            ),
+            (
+                vec![Segment {
+                    ipv6_block_len: Some(64),
+                    subnet: Some("192.168.50.0/24".parse().unwrap()),
+                    ..seg("a", 5)
+                }],
+                "Segments[0].IPv6BlockLen: has no IPv6Subnet",
+            ),
+            (
+                vec![Segment {
+                    ipv6_subnet: Some("fd00:50::/64".parse().unwrap()),
+                    ipv6_block_len: Some(48),
+                    ..seg("a", 5)
+                }],
+                "Segments[0].IPv6BlockLen: 48 is outside 64..126",
             ),
         ];
         for (segments, want) in cases {

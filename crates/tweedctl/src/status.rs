@@ -282,14 +282,26 @@ fn block_line(dir: &Path, name: &str, r: &mut Report) {
     match BlockFile::read(dir, name) {
         Ok(None) => println!("    no addresses (no Subnet)"),
         Ok(Some(BlockFile::Claimed(b))) => {
-            let (first, last) = b.usable();
-            println!(
-                "    addresses {first}-{last}: block {} of subnet {}",
-                b.block, b.subnet
-            );
+            let lines = b
+                .ipv4
+                .map(|b| (b.usable(), b.block.to_string(), b.subnet.to_string()))
+                .into_iter()
+                .chain(
+                    b.ipv6
+                        .map(|b| (b.usable(), b.block.to_string(), b.subnet.to_string())),
+                );
+            for ((first, last), block, subnet) in lines {
+                println!("    addresses {first}-{last}: block {block} of subnet {subnet}");
+            }
         }
-        Ok(Some(BlockFile::Unclaimed { subnet, reason })) => {
-            println!("    no block of subnet {subnet} yet");
+        Ok(Some(BlockFile::Unclaimed { subnets, reason })) => {
+            let names: Vec<String> = subnets
+                .ipv4
+                .map(|n| n.to_string())
+                .into_iter()
+                .chain(subnets.ipv6.map(|n| n.to_string()))
+                .collect();
+            println!("    no block of subnet {} yet", names.join(" and "));
             r.warn(reason);
         }
         Err(e) => r.warn(e.to_string()),

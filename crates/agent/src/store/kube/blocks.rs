@@ -268,5 +268,16 @@ mod tests {
             name.bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         );
+        // IPv6 and dual-stack keys hold ':' and '&', which names may not.
+        for (key, want) in [
+            ("fd00:60::-124", "tweed-seg-six-fd00-60---124"),
+            (
+                "192.168.50.16-28&fd00:50:0:3::-64",
+                "tweed-seg-six-192-168-50-16-28-fd00-50-0-3---64",
+            ),
+        ] {
+            let key: LeaseKey = key.parse().unwrap();
+            assert_eq!(object_name("six", &key), want);
+        }
     }
 }

@@ -411,7 +411,8 @@ fn a_segment_subnet_with_the_kube_store() {
 
 /// One block for two nodes: the second node's tweedd says why it has
 /// none, and the plugin refuses the segment's ADD there with that reason
-/// (try again later), leaving nothing.
+/// (try again later), leaving nothing; on the first node the block runs
+/// full, refused with the knob that sizes it.
 #[test]
 fn a_subnet_without_a_free_block_is_refused_with_the_reason() {
     let lab = lab(
@@ -454,10 +455,41 @@ fn a_subnet_without_a_free_block_is_refused_with_the_reason() {
     );
     assert_eq!(ports.as_array().unwrap().len(), 1, "a stray port: {ports}");
 
-    // The holder's pod gets the first of the block's two usable addresses.
+    // The holder's pod gets the first of the block's two usable addresses,
+    // then the second; a third interface finds the block full, is told
+    // which knob sizes it, and leaves nothing.
     let result = segment_cni(&lab, with, "ADD", "net1").unwrap();
     let ips = result["ips"].as_array().unwrap();
     assert_eq!(ips[0]["address"], "192.168.60.1/30", "{result}");
+    let result = segment_cni(&lab, with, "ADD", "net2").unwrap();
+    assert_eq!(result["ips"][0]["address"], "192.168.60.2/30", "{result}");
+    let err = segment_cni(&lab, with, "ADD", "net3").expect_err("the block is full");
+    let v: Value = serde_json::from_str(&err).expect("error JSON");
+    assert_eq!(v["code"], 101, "{v}");
+    let msg = v["msg"].as_str().unwrap();
+    assert!(
+        msg.contains("segment lab1: this node's block is full") && msg.contains("BlockLen"),
+        "{v}"
+    );
+    let ns = format!(
+        "{with}/{}",
+        lab.lab().state.node(with).unwrap().pods[0].name
+    );
+    let links = lab.ip_json(&ns, &["link", "show"]);
+    assert!(
+        !links
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["ifname"] == "net3"),
+        "net3 left behind: {links}"
+    );
+    let ports = lab.ip_json(with, &["link", "show", "master", &format!("tws-{SEGMENT}")]);
+    assert_eq!(
+        ports.as_array().unwrap().len(),
+        3,
+        "twx + net1's and net2's ports: {ports}"
+    );
 }
 
 /// A dual-stack segment (`Subnet` + `IPv6Subnet`) and an IPv6-only one,

@@ -420,7 +420,8 @@ fn reserve(
                     call.container_id(),
                     call.ifname(),
                     requested,
-                )?
+                )
+                .map_err(|e| segment_block::full_block(e, segment))?
                 .iter()
                 .map(|a| PodAddress {
                     address: a.address,

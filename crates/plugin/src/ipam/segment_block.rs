@@ -48,6 +48,21 @@ fn range(subnet: IpNet, (first, last): (IpAddr, IpAddr)) -> RangeSet {
     }])
 }
 
+/// An allocation error, with what to do when it is a full block: a node
+/// hands out only its own block, so the knob is the block's size.
+pub fn full_block(e: CniError, segment: &str) -> CniError {
+    if e.code != errors::IPAM_EXHAUSTED {
+        return e;
+    }
+    CniError::custom(
+        errors::IPAM_EXHAUSTED,
+        format!(
+            "segment {segment}: this node's block is full: {}; every node hands out only its own block of the segment's subnet, so give the segment bigger blocks (a shorter BlockLen / IPv6BlockLen)",
+            e.msg
+        ),
+    )
+}
+
 fn block_file(e: BlockFileError) -> CniError {
     match e {
         BlockFileError::Unreadable { .. } => CniError::io(e.to_string()),

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 use tweed_netlink::NetNs;
 
-pub use state::{LabState, NodeState, PodState};
+pub use state::{LabState, NodeState, PodState, SegmentPort};
 
 #[derive(Debug, Error)]
 pub enum LabError {
@@ -672,12 +672,68 @@ impl Lab {
             ipv4,
             ipv6,
             wires: (!wires.is_empty()).then(|| wires.to_string()),
+            segments: Vec::new(),
         };
         self.state.nodes[idx].pods.push(state.clone());
         self.state
             .save()
             .map_err(|e| LabError::io("save lab state", e))?;
         Ok(state)
+    }
+
+    /// Attaches interface `ifname` of lab pod `pod` on `node` to layer-2
+    /// `segment`, through the segment's own network configuration (a
+    /// second network, as Multus adds one). The segment's bridge may still
+    /// be in the making right after the agent starts: the plugin's "try
+    /// again later" (11) is retried for a few seconds, as a kubelet would.
+    pub fn attach_to_segment(
+        &mut self,
+        node: &str,
+        pod: &str,
+        ifname: &str,
+        segment: &str,
+    ) -> Result<SegmentPort, LabError> {
+        let (idx, p) = self.pod_index(node, pod)?;
+        let conf = pods::segment_conf(&self.node_dir(node), segment);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let result = loop {
+            let pod_state = &self.state.nodes[idx].pods[p];
+            let call = pods::Call {
+                command: "ADD",
+                container_id: &pod_state.container_id,
+                pod_ns: &pod_state.ns,
+                ifname,
+                cni_args: &pods::k8s_args(pod),
+            };
+            match pods::cni_with(
+                &self.binaries.plugin,
+                &self.state.nodes[idx].ns,
+                &conf,
+                &call,
+            ) {
+                Err(LabError::Plugin { output, .. })
+                    if Instant::now() < deadline && pods::error_code(&output) == Some(11) =>
+                {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                other => break other?,
+            }
+        };
+        let port = SegmentPort {
+            ifname: ifname.to_string(),
+            segment: segment.to_string(),
+            addresses: result["ips"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|ip| ip["address"].as_str().map(str::to_string))
+                .collect(),
+        };
+        self.state.nodes[idx].pods[p].segments.push(port.clone());
+        self.state
+            .save()
+            .map_err(|e| LabError::io("save lab state", e))?;
+        Ok(port)
     }
 
     /// The wire report of a node's agent (`<node dir>/wires/status.json`).
@@ -724,17 +780,39 @@ impl Lab {
         }
     }
 
-    /// Deletes a pod through the plugin, then its namespace.
-    pub fn del_pod(&mut self, node: &str, pod: &str) -> Result<(), LabError> {
+    /// Where pod `pod` of `node` is in the state: (node index, pod index).
+    fn pod_index(&self, node: &str, pod: &str) -> Result<(usize, usize), LabError> {
         let idx = self.index(node)?;
-        let Some(p) = self.state.nodes[idx]
+        match self.state.nodes[idx]
             .pods
             .iter()
             .position(|p| p.name == pod)
-        else {
-            return Err(LabError::Usage(format!("no pod {pod:?} on {node}")));
-        };
-        let ps = self.state.nodes[idx].pods.remove(p);
+        {
+            Some(p) => Ok((idx, p)),
+            None => Err(LabError::Usage(format!("no pod {pod:?} on {node}"))),
+        }
+    }
+
+    /// Deletes a pod through the plugin (its segment interfaces first, as
+    /// a runtime deletes the extra networks), then its namespace.
+    pub fn del_pod(&mut self, node: &str, pod: &str) -> Result<(), LabError> {
+        let (idx, p) = self.pod_index(node, pod)?;
+        // Forgotten only once the plugin let go of it.
+        let ps = self.state.nodes[idx].pods[p].clone();
+        for port in &ps.segments {
+            pods::cni_with(
+                &self.binaries.plugin,
+                &self.state.nodes[idx].ns,
+                &pods::segment_conf(&self.node_dir(node), &port.segment),
+                &pods::Call {
+                    command: "DEL",
+                    container_id: &ps.container_id,
+                    pod_ns: &ps.ns,
+                    ifname: &port.ifname,
+                    cni_args: &pods::k8s_args(pod),
+                },
+            )?;
+        }
         pods::cni(
             &self.binaries.plugin,
             &self.state.nodes[idx].ns,
@@ -744,6 +822,7 @@ impl Lab {
             &ps.ns,
         )?;
         NetNs::delete_named(&ps.ns)?;
+        self.state.nodes[idx].pods.remove(p);
         self.state
             .save()
             .map_err(|e| LabError::io("save lab state", e))

@@ -67,6 +67,11 @@ pub fn cni(
     cni_with(plugin, node_ns, &conflist(node_dir), &call)
 }
 
+/// The CNI error code in a plugin's error output, if it is one.
+pub fn error_code(output: &str) -> Option<u64> {
+    serde_json::from_str::<Value>(output).ok()?["code"].as_u64()
+}
+
 /// One plugin invocation's runtime side.
 pub struct Call<'a> {
     pub command: &'a str,

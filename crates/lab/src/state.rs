@@ -46,6 +46,19 @@ pub struct PodState {
     /// The pod's `tweed.io/wires` annotation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wires: Option<String>,
+    /// The pod's interfaces on layer-2 segments.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub segments: Vec<SegmentPort>,
+}
+
+/// A pod interface on a layer-2 segment, with the addresses the segment
+/// gave it (none on a segment without a subnet).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentPort {
+    pub ifname: String,
+    pub segment: String,
+    /// With prefix, as the plugin's result has them.
+    pub addresses: Vec<String>,
 }
 
 pub fn lab_dir(name: &str) -> PathBuf {

@@ -1,10 +1,13 @@
-//! Topology files: a lab's pods, the nodes they run on and the wires
-//! between them, in the shape containerlab users know.
+//! Topology files: a lab's pods, the nodes they run on, the wires between
+//! them and the layer-2 segments they share, in the shape containerlab
+//! users know.
 //!
 //! ```yaml
 //! name: ring            # the lab's name (optional)
 //! backend: vxlan        # optional
 //! nodes: 2              # optional: at least the highest node a pod names
+//! segments:             # optional: layer-2 segments across the nodes
+//!   lan: {vni: 4001, subnet: 192.168.50.0/24}
 //! topology:
 //!   nodes:              # the pods, each on a lab node (n1, n2, ...)
 //!     r1: {node: n1}
@@ -13,15 +16,23 @@
 //!   links:
 //!     - endpoints: ["r1:eth1", "r2:eth1"]
 //!     - endpoints: ["r1:eth2", "r3:eth1"]
+//!     - endpoints: ["r2:eth2", "lan"]     # an interface on a segment
+//!     - endpoints: ["r3:eth2", "lan"]
 //! ```
 //!
-//! Each link becomes the `tweed.io/wires` declaration of both pods, which
-//! the plugin records and tweedd cables exactly as in a cluster.
+//! Each link between two pods becomes the `tweed.io/wires` declaration of
+//! both, which the plugin records and tweedd cables exactly as in a
+//! cluster. Each segment becomes an entry of the lab's net-conf
+//! `Segments` (keys as there, in kebab-case: `vni`, `vlan`, `mtu`,
+//! `subnet`, `block-len`, `ipv6-subnet`, `ipv6-block-len`), and a link to
+//! it an attachment through the segment's own network configuration, as
+//! Multus would add a second network.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use tweed_segment::Segment;
 
 use crate::LabError;
 
@@ -34,7 +45,53 @@ pub struct TopologyFile {
     pub name: Option<String>,
     pub backend: Option<String>,
     pub nodes: Option<usize>,
+    #[serde(default)]
+    pub segments: BTreeMap<String, SegmentSpec>,
     pub topology: Topology,
+}
+
+/// A segment as a topology file declares it: net-conf's keys, kebab-case.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SegmentSpec {
+    #[serde(rename(serialize = "VNI"))]
+    pub vni: u32,
+    #[serde(
+        default,
+        rename(serialize = "VLAN"),
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub vlan: Option<u16>,
+    #[serde(
+        default,
+        rename(serialize = "MTU"),
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub mtu: Option<u32>,
+    #[serde(
+        default,
+        rename(serialize = "Subnet"),
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub subnet: Option<String>,
+    #[serde(
+        default,
+        rename(serialize = "BlockLen"),
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub block_len: Option<u8>,
+    #[serde(
+        default,
+        rename(serialize = "IPv6Subnet"),
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub ipv6_subnet: Option<String>,
+    #[serde(
+        default,
+        rename(serialize = "IPv6BlockLen"),
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub ipv6_block_len: Option<u8>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -57,13 +114,16 @@ pub struct Link {
     pub endpoints: [String; 2],
 }
 
-/// One pod to create: where, and its wires annotation.
+/// One pod to create: where, its wires annotation and its interfaces on
+/// segments.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlannedPod {
     pub name: String,
     pub node: String,
     /// `eth1=r2:eth1, ...`; empty without wires.
     pub wires: String,
+    /// (interface, segment) pairs.
+    pub segments: Vec<(String, String)>,
 }
 
 impl TopologyFile {
@@ -75,8 +135,51 @@ impl TopologyFile {
 
     pub fn parse(text: &str) -> Result<TopologyFile, String> {
         let t: TopologyFile = serde_saphyr::from_str(text).map_err(|e| e.to_string())?;
+        t.net_conf_segments()?;
         t.pods()?;
         Ok(t)
+    }
+
+    /// The file's segments as net-conf `Segments` entries, checked as
+    /// tweedd checks them (errors name `segments.<name>`).
+    pub fn net_conf_segments(&self) -> Result<Vec<serde_json::Value>, String> {
+        let entries: Vec<serde_json::Value> = self
+            .segments
+            .iter()
+            .map(|(name, spec)| {
+                let mut entry = serde_json::to_value(spec).expect("a segment serialises");
+                entry["Name"] = name.clone().into();
+                entry
+            })
+            .collect();
+        let names: Vec<&String> = self.segments.keys().collect();
+        let parsed = entries
+            .iter()
+            .zip(&names)
+            .map(|(e, name)| {
+                serde_json::from_value::<Segment>(e.clone())
+                    .map_err(|err| format!("segments.{name}: {}", kebab_keys(&err.to_string())))
+            })
+            .collect::<Result<Vec<Segment>, String>>()?;
+        tweed_segment::validate(&parsed).map_err(|e| {
+            // `Segments[i].Field: why` → `segments.<name>: Field: why`.
+            let text = e.to_string();
+            let i = text
+                .strip_prefix("Segments[")
+                .and_then(|r| r.split(']').next())
+                .and_then(|n| n.parse::<usize>().ok());
+            match i.and_then(|i| names.get(i)) {
+                Some(name) => {
+                    let rest = text.split_once(']').map_or("", |(_, r)| r);
+                    format!(
+                        "segments.{name}: {}",
+                        kebab_keys(rest.trim_start_matches(['.', ':', ' ']))
+                    )
+                }
+                None => text,
+            }
+        })?;
+        Ok(entries)
     }
 
     /// The number of lab nodes: `nodes`, else the highest one a pod uses.
@@ -102,14 +205,24 @@ impl TopologyFile {
     pub fn pods(&self) -> Result<Vec<PlannedPod>, String> {
         self.node_count()?;
         let mut wires: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        let mut segments: BTreeMap<&str, Vec<(String, String)>> = BTreeMap::new();
         let mut used: BTreeMap<(String, String), usize> = BTreeMap::new();
         for (i, link) in self.topology.links.iter().enumerate() {
             let field = format!("topology.links[{i}].endpoints");
             let mut ends = Vec::new();
+            let mut segment = None;
             for e in &link.endpoints {
-                let (pod, ifname) = e
-                    .split_once(':')
-                    .ok_or_else(|| format!("{field}: {e:?} must be <pod>:<interface>"))?;
+                if self.segments.contains_key(e.as_str()) {
+                    if segment.replace(e.as_str()).is_some() {
+                        return Err(format!(
+                            "{field}: both ends are segments; a link joins a pod interface to a pod interface or to a segment"
+                        ));
+                    }
+                    continue;
+                }
+                let (pod, ifname) = e.split_once(':').ok_or_else(|| {
+                    format!("{field}: {e:?} must be <pod>:<interface> or a segment of `segments`")
+                })?;
                 if !self.topology.nodes.contains_key(pod) {
                     return Err(format!("{field}: {pod:?} is not in topology.nodes"));
                 }
@@ -126,6 +239,14 @@ impl TopologyFile {
                     ));
                 }
                 ends.push((pod, ifname));
+            }
+            if let Some(segment) = segment {
+                let (pod, ifname) = ends[0];
+                segments
+                    .entry(pod)
+                    .or_default()
+                    .push((ifname.to_string(), segment.to_string()));
+                continue;
             }
             let [(a, ai), (b, bi)] = [ends[0], ends[1]];
             if a == b {
@@ -145,6 +266,7 @@ impl TopologyFile {
                     .get(name.as_str())
                     .map(|w| w.join(", "))
                     .unwrap_or_default(),
+                segments: segments.remove(name.as_str()).unwrap_or_default(),
             })
             .collect())
     }
@@ -163,8 +285,28 @@ pub fn build(lab: &mut crate::Lab, t: &TopologyFile) -> Result<(), LabError> {
     }
     for p in &pods {
         lab.add_pod_wired(&p.node, &p.name, &p.wires)?;
+        for (ifname, segment) in &p.segments {
+            lab.attach_to_segment(&p.node, &p.name, ifname, segment)?;
+        }
     }
     lab.wait_wires_up(std::time::Duration::from_secs(30))
+}
+
+/// A net-conf message about a segment in the topology file's words: its
+/// keys in kebab-case.
+fn kebab_keys(text: &str) -> String {
+    [
+        ("IPv6BlockLen", "ipv6-block-len"),
+        ("IPv6Subnet", "ipv6-subnet"),
+        ("BlockLen", "block-len"),
+        ("Subnet", "subnet"),
+        ("VLAN", "vlan"),
+        ("VNI", "vni"),
+        ("MTU", "mtu"),
+        ("Name", "name"),
+    ]
+    .iter()
+    .fold(text.to_string(), |t, (from, to)| t.replace(from, to))
 }
 
 fn node_number(node: &str) -> Option<usize> {
@@ -202,17 +344,20 @@ topology:
                 PlannedPod {
                     name: "r1".into(),
                     node: "n1".into(),
-                    wires: "eth1=r2:eth1, eth2=r3:eth1".into()
+                    wires: "eth1=r2:eth1, eth2=r3:eth1".into(),
+                    segments: vec![]
                 },
                 PlannedPod {
                     name: "r2".into(),
                     node: "n2".into(),
-                    wires: "eth1=r1:eth1".into()
+                    wires: "eth1=r1:eth1".into(),
+                    segments: vec![]
                 },
                 PlannedPod {
                     name: "r3".into(),
                     node: "n1".into(),
-                    wires: "eth1=r1:eth2".into()
+                    wires: "eth1=r1:eth2".into(),
+                    segments: vec![]
                 },
             ]
         );
@@ -221,6 +366,38 @@ topology:
                 tweed_wire::parse_annotation(&p.wires, &format!("default/{}", p.name)).unwrap();
             assert!(!parsed.is_empty());
         }
+    }
+
+    #[test]
+    fn links_to_a_segment_attach_the_interface() {
+        let t = TopologyFile::parse(
+            r#"
+segments:
+  lan: {vni: 4001, subnet: 192.168.50.0/24, ipv6-subnet: "fd00:50::/48"}
+  dmz: {vni: 4002, vlan: 20, mtu: 1400}
+topology:
+  nodes:
+    pc1: {node: n1}
+    vm1: {node: n2}
+  links:
+    - endpoints: ["pc1:eth1", "lan"]
+    - endpoints: ["dmz", "vm1:eth1"]
+    - endpoints: ["pc1:eth2", "vm1:eth2"]
+"#,
+        )
+        .unwrap();
+        let pods = t.pods().unwrap();
+        assert_eq!(pods[0].name, "pc1");
+        assert_eq!(pods[0].segments, vec![("eth1".into(), "lan".into())]);
+        assert_eq!(pods[0].wires, "eth2=vm1:eth2");
+        assert_eq!(pods[1].segments, vec![("eth1".into(), "dmz".into())]);
+        assert_eq!(
+            serde_json::Value::from(t.net_conf_segments().unwrap()),
+            serde_json::json!([
+                {"Name": "dmz", "VNI": 4002, "VLAN": 20, "MTU": 1400},
+                {"Name": "lan", "VNI": 4001, "Subnet": "192.168.50.0/24", "IPv6Subnet": "fd00:50::/48"},
+            ])
+        );
     }
 
     #[test]
@@ -248,6 +425,38 @@ topology:
                 "both ends",
             ),
             ("topology: {nodes: {r1: {node: n1}}, linx: []}", "linx"),
+            (
+                "segments: {lan: {vni: 0}}\ntopology: {nodes: {r1: {node: n1}}}",
+                "segments.lan: vni: 0 is outside",
+            ),
+            (
+                "segments: {lan: {vni: 5, subnet: \"fd00::/64\"}}\ntopology: {nodes: {r1: {node: n1}}}",
+                "segments.lan: \"fd00::/64\" is not an IPv4 prefix (a.b.c.d/len); an IPv6 prefix goes in ipv6-subnet",
+            ),
+            (
+                "segments: {lan: {vni: 5, vni-x: 1}}\ntopology: {nodes: {r1: {node: n1}}}",
+                "vni-x",
+            ),
+            (
+                "segments: {Lan: {vni: 5}}\ntopology: {nodes: {r1: {node: n1}}}",
+                "segments.Lan: name",
+            ),
+            (
+                "segments: {a: {vni: 5}, b: {vni: 5}}\ntopology: {nodes: {r1: {node: n1}}}",
+                "segments.b: vni 5 is used by an earlier segment",
+            ),
+            (
+                "segments: {a: {vni: 5}, b: {vni: 6}}\ntopology: {nodes: {r1: {node: n1}}, links: [{endpoints: [\"a\", \"b\"]}]}",
+                "both ends are segments",
+            ),
+            (
+                "segments: {a: {vni: 5}}\ntopology: {nodes: {r1: {node: n1}, r2: {node: n1}}, links: [{endpoints: [\"r1:eth1\", \"a\"]}, {endpoints: [\"r1:eth1\", \"r2:eth1\"]}]}",
+                "already cabled by topology.links[0]",
+            ),
+            (
+                "topology: {nodes: {r1: {node: n1}}, links: [{endpoints: [\"r1:eth1\", \"lan\"]}]}",
+                "or a segment of `segments`",
+            ),
         ] {
             let e = TopologyFile::parse(text).unwrap_err();
             assert!(e.contains(needle), "{text}: {e}");

@@ -642,3 +642,78 @@ fn http_get(netns: &str, addr: &str) -> Result<String, String> {
     })
     .map_err(|e| e.to_string())?
 }
+
+/// `tweedctl lab up --topology` with a segment: the file's segment in the
+/// lab's net-conf, links to it attach the pods' interfaces with addresses
+/// from its subnet, `lab up` reports them, and the pods on two nodes talk
+/// over it.
+#[test]
+fn the_topology_file_puts_pods_on_a_segment() {
+    let name = format!("tsgtopo{}", std::process::id() % 100000);
+    let lab = common::topology_lab(
+        &name,
+        "segments:\n  lan: {vni: 4011, subnet: 192.168.70.0/24}\ntopology:\n  nodes:\n    pc1: {node: n1}\n    pc2: {node: n2}\n  links:\n    - endpoints: [\"pc1:eth1\", \"lan\"]\n    - endpoints: [\"lan\", \"pc2:eth1\"]\n    - endpoints: [\"pc1:eth2\", \"pc2:eth2\"]\n",
+    );
+    let text = lab.output.clone();
+    // What the kernel says: eth1 of each pod on the node's segment bridge
+    // side, with an address of the subnet; then a ping across the nodes.
+    let addr_of = |pod_ns: &str| -> Option<String> {
+        let out = std::process::Command::new("ip")
+            .args(["-n", pod_ns, "-j", "-4", "addr", "show", "dev", "eth1"])
+            .output()
+            .ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        v[0]["addr_info"][0]["local"].as_str().map(str::to_string)
+    };
+    let pc1 = format!("{name}.n1.pc1");
+    let pc2 = format!("{name}.n2.pc2");
+    let (a1, a2) = (addr_of(&pc1), addr_of(&pc2));
+    let pinged = a2.as_deref().is_some_and(|a| {
+        run_in(&pc1, &["ping", "-c", "1", "-W", "2", a])
+            .status
+            .success()
+    });
+    let reported = ["eth1 on segment lan 192.168.70.", "up (vxlan to n2)"]
+        .iter()
+        .all(|want| text.contains(want));
+    // `lab pod del` lets go of the segment's address and port too.
+    lab.tweedctl(&["lab", "pod", "--name", &name, "del", "n2", "pc2"]);
+    let ipam = std::path::PathBuf::from(format!("/run/tweed-lab/{name}/n2/ipam/seg-lan"));
+    let reserved: Vec<String> = std::fs::read_dir(&ipam)
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|f| f.starts_with("192.168.70."))
+                .collect()
+        })
+        .unwrap_or_default();
+    // The port goes shortly after DEL returns (a detached deletion).
+    let n2 = format!("{name}.n2");
+    let mut ports = serde_json::Value::Null;
+    common::wait_for(5, || {
+        let out = std::process::Command::new("ip")
+            .args(["-n", &n2, "-j", "link", "show", "master", "tws-lan"])
+            .output()
+            .unwrap();
+        ports = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        ports.as_array().map(Vec::len) == Some(1)
+    });
+    drop(lab);
+    for a in [&a1, &a2] {
+        assert!(
+            a.as_deref().is_some_and(|a| a.starts_with("192.168.70.")),
+            "{a1:?} {a2:?}\n{text}"
+        );
+    }
+    assert_ne!(a1, a2);
+    assert!(pinged, "pc1 cannot reach pc2 ({a2:?}) on the segment");
+    assert!(reported, "lab up did not report the attachments:\n{text}");
+    assert!(
+        reserved.is_empty(),
+        "pc2's segment address kept: {reserved:?}"
+    );
+    assert_eq!(
+        ports.as_array().map(Vec::len),
+        Some(1),
+        "only the VXLAN device stays on n2's segment bridge: {ports}"
+    );
+}

@@ -214,33 +214,12 @@ fn wires_cable_pods_on_one_node_and_across_nodes() {
 #[test]
 fn the_topology_file_builds_a_lab_with_its_wires() {
     let name = format!("twtopo{}", std::process::id() % 100000);
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("topo.yaml");
-    std::fs::write(
-        &file,
-        "topology:\n  nodes:\n    a: {node: n1}\n    b: {node: n2}\n    c: {node: n2}\n  links:\n    - endpoints: [\"a:eth1\", \"b:eth1\"]\n    - endpoints: [\"b:eth2\", \"c:eth5\"]\n",
-    )
-    .unwrap();
     // `tweedctl lab up --topology` with the file's own node count.
-    let tweedctl = common::binaries().plugin.with_file_name("tweedctl");
-    let out = std::process::Command::new(&tweedctl)
-        .args(["lab", "up", "--name", &name, "--topology"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let down = || {
-        let _ = std::process::Command::new(&tweedctl)
-            .args(["lab", "down", "--name", &name])
-            .output();
-    };
-    if !out.status.success() {
-        down();
-        panic!(
-            "lab up --topology: {text}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    let lab = common::topology_lab(
+        &name,
+        "topology:\n  nodes:\n    a: {node: n1}\n    b: {node: n2}\n    c: {node: n2}\n  links:\n    - endpoints: [\"a:eth1\", \"b:eth1\"]\n    - endpoints: [\"b:eth2\", \"c:eth5\"]\n",
+    );
+    let text = lab.output.clone();
     let checks = [
         "default/a:eth1",
         "up (vxlan to n2)",
@@ -256,7 +235,7 @@ fn the_topology_file_builds_a_lab_with_its_wires() {
         .collect();
     let alive = link(&format!("{name}.n2.c"), "eth5").is_some()
         && link(&format!("{name}.n1.a"), "eth1").is_some();
-    down();
+    drop(lab);
     assert!(missing.is_empty(), "missing {missing:?} in:\n{text}");
     assert!(alive, "the wires' devices are not in the pods");
     assert!(

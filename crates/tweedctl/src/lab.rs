@@ -159,7 +159,15 @@ pub fn run(args: LabArgs) -> Result<(), LabError> {
                 pods_per_node,
                 ip_masq: !no_ip_masq,
                 ipv6,
-                net_conf_overrides: Default::default(),
+                net_conf_overrides: match &topo {
+                    Some(t) if !t.segments.is_empty() => [(
+                        "Segments".to_string(),
+                        serde_json::Value::from(t.net_conf_segments().map_err(LabError::Usage)?),
+                    )]
+                    .into_iter()
+                    .collect(),
+                    _ => Default::default(),
+                },
                 binaries: binaries(tweedd, plugin),
             };
             let started = std::time::Instant::now();
@@ -305,6 +313,14 @@ fn print_status(lab: &Lab) {
                 .map(|s| s.as_str())
                 .collect();
             println!("       pod {:<6} {}", p.name, addrs.join(" "));
+            for port in &p.segments {
+                println!(
+                    "           {} on segment {} {}",
+                    port.ifname,
+                    port.segment,
+                    port.addresses.join(" ")
+                );
+            }
         }
         for w in lab.wire_status(&n.name) {
             println!("       wire {w}");

@@ -223,3 +223,66 @@ pub fn segment_endpoint(
     ip(&ep.name, &format!("addr add {addr} dev eth1"));
     ep
 }
+
+/// A lab made by `tweedctl lab up --topology` from a file's text, taken
+/// down (`tweedctl lab down`) when dropped.
+pub struct TopologyLab {
+    pub name: String,
+    /// What `lab up` printed.
+    pub output: String,
+    tweedctl: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl TopologyLab {
+    /// Runs `tweedctl` with `args` (e.g. `lab pod ...`); panics when it
+    /// fails.
+    pub fn tweedctl(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new(&self.tweedctl)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "tweedctl {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for TopologyLab {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(&self.tweedctl)
+            .args(["lab", "down", "--name", &self.name])
+            .output();
+    }
+}
+
+/// `tweedctl lab up --name <name> --topology <a file holding yaml>`; panics
+/// (after taking the lab down) when `up` fails.
+pub fn topology_lab(name: &str, yaml: &str) -> TopologyLab {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("topo.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let tweedctl = binaries().plugin.with_file_name("tweedctl");
+    let out = std::process::Command::new(&tweedctl)
+        .args(["lab", "up", "--name", name, "--topology"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let lab = TopologyLab {
+        name: name.to_string(),
+        output: String::from_utf8_lossy(&out.stdout).into_owned(),
+        tweedctl,
+        _dir: dir,
+    };
+    assert!(
+        out.status.success(),
+        "lab up --topology: {}{}",
+        lab.output,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    lab
+}

@@ -379,6 +379,8 @@ pub async fn run(opts: AgentOptions, config: NetConfig, store: AnyStore) -> Resu
                 }
             }
             _ = attrs_scan.tick() => {
+                // A segment whose plugin filled this node's blocks.
+                blocks.grow_requested(opts.lease_ttl).await;
                 let mut wanted = lease.clone();
                 match crate::segment_macs::local(&mut nl, &config.segments) {
                     Ok(macs) => wanted.attrs.segment_macs = macs,

@@ -140,6 +140,39 @@ pub async fn acquire<S: LeaseStore>(
     Err(AcquireError::TooManyRaces(races))
 }
 
+/// Acquires one more lease for a node that may already hold some (a
+/// further address block of a segment): a free subnet, never one held —
+/// unlike [`acquire`], which keeps the one the node has.
+pub async fn acquire_another<S: LeaseStore>(
+    store: &S,
+    config: &NetConfig,
+    attrs: &LeaseAttrs,
+    ttl: Duration,
+) -> Result<Lease, AcquireError> {
+    let mut races = 0;
+    for attempt in 0..MAX_ATTEMPTS {
+        let snapshot = store.list().await?;
+        let taken_v4: HashSet<Ipv4Net> =
+            snapshot.leases.iter().filter_map(|l| l.key.ipv4).collect();
+        let taken_v6: HashSet<Ipv6Net> =
+            snapshot.leases.iter().filter_map(|l| l.key.ipv6).collect();
+        let key = pick_free(config, &taken_v4, &taken_v6, attempt as u64)?;
+        let lease = Lease {
+            key,
+            attrs: attrs.clone(),
+            expires: None,
+        };
+        match store.create(&lease, ttl).await? {
+            Created::Yes(l) => {
+                tracing::info!(subnet = %l.key, "acquired a further lease");
+                return Ok(l);
+            }
+            Created::Taken => races += 1,
+        }
+    }
+    Err(AcquireError::TooManyRaces(races))
+}
+
 /// Publishes this node's record for the subnet the store assigned.
 async fn take_assigned<S: LeaseStore>(
     store: &S,

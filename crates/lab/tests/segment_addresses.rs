@@ -46,8 +46,16 @@ fn block_of(lab: &TestLab, node: &str) -> Ipv4Net {
     blocks.ipv4.expect("an IPv4 block").block
 }
 
-/// The node's blocks of `segment`, once tweedd has written them.
+/// The node's (first and only) blocks of `segment`, once tweedd has
+/// written them.
 fn blocks_of(lab: &TestLab, node: &str, segment: &str) -> Blocks {
+    let claims = claims_of(lab, node, segment);
+    assert_eq!(claims.len(), 1, "{node} holds one claim: {claims:?}");
+    claims[0]
+}
+
+/// Every claim of the node on `segment`, once tweedd has written them.
+fn claims_of(lab: &TestLab, node: &str, segment: &str) -> Vec<Blocks> {
     let mut found = None;
     wait_until(10, &format!("{node}'s block file of {segment}"), || {
         found = match block_file_of(lab, node, segment) {
@@ -456,19 +464,30 @@ fn a_subnet_without_a_free_block_is_refused_with_the_reason() {
     assert_eq!(ports.as_array().unwrap().len(), 1, "a stray port: {ports}");
 
     // The holder's pod gets the first of the block's two usable addresses,
-    // then the second; a third interface finds the block full, is told
-    // which knob sizes it, and leaves nothing.
+    // then the second; a third interface finds the block full: tweedd is
+    // asked for another (try again later) and, with none free, answers
+    // why — the knob that sizes blocks — and nothing is left behind.
     let result = segment_cni(&lab, with, "ADD", "net1").unwrap();
     let ips = result["ips"].as_array().unwrap();
     assert_eq!(ips[0]["address"], "192.168.60.1/30", "{result}");
     let result = segment_cni(&lab, with, "ADD", "net2").unwrap();
     assert_eq!(result["ips"][0]["address"], "192.168.60.2/30", "{result}");
-    let err = segment_cni(&lab, with, "ADD", "net3").expect_err("the block is full");
-    let v: Value = serde_json::from_str(&err).expect("error JSON");
+    let mut v = Value::Null;
+    wait_until(
+        5,
+        "tweedd's answer to the request for another block",
+        || {
+            let err = segment_cni(&lab, with, "ADD", "net3").expect_err("the block is full");
+            v = serde_json::from_str(&err).expect("error JSON");
+            v["code"] != 11
+        },
+    );
     assert_eq!(v["code"], 101, "{v}");
     let msg = v["msg"].as_str().unwrap();
     assert!(
-        msg.contains("segment lab1: this node's block is full") && msg.contains("BlockLen"),
+        msg.contains("segment lab1: this node's blocks are full")
+            && msg.contains("cannot claim another")
+            && msg.contains("BlockLen"),
         "{v}"
     );
     let ns = format!(
@@ -633,4 +652,90 @@ fn ipv6_segment_subnets_alone_and_beside_ipv4() {
     for ip in n1_net1 {
         assert!(!reserved(ip), "reservation of {ip} kept");
     }
+}
+
+/// A node that fills its block gets another: the plugin asks ahead (or,
+/// full, asks and says try again later), tweedd claims a further block of
+/// the subnet, and the pods go on getting addresses — unique across the
+/// nodes, reachable across them — and a restarted agent holds every block
+/// again.
+#[test]
+fn a_node_whose_block_fills_claims_another() {
+    let mut lab = lab(
+        "sgg",
+        2,
+        "file",
+        json!({"Name": SEGMENT, "VNI": 4001, "Subnet": "192.168.80.0/24", "BlockLen": 30}),
+    );
+    let first = claims_of(&lab, "n1", SEGMENT);
+    assert_eq!(first.len(), 1, "{first:?}");
+    // Six interfaces: more than a /30 block holds.
+    let mut addresses = Vec::new();
+    for i in 1..=6 {
+        let ifname = format!("net{i}");
+        let mut result = None;
+        wait_until(10, &format!("an address for {ifname}"), || {
+            match segment_cni(&lab, "n1", "ADD", &ifname) {
+                Ok(r) => result = Some(r),
+                Err(e) => {
+                    let v: Value = serde_json::from_str(&e).expect("error JSON");
+                    assert_eq!(
+                        v["code"], 11,
+                        "only 'try again later' while a block is claimed: {v}"
+                    );
+                }
+            }
+            result.is_some()
+        });
+        addresses.push(address_in(&result.unwrap()));
+    }
+    let claims = claims_of(&lab, "n1", SEGMENT);
+    assert!(claims.len() >= 2, "n1 holds {claims:?}");
+    assert_eq!(claims[0], first[0], "the first block stays first");
+    let blocks: Vec<Ipv4Net> = claims.iter().map(|c| c.ipv4.unwrap().block).collect();
+    for ip in &addresses {
+        assert!(
+            blocks.iter().any(|b| b.contains(ip)),
+            "{ip} outside {blocks:?}"
+        );
+    }
+    let distinct: BTreeSet<_> = addresses.iter().collect();
+    assert_eq!(distinct.len(), 6, "{addresses:?}");
+
+    // n2's pod: an address of n2's own block, and it reaches the address
+    // n1 handed out last, from a later block.
+    let theirs = address_in(&segment_cni(&lab, "n2", "ADD", "net1").unwrap());
+    assert!(
+        !blocks.iter().any(|b| b.contains(&theirs)),
+        "{theirs} in {blocks:?}"
+    );
+    assert!(
+        ping(&lab, "n2", addresses[5]),
+        "n2 cannot reach {}",
+        addresses[5]
+    );
+    let text = tweedctl_status(&lab, "n1");
+    for b in &blocks {
+        assert!(text.contains(&format!("block {b} of subnet")), "{text}");
+    }
+
+    // A restart finds every block again.
+    lab.lab_mut().stop_agent("n1").unwrap();
+    std::fs::remove_file(
+        lab.lab()
+            .node_dir("n1")
+            .join("segments")
+            .join(format!("{SEGMENT}.env")),
+    )
+    .unwrap();
+    lab.lab_mut().start_agent("n1").unwrap();
+    wait_until(20, "n1's agent to be ready again", || {
+        let l = lab.lab();
+        l.ready(l.state.node("n1").unwrap())
+    });
+    let mut again = claims_of(&lab, "n1", SEGMENT);
+    let mut before = claims.clone();
+    again.sort_by_key(|c| c.ipv4.unwrap().block);
+    before.sort_by_key(|c| c.ipv4.unwrap().block);
+    assert_eq!(again, before, "n1's blocks after a restart");
 }

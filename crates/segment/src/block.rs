@@ -16,6 +16,11 @@
 //! TWEED_SEGMENT_IPV6_BLOCK=fd00:50:0:1::/64
 //! ```
 //!
+//! A node that filled its block claims another (the plugin asks, see
+//! [`crate::more`]); the `_BLOCK` lines then list every block, oldest
+//! first, comma-separated — with both families, the n-th IPv4 and IPv6
+//! blocks are one claim.
+//!
 //! While tweedd cannot claim its blocks (every block is taken, the store
 //! is unreachable) `TWEED_SEGMENT_UNCLAIMED=<why>` stands instead of the
 //! `_BLOCK` lines, so the plugin says why instead of silently handing out
@@ -53,7 +58,7 @@ pub struct Subnets {
     pub ipv6: Option<Ipv6Net>,
 }
 
-/// A node's blocks: one of each subnet the segment has.
+/// One claim of a node: a block of each subnet the segment has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Blocks {
     pub ipv4: Option<Block<Ipv4Net>>,
@@ -94,12 +99,10 @@ pub fn path(dir: &Path, name: &str) -> PathBuf {
 /// What a block file says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BlockFile {
-    Claimed(Blocks),
+    /// The node's claims, oldest first (at least one).
+    Claimed(Vec<Blocks>),
     /// The segment has subnets but this node holds no blocks of them yet.
-    Unclaimed {
-        subnets: Subnets,
-        reason: String,
-    },
+    Unclaimed { subnets: Subnets, reason: String },
 }
 
 const SUBNET: &str = "TWEED_SEGMENT_SUBNET";
@@ -115,14 +118,24 @@ impl BlockFile {
             text.push_str(&format!("{key}={value}\n"));
         };
         match self {
-            BlockFile::Claimed(b) => {
-                if let Some(v4) = b.ipv4 {
-                    line(&mut text, SUBNET, &v4.subnet);
-                    line(&mut text, BLOCK, &v4.block);
+            BlockFile::Claimed(claims) => {
+                let subnets = claims.first().map(Blocks::subnets).unwrap_or_default();
+                let list = |blocks: Vec<String>| blocks.join(",");
+                if let Some(v4) = subnets.ipv4 {
+                    line(&mut text, SUBNET, &v4);
+                    let blocks = claims
+                        .iter()
+                        .filter_map(|c| c.ipv4)
+                        .map(|b| b.block.to_string());
+                    line(&mut text, BLOCK, &list(blocks.collect()));
                 }
-                if let Some(v6) = b.ipv6 {
-                    line(&mut text, IPV6_SUBNET, &v6.subnet);
-                    line(&mut text, IPV6_BLOCK, &v6.block);
+                if let Some(v6) = subnets.ipv6 {
+                    line(&mut text, IPV6_SUBNET, &v6);
+                    let blocks = claims
+                        .iter()
+                        .filter_map(|c| c.ipv6)
+                        .map(|b| b.block.to_string());
+                    line(&mut text, IPV6_BLOCK, &list(blocks.collect()));
                 }
             }
             BlockFile::Unclaimed { subnets, reason } => {
@@ -179,28 +192,51 @@ impl BlockFile {
                 reason: reason.to_string(),
             });
         }
-        /// The block of `subnet`, which must be inside it.
-        fn block<N: FromStr + Copy + Into<IpNet> + Display>(
+        /// The blocks of `subnet` (none without it), each inside it.
+        fn blocks<N: FromStr + Copy + Into<IpNet> + Display>(
             subnet: Option<N>,
             value: Option<&str>,
             key: &'static str,
             family: &str,
             invalid: &impl Fn(&'static str, String) -> BlockFileError,
-        ) -> Result<Option<Block<N>>, BlockFileError> {
+        ) -> Result<Vec<Block<N>>, BlockFileError> {
             let Some(subnet) = subnet else {
-                return Ok(None);
+                return Ok(Vec::new());
             };
-            let block: N =
-                net(value, key, family, invalid)?.ok_or_else(|| invalid(key, "missing".into()))?;
-            if !subnet.into().contains(&block.into()) {
-                return Err(invalid(key, format!("{block} is not inside {subnet}")));
-            }
-            Ok(Some(Block { subnet, block }))
+            let value = value.ok_or_else(|| invalid(key, "missing".into()))?;
+            value
+                .split(',')
+                .map(|v| {
+                    let block: N =
+                        net(Some(v.trim()), key, family, invalid)?.expect("a value was given");
+                    if !subnet.into().contains(&block.into()) {
+                        return Err(invalid(key, format!("{block} is not inside {subnet}")));
+                    }
+                    Ok(Block { subnet, block })
+                })
+                .collect()
         }
-        Ok(BlockFile::Claimed(Blocks {
-            ipv4: block(subnets.ipv4, raw(BLOCK), BLOCK, "IPv4", &invalid)?,
-            ipv6: block(subnets.ipv6, raw(IPV6_BLOCK), IPV6_BLOCK, "IPv6", &invalid)?,
-        }))
+        let v4 = blocks(subnets.ipv4, raw(BLOCK), BLOCK, "IPv4", &invalid)?;
+        let v6 = blocks(subnets.ipv6, raw(IPV6_BLOCK), IPV6_BLOCK, "IPv6", &invalid)?;
+        if !v4.is_empty() && !v6.is_empty() && v4.len() != v6.len() {
+            return Err(invalid(
+                IPV6_BLOCK,
+                format!(
+                    "{} blocks, but {} of {BLOCK}: each claim holds one of each",
+                    v6.len(),
+                    v4.len()
+                ),
+            ));
+        }
+        let claims = v4.len().max(v6.len());
+        Ok(BlockFile::Claimed(
+            (0..claims)
+                .map(|i| Blocks {
+                    ipv4: v4.get(i).copied(),
+                    ipv6: v6.get(i).copied(),
+                })
+                .collect(),
+        ))
     }
 
     /// Writes the block file of segment `name` into `dir`.
@@ -256,8 +292,9 @@ impl Block<Ipv6Net> {
     }
 }
 
-/// Removes the block files in `dir` of segments not in `keep` (a segment
-/// that lost its `Subnet` or left the config); returns their names.
+/// Removes the block files (and requests for more) in `dir` of segments
+/// not in `keep` (a segment that lost its subnets or left the config);
+/// returns their names.
 pub fn remove_others(dir: &Path, keep: &[&str]) -> io::Result<Vec<String>> {
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
@@ -268,12 +305,22 @@ pub fn remove_others(dir: &Path, keep: &[&str]) -> io::Result<Vec<String>> {
     for entry in entries {
         let entry = entry?;
         let file_name = entry.file_name();
-        let Some(name) = file_name.to_str().and_then(|n| n.strip_suffix(".env")) else {
+        let Some(file_name) = file_name.to_str() else {
             continue;
+        };
+        // The block file, and a request for more blocks left beside it.
+        let (name, is_block_file) = match file_name.strip_suffix(".env") {
+            Some(name) => (name, true),
+            None => match file_name.strip_suffix(".more") {
+                Some(name) => (name, false),
+                None => continue,
+            },
         };
         if !keep.contains(&name) {
             fs::remove_file(entry.path())?;
-            removed.push(name.to_string());
+            if is_block_file {
+                removed.push(name.to_string());
+            }
         }
     }
     Ok(removed)
@@ -291,10 +338,10 @@ mod tests {
     }
 
     fn v4_only(b: Block<Ipv4Net>) -> BlockFile {
-        BlockFile::Claimed(Blocks {
+        BlockFile::Claimed(vec![Blocks {
             ipv4: Some(b),
             ipv6: None,
-        })
+        }])
     }
 
     #[test]
@@ -349,6 +396,7 @@ mod tests {
             reason: "all 4 blocks\nare claimed".into(),
         };
         waiting.write(&dir, "gone").unwrap();
+        crate::more::ask(&dir, "gone").unwrap();
         assert_eq!(
             BlockFile::read(&dir, "gone").unwrap(),
             Some(BlockFile::Unclaimed {
@@ -358,6 +406,7 @@ mod tests {
         );
         assert_eq!(remove_others(&dir, &["lab1"]).unwrap(), vec!["gone"]);
         assert!(BlockFile::read(&dir, "gone").unwrap().is_none());
+        assert_eq!(crate::more::read(&dir, "gone").unwrap(), None);
         assert!(BlockFile::read(&dir, "lab1").unwrap().is_some());
         fs::remove_dir_all(&dir).unwrap();
     }
@@ -379,7 +428,7 @@ mod tests {
                 ipv6: Some(v6),
             },
         ] {
-            let file = BlockFile::Claimed(blocks);
+            let file = BlockFile::Claimed(vec![blocks]);
             file.write(&dir, "dual").unwrap();
             assert_eq!(BlockFile::read(&dir, "dual").unwrap(), Some(file));
         }
@@ -426,6 +475,44 @@ mod tests {
                 ip("fd00:50:0:ffff::"),
                 ip("fd00:50:0:ffff:ffff:ffff:ffff:ffff")
             )
+        );
+    }
+
+    #[test]
+    fn several_claims_list_their_blocks_oldest_first() {
+        let dir = std::env::temp_dir().join(format!("tweed-blocks-{}", std::process::id()));
+        let claim = |v4: &str, v6: &str| Blocks {
+            ipv4: Some(block("192.168.50.0/24", v4)),
+            ipv6: Some(Block {
+                subnet: "fd00:50::/48".parse().unwrap(),
+                block: v6.parse().unwrap(),
+            }),
+        };
+        let file = BlockFile::Claimed(vec![
+            claim("192.168.50.16/28", "fd00:50:0:1::/64"),
+            claim("192.168.50.96/28", "fd00:50:0:6::/64"),
+        ]);
+        file.write(&dir, "lab1").unwrap();
+        let text = fs::read_to_string(path(&dir, "lab1")).unwrap();
+        assert!(
+            text.contains("TWEED_SEGMENT_BLOCK=192.168.50.16/28,192.168.50.96/28\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("TWEED_SEGMENT_IPV6_BLOCK=fd00:50:0:1::/64,fd00:50:0:6::/64\n"),
+            "{text}"
+        );
+        assert_eq!(BlockFile::read(&dir, "lab1").unwrap(), Some(file));
+        fs::remove_dir_all(&dir).unwrap();
+
+        let e = BlockFile::parse(
+            "TWEED_SEGMENT_SUBNET=192.168.50.0/24\nTWEED_SEGMENT_BLOCK=192.168.50.16/28,192.168.50.32/28\nTWEED_SEGMENT_IPV6_SUBNET=fd00:50::/48\nTWEED_SEGMENT_IPV6_BLOCK=fd00:50::/64\n",
+            Path::new("x.env"),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("each claim holds one of each"),
+            "{e}"
         );
     }
 }

@@ -17,6 +17,7 @@
 //! the store.
 
 pub mod block;
+pub mod more;
 
 use std::collections::HashSet;
 

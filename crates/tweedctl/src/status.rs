@@ -281,17 +281,29 @@ fn wires_section(dir: &std::path::Path, r: &mut Report) {
 fn block_line(dir: &Path, name: &str, r: &mut Report) {
     match BlockFile::read(dir, name) {
         Ok(None) => println!("    no addresses (no Subnet)"),
-        Ok(Some(BlockFile::Claimed(b))) => {
-            let lines = b
-                .ipv4
-                .map(|b| (b.usable(), b.block.to_string(), b.subnet.to_string()))
-                .into_iter()
-                .chain(
-                    b.ipv6
-                        .map(|b| (b.usable(), b.block.to_string(), b.subnet.to_string())),
-                );
-            for ((first, last), block, subnet) in lines {
-                println!("    addresses {first}-{last}: block {block} of subnet {subnet}");
+        Ok(Some(BlockFile::Claimed(claims))) => {
+            for b in &claims {
+                let lines = b
+                    .ipv4
+                    .map(|b| (b.usable(), b.block.to_string(), b.subnet.to_string()))
+                    .into_iter()
+                    .chain(
+                        b.ipv6
+                            .map(|b| (b.usable(), b.block.to_string(), b.subnet.to_string())),
+                    );
+                for ((first, last), block, subnet) in lines {
+                    println!("    addresses {first}-{last}: block {block} of subnet {subnet}");
+                }
+            }
+            match tweed_segment::more::read(dir, name) {
+                Ok(Some(tweed_segment::more::Request::Pending)) => {
+                    println!("    another block asked for (the blocks are filling up)")
+                }
+                Ok(Some(tweed_segment::more::Request::Refused(reason))) => {
+                    r.warn(format!("segment {name}: the blocks are filling up and tweedd cannot claim another: {reason}"))
+                }
+                Ok(None) => {}
+                Err(e) => r.warn(format!("segment {name}: the request for another block: {e}")),
             }
         }
         Ok(Some(BlockFile::Unclaimed { subnets, reason })) => {

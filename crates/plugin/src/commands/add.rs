@@ -413,21 +413,26 @@ fn reserve(
         }
         IpamPlan::SegmentBlock { data_dir } => {
             let segment = call.conf.segment.as_deref().expect("a segment's plan");
-            let addresses = match segment_block::spec(&call.conf.segment_dir, segment, data_dir)? {
-                Some(spec) => builtin::allocate(
-                    &spec,
-                    call.conf.name(),
-                    call.container_id(),
-                    call.ifname(),
-                    requested,
-                )
-                .map_err(|e| segment_block::full_block(e, segment))?
-                .iter()
-                .map(|a| PodAddress {
-                    address: a.address,
-                    gateway: None,
-                })
-                .collect(),
+            let dir = &call.conf.segment_dir;
+            let addresses = match segment_block::spec(dir, segment, data_dir)? {
+                Some(spec) => {
+                    let granted = builtin::allocate(
+                        &spec,
+                        call.conf.name(),
+                        call.container_id(),
+                        call.ifname(),
+                        requested,
+                    )
+                    .map_err(|e| segment_block::full_block(e, dir, segment))?;
+                    segment_block::ask_ahead(dir, segment, &spec, call.conf.name());
+                    granted
+                        .iter()
+                        .map(|a| PodAddress {
+                            address: a.address,
+                            gateway: None,
+                        })
+                        .collect()
+                }
                 None => Vec::new(),
             };
             Ok(Grant {

@@ -689,6 +689,12 @@ fn a_node_whose_block_fills_claims_another() {
         });
         addresses.push(address_in(&result.unwrap()));
     }
+    // The last ADDs may have asked ahead for yet another block: let tweedd
+    // answer before the blocks are compared across a restart.
+    let dir = lab.lab().node_dir("n1").join("segments");
+    wait_until(5, "tweedd to answer the requests for blocks", || {
+        tweed_segment::more::read(&dir, SEGMENT).unwrap().is_none()
+    });
     let claims = claims_of(&lab, "n1", SEGMENT);
     assert!(claims.len() >= 2, "n1 holds {claims:?}");
     assert_eq!(claims[0], first[0], "the first block stays first");

@@ -23,6 +23,10 @@ pub struct CleanupArgs {
     /// flannel's lease file, if tweedd wrote one (--flannel-subnet-file).
     #[arg(long)]
     flannel_subnet_file: Option<PathBuf>,
+    /// Where tweedd writes the segments' block files (its --segment-dir):
+    /// they and the plugin's requests for more blocks go.
+    #[arg(long, default_value = tweed_segment::block::DEFAULT_DIR)]
+    segment_dir: PathBuf,
     /// The installed plugin binary.
     #[arg(long, default_value = "/opt/cni/bin/tweed")]
     cni_bin: PathBuf,
@@ -105,7 +109,24 @@ fn plan(args: &CleanupArgs, nl: &mut Netlink) -> Result<Vec<Item>, String> {
             items.push(Item::File(f));
         }
     }
+    items.extend(segment_files(&args.segment_dir).into_iter().map(Item::File));
     Ok(items)
+}
+
+/// The segments' block files and requests for more blocks in `dir`.
+fn segment_files(dir: &std::path::Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| Some(e.ok()?.path()))
+        .filter(|p| {
+            p.extension()
+                .is_some_and(|x| x == "env" || x == "more" || x == "tmp")
+        })
+        .collect();
+    files.sort();
+    files
 }
 
 pub fn run(args: CleanupArgs) -> Result<(), String> {

@@ -50,7 +50,7 @@ fn status_reports_and_cleanup_removes_everything_on_a_lab_node() {
         ip_masq: true,
         ipv6: false,
         // A layer-2 segment too: its bridge and VXLAN device are tweed's.
-        net_conf_overrides: serde_json::json!({"Segments": [{"Name": "lab1", "VNI": 4001}]})
+        net_conf_overrides: serde_json::json!({"Segments": [{"Name": "lab1", "VNI": 4001, "Subnet": "192.168.90.0/24"}]})
             .as_object()
             .unwrap()
             .clone(),
@@ -102,12 +102,21 @@ fn status_reports_and_cleanup_removes_everything_on_a_lab_node() {
 
     // A dry run changes nothing; --yes removes every tweed object.
     let ns = n1.ns.clone();
+    let block_file = lab.node_dir("n1").join("segments").join("lab1.env");
+    let segment_dir = lab.node_dir("n1").join("segments");
+    let segment_dir = segment_dir.to_str().unwrap().to_string();
     let cleanup = |yes: bool| {
         let mut args = vec!["netns", "exec", &ns];
         let exe = bin_dir().join("tweedctl");
         let exe = exe.to_str().unwrap().to_string();
         args.push(&exe);
-        args.extend(["node-cleanup", "--subnet-file", &subnet]);
+        args.extend([
+            "node-cleanup",
+            "--subnet-file",
+            &subnet,
+            "--segment-dir",
+            &segment_dir,
+        ]);
         if yes {
             args.push("--yes");
         }
@@ -124,10 +133,12 @@ fn status_reports_and_cleanup_removes_everything_on_a_lab_node() {
         plan.contains("would remove")
             && plan.contains("tweed.1")
             && plan.contains("twx.4001")
-            && plan.contains("tws-lab1"),
+            && plan.contains("tws-lab1")
+            && plan.contains("lab1.env"),
         "{plan}"
     );
     assert!(subnet_file.exists());
+    assert!(block_file.exists());
     cleanup(true);
     let links = Command::new("ip")
         .args(["-n", &ns, "-o", "link"])
@@ -160,4 +171,5 @@ fn status_reports_and_cleanup_removes_everything_on_a_lab_node() {
         .unwrap();
     assert!(!String::from_utf8_lossy(&nft.stdout).contains("tweed"));
     assert!(!subnet_file.exists());
+    assert!(!block_file.exists(), "the segment's block file stayed");
 }

@@ -47,6 +47,9 @@ fn segments_are_isolated_from_each_other_and_from_the_pod_network() {
             json!([{"Name": "red", "VNI": 4001}, {"Name": "blue", "VNI": 4002}]),
         );
     });
+    for vni in [4001, 4002] {
+        common::wait_segment_meshed(&lab, vni);
+    }
     let red1 = segment_endpoint(&lab, "n1", "red", "ir1", "192.168.50.1/24");
     let red2 = segment_endpoint(&lab, "n2", "red", "ir2", "192.168.50.2/24");
     let blue1 = segment_endpoint(&lab, "n1", "blue", "ib1", "192.168.50.3/24");

@@ -40,36 +40,16 @@ fn endpoint(lab: &TestLab, node: &str, tag: &str, addr: &str) -> TestNs {
 
 /// The segment device's FDB on `node`: (MAC, destination) pairs.
 fn fdb_entries(lab: &TestLab, node: &str) -> Vec<(String, String)> {
-    let dev = format!("twx.{VNI}");
-    let out = lab
-        .lab()
-        .exec_output(node, &["bridge", "-j", "fdb", "show", "dev", &dev])
-        .expect("bridge");
-    let fdb: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    fdb.as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|e| {
-            Some((
-                e["mac"].as_str()?.to_string(),
-                e["dst"].as_str()?.to_string(),
-            ))
-        })
-        .collect()
+    common::segment_fdb(lab, node, VNI)
 }
 
 /// The nodes `node`'s segment device floods to (all-zero MAC entries).
 fn fdb_dsts(lab: &TestLab, node: &str) -> Vec<String> {
-    fdb_entries(lab, node)
-        .into_iter()
-        .filter(|(mac, _)| mac == "00:00:00:00:00:00")
-        .map(|(_, dst)| dst)
-        .collect()
+    common::segment_floods(lab, node, VNI)
 }
 
 fn underlay_ip(lab: &TestLab, node: &str) -> String {
-    let n = lab.lab().state.node(node).unwrap();
-    n.underlay_ipv4.split('/').next().unwrap().to_string()
+    common::underlay_ip(lab, node)
 }
 
 #[test]
@@ -82,18 +62,8 @@ fn containers_on_two_nodes_share_one_segment() {
         assert_eq!(link["master"], format!("tws-{SEGMENT}"), "{link}");
         assert_eq!(link["linkinfo"]["info_data"]["id"], VNI, "{link}");
         assert_eq!(link["linkinfo"]["info_data"]["learning"], false, "{link}");
-        let mut want: Vec<String> = ["n1", "n2", "n3"]
-            .iter()
-            .filter(|n| **n != node)
-            .map(|n| underlay_ip(&lab, n))
-            .collect();
-        want.sort();
-        wait_until(10, &format!("{node}'s flooding entries"), || {
-            let mut have = fdb_dsts(&lab, node);
-            have.sort();
-            have == want
-        });
     }
+    common::wait_segment_meshed(&lab, VNI);
 
     let a = endpoint(&lab, "n1", "sga", "10.244.254.1");
     let b = endpoint(&lab, "n2", "sgb", "10.244.254.2");
@@ -208,6 +178,7 @@ fn a_segment_with_a_vlan_tag_carries_it_between_nodes() {
             });
         }
     }
+    common::wait_segment_meshed(&lab, VNI);
     let _a = endpoint(&lab, "n1", "sqa", "10.244.254.1");
     let b = endpoint(&lab, "n2", "sqb", "10.244.254.2");
     // Untagged between the pods (their eth1 has no VLAN device: a tagged
@@ -327,6 +298,7 @@ fn pods_attach_to_a_segment_through_the_plugin() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    common::wait_segment_meshed(&lab, VNI);
     let ping = run_in(
         &pod_ns(&lab, "n2"),
         &["ping", "-c", "2", "-W", "2", "10.244.254.1"],
@@ -668,10 +640,13 @@ fn the_topology_file_puts_pods_on_a_segment() {
     let pc1 = format!("{name}.n1.pc1");
     let pc2 = format!("{name}.n2.pc2");
     let (a1, a2) = (addr_of(&pc1), addr_of(&pc2));
+    // A few tries: the agents may still be learning each other's leases.
     let pinged = a2.as_deref().is_some_and(|a| {
-        run_in(&pc1, &["ping", "-c", "1", "-W", "2", a])
-            .status
-            .success()
+        common::wait_for(10, || {
+            run_in(&pc1, &["ping", "-c", "1", "-W", "2", a])
+                .status
+                .success()
+        })
     });
     let reported = ["eth1 on segment lan 192.168.70.", "up (vxlan to n2)"]
         .iter()

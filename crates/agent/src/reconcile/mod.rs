@@ -77,6 +77,10 @@ impl std::fmt::Debug for dyn Backend {
 
 /// Collects bursts of triggers into one pass.
 const SETTLE: Duration = Duration::from_millis(20);
+/// The first retry after a pass whose changes did not all land, and the
+/// longest wait between retries while they keep failing.
+const RETRY_FIRST: Duration = Duration::from_millis(250);
+const RETRY_MAX: Duration = Duration::from_secs(10);
 
 pub struct Reconciler {
     nl: Netlink,
@@ -125,6 +129,11 @@ impl Reconciler {
     pub fn run(mut self, rx: Receiver<Input>) {
         let mut state: Option<PeerSet> = None;
         let mut next_resync = Instant::now() + self.resync;
+        // After a pass where some change did not land, the next full pass
+        // comes soon (backing off while it keeps failing), not only at the
+        // periodic resync: a transient kernel error must not leave a peer
+        // unreachable for a minute.
+        let mut retry_in = RETRY_FIRST;
         loop {
             let timeout = next_resync.saturating_duration_since(Instant::now());
             // A timeout is the periodic resync: a full pass.
@@ -159,9 +168,19 @@ impl Reconciler {
                 continue;
             }
             if let Some((local, peers)) = &state {
-                self.pass(local, peers, trigger == Trigger::Full);
+                let landed = self.pass(local, peers, trigger == Trigger::Full);
                 if trigger == Trigger::Full {
                     next_resync = Instant::now() + self.resync;
+                }
+                if landed {
+                    retry_in = RETRY_FIRST;
+                } else {
+                    tracing::warn!(
+                        retry_in_ms = retry_in.as_millis() as u64,
+                        "reconcile: some changes did not land; trying again"
+                    );
+                    next_resync = next_resync.min(Instant::now() + retry_in);
+                    retry_in = (retry_in * 2).min(RETRY_MAX);
                 }
             }
         }
@@ -192,13 +211,15 @@ impl Reconciler {
     /// One pass. `full` reads the kernel to find what to change; otherwise
     /// the last applied state stands in for it (peer changes arrive by the
     /// thousand at scale, and dumping every route each time would dominate).
-    fn pass(&mut self, local: &LocalNode, peers: &[Arc<Lease>], full: bool) {
+    /// Returns whether everything landed.
+    fn pass(&mut self, local: &LocalNode, peers: &[Arc<Lease>], full: bool) -> bool {
         let started = Instant::now();
         let setup = self.backend.ensure_devices(&mut self.nl, local);
         if let Err(e) = &setup {
             tracing::error!(error = %e, "reconcile: backend devices could not be set up");
             self.metrics.reconcile_errors.inc();
         }
+        let mut landed = setup.is_ok();
         if let Some(tx) = self.first_pass.take() {
             let _ = tx.send(setup.map_err(|e| e.to_string()));
         }
@@ -234,6 +255,7 @@ impl Reconciler {
                     // Some change did not land: the next pass looks at the
                     // kernel again.
                     self.applied = None;
+                    landed = false;
                 } else {
                     self.applied = Some(desired.clone());
                 }
@@ -242,6 +264,7 @@ impl Reconciler {
                 tracing::error!(error = %e, "reconcile pass failed");
                 self.metrics.reconcile_errors.inc();
                 self.applied = None;
+                landed = false;
             }
         }
         self.metrics.peers.set(peers.len() as i64);
@@ -250,6 +273,7 @@ impl Reconciler {
             .set(desired.entry_count() as i64);
         self.metrics.reconcile_runs.inc();
         self.metrics.observe_reconcile(started.elapsed());
+        landed
     }
 }
 

@@ -286,3 +286,70 @@ pub fn topology_lab(name: &str, yaml: &str) -> TopologyLab {
     );
     lab
 }
+
+/// The FDB of segment VNI `vni`'s device on `node`: (MAC, destination).
+pub fn segment_fdb(lab: &TestLab, node: &str, vni: u32) -> Vec<(String, String)> {
+    let dev = format!("twx.{vni}");
+    let out = lab
+        .lab()
+        .exec_output(node, &["bridge", "-j", "fdb", "show", "dev", &dev])
+        .expect("bridge");
+    let fdb: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    fdb.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            Some((
+                e["mac"].as_str()?.to_string(),
+                e["dst"].as_str()?.to_string(),
+            ))
+        })
+        .collect()
+}
+
+/// The nodes segment `vni`'s device on `node` floods to (all-zero MAC
+/// entries).
+pub fn segment_floods(lab: &TestLab, node: &str, vni: u32) -> Vec<String> {
+    segment_fdb(lab, node, vni)
+        .into_iter()
+        .filter(|(mac, _)| mac == "00:00:00:00:00:00")
+        .map(|(_, dst)| dst)
+        .collect()
+}
+
+/// `node`'s underlay IPv4 address, without prefix.
+pub fn underlay_ip(lab: &TestLab, node: &str) -> String {
+    let n = lab.lab().state.node(node).unwrap();
+    n.underlay_ipv4.split('/').next().unwrap().to_string()
+}
+
+/// Waits until segment `vni` floods from every node to every other: the
+/// agents have seen each other's leases (lab readiness does not wait for
+/// that, so a test that sends across a segment right after `up` waits
+/// here first).
+pub fn wait_segment_meshed(lab: &TestLab, vni: u32) {
+    let nodes: Vec<String> = lab
+        .lab()
+        .state
+        .nodes
+        .iter()
+        .map(|n| n.name.clone())
+        .collect();
+    for node in &nodes {
+        let mut want: Vec<String> = nodes
+            .iter()
+            .filter(|n| *n != node)
+            .map(|n| underlay_ip(lab, n))
+            .collect();
+        want.sort();
+        wait_until(
+            10,
+            &format!("{node}'s flooding entries of VNI {vni}"),
+            || {
+                let mut have = segment_floods(lab, node, vni);
+                have.sort();
+                have == want
+            },
+        );
+    }
+}

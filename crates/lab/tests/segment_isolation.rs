@@ -56,8 +56,16 @@ fn segments_are_isolated_from_each_other_and_from_the_pod_network() {
     let blue2 = segment_endpoint(&lab, "n2", "blue", "ib2", "192.168.50.4/24");
 
     // Each segment works across the nodes...
-    assert!(red1.ping("192.168.50.2"), "red: n1 cannot reach n2");
-    assert!(blue1.ping("192.168.50.4"), "blue: n1 cannot reach n2");
+    assert!(
+        common::ping_from(&red1.name, "192.168.50.2", 10),
+        "red: n1 cannot reach n2:\n{}",
+        common::segment_state(&lab, 4001, "tws-red")
+    );
+    assert!(
+        common::ping_from(&blue1.name, "192.168.50.4", 10),
+        "blue: n1 cannot reach n2:\n{}",
+        common::segment_state(&lab, 4002, "tws-blue")
+    );
     // ...and never reaches the other, on the same node or across.
     for (from, to) in [
         (&red1, "192.168.50.3"),

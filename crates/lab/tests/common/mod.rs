@@ -353,3 +353,34 @@ pub fn wait_segment_meshed(lab: &TestLab, vni: u32) {
         );
     }
 }
+
+/// Pings `addr` from named namespace `ns`, one echo per try, for up to
+/// `secs`: a busy machine (the suite runs labs and QEMU guests side by
+/// side) can lose a first ARP exchange; a broken path fails every try.
+pub fn ping_from(ns: &str, addr: &str, secs: u64) -> bool {
+    wait_for(secs, || {
+        std::process::Command::new("ip")
+            .args(["netns", "exec", ns, "ping", "-c", "1", "-W", "1", addr])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
+}
+
+/// A segment as every node sees it, for failure messages: the VXLAN
+/// device's FDB (MAC → VTEP) and the bridge's learnt stations.
+pub fn segment_state(lab: &TestLab, vni: u32, bridge: &str) -> String {
+    let mut text = String::new();
+    for n in &lab.lab().state.nodes {
+        let fdb = segment_fdb(lab, &n.name, vni);
+        let learnt = lab
+            .lab()
+            .exec_output(&n.name, &["bridge", "fdb", "show", "br", bridge, "dynamic"])
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        text.push_str(&format!(
+            "{}: twx.{vni} fdb {fdb:?}\n{bridge} learnt:\n{learnt}",
+            n.name
+        ));
+    }
+    text
+}

@@ -195,8 +195,25 @@ fn vxlan_direct_routing_uses_plain_routes_on_one_segment() {
 fn host_gw_refuses_a_peer_off_the_segment() {
     let lab = TestLab::up("chr", 2, "host-gw", "file");
     let store = tweedd::store::file::FileStore::open(lab.lab().state.dir().join("store")).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    // A subnet no lab node leased (they pick theirs at random; a taken key
+    // makes the create below a no-op, and the test once waited in vain for
+    // a refusal of a lease that was never written).
+    let held: Vec<tweedd::lease::LeaseKey> = rt
+        .block_on(tweedd::store::LeaseStore::list(&store))
+        .unwrap()
+        .leases
+        .iter()
+        .map(|l| l.key)
+        .collect();
+    let subnet = (250..=253)
+        .map(|i| format!("10.244.{i}.0"))
+        .find(|s| !held.iter().any(|k| k.to_string() == format!("{s}-24")))
+        .expect("a free /24 among four");
     let stranger = tweedd::lease::Lease {
-        key: "10.244.250.0-24".parse().unwrap(),
+        key: format!("{subnet}-24").parse().unwrap(),
         attrs: tweedd::lease::LeaseAttrs {
             public_ip: Some("198.19.7.7".parse().unwrap()),
             public_ipv6: None,
@@ -209,15 +226,17 @@ fn host_gw_refuses_a_peer_off_the_segment() {
         },
         expires: None,
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
+    let created = rt
+        .block_on(tweedd::store::LeaseStore::create(
+            &store,
+            &stranger,
+            std::time::Duration::from_secs(600),
+        ))
         .unwrap();
-    rt.block_on(tweedd::store::LeaseStore::create(
-        &store,
-        &stranger,
-        std::time::Duration::from_secs(600),
-    ))
-    .unwrap();
+    assert!(
+        matches!(created, tweedd::store::Created::Yes(_)),
+        "the stranger's lease {subnet}/24 was not created (held: {held:?})"
+    );
     // Normally seen within milliseconds (inotify). The deadline reaches past
     // the file watcher's 30 s safety rescan: what is asserted here is the
     // refusal, not the event's latency (the convergence bench measures that).
@@ -251,7 +270,7 @@ fn host_gw_refuses_a_peer_off_the_segment() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|r| r["dst"] == "10.244.250.0/24"),
+            .any(|r| r["dst"] == format!("{subnet}/24")),
         "{routes}"
     );
     // The peer that is on the segment still works.

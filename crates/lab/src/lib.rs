@@ -417,12 +417,43 @@ impl Lab {
         if self.state.store != "kube" {
             return Ok(());
         }
-        let conf: serde_json::Value = std::fs::read(self.state.dir().join("net-conf.json"))
+        let ipv6 = self.net_conf()["EnableIPv6"] == serde_json::json!(true);
+        kube::register_node(&self.state.underlay_ns, name, &kube::pod_cidrs(i, ipv6))
+    }
+
+    /// The lab's net-conf.json (null when unreadable).
+    fn net_conf(&self) -> serde_json::Value {
+        std::fs::read(self.state.dir().join("net-conf.json"))
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
-        let ipv6 = conf["EnableIPv6"] == serde_json::json!(true);
-        kube::register_node(&self.state.underlay_ns, name, &kube::pod_cidrs(i, ipv6))
+            .unwrap_or_default()
+    }
+
+    /// The names of the lab's layer-2 segments (its net-conf `Segments`).
+    pub fn segments(&self) -> Vec<String> {
+        self.net_conf()["Segments"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s["Name"].as_str().map(str::to_string))
+            .collect()
+    }
+
+    /// Refuses a segment name the lab does not have, naming those it has.
+    pub fn check_segment(&self, segment: &str) -> Result<(), LabError> {
+        let known = self.segments();
+        if known.iter().any(|s| s == segment) {
+            return Ok(());
+        }
+        Err(LabError::Usage(format!(
+            "lab {} has no segment {segment:?} (its segments: {}; they come from the topology file's `segments`)",
+            self.state.name,
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            }
+        )))
     }
 
     /// Adds a node and starts its agent without waiting for it to be
@@ -694,6 +725,7 @@ impl Lab {
         segment: &str,
     ) -> Result<SegmentPort, LabError> {
         let (idx, p) = self.pod_index(node, pod)?;
+        self.check_segment(segment)?;
         let conf = pods::segment_conf(&self.node_dir(node), segment);
         let deadline = Instant::now() + Duration::from_secs(10);
         let result = loop {

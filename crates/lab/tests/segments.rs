@@ -656,13 +656,49 @@ fn the_topology_file_puts_pods_on_a_segment() {
     let reported = ["eth1 on segment lan 192.168.70.", "up (vxlan to n2)"]
         .iter()
         .all(|want| text.contains(want));
+    // A single pod joins the segment too (`lab pod add --segment`); a
+    // segment the lab lacks is refused before any pod is made.
+    let added = lab.tweedctl(&[
+        "lab",
+        "pod",
+        "--name",
+        &name,
+        "add",
+        "n2",
+        "pc3",
+        "--segment",
+        "eth1=lan",
+    ]);
+    let a3 = addr_of(&format!("{name}.n2.pc3"));
+    let pinged3 = a3.as_deref().is_some_and(|a| {
+        common::wait_for(10, || {
+            run_in(&pc1, &["ping", "-c", "1", "-W", "2", a])
+                .status
+                .success()
+        })
+    });
+    let refused = std::process::Command::new(common::binaries().plugin.with_file_name("tweedctl"))
+        .args([
+            "lab",
+            "pod",
+            "--name",
+            &name,
+            "add",
+            "n2",
+            "pc4",
+            "--segment",
+            "eth1=nope",
+        ])
+        .output()
+        .unwrap();
+    let pc4_made = std::path::Path::new(&format!("/run/netns/{name}.n2.pc4")).exists();
     // `lab pod del` lets go of the segment's address and port too.
     lab.tweedctl(&["lab", "pod", "--name", &name, "del", "n2", "pc2"]);
     let ipam = std::path::PathBuf::from(format!("/run/tweed-lab/{name}/n2/ipam/seg-lan"));
     let reserved: Vec<String> = std::fs::read_dir(&ipam)
         .map(|d| {
             d.filter_map(|e| e.ok()?.file_name().into_string().ok())
-                .filter(|f| f.starts_with("192.168.70."))
+                .filter(|f| Some(f) == a2.as_ref())
                 .collect()
         })
         .unwrap_or_default();
@@ -675,7 +711,7 @@ fn the_topology_file_puts_pods_on_a_segment() {
             .output()
             .unwrap();
         ports = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        ports.as_array().map(Vec::len) == Some(1)
+        ports.as_array().map(Vec::len) == Some(2)
     });
     drop(lab);
     for a in [&a1, &a2] {
@@ -688,12 +724,23 @@ fn the_topology_file_puts_pods_on_a_segment() {
     assert!(pinged, "pc1 cannot reach pc2 ({a2:?}) on the segment");
     assert!(reported, "lab up did not report the attachments:\n{text}");
     assert!(
+        added.contains("eth1 on segment lan 192.168.70.") && a3.is_some(),
+        "lab pod add --segment: {added}"
+    );
+    assert!(pinged3, "pc1 cannot reach the added pc3 ({a3:?})");
+    assert!(
+        !refused.status.success()
+            && String::from_utf8_lossy(&refused.stderr).contains("has no segment \"nope\""),
+        "{refused:?}"
+    );
+    assert!(!pc4_made, "a refused pod was made anyway");
+    assert!(
         reserved.is_empty(),
         "pc2's segment address kept: {reserved:?}"
     );
     assert_eq!(
         ports.as_array().map(Vec::len),
-        Some(1),
-        "only the VXLAN device stays on n2's segment bridge: {ports}"
+        Some(2),
+        "only the VXLAN device and pc3's port stay on n2's segment bridge: {ports}"
     );
 }

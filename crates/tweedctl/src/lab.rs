@@ -78,6 +78,11 @@ enum LabCmd {
         /// (`eth1=r2:eth1, eth2=r3:eth1`); add only.
         #[arg(long, default_value = "")]
         wires: String,
+        /// An interface on one of the lab's layer-2 segments, `eth1=lan`
+        /// (repeatable; the lab's segments come from its topology file);
+        /// add only.
+        #[arg(long = "segment", value_name = "IF=SEGMENT")]
+        segments: Vec<String>,
     },
     /// Add a node, or stop/start a node's agent.
     Node {
@@ -232,10 +237,27 @@ pub fn run(args: LabArgs) -> Result<(), LabError> {
             node,
             pod,
             wires,
+            segments,
         } => {
             let mut lab = Lab::load(&which.name, binaries(None, None))?;
             match action.as_str() {
                 "add" => {
+                    // Checked before the pod is made: a typo leaves nothing.
+                    let ports = segments
+                        .iter()
+                        .map(|s| {
+                            s.split_once('=')
+                                .filter(|(i, n)| !i.is_empty() && !n.is_empty())
+                                .ok_or_else(|| {
+                                    LabError::Usage(format!(
+                                        "--segment {s:?}: IF=SEGMENT, e.g. eth1=lan"
+                                    ))
+                                })
+                        })
+                        .collect::<Result<Vec<_>, _>>()?;
+                    for (_, segment) in &ports {
+                        lab.check_segment(segment)?;
+                    }
                     let p = lab.add_pod_wired(&node, &pod, &wires)?;
                     println!(
                         "{node}/{} {}",
@@ -246,6 +268,20 @@ pub fn run(args: LabArgs) -> Result<(), LabError> {
                             .collect::<Vec<_>>()
                             .join(" ")
                     );
+                    for (ifname, segment) in ports {
+                        let port = match lab.attach_to_segment(&node, &pod, ifname, segment) {
+                            Ok(port) => port,
+                            Err(e) => {
+                                // No half-made pod: take it away again.
+                                let _ = lab.del_pod(&node, &pod);
+                                return Err(e);
+                            }
+                        };
+                        println!(
+                            "    {ifname} on segment {segment} {}",
+                            port.addresses.join(" ")
+                        );
+                    }
                     Ok(())
                 }
                 "del" => lab.del_pod(&node, &pod),

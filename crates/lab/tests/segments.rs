@@ -646,13 +646,9 @@ fn the_topology_file_puts_pods_on_a_segment() {
     let pc2 = format!("{name}.n2.pc2");
     let (a1, a2) = (addr_of(&pc1), addr_of(&pc2));
     // A few tries: the agents may still be learning each other's leases.
-    let pinged = a2.as_deref().is_some_and(|a| {
-        common::wait_for(10, || {
-            run_in(&pc1, &["ping", "-c", "1", "-W", "2", a])
-                .status
-                .success()
-        })
-    });
+    let pinged = a2
+        .as_deref()
+        .is_some_and(|a| common::ping_from(&pc1, a, 10));
     let reported = ["eth1 on segment lan 192.168.70.", "up (vxlan to n2)"]
         .iter()
         .all(|want| text.contains(want));
@@ -670,13 +666,9 @@ fn the_topology_file_puts_pods_on_a_segment() {
         "eth1=lan",
     ]);
     let a3 = addr_of(&format!("{name}.n2.pc3"));
-    let pinged3 = a3.as_deref().is_some_and(|a| {
-        common::wait_for(10, || {
-            run_in(&pc1, &["ping", "-c", "1", "-W", "2", a])
-                .status
-                .success()
-        })
-    });
+    let pinged3 = a3
+        .as_deref()
+        .is_some_and(|a| common::ping_from(&pc1, a, 10));
     let refused = std::process::Command::new(common::binaries().plugin.with_file_name("tweedctl"))
         .args([
             "lab",

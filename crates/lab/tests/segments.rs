@@ -654,35 +654,28 @@ fn the_topology_file_puts_pods_on_a_segment() {
         .all(|want| text.contains(want));
     // A single pod joins the segment too (`lab pod add --segment`); a
     // segment the lab lacks is refused before any pod is made.
-    let added = lab.tweedctl(&[
-        "lab",
-        "pod",
-        "--name",
-        &name,
-        "add",
-        "n2",
-        "pc3",
-        "--segment",
-        "eth1=lan",
-    ]);
-    let a3 = addr_of(&format!("{name}.n2.pc3"));
-    let pinged3 = a3
-        .as_deref()
-        .is_some_and(|a| common::ping_from(&pc1, a, 10));
-    let refused = std::process::Command::new(common::binaries().plugin.with_file_name("tweedctl"))
-        .args([
+    let pod_add = |pod: &str, segment: &str| {
+        let args = [
             "lab",
             "pod",
             "--name",
             &name,
             "add",
             "n2",
-            "pc4",
+            pod,
             "--segment",
-            "eth1=nope",
-        ])
-        .output()
-        .unwrap();
+            segment,
+        ];
+        lab.run(&args)
+    };
+    let added = pod_add("pc3", "eth1=lan");
+    assert!(added.status.success(), "lab pod add --segment: {added:?}");
+    let added = String::from_utf8_lossy(&added.stdout).into_owned();
+    let a3 = addr_of(&format!("{name}.n2.pc3"));
+    let pinged3 = a3
+        .as_deref()
+        .is_some_and(|a| common::ping_from(&pc1, a, 10));
+    let refused = pod_add("pc4", "eth1=nope");
     let pc4_made = std::path::Path::new(&format!("/run/netns/{name}.n2.pc4")).exists();
     // `lab pod del` lets go of the segment's address and port too.
     lab.tweedctl(&["lab", "pod", "--name", &name, "del", "n2", "pc2"]);

@@ -235,13 +235,17 @@ pub struct TopologyLab {
 }
 
 impl TopologyLab {
-    /// Runs `tweedctl` with `args` (e.g. `lab pod ...`); panics when it
-    /// fails.
-    pub fn tweedctl(&self, args: &[&str]) -> String {
-        let out = std::process::Command::new(&self.tweedctl)
+    /// Runs `tweedctl` with `args` (e.g. `lab pod ...`), whatever it says.
+    pub fn run(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(&self.tweedctl)
             .args(args)
             .output()
-            .unwrap();
+            .unwrap()
+    }
+
+    /// Runs `tweedctl` with `args`; panics when it fails.
+    pub fn tweedctl(&self, args: &[&str]) -> String {
+        let out = self.run(args);
         assert!(
             out.status.success(),
             "tweedctl {args:?}: {}{}",

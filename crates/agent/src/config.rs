@@ -248,36 +248,16 @@ impl NetConfig {
         // A segment's addresses live on the pod's extra interface, on-link:
         // overlapping the routed pod network would send one of the two
         // the wrong way inside the pod.
-        if let Some(pool) = &ipv4
-            && let Some((i, subnet)) = segments
-                .iter()
-                .enumerate()
-                .filter_map(|(i, s)| s.subnet.map(|n| (i, n)))
-                .find(|(_, n)| n.contains(&pool.network) || pool.network.contains(n))
-        {
-            return Err(err(
-                &format!("Segments[{i}].Subnet"),
-                format!(
-                    "{subnet} overlaps the pod network {} (Network)",
-                    pool.network
-                ),
-            ));
-        }
-        if let Some(pool) = &ipv6
-            && let Some((i, subnet)) = segments
-                .iter()
-                .enumerate()
-                .filter_map(|(i, s)| s.ipv6_subnet.map(|n| (i, n)))
-                .find(|(_, n)| n.contains(&pool.network) || pool.network.contains(n))
-        {
-            return Err(err(
-                &format!("Segments[{i}].IPv6Subnet"),
-                format!(
-                    "{subnet} overlaps the pod network {} (IPv6Network)",
-                    pool.network
-                ),
-            ));
-        }
+        overlap_check(
+            ipv4.as_ref().map(|p| IpNet::V4(p.network)),
+            segments.iter().map(|s| s.subnet.map(IpNet::V4)),
+            ("Subnet", "Network"),
+        )?;
+        overlap_check(
+            ipv6.as_ref().map(|p| IpNet::V6(p.network)),
+            segments.iter().map(|s| s.ipv6_subnet.map(IpNet::V6)),
+            ("IPv6Subnet", "IPv6Network"),
+        )?;
         let wire_mtu = match &raw.wires {
             None | Some(Value::Null) => None,
             Some(v) => {
@@ -321,6 +301,30 @@ impl NetConfig {
         }
         out
     }
+}
+
+/// Refuses the first segment subnet (of one family, by segment index)
+/// that overlaps the pod `network` of that family; `keys` name the two
+/// fields.
+fn overlap_check(
+    network: Option<IpNet>,
+    subnets: impl IntoIterator<Item = Option<IpNet>>,
+    (subnet_key, network_key): (&str, &str),
+) -> Result<(), ConfigError> {
+    let Some(network) = network else {
+        return Ok(());
+    };
+    for (i, subnet) in subnets.into_iter().enumerate() {
+        if let Some(subnet) = subnet
+            && (subnet.contains(&network) || network.contains(&subnet))
+        {
+            return Err(err(
+                &format!("Segments[{i}].{subnet_key}"),
+                format!("{subnet} overlaps the pod network {network} ({network_key})"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn typed<T: serde::de::DeserializeOwned>(v: &Value, prefix: &str) -> Result<T, ConfigError> {

@@ -13,6 +13,7 @@ pub mod check;
 pub mod kube;
 pub mod pods;
 pub mod procs;
+pub mod segments;
 pub mod state;
 pub mod topology;
 pub mod topology_file;
@@ -422,38 +423,11 @@ impl Lab {
     }
 
     /// The lab's net-conf.json (null when unreadable).
-    fn net_conf(&self) -> serde_json::Value {
+    pub(crate) fn net_conf(&self) -> serde_json::Value {
         std::fs::read(self.state.dir().join("net-conf.json"))
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default()
-    }
-
-    /// The names of the lab's layer-2 segments (its net-conf `Segments`).
-    pub fn segments(&self) -> Vec<String> {
-        self.net_conf()["Segments"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|s| s["Name"].as_str().map(str::to_string))
-            .collect()
-    }
-
-    /// Refuses a segment name the lab does not have, naming those it has.
-    pub fn check_segment(&self, segment: &str) -> Result<(), LabError> {
-        let known = self.segments();
-        if known.iter().any(|s| s == segment) {
-            return Ok(());
-        }
-        Err(LabError::Usage(format!(
-            "lab {} has no segment {segment:?} (its segments: {}; they come from the topology file's `segments`)",
-            self.state.name,
-            if known.is_empty() {
-                "none".to_string()
-            } else {
-                known.join(", ")
-            }
-        )))
     }
 
     /// Adds a node and starts its agent without waiting for it to be
@@ -712,62 +686,6 @@ impl Lab {
         Ok(state)
     }
 
-    /// Attaches interface `ifname` of lab pod `pod` on `node` to layer-2
-    /// `segment`, through the segment's own network configuration (a
-    /// second network, as Multus adds one). The segment's bridge may still
-    /// be in the making right after the agent starts: the plugin's "try
-    /// again later" (11) is retried for a few seconds, as a kubelet would.
-    pub fn attach_to_segment(
-        &mut self,
-        node: &str,
-        pod: &str,
-        ifname: &str,
-        segment: &str,
-    ) -> Result<SegmentPort, LabError> {
-        let (idx, p) = self.pod_index(node, pod)?;
-        self.check_segment(segment)?;
-        let conf = pods::segment_conf(&self.node_dir(node), segment);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let result = loop {
-            let pod_state = &self.state.nodes[idx].pods[p];
-            let call = pods::Call {
-                command: "ADD",
-                container_id: &pod_state.container_id,
-                pod_ns: &pod_state.ns,
-                ifname,
-                cni_args: &pods::k8s_args(pod),
-            };
-            match pods::cni_with(
-                &self.binaries.plugin,
-                &self.state.nodes[idx].ns,
-                &conf,
-                &call,
-            ) {
-                Err(LabError::Plugin { output, .. })
-                    if Instant::now() < deadline && pods::error_code(&output) == Some(11) =>
-                {
-                    std::thread::sleep(Duration::from_millis(200));
-                }
-                other => break other?,
-            }
-        };
-        let port = SegmentPort {
-            ifname: ifname.to_string(),
-            segment: segment.to_string(),
-            addresses: result["ips"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|ip| ip["address"].as_str().map(str::to_string))
-                .collect(),
-        };
-        self.state.nodes[idx].pods[p].segments.push(port.clone());
-        self.state
-            .save()
-            .map_err(|e| LabError::io("save lab state", e))?;
-        Ok(port)
-    }
-
     /// The wire report of a node's agent (`<node dir>/wires/status.json`).
     pub fn wire_status(&self, node: &str) -> Vec<tweed_wire::WireStatus> {
         tweed_wire::status::read(&self.node_dir(node).join("wires")).unwrap_or_default()
@@ -813,7 +731,7 @@ impl Lab {
     }
 
     /// Where pod `pod` of `node` is in the state: (node index, pod index).
-    fn pod_index(&self, node: &str, pod: &str) -> Result<(usize, usize), LabError> {
+    pub(crate) fn pod_index(&self, node: &str, pod: &str) -> Result<(usize, usize), LabError> {
         let idx = self.index(node)?;
         match self.state.nodes[idx]
             .pods
@@ -831,20 +749,7 @@ impl Lab {
         let (idx, p) = self.pod_index(node, pod)?;
         // Forgotten only once the plugin let go of it.
         let ps = self.state.nodes[idx].pods[p].clone();
-        for port in &ps.segments {
-            pods::cni_with(
-                &self.binaries.plugin,
-                &self.state.nodes[idx].ns,
-                &pods::segment_conf(&self.node_dir(node), &port.segment),
-                &pods::Call {
-                    command: "DEL",
-                    container_id: &ps.container_id,
-                    pod_ns: &ps.ns,
-                    ifname: &port.ifname,
-                    cni_args: &pods::k8s_args(pod),
-                },
-            )?;
-        }
+        self.detach_segments(node, &ps)?;
         pods::cni(
             &self.binaries.plugin,
             &self.state.nodes[idx].ns,

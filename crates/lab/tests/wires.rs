@@ -12,8 +12,8 @@ mod common;
 use std::time::Duration;
 
 use common::capture::Capture;
-use common::{TestLab, raw, wait_for, wait_until};
-use tweed_netlink::{Link, NetNs, Netlink};
+use common::{TestLab, raw, wait_until};
+use tweed_netlink::{NetNs, Netlink};
 use tweed_wire::{Endpoint, WireState};
 
 const BROADCAST: [u8; 6] = [0xff; 6];
@@ -24,11 +24,6 @@ fn lab(tag: &str) -> TestLab {
 
 fn pod_ns(lab: &TestLab, node: &str, pod: &str) -> String {
     format!("{}.{node}.{pod}", lab.lab().state.name)
-}
-
-fn link(ns: &str, ifname: &str) -> Option<Link> {
-    let ns = NetNs::named(ns).ok()?;
-    Netlink::in_netns(&ns).ok()?.link_by_name(ifname).ok()?
 }
 
 fn ep(pod: &str, ifname: &str) -> Endpoint {
@@ -103,7 +98,7 @@ fn wires_cable_pods_on_one_node_and_across_nodes() {
             Some(WireState::WaitingForPeer { .. })
         )
     });
-    assert!(link(&r2, "eth1").is_none() && link(&r3, "eth1").is_none());
+    assert!(common::link(&r2, "eth1").is_none() && common::link(&r3, "eth1").is_none());
 
     t.lab_mut()
         .add_pod_wired("n1", "r1", "eth1=r2:eth1, eth2=r3:eth1")
@@ -117,8 +112,8 @@ fn wires_cable_pods_on_one_node_and_across_nodes() {
     let vni = tweed_wire::wire_vni(&ep("r1", "eth1"), &ep("r2", "eth1"));
     let n1_ip = t.lab().state.node("n1").unwrap().underlay_ipv4.clone();
     let n2_ip = t.lab().state.node("n2").unwrap().underlay_ipv4.clone();
-    let a = link(&r1, "eth1").expect("r1 eth1");
-    let b = link(&r2, "eth1").expect("r2 eth1");
+    let a = common::link(&r1, "eth1").expect("r1 eth1");
+    let b = common::link(&r2, "eth1").expect("r2 eth1");
     for (l, local, remote) in [(&a, &n1_ip, &n2_ip), (&b, &n2_ip, &n1_ip)] {
         assert_eq!(l.kind.as_deref(), Some("vxlan"));
         let v = l.vxlan.as_ref().unwrap();
@@ -129,8 +124,8 @@ fn wires_cable_pods_on_one_node_and_across_nodes() {
     }
     assert_eq!(a.mtu, b.mtu);
     // On one node: one veth pair, one end in each pod.
-    let c = link(&r1, "eth2").expect("r1 eth2");
-    let d = link(&r3, "eth1").expect("r3 eth1");
+    let c = common::link(&r1, "eth2").expect("r1 eth2");
+    let d = common::link(&r3, "eth1").expect("r3 eth1");
     assert_eq!(
         (c.kind.as_deref(), d.kind.as_deref()),
         (Some("veth"), Some("veth"))
@@ -170,7 +165,7 @@ fn wires_cable_pods_on_one_node_and_across_nodes() {
     // removes its end once the record leaves the store...
     t.lab_mut().del_pod("n2", "r2").unwrap();
     wait_until(10, "r1's tunnel end removed after r2 was deleted", || {
-        link(&r1, "eth1").is_none()
+        common::link(&r1, "eth1").is_none()
     });
     assert!(matches!(
         state(&t, "n1", &ep("r1", "eth1")),
@@ -178,7 +173,10 @@ fn wires_cable_pods_on_one_node_and_across_nodes() {
     ));
     // ... on one node the veth pair goes as one.
     t.lab_mut().del_pod("n1", "r3").unwrap();
-    assert!(link(&r1, "eth2").is_none(), "r1's veth end outlived r3");
+    assert!(
+        common::link(&r1, "eth2").is_none(),
+        "r1's veth end outlived r3"
+    );
 
     // Recreated pods get their wires back.
     start_far_ends(&mut t);
@@ -186,8 +184,8 @@ fn wires_cable_pods_on_one_node_and_across_nodes() {
         is_up(state(&t, "n1", &ep("r1", "eth1")))
             && is_up(state(&t, "n2", &ep("r2", "eth1")))
             && is_up(state(&t, "n1", &ep("r1", "eth2")))
-            && link(&r1, "eth1").is_some()
-            && link(&r1, "eth2").is_some()
+            && common::link(&r1, "eth1").is_some()
+            && common::link(&r1, "eth2").is_some()
     });
     frames_cross((&r2, "eth1"), (&r1, "eth1"), mtu);
     frames_cross((&r1, "eth2"), (&r3, "eth1"), mtu);
@@ -203,45 +201,10 @@ fn wires_cable_pods_on_one_node_and_across_nodes() {
             == 0
     });
     wait_until(10, "r1's end removed after r2's namespace vanished", || {
-        link(&r1, "eth1").is_none()
+        common::link(&r1, "eth1").is_none()
     });
     // The same-node wire is untouched by all this.
-    assert!(link(&r1, "eth2").is_some());
-}
-
-/// `tweedctl lab up --topology`: the file's pods on the file's nodes,
-/// every wire up, as `lab up` reports it.
-#[test]
-fn the_topology_file_builds_a_lab_with_its_wires() {
-    let name = format!("twtopo{}", std::process::id() % 100000);
-    // `tweedctl lab up --topology` with the file's own node count.
-    let lab = common::topology_lab(
-        &name,
-        "topology:\n  nodes:\n    a: {node: n1}\n    b: {node: n2}\n    c: {node: n2}\n  links:\n    - endpoints: [\"a:eth1\", \"b:eth1\"]\n    - endpoints: [\"b:eth2\", \"c:eth5\"]\n",
-    );
-    let text = lab.output.clone();
-    let checks = [
-        "default/a:eth1",
-        "up (vxlan to n2)",
-        "default/b:eth1",
-        "up (vxlan to n1)",
-        "default/c:eth5",
-        "up (veth)",
-    ];
-    let missing: Vec<&str> = checks
-        .iter()
-        .copied()
-        .filter(|c| !text.contains(c))
-        .collect();
-    let alive = link(&format!("{name}.n2.c"), "eth5").is_some()
-        && link(&format!("{name}.n1.a"), "eth1").is_some();
-    drop(lab);
-    assert!(missing.is_empty(), "missing {missing:?} in:\n{text}");
-    assert!(alive, "the wires' devices are not in the pods");
-    assert!(
-        !wait_for(1, || NetNs::named(&format!("{name}.n1")).is_ok()),
-        "lab down left n1"
-    );
+    assert!(common::link(&r1, "eth2").is_some());
 }
 
 /// A bad declaration is refused with code 7 naming where it came from
@@ -338,12 +301,12 @@ fn wires_cross_nodes_with_etcd_and_kube_and_survive_agent_restarts() {
         frames_cross((&rb, "eth1"), (&ra, "eth1"), 1000);
 
         // Restarting the far node's agent does not flap the near end.
-        let before = link(&ra, "eth1").unwrap().index;
+        let before = common::link(&ra, "eth1").unwrap().index;
         t.lab_mut().stop_agent("n2").unwrap();
         t.lab_mut().start_agent("n2").unwrap();
         std::thread::sleep(Duration::from_secs(4));
         assert_eq!(
-            link(&ra, "eth1").map(|l| l.index),
+            common::link(&ra, "eth1").map(|l| l.index),
             Some(before),
             "{store}: the wire end was recreated across the far agent's restart"
         );
@@ -352,7 +315,7 @@ fn wires_cross_nodes_with_etcd_and_kube_and_survive_agent_restarts() {
         // Deleting the far pod still removes the near end.
         t.lab_mut().del_pod("n2", "rb").unwrap();
         wait_until(10, &format!("{store}: ra's end removed"), || {
-            link(&ra, "eth1").is_none()
+            common::link(&ra, "eth1").is_none()
         });
     }
 }

@@ -388,3 +388,12 @@ pub fn segment_state(lab: &TestLab, vni: u32, bridge: &str) -> String {
     }
     text
 }
+
+/// Interface `ifname` in named namespace `ns`, as the kernel reports it.
+pub fn link(ns: &str, ifname: &str) -> Option<tweed_netlink::Link> {
+    let ns = NetNs::named(ns).ok()?;
+    tweed_netlink::Netlink::in_netns(&ns)
+        .ok()?
+        .link_by_name(ifname)
+        .ok()?
+}

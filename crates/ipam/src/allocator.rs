@@ -113,6 +113,44 @@ fn allocate_inner(
     Ok(done)
 }
 
+/// The round-robin cursors (`last_reserved_ip.<k>` as raw bytes, `None`
+/// for a missing file) of every range set, taken before an allocation so
+/// that a call failing after it can leave the store as it found it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cursors(Vec<Option<Vec<u8>>>);
+
+/// Reads the cursor of each of the spec's range sets.
+pub fn cursors(spec: &IpamSpec, guard: &StoreGuard<'_>) -> Result<Cursors, IpamError> {
+    (0..spec.range_sets.len())
+        .map(|k| guard.last_reserved_raw(k))
+        .collect::<Result<Vec<_>, _>>()
+        .map(Cursors)
+}
+
+/// Undoes an allocation that a failed call made: releases each address
+/// that the attachment still holds, and puts each set's cursor back to
+/// what `before` recorded while it still points at the address this call
+/// took. Nothing else of the store is touched — in particular no other
+/// address the attachment held before the call. Every step is tried; the
+/// first error is returned.
+pub fn undo(
+    guard: &StoreGuard<'_>,
+    allocations: &[Allocation],
+    before: &Cursors,
+    container_id: &str,
+    ifname: &str,
+) -> Result<(), IpamError> {
+    let ips: Vec<IpAddr> = allocations.iter().map(|a| a.address.addr()).collect();
+    let mut result = guard.release_owned(&ips, container_id, ifname).map(|_| ());
+    for a in allocations {
+        let previous = before.0.get(a.range_set).cloned().flatten();
+        let restored =
+            guard.restore_last_reserved(a.range_set, a.address.addr(), previous.as_deref());
+        result = result.and(restored);
+    }
+    result
+}
+
 /// Releases the attachment's addresses exactly as host-local's DEL does.
 ///
 /// host-local's DEL calls the store's release-by-ID once per range set, and

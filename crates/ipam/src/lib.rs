@@ -28,7 +28,8 @@ pub mod range;
 pub mod store;
 
 pub use allocator::{
-    Allocation, allocate, allocate_fresh, gc, parse_requested_ip, release_attachment,
+    Allocation, Cursors, allocate, allocate_fresh, cursors, gc, parse_requested_ip,
+    release_attachment, undo,
 };
 pub use config::{DEFAULT_DATA_DIR, IpamConf, IpamSpec, RangeConf, Route, RouteConf};
 pub use error::IpamError;

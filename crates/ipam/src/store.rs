@@ -305,6 +305,39 @@ impl StoreGuard<'_> {
         }
     }
 
+    /// The raw content of `last_reserved_ip.<range_set>`, `None` when the
+    /// file does not exist: what [`restore_last_reserved`] puts back.
+    ///
+    /// [`restore_last_reserved`]: Self::restore_last_reserved
+    pub fn last_reserved_raw(&self, range_set: usize) -> Result<Option<Vec<u8>>, IpamError> {
+        let path = self.last_reserved_path(range_set);
+        match fs::read(&path) {
+            Ok(content) => Ok(Some(content)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(IpamError::io(&path, e)),
+        }
+    }
+
+    /// Puts `last_reserved_ip.<range_set>` back to `previous` (removing it
+    /// when `previous` is `None`), but only while it still names `taken`:
+    /// a later allocation that moved the cursor on is not undone.
+    pub fn restore_last_reserved(
+        &self,
+        range_set: usize,
+        taken: IpAddr,
+        previous: Option<&[u8]>,
+    ) -> Result<(), IpamError> {
+        if self.last_reserved(range_set)? != Some(taken.to_canonical()) {
+            return Ok(());
+        }
+        let path = self.last_reserved_path(range_set);
+        let done = match previous {
+            Some(content) => write_file(&path, content),
+            None => fs::remove_file(&path),
+        };
+        done.map_err(|e| IpamError::io(&path, e))
+    }
+
     fn ip_path(&self, ip: IpAddr) -> PathBuf {
         self.store.dir.join(ip.to_string())
     }

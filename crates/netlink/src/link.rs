@@ -191,7 +191,8 @@ impl Netlink {
     }
 
     /// [`create_link`](Self::create_link), returning the new device as the
-    /// kernel reports it right after creation.
+    /// kernel reports it right after creation. On an error the device does
+    /// not exist: either the kernel refused it, or it was deleted again.
     pub fn create_link_and_get(&mut self, spec: &NewLink) -> Result<Link> {
         let (what, msg) = new_link_message(spec);
         let name = &spec.name;
@@ -215,9 +216,17 @@ impl Netlink {
             })?,
         };
         // The kernel ignores IFLA_IFALIAS and bridge-port settings when
-        // creating a device, so they follow in one more request.
+        // creating a device, so they follow in one more request. If that
+        // fails, the device this call made is deleted again (by its index:
+        // the name may meanwhile be someone else's), so an error always
+        // means nothing was created.
         if spec.alias.is_some() || spec.hairpin.is_some() {
-            self.set_alias_and_hairpin(link.index, spec.alias.as_deref(), spec.hairpin)?;
+            if let Err(e) =
+                self.set_alias_and_hairpin(link.index, spec.alias.as_deref(), spec.hairpin)
+            {
+                let _ = self.delete_link(link.index);
+                return Err(e);
+            }
             if let Some(a) = &spec.alias {
                 link.alias = Some(a.clone());
             }

@@ -1,11 +1,13 @@
 //! ADD: give a container an interface on the network.
 //!
 //! Order matters for rollback: everything that can be refused without side
-//! effects (config, environment, namespace, lease) is checked before the
-//! first reservation is made; after that every step is undone if a later
-//! one fails. An existing interface is found when the veth is created (the
-//! kernel refuses the name), which saves a lookup on every successful ADD;
-//! the reservation is released again then.
+//! effects (config, environment, namespace, lease, an interface of that
+//! name already in the pod) is checked before the first reservation is
+//! made; after that, a failure undoes exactly what this call made — the
+//! addresses it reserved and the veth pair it created, by index — and
+//! nothing else. A repeated ADD of a live attachment is thus refused
+//! without touching it; and if two ADDs race, the loser finds the names
+//! taken when it creates the pair and leaves the winner's pair alone.
 
 use std::net::IpAddr;
 
@@ -30,6 +32,8 @@ struct Grant {
     addresses: Vec<PodAddress>,
     routes: Vec<PodRoute>,
     dns: Option<tweed_cni::result::Dns>,
+    /// For tweed's own IPAM: what exactly this call reserved, to undo.
+    reserved: Option<builtin::Reserved>,
 }
 
 pub fn run(call: &mut Call) -> Result<Value, CniError> {
@@ -95,6 +99,16 @@ pub fn run(call: &mut Call) -> Result<Value, CniError> {
     // no lookup of the new interface.
     let pod_mac = mac.unwrap_or_else(MacAddr::random);
 
+    // Refused before anything is reserved: the interface may be a live
+    // attachment's (a runtime repeating its ADD), which must stay as it is.
+    if pod_nl
+        .link_by_name(&ifname)
+        .map_err(errors::kernel)?
+        .is_some()
+    {
+        return Err(interface_exists_error(&ifname, &netns_path));
+    }
+
     let grant = reserve(call, lease.as_ref(), &requested_ips)?;
     call.record.ips = grant
         .addresses
@@ -103,6 +117,9 @@ pub fn run(call: &mut Call) -> Result<Value, CniError> {
         .collect();
 
     let host_name = names::host_veth(&network, &container_id, &ifname);
+    // The pair this call created, if it got that far: the only device a
+    // failure below may delete.
+    let mut created_veth: Option<u32> = None;
     let mut attach = || -> Result<Value, CniError> {
         let routes = pod_routes(call, &grant, lease.as_ref());
         let gateways: Vec<IpNet> = grant
@@ -138,6 +155,7 @@ pub fn run(call: &mut Call) -> Result<Value, CniError> {
             }
             Err(e) => return Err(e),
         };
+        created_veth = Some(host_link.index);
         // The host end's IFLA_LINK is the pod end's index in the pod.
         let pod_index = host_link.peer_index.ok_or_else(|| {
             CniError::custom(errors::KERNEL, format!("{host_name} reports no peer"))
@@ -218,9 +236,10 @@ pub fn run(call: &mut Call) -> Result<Value, CniError> {
     };
     let outcome = attach();
     if outcome.is_err() {
-        veth::delete_by_name(&mut host, &host_name);
-        let ips: Vec<IpAddr> = grant.addresses.iter().map(|a| a.address.addr()).collect();
-        unreserve(call, &ips);
+        if let Some(index) = created_veth {
+            veth::delete_created(&mut host, index);
+        }
+        unreserve(call, grant.reserved.as_ref());
     }
     outcome
 }
@@ -285,15 +304,19 @@ fn interface_exists(
     fallback: CniError,
 ) -> CniError {
     match pod_nl.link_by_name(ifname) {
-        Ok(Some(_)) => CniError::custom(
-            errors::INTERFACE_EXISTS,
-            format!(
-                "CNI_IFNAME: interface {ifname} already exists in {}",
-                netns.display()
-            ),
-        ),
+        Ok(Some(_)) => interface_exists_error(ifname, netns),
         _ => fallback,
     }
+}
+
+fn interface_exists_error(ifname: &str, netns: &std::path::Path) -> CniError {
+    CniError::custom(
+        errors::INTERFACE_EXISTS,
+        format!(
+            "CNI_IFNAME: interface {ifname} already exists in {}",
+            netns.display()
+        ),
+    )
 }
 
 /// The MAC asked for through the `mac` capability or `MAC=` (capability
@@ -348,7 +371,7 @@ fn reserve(
     match &call.conf.ipam {
         IpamPlan::Builtin(ipam) => {
             let spec = builtin::spec(ipam, lease)?;
-            let allocations = builtin::allocate(
+            let reserved = builtin::allocate(
                 &spec,
                 call.conf.name(),
                 call.container_id(),
@@ -356,7 +379,8 @@ fn reserve(
                 requested,
             )?;
             Ok(Grant {
-                addresses: allocations
+                addresses: reserved
+                    .allocations
                     .iter()
                     .map(|a| PodAddress {
                         address: a.address,
@@ -372,6 +396,7 @@ fn reserve(
                     })
                     .collect(),
                 dns: None,
+                reserved: Some(reserved),
             })
         }
         IpamPlan::Delegate(plugin) => {
@@ -401,9 +426,10 @@ fn reserve(
                     })
                     .collect(),
                 dns: Some(result.dns.clone()),
+                reserved: None,
             };
             if grant.addresses.is_empty() {
-                unreserve(call, &[]);
+                unreserve(call, None);
                 return Err(CniError::custom(
                     errors::DELEGATE_FAILED,
                     format!("ipam plugin {plugin} returned no addresses"),
@@ -414,9 +440,9 @@ fn reserve(
         IpamPlan::SegmentBlock { data_dir } => {
             let segment = call.conf.segment.as_deref().expect("a segment's plan");
             let dir = &call.conf.segment_dir;
-            let addresses = match segment_block::spec(dir, segment, data_dir)? {
+            let (addresses, reserved) = match segment_block::spec(dir, segment, data_dir)? {
                 Some(spec) => {
-                    let granted = builtin::allocate(
+                    let reserved = builtin::allocate(
                         &spec,
                         call.conf.name(),
                         call.container_id(),
@@ -425,50 +451,46 @@ fn reserve(
                     )
                     .map_err(|e| segment_block::full_block(e, dir, segment))?;
                     segment_block::ask_ahead(dir, segment, &spec, call.conf.name());
-                    granted
+                    let addresses = reserved
+                        .allocations
                         .iter()
                         .map(|a| PodAddress {
                             address: a.address,
                             gateway: None,
                         })
-                        .collect()
+                        .collect();
+                    (addresses, Some(reserved))
                 }
-                None => Vec::new(),
+                None => (Vec::new(), None),
             };
             Ok(Grant {
                 addresses,
                 routes: Vec::new(),
                 dns: None,
+                reserved,
             })
         }
     }
 }
 
-/// Undoes [`reserve`] on a failed ADD (for a delegate: DEL, as the spec
-/// asks).
-fn unreserve(call: &Call, ips: &[IpAddr]) {
-    match &call.conf.ipam {
-        IpamPlan::Builtin(ipam) => {
-            let _ = builtin::release(
-                &builtin::data_dir(ipam),
-                call.conf.name(),
-                call.container_id(),
-                call.ifname(),
-                ips,
-            );
-        }
-        IpamPlan::Delegate(plugin) => {
+/// Undoes [`reserve`] on a failed ADD: exactly what this call reserved
+/// (addresses and round-robin cursor), never another address the
+/// attachment may hold. A delegate gets DEL, as the spec asks; what that
+/// releases is the delegate's business.
+fn unreserve(call: &Call, reserved: Option<&builtin::Reserved>) {
+    match (&call.conf.ipam, reserved) {
+        (IpamPlan::Delegate(plugin), _) => {
             let _ = delegate::run(plugin, &call.env.path, "DEL", call.stdin);
         }
-        IpamPlan::SegmentBlock { data_dir } => {
-            let _ = builtin::release(
-                data_dir,
+        (_, Some(reserved)) => {
+            let _ = builtin::undo(
+                reserved,
                 call.conf.name(),
                 call.container_id(),
                 call.ifname(),
-                ips,
             );
         }
+        (_, None) => {}
     }
 }
 

@@ -86,12 +86,16 @@ pub fn run(call: &mut Call) -> Result<(), CniError> {
     };
 
     // The host end is found by name; the pod end goes with it. If the pod
-    // namespace is already gone, the kernel removed both.
+    // namespace is already gone, the kernel removed both. A veth of that
+    // name without an alias is this attachment's too: an ADD killed
+    // between creating the pair and labelling it (the kernel takes no
+    // alias in the creating request).
     let mut host = Netlink::new().map_err(errors::kernel)?;
     let host_name = names::host_veth(network, id, ifname);
     let alias = names::alias(network, id, ifname);
     if let Some(link) = host.link_by_name(&host_name).map_err(errors::kernel)?
-        && link.alias.as_deref() == Some(alias.as_str())
+        && link.kind.as_deref() == Some("veth")
+        && (link.alias.as_deref() == Some(alias.as_str()) || link.alias.is_none())
     {
         // Marked first, so an ADD of the same attachment that meets the
         // device before the kernel has finished removing it knows it may

@@ -21,7 +21,9 @@ pub struct VethPlan<'a> {
 
 /// Creates the pair with the pod end directly in the pod's namespace under
 /// its final name, and the host end already enslaved and up. On any error
-/// the pair is deleted again before returning.
+/// nothing of the pair exists (the netlink layer deletes a pair it made
+/// but could not finish); a device that was already there is never
+/// touched.
 pub fn create(nl: &mut Netlink, plan: &VethPlan) -> Result<Link, CniError> {
     let mut spec = NewLink::new(
         plan.host_name,
@@ -37,14 +39,8 @@ pub fn create(nl: &mut Netlink, plan: &VethPlan) -> Result<Link, CniError> {
     spec.alias = Some(plan.alias.to_string());
     spec.hairpin = Some(plan.hairpin);
     spec.queues = Some(1);
-    nl.create_link_and_get(&spec).map_err(|e| {
-        // Alias and hairpin are set right after creation; if that failed,
-        // the pair exists.
-        if !e.is_exists() {
-            delete_by_name(nl, plan.host_name);
-        }
-        create_error(e, plan)
-    })
+    nl.create_link_and_get(&spec)
+        .map_err(|e| create_error(e, plan))
 }
 
 fn create_error(e: tweed_netlink::NetlinkError, plan: &VethPlan) -> CniError {
@@ -61,11 +57,11 @@ fn create_error(e: tweed_netlink::NetlinkError, plan: &VethPlan) -> CniError {
     }
 }
 
-/// Best-effort removal used on rollback paths.
-pub fn delete_by_name(nl: &mut Netlink, name: &str) {
-    if let Ok(Some(link)) = nl.link_by_name(name) {
-        let _ = nl.delete_link(link.index);
-    }
+/// Best-effort removal of a pair this very call created, on rollback
+/// paths. By index, never by name: the name is derived from the
+/// attachment, so a device of that name may be a live attachment's.
+pub fn delete_created(nl: &mut Netlink, index: u32) {
+    let _ = nl.delete_link(index);
 }
 
 /// [`create`], but when the host name is held by a leftover of this very

@@ -112,6 +112,8 @@ fn create_tap_device(nl: &mut Netlink, req: &GuestRequest, t: &Target) -> Result
         })
     })();
     if outcome.is_err() {
+        // The tap was made by this call (creating it refused an existing
+        // name above), so removing it by name removes only ours.
         delete_by_name(nl, &req.device);
         if created_qdisc {
             let _ = nl.delete_ingress_qdisc(t.eth.index);
@@ -133,20 +135,26 @@ fn create_macvtap(nl: &mut Netlink, req: &GuestRequest, t: &Target) -> Result<De
     spec.alias = Some(t.alias.to_string());
     spec.up = true;
     let outcome = match nl.create_link_and_get(&spec) {
-        Ok(link) => device_number(t.ns, &link).map(|number| Device {
-            name: link.name.clone(),
-            index: link.index,
-            mac: Some(t.guest_mac),
-            number: Some(number),
-        }),
+        Ok(link) => device_number(t.ns, &link)
+            .map(|number| Device {
+                name: link.name.clone(),
+                index: link.index,
+                mac: Some(t.guest_mac),
+                number: Some(number),
+            })
+            .inspect_err(|_| {
+                // Ours, made just now: removed by index, never by name (a
+                // device of that name may belong to someone else).
+                let _ = nl.delete_link(link.index);
+            }),
+        // Someone else's device of that name: left alone.
         Err(e) if e.is_exists() => Err(exists_error(&req.device)),
         Err(e) => Err(errors::kernel(e)),
     };
-    if outcome.is_err() {
-        delete_by_name(nl, &req.device);
-        if let Some(mac) = original {
-            let _ = set_mac(nl, t.eth, mac);
-        }
+    if outcome.is_err()
+        && let Some(mac) = original
+    {
+        let _ = set_mac(nl, t.eth, mac);
     }
     outcome
 }

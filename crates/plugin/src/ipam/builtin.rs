@@ -4,7 +4,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use tweed_cni::error::CniError;
-use tweed_ipam::{Allocation, DEFAULT_DATA_DIR, IpamConf, IpamSpec, RangeConf, Store};
+use tweed_ipam::{Allocation, Cursors, DEFAULT_DATA_DIR, IpamConf, IpamSpec, RangeConf, Store};
 
 use crate::errors;
 use crate::lease::Lease;
@@ -39,6 +39,15 @@ pub fn data_dir(conf: &IpamConf) -> PathBuf {
     }
 }
 
+/// What one ADD reserved, and the store's cursors before it: all that
+/// [`undo`] needs to put the store back as the call found it.
+#[derive(Debug, Clone)]
+pub struct Reserved {
+    pub data_dir: PathBuf,
+    pub allocations: Vec<Allocation>,
+    pub cursors_before: Cursors,
+}
+
 /// Reserves one address per range set.
 pub fn allocate(
     spec: &IpamSpec,
@@ -46,12 +55,44 @@ pub fn allocate(
     container_id: &str,
     ifname: &str,
     requested: &[IpAddr],
-) -> Result<Vec<Allocation>, CniError> {
+) -> Result<Reserved, CniError> {
     let store = Store::open(&spec.data_dir, network).map_err(errors::ipam)?;
     let guard = store.lock().map_err(errors::ipam)?;
-    // ADD has already refused an attachment whose interface exists, so the
-    // store-wide duplicate scan (which grows with the pod count) is skipped.
-    tweed_ipam::allocate_fresh(spec, &guard, container_id, ifname, requested).map_err(errors::ipam)
+    let cursors_before = tweed_ipam::cursors(spec, &guard).map_err(errors::ipam)?;
+    // ADD has already refused an attachment whose interface exists in the
+    // pod, so the store-wide duplicate scan (which grows with the pod
+    // count) is skipped; a failed ADD undoes only what this returned.
+    let allocations = tweed_ipam::allocate_fresh(spec, &guard, container_id, ifname, requested)
+        .map_err(errors::ipam)?;
+    Ok(Reserved {
+        data_dir: spec.data_dir.clone(),
+        allocations,
+        cursors_before,
+    })
+}
+
+/// Undoes [`allocate`] for a failed ADD: releases exactly what it reserved
+/// and puts the round-robin cursors back, never touching an address the
+/// attachment held before the call.
+pub fn undo(
+    reserved: &Reserved,
+    network: &str,
+    container_id: &str,
+    ifname: &str,
+) -> Result<(), CniError> {
+    if reserved.allocations.is_empty() {
+        return Ok(());
+    }
+    let store = Store::open(&reserved.data_dir, network).map_err(errors::ipam)?;
+    let guard = store.lock().map_err(errors::ipam)?;
+    tweed_ipam::undo(
+        &guard,
+        &reserved.allocations,
+        &reserved.cursors_before,
+        container_id,
+        ifname,
+    )
+    .map_err(errors::ipam)
 }
 
 /// Releases whatever the attachment holds. `known` are the addresses

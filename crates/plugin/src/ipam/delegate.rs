@@ -82,7 +82,9 @@ pub fn run(
             && let Some(code) = err.0.as_u64()
         {
             let msg = err.1["msg"].as_str().unwrap_or_default();
-            let mut e = CniError::custom(code as u32, format!("ipam plugin {plugin}: {msg}"));
+            // Its own code, whatever it is: a delegate's 1 (incompatible
+            // version) or 7 (invalid config) means the same to the runtime.
+            let mut e = CniError::new(code as u32, format!("ipam plugin {plugin}: {msg}"));
             e.details = err.1["details"].as_str().map(str::to_string);
             return Err(e);
         }

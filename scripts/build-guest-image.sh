@@ -15,8 +15,11 @@
 #
 # Environment:
 #   TWEED_GUEST_CACHE     cache directory (default /var/cache/tweed/guest)
+#   GUEST_KERNEL_FLAVOR   Debian kernel flavour (default cloud-amd64; the
+#                         VM runner takes amd64, which has 9p)
 #   GUEST_KERNEL_VERSION  kernel ABI, e.g. 6.1.0-56-cloud-amd64 (default:
-#                         whatever linux-image-cloud-amd64 depends on)
+#                         whatever linux-image-<flavour> depends on)
+#   GUEST_INIT            the initramfs's /init (default guest/init)
 #   GUEST_MODULES         modules to load at boot; their dependencies are
 #                         added and ordered from each module's modinfo
 #                         (default: virtio_pci virtio_net)
@@ -28,7 +31,8 @@ set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 self="$repo/scripts/build-guest-image.sh"
-init="$repo/guest/init"
+init="${GUEST_INIT:-$repo/guest/init}"
+flavor="${GUEST_KERNEL_FLAVOR:-cloud-amd64}"
 cache="${TWEED_GUEST_CACHE:-/var/cache/tweed/guest}"
 modules_wanted="${GUEST_MODULES:-virtio_pci virtio_net}"
 
@@ -65,8 +69,8 @@ kver="" kpkgver=""
 resolve_kernel() {
   kver="${GUEST_KERNEL_VERSION:-}"
   if [ -z "$kver" ]; then
-    kver="$(apt-cache depends linux-image-cloud-amd64 2>/dev/null \
-      | sed -n 's/^ *Depends: linux-image-\(.*-cloud-amd64\)$/\1/p' | head -n1)"
+    kver="$(apt-cache depends "linux-image-$flavor" 2>/dev/null \
+      | sed -n "s/^ *Depends: linux-image-\(.*-$flavor\)\$/\1/p" | head -n1)"
   fi
   kpkgver=""
   [ -n "$kver" ] || return 1
@@ -75,7 +79,7 @@ resolve_kernel() {
 }
 # Before the first `apt-get update` apt knows no package at all.
 resolve_kernel || { apt_update; resolve_kernel; } \
-  || die "apt knows no ${GUEST_KERNEL_VERSION:-linux-image-cloud-amd64} kernel; is Debian's mirror configured?"
+  || die "apt knows no ${GUEST_KERNEL_VERSION:-linux-image-$flavor} kernel; is Debian's mirror configured?"
 
 key=""
 compute_key() {
@@ -86,6 +90,7 @@ compute_key() {
     echo "busybox $(dpkg-query -W -f='${Version}' busybox-static)"
     echo "tcpdump $(dpkg-query -W -f='${Version}' tcpdump)"
     echo "modules $modules_wanted"
+    echo "flavor $flavor"
   } | sha256sum | cut -c1-16)"
 }
 compute_key
@@ -100,7 +105,7 @@ if is_built; then
 fi
 
 is_root || die "the image must be built, which needs root (apt-get, device nodes in the initramfs)"
-mkdir -p "$cache/debs"
+mkdir -p "$cache/debs/$flavor"
 # Several test processes may ask at once: one builds, the others wait and
 # then find it built.
 exec 9>"$cache/.lock"
@@ -117,7 +122,7 @@ trap 'rm -rf "$stage"' EXIT
 # --- kernel --------------------------------------------------------------------
 # The package is kept under debs/ (not its 120 MB unpacked tree), so that
 # editing guest/init rebuilds without a download.
-deb_path() { echo "$cache/debs/linux-image-${kver}_${kpkgver//:/%3a}_amd64.deb"; }
+deb_path() { echo "$cache/debs/$flavor/linux-image-${kver}_${kpkgver//:/%3a}_amd64.deb"; }
 download_kernel() {
   local dl="$stage/download"
   rm -rf "$dl" && mkdir -p "$dl"
@@ -238,11 +243,12 @@ EOF
 rm -rf "${cache:?}/$key"
 mv "$out" "$cache/$key"
 
-# Keep the three newest images (other checkouts may still use older keys)
-# and only the kernel package just used.
+# Keep the four newest images (other checkouts, and the other kind of
+# image, may still use older keys) and only this flavour's kernel package
+# just used.
 find "$cache" -mindepth 1 -maxdepth 1 -type d -regextype egrep -regex '.*/[0-9a-f]{16}' -printf '%T@ %p\n' \
-  | sort -rn | tail -n +4 | cut -d' ' -f2- | xargs -r rm -rf
-find "$cache/debs" -name '*.deb' ! -path "$(deb_path)" -delete
+  | sort -rn | tail -n +5 | cut -d' ' -f2- | xargs -r rm -rf
+find "$cache/debs/$flavor" -name '*.deb' ! -path "$(deb_path)" -delete
 
 log "built in $(awk -v a="$started" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s:" \
   "vmlinuz $(stat -c %s "$cache/$key/vmlinuz") bytes," \

@@ -22,7 +22,7 @@ test_packages=(
   iperf3 tcpdump                # throughput figures and packet captures
   procps psmisc                 # ps / fuser for diagnostics
   openssl                       # throwaway CA and certificates for the etcd TLS tests
-  qemu-system-x86               # the real VM guest (TCG) of the guest tests
+  qemu-system-x86               # the real VM guest (TCG) of the guest tests, and the VM runner (docs/vm-runner.md)
   cpio xz-utils zstd            # scripts/build-guest-image.sh: the guest's initramfs and kernel modules
   dnsmasq                       # DNS (and later DHCP) servers inside test namespaces
   buildah umoci                 # scripts/build-image.sh and its test (OCI image without a daemon)

@@ -15,6 +15,7 @@ pub mod pki;
 pub mod podman;
 pub mod qemu;
 pub mod tap_guest;
+pub mod vm;
 
 pub use chain::{Attachment, Chain};
 pub use cni::{CniCall, CniOutput, REFERENCE_PLUGIN_DIR, reference_plugin};

@@ -49,41 +49,54 @@ impl GuestImage {
     /// Runs `scripts/build-guest-image.sh` once per process (it only looks
     /// its cache up when the image is current, and installs QEMU and the
     /// tools it needs when they are missing); panics with its output on
-    /// failure. The script prints either the directory holding `vmlinuz` and
-    /// `initramfs.cpio.gz` (or `initrd.img`), or the two file paths.
+    /// failure.
     pub fn build() -> GuestImage {
         static IMAGE: OnceLock<GuestImage> = OnceLock::new();
         IMAGE
-            .get_or_init(|| {
-                let root = repo_root();
-                let script = root.join("scripts/build-guest-image.sh");
-                let out = Command::new(&script)
-                    .current_dir(&root)
-                    .stdin(Stdio::null())
-                    .output()
-                    .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-                let stdout = String::from_utf8_lossy(&out.stdout);
-                let stderr = String::from_utf8_lossy(&out.stderr);
-                assert!(
-                    out.status.success(),
-                    "{} failed ({}):\n{stdout}{stderr}",
-                    script.display(),
-                    out.status
-                );
-                let image = GuestImage::from_script_output(&stdout).unwrap_or_else(|| {
-                    panic!(
-                        "{} printed no usable image:\n{stdout}{stderr}",
-                        script.display()
-                    )
-                });
-                assert!(
-                    image.kernel.is_file() && image.initrd.is_file(),
-                    "{} printed {image:?}, which do not exist:\n{stderr}",
-                    script.display()
-                );
-                image
-            })
+            .get_or_init(|| GuestImage::from_script("scripts/build-guest-image.sh"))
             .clone()
+    }
+
+    /// The VM runner's image (`scripts/build-runner-image.sh`: Debian's
+    /// generic kernel with 9p, `guest/runner-init`), once per process.
+    pub fn build_runner() -> GuestImage {
+        static IMAGE: OnceLock<GuestImage> = OnceLock::new();
+        IMAGE
+            .get_or_init(|| GuestImage::from_script("scripts/build-runner-image.sh"))
+            .clone()
+    }
+
+    /// Runs an image script of the repository. It prints either the
+    /// directory holding `vmlinuz` and `initramfs.cpio.gz` (or
+    /// `initrd.img`), or the two file paths.
+    fn from_script(relative: &str) -> GuestImage {
+        let root = repo_root();
+        let script = root.join(relative);
+        let out = Command::new(&script)
+            .current_dir(&root)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "{} failed ({}):\n{stdout}{stderr}",
+            script.display(),
+            out.status
+        );
+        let image = GuestImage::from_script_output(&stdout).unwrap_or_else(|| {
+            panic!(
+                "{} printed no usable image:\n{stdout}{stderr}",
+                script.display()
+            )
+        });
+        assert!(
+            image.kernel.is_file() && image.initrd.is_file(),
+            "{} printed {image:?}, which do not exist:\n{stderr}",
+            script.display()
+        );
+        image
     }
 
     fn from_script_output(stdout: &str) -> Option<GuestImage> {
@@ -301,7 +314,7 @@ impl Guest {
     }
 }
 
-fn read_lossy(path: &Path) -> String {
+pub(crate) fn read_lossy(path: &Path) -> String {
     std::fs::read(path)
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default()

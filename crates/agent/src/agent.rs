@@ -21,6 +21,7 @@ use crate::backend::vxlan;
 use crate::config::{BackendConfig, NetConfig};
 use crate::health::Health;
 use crate::identity::{self, IdentityOptions};
+use crate::kernel_check::Outcome;
 use crate::lease::{Lease, LeaseKey};
 use crate::leasing::{self, AcquireError};
 use crate::metrics::Metrics;
@@ -79,6 +80,49 @@ pub enum AgentError {
 /// read for publishing.
 const ATTRS_SCAN: Duration = Duration::from_secs(1);
 
+/// How often a kernel that lacks what the backend needs is probed again.
+const KERNEL_RECHECK: Duration = Duration::from_secs(30);
+
+/// Waits until the kernel has what the configuration needs
+/// ([`kernel_check`](crate::kernel_check)), staying not ready with the
+/// missing option as the reason meanwhile. `false`: told to stop first.
+async fn kernel_ready(config: &NetConfig, health: &Health) -> Result<bool, AgentError> {
+    let mut sigterm = signal(SignalKind::terminate()).map_err(AgentError::Health)?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(AgentError::Health)?;
+    let mut reported = None;
+    loop {
+        match crate::kernel_check::check(&config.backend, !config.segments.is_empty()) {
+            Outcome::Present => {
+                if reported.is_some() {
+                    tracing::info!("the kernel now has what the backend needs");
+                }
+                return Ok(true);
+            }
+            Outcome::NotProbed(why) => {
+                tracing::warn!(%why, "kernel features not probed; a missing one shows as routing errors");
+                return Ok(true);
+            }
+            Outcome::Missing(missing) => {
+                let text = missing.to_string();
+                if reported.as_ref() != Some(&text) {
+                    tracing::error!(
+                        backend = config.backend.type_name(),
+                        "{text}; not ready, probing again every {}s",
+                        KERNEL_RECHECK.as_secs()
+                    );
+                    reported = Some(text.clone());
+                }
+                health.set_not_ready(text);
+            }
+        }
+        tokio::select! {
+            _ = sigterm.recv() => return Ok(false),
+            _ = sigint.recv() => return Ok(false),
+            _ = tokio::time::sleep(KERNEL_RECHECK) => {}
+        }
+    }
+}
+
 pub async fn run(opts: AgentOptions, config: NetConfig, store: AnyStore) -> Result<(), AgentError> {
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::new());
@@ -94,6 +138,10 @@ pub async fn run(opts: AgentOptions, config: NetConfig, store: AnyStore) -> Resu
                 tracing::error!(error = %e, %addr, "health server stopped");
             }
         });
+    }
+
+    if !kernel_ready(&config, &health).await? {
+        return Ok(());
     }
 
     let mut nl = Netlink::new()?;

@@ -7,6 +7,7 @@ pub mod backend;
 pub mod config;
 pub mod health;
 pub mod identity;
+pub mod kernel_check;
 pub mod lease;
 pub mod leasing;
 pub mod masq;

@@ -16,8 +16,19 @@ fn tweedd_in(
     net_conf: &str,
     store: &str,
 ) -> std::process::Child {
+    tweedd_in_with(lab, dir, net_conf, store, &[])
+}
+
+/// [`tweedd_in`] with more flags.
+fn tweedd_in_with(
+    lab: &TestLab,
+    dir: &std::path::Path,
+    net_conf: &str,
+    store: &str,
+    extra: &[&str],
+) -> std::process::Child {
     std::fs::write(dir.join("net-conf.json"), net_conf).unwrap();
-    let argv: Vec<String> = vec![
+    let mut argv: Vec<String> = vec![
         binaries().tweedd.display().to_string(),
         "--net-conf".into(),
         dir.join("net-conf.json").display().to_string(),
@@ -32,6 +43,7 @@ fn tweedd_in(
         "--state-dir".into(),
         dir.join("state").display().to_string(),
     ];
+    argv.extend(extra.iter().map(|a| a.to_string()));
     lab.lab()
         .command("n1", &argv)
         .unwrap()
@@ -90,6 +102,81 @@ fn invalid_config_exits_with_the_field_named_and_programs_nothing() {
         .filter(|l| l["ifname"].as_str().unwrap().starts_with("tweed."))
         .count();
     assert_eq!(tweed_devs, 1);
+}
+
+/// An srv6 agent on this kernel: where the kernel lacks seg6 (as some
+/// hosts here do), tweedd leases nothing, stays not ready with one error
+/// naming CONFIG_IPV6_SEG6_LWTUNNEL — in its log, on /readyz and in
+/// `tweedctl status` — and stops at once on SIGTERM; where the kernel has
+/// it, the same agent becomes ready. Either way its answer must agree with
+/// the kernel, probed independently with `ip`.
+#[test]
+fn srv6_readiness_agrees_with_the_kernel() {
+    let has_seg6 = tweed_testkit::vm::KernelFeature::Seg6.present();
+    let lab = TestLab::up_with("fks", 1, "vxlan", "file", |s| s.pods_per_node = 0);
+    let dir = tempfile::tempdir().unwrap();
+    let store = lab.lab().state.store_url.clone();
+    let conf = r#"{"Network": "10.244.0.0/16", "Backend": {"Type": "srv6"}}"#;
+    let before = leases(&lab);
+    let mut child = tweedd_in_with(
+        &lab,
+        dir.path(),
+        conf,
+        &store,
+        &["--health-addr", "127.0.0.1:9799"],
+    );
+    let tweedctl = binaries().plugin.with_file_name("tweedctl");
+    let node_ns = lab.lab().state.nodes[0].ns.clone();
+    let status = || {
+        let out = std::process::Command::new(&tweedctl)
+            .args([
+                "status",
+                "--netns",
+                &node_ns,
+                "--health-addr",
+                "127.0.0.1:9799",
+            ])
+            .arg("--subnet-file")
+            .arg(dir.path().join("subnet.env"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    if has_seg6 {
+        wait_until(30, "the srv6 agent is ready", || {
+            dir.path().join("subnet.env").exists() && status().contains("  ready")
+        });
+    } else {
+        wait_until(15, "readiness names the missing option", || {
+            status().contains("CONFIG_IPV6_SEG6_LWTUNNEL")
+        });
+        let text = status();
+        println!("{text}");
+        assert!(text.contains("NOT ready"), "{text}");
+        assert_eq!(leases(&lab), before, "no lease taken without seg6");
+        assert!(!dir.path().join("subnet.env").exists());
+    }
+    let asked = Instant::now();
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            asked.elapsed() < Duration::from_secs(2),
+            "tweedd ignored SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    println!("tweedd's log:\n{log}");
+    if !has_seg6 {
+        assert_eq!(
+            log.matches("CONFIG_IPV6_SEG6_LWTUNNEL").count(),
+            1,
+            "one error, not one per route: {log}"
+        );
+        assert!(!log.contains("WARN"), "no routing warnings: {log}");
+    }
 }
 
 #[test]

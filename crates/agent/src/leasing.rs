@@ -64,6 +64,25 @@ pub fn fits(config: &NetConfig, key: &LeaseKey) -> bool {
     v4_ok && v6_ok
 }
 
+/// Is `key` inside the configured networks? What a subnet assigned from
+/// outside (Kubernetes' `spec.podCIDR`) must satisfy: the controller-manager
+/// hands out the network's first subnet too (10.244.0.0/24 to the first
+/// node), and its mask (`--node-cidr-mask-size`) is its own, so neither
+/// `SubnetMin`/`SubnetMax` nor `SubnetLen` apply, as in flannel's kube mode.
+pub fn fits_network(config: &NetConfig, key: &LeaseKey) -> bool {
+    let v4_ok = match (&config.ipv4, key.ipv4) {
+        (Some(p), Some(n)) => p.network.contains(&n),
+        (None, None) => true,
+        _ => false,
+    };
+    let v6_ok = match (&config.ipv6, key.ipv6) {
+        (Some(p), Some(n)) => p.network.contains(&n),
+        (None, None) => true,
+        _ => false,
+    };
+    v4_ok && v6_ok
+}
+
 /// Acquires a lease for a node described by `attrs_for(key)` (the record
 /// may depend on the subnet, as SRv6 SIDs do).
 pub async fn acquire<S: LeaseStore>(
@@ -181,7 +200,7 @@ async fn take_assigned<S: LeaseStore>(
     key: LeaseKey,
     ttl: Duration,
 ) -> Result<Lease, AcquireError> {
-    if !fits(config, &key) {
+    if !fits_network(config, &key) {
         let networks: Vec<String> = config.networks().iter().map(|n| n.to_string()).collect();
         return Err(AcquireError::OutsideNetwork {
             subnet: key,
@@ -260,4 +279,29 @@ fn random_free<N: Family + std::hash::Hash>(
         pool: format!("{} /{}", pool.network, pool.subnet_len),
         size,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v4(s: &str) -> LeaseKey {
+        LeaseKey {
+            ipv4: Some(s.parse().unwrap()),
+            ipv6: None,
+        }
+    }
+
+    /// kube-controller-manager gives the first node 10.244.0.0/24, below
+    /// flannel's default SubnetMin, and may use another mask than SubnetLen.
+    #[test]
+    fn an_assigned_subnet_needs_only_to_be_inside_the_network() {
+        let c = NetConfig::parse(r#"{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}"#)
+            .unwrap();
+        assert!(!fits(&c, &v4("10.244.0.0/24")), "below SubnetMin");
+        assert!(fits_network(&c, &v4("10.244.0.0/24")));
+        assert!(fits_network(&c, &v4("10.244.3.0/25")));
+        assert!(!fits_network(&c, &v4("10.245.0.0/24")));
+        assert!(!fits_network(&c, &v4("10.0.0.0/8")));
+    }
 }

@@ -1,6 +1,7 @@
 //! `tweedctl install-cni`: what the DaemonSet's init container runs to put
 //! the plugin into the node's CNI bin dir and the conflist into its conf
-//! dir. Each file is written beside its target under a hidden name, synced,
+//! dir, its `cniVersion` fitted to the chained plugins the node has
+//! ([`crate::chain_version`]). Each file is written beside its target under a hidden name, synced,
 //! and renamed into place, so kubelet and the runtime never see half a
 //! binary or half a conflist (a half-written conflist is a node that
 //! cannot start pods).
@@ -112,6 +113,14 @@ pub fn run(args: InstallCniArgs) -> Result<(), InstallError> {
     }
     let conflist = fs::read(&args.conflist).map_err(io(&args.conflist))?;
     check_conflist(&args.conflist, &conflist)?;
+    // check_conflist parsed it already.
+    let parsed: Value = serde_json::from_slice(&conflist).expect("checked above");
+    let fitted = crate::chain_version::fit(parsed, &args.bin_dir);
+    for note in &fitted.notes {
+        println!("note: {note}");
+    }
+    let mut conflist = serde_json::to_vec_pretty(&fitted.conflist).expect("JSON value");
+    conflist.push(b'\n');
     let plugin = fs::read(&args.plugin).map_err(io(&args.plugin))?;
     // The binary first: a conflist naming a plugin that is not there yet
     // would fail every pod in between.

@@ -1,5 +1,6 @@
 //! `tweedctl`: the operator's tool for tweed.
 
+mod chain_version;
 mod cleanup;
 mod guest_args;
 mod install_cni;

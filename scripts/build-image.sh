@@ -5,7 +5,11 @@
 # and written as an OCI archive.
 #
 #   sudo scripts/build-image.sh                       # release build -> target/tweed-image.tar
-#   sudo scripts/build-image.sh --binaries DIR --out FILE
+#   sudo scripts/build-image.sh --binaries DIR --out FILE [--format docker]
+#
+# --format docker writes a docker archive instead (the image name travels in
+# it, so `ctr images import` names the image without further flags; the
+# cluster of scripts/cluster.sh imports it so).
 #
 # Load it on a node with `ctr -n k8s.io images import target/tweed-image.tar`
 # (or `podman load -i`); deploy/tweed.yaml refers to it as localhost/tweed:<version>.
@@ -16,10 +20,12 @@ version="$(sed -n 's/^version = "\(.*\)"/\1/p' "$repo/Cargo.toml" | head -n1)"
 name="localhost/tweed:$version"
 bins=""
 out="$repo/target/tweed-image.tar"
+format=oci
 while [ $# -gt 0 ]; do
   case "$1" in
     --binaries) bins="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
+    --format) format="$2"; shift 2 ;;
     *) echo "build-image: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -68,6 +74,10 @@ buildah config \
   "$ctr"
 mkdir -p "$(dirname "$out")"
 rm -f "$out"
-buildah commit --quiet "$ctr" "oci-archive:$out:$name" >/dev/null
+case "$format" in
+  oci) buildah commit --quiet "$ctr" "oci-archive:$out:$name" >/dev/null ;;
+  docker) buildah commit --quiet "$ctr" "docker-archive:$out:$name" >/dev/null ;;
+  *) log "--format $format: oci or docker"; exit 2 ;;
+esac
 log "wrote $out ($name, $(stat -c %s "$out") bytes)"
 echo "$out"

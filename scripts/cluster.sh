@@ -1,0 +1,185 @@
+#!/usr/bin/env bash
+# A real Kubernetes cluster on this machine, for tweed to be installed on the
+# way users install it (kubectl apply -f deploy/tweed.yaml).
+#
+#   scripts/cluster.sh up [--nodes N]   build what is missing, start (idempotent)
+#   scripts/cluster.sh down [--purge]   stop everything, remove its namespaces;
+#                                       --purge also drops certificates and images
+#   scripts/cluster.sh env              export lines: KUBECONFIG, PATH with kubectl
+#   scripts/cluster.sh status           what runs, the nodes
+#
+# What runs where (docs/cluster.md): etcd, kube-apiserver,
+# kube-controller-manager and kube-scheduler in the network namespace
+# tkc-cp; per node a network namespace tkc-n<i> and, inside it, one process
+# tree with its own PID, mount and UTS namespaces running containerd (Debian),
+# kubelet and kube-proxy; all joined by a bridge in tkc-underlay
+# (198.18.1.0/24). Kubernetes is built from its Go modules
+# (cluster/kubernetes, scripts/build-kubernetes.sh), CoreDNS likewise
+# (cluster/coredns); images are built here and imported into every node.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=cluster/lib/common.sh
+source "$REPO/cluster/lib/common.sh"
+source "$REPO/cluster/lib/pki.sh"
+source "$REPO/cluster/lib/network.sh"
+source "$REPO/cluster/lib/control_plane.sh"
+source "$REPO/cluster/lib/images.sh"
+GO_CACHE="${TWEED_CACHE:-/var/cache/tweed}/go"
+
+[ "$(id -u)" = 0 ] || die "the cluster makes namespaces and mounts: run as root"
+
+packages=(containerd runc etcd-server etcd-client openssl buildah busybox-static iproute2 nftables util-linux jq)
+install_packages() {
+  local missing=() p
+  for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q >&2
+    apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+  fi
+}
+
+node_count() { cat "$STATE/nodes.count" 2>/dev/null || echo 0; }
+
+start_node() {
+  local i="$1" name
+  name="$(node_name "$i")"
+  tree_pid "node-$name" >/dev/null && return 0
+  log "starting node $name ($(node_ip "$i"))"
+  mkdir -p "$(node_dir "$i")"
+  setsid nsenter --net="/run/netns/$(node_ns "$i")" -- \
+    unshare --pid --mount --uts --fork --kill-child --mount-proc --propagation private -- \
+    "$REPO/cluster/node-init.sh" "$i" </dev/null >>"$STATE/logs/$name-init.log" 2>&1 &
+  echo $! >"$RUN/node-$name.pid"
+}
+
+cmd_up() {
+  local nodes=3 i
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --nodes) nodes="$2"; shift 2 ;;
+      *) die "up: unknown argument $1" ;;
+    esac
+  done
+  [ "$nodes" -ge 1 ] && [ "$nodes" -le 50 ] || die "--nodes must be 1..50"
+  local have
+  have="$(node_count)"
+  if [ "$have" -gt 0 ] && [ "$have" != "$nodes" ] && tree_pid cp-apiserver >/dev/null; then
+    die "a cluster of $have nodes is up; scripts/cluster.sh down first"
+  fi
+  mkdir -p "$STATE/logs" "$RUN" "$STATE/bin"
+  install_packages
+  KUBE_BIN="$("$REPO/scripts/build-kubernetes.sh")"
+  echo "$KUBE_BIN" >"$STATE/kube-bin"
+  log "building tweed (release) for its image"
+  (cd "$REPO" && cargo build --release -q -p tweed-plugin -p tweedd -p tweedctl) >&2
+  TWEED_BINS="${CARGO_TARGET_DIR:-$REPO/target}/x86_64-unknown-linux-gnu/release"
+  make_images
+  make_pki "$nodes"
+  echo "$nodes" >"$STATE/nodes.count"
+  make_network "$nodes"
+  start_etcd
+  start_apiserver
+  start_controllers
+  sed -e "s/@DNS_SVC_IP@/$DNS_SVC_IP/" -e "s/@CLUSTER_DOMAIN@/$CLUSTER_DOMAIN/" \
+    -e "s|@COREDNS_IMAGE@|localhost/coredns:$COREDNS_VERSION|" "$REPO/cluster/addons/coredns.yaml" \
+    | kc apply -f - >/dev/null
+  for ((i = 1; i <= nodes; i++)); do
+    start_node "$i"
+  done
+  for ((i = 1; i <= nodes; i++)); do
+    wait_for "node $(node_name "$i") to register" 180 kc get node "$(node_name "$i")"
+  done
+  write_kubectl
+  log "up: $nodes nodes; they are NotReady until a CNI is installed:"
+  log "  eval \"\$(scripts/cluster.sh env)\"; kubectl apply -f deploy/tweed.yaml"
+}
+
+# A kubectl on PATH that runs inside the control plane's namespace, where
+# the API server listens.
+write_kubectl() {
+  cat >"$STATE/bin/kubectl" <<SH
+#!/bin/sh
+exec ip netns exec $CP_NS "$KUBE_BIN/kubectl" "\$@"
+SH
+  chmod +x "$STATE/bin/kubectl"
+}
+
+stop_tree() {
+  local name="$1" pid i
+  pid="$(tree_pid "$name")" || { rm -f "$RUN/$name.pid"; return 0; }
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < 50; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.2
+  done
+  # --kill-child: the node's init, and with it every process of the node,
+  # goes when unshare does.
+  kill -KILL "$pid" 2>/dev/null || true
+  for ((i = 0; i < 50; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.2
+  done
+  rm -f "$RUN/$name.pid"
+}
+
+# Removes a node's cgroups, deepest first, once its processes are gone.
+remove_cgroups() {
+  local name="$1" h
+  for h in /sys/fs/cgroup/*/; do
+    [ -d "$h/$name" ] || continue
+    find "$h/$name" -depth -type d -exec rmdir {} + 2>/dev/null || true
+  done
+}
+
+cmd_down() {
+  local purge=no i name
+  [ "${1:-}" = "--purge" ] && purge=yes
+  for f in "$RUN"/node-*.pid; do
+    [ -e "$f" ] || continue
+    name="$(basename "$f" .pid)"
+    log "stopping ${name#node-}"
+    stop_tree "$name"
+    remove_cgroups "${name#node-}"
+  done
+  for name in cp-scheduler cp-controller-manager cp-apiserver cp-etcd; do
+    stop_pid "$name"
+  done
+  remove_network
+  rm -rf "$STATE/nodes" "$STATE/etcd" "$STATE/logs" "$STATE/nodes.count"
+  if [ "$purge" = yes ]; then
+    rm -rf "$STATE"
+  fi
+  log "down"
+}
+
+cmd_env() {
+  [ -f "$STATE/kube-bin" ] || die "no cluster has been built: scripts/cluster.sh up"
+  echo "export KUBECONFIG=$STATE/pki/admin.kubeconfig"
+  echo "export PATH=$STATE/bin:\$PATH"
+}
+
+cmd_status() {
+  local name
+  for f in "$RUN"/*.pid; do
+    [ -e "$f" ] || continue
+    name="$(basename "$f" .pid)"
+    if tree_pid "$name" >/dev/null; then echo "running  $name (pid $(cat "$f"))"; else echo "DEAD     $name"; fi
+  done
+  if tree_pid cp-apiserver >/dev/null; then
+    KUBE_BIN="$(cat "$STATE/kube-bin")"
+    kc get nodes -o wide
+  fi
+}
+
+case "${1:-}" in
+  up) shift; cmd_up "$@" ;;
+  down) shift; cmd_down "$@" ;;
+  env) cmd_env ;;
+  status) cmd_status ;;
+  *) echo "usage: scripts/cluster.sh up [--nodes N] | down [--purge] | env | status" >&2; exit 2 ;;
+esac

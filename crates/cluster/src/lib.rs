@@ -1,0 +1,225 @@
+//! Driving the real Kubernetes cluster of `scripts/cluster.sh` from tests:
+//! bring it up (and down again when the handle drops), run `kubectl` as
+//! its admin, wait for conditions, look inside a node (its network
+//! namespace and its own mount namespace, where /var/lib/cni and
+//! /var/log/tweed are the node's), and on failure print the kubelet,
+//! containerd and tweedd log lines that explain it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Where `scripts/cluster.sh` keeps its state and pids (its defaults).
+pub const STATE: &str = "/var/lib/tweed-cluster";
+pub const RUN: &str = "/run/tweed-cluster";
+/// The control plane's network namespace, where the API server listens.
+pub const CP_NS: &str = "tkc-cp";
+
+/// The repository root (two levels above this crate).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("crates/cluster has a repository root")
+        .to_path_buf()
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A running cluster; `scripts/cluster.sh down` when dropped.
+pub struct Cluster {
+    pub nodes: usize,
+    kubectl: PathBuf,
+}
+
+impl Cluster {
+    /// A fresh cluster of `nodes` nodes: whatever an earlier run left is
+    /// taken down first. Panics with the script's output if `up` fails.
+    pub fn up(nodes: usize) -> Cluster {
+        assert_eq!(
+            // SAFETY: geteuid has no preconditions.
+            unsafe { libc::geteuid() },
+            0,
+            "the cluster makes namespaces and mounts: run as root"
+        );
+        let script = repo_root().join("scripts/cluster.sh");
+        let _ = Command::new(&script).arg("down").output();
+        let started = Instant::now();
+        let out = Command::new(&script)
+            .args(["up", "--nodes", &nodes.to_string()])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run scripts/cluster.sh");
+        let cluster = Cluster {
+            nodes,
+            kubectl: PathBuf::from(STATE).join("bin/kubectl"),
+        };
+        assert!(
+            out.status.success(),
+            "cluster.sh up failed:\n{}",
+            text(&out)
+        );
+        println!(
+            "cluster up ({nodes} nodes) in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        cluster
+    }
+
+    /// Node `i`'s name (1-based), as cluster.sh names them.
+    pub fn node_name(&self, i: usize) -> String {
+        format!("tweed-n{i}")
+    }
+
+    /// `kubectl ARGS` as the cluster admin; the whole output.
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        Command::new(&self.kubectl)
+            .env("KUBECONFIG", format!("{STATE}/pki/admin.kubeconfig"))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run kubectl")
+    }
+
+    /// `kubectl ARGS`; panics unless it succeeds; its stdout.
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(out.status.success(), "kubectl {args:?}:\n{}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `kubectl ARGS -o json`, parsed.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut full = args.to_vec();
+        full.extend(["-o", "json"]);
+        serde_json::from_str(&self.kubectl_ok(&full)).expect("kubectl printed JSON")
+    }
+
+    /// `kubectl apply -f -` with `yaml` on stdin.
+    pub fn apply(&self, yaml: &str) {
+        use std::io::Write;
+        let mut child = Command::new(&self.kubectl)
+            .env("KUBECONFIG", format!("{STATE}/pki/admin.kubeconfig"))
+            .args(["apply", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run kubectl apply");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(yaml.as_bytes())
+            .expect("write manifest");
+        let out = child.wait_with_output().expect("kubectl apply");
+        assert!(out.status.success(), "kubectl apply:\n{}", text(&out));
+    }
+
+    /// Runs `argv` inside node `i`: its network namespace, and the mount,
+    /// UTS and PID namespaces of its process tree.
+    pub fn on_node(&self, i: usize, argv: &[&str]) -> Output {
+        let init = self.node_init_pid(i);
+        Command::new("nsenter")
+            .args(["-t", &init.to_string(), "-n", "-m", "-u", "-p", "--"])
+            .args(argv)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run nsenter")
+    }
+
+    /// The pid of node `i`'s init (the child of the `unshare` whose pid
+    /// cluster.sh recorded).
+    fn node_init_pid(&self, i: usize) -> u32 {
+        let file = format!("{RUN}/node-{}.pid", self.node_name(i));
+        let unshare: u32 = std::fs::read_to_string(&file)
+            .unwrap_or_else(|e| panic!("{file}: {e}"))
+            .trim()
+            .parse()
+            .expect("a pid");
+        let children = format!("/proc/{unshare}/task/{unshare}/children");
+        std::fs::read_to_string(&children)
+            .unwrap_or_else(|e| panic!("{children}: {e}"))
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("node {i}'s unshare ({unshare}) has no child"))
+    }
+
+    /// Polls `cond` every half second; panics with `what` and the cluster's
+    /// explanation after `secs`.
+    pub fn wait_until(&self, secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while !cond() {
+            if Instant::now() >= deadline {
+                panic!("after {secs}s still not: {what}\n{}", self.explain());
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// What a failing test prints: pods and events, and the last lines of
+    /// every node's kubelet, containerd and tweedd logs that report trouble.
+    pub fn explain(&self) -> String {
+        let mut out = String::new();
+        for args in [
+            &["get", "nodes", "-o", "wide"][..],
+            &["get", "pods", "-A", "-o", "wide"],
+            &["get", "events", "-A", "--sort-by=.lastTimestamp"],
+        ] {
+            out.push_str(&format!(
+                "--- kubectl {}\n{}\n",
+                args.join(" "),
+                text(&self.kubectl(args))
+            ));
+        }
+        let tweedd = self.kubectl(&[
+            "-n",
+            "kube-tweed",
+            "logs",
+            "-l",
+            "app=tweed",
+            "--tail",
+            "20",
+            "--prefix",
+        ]);
+        out.push_str(&format!("--- tweedd\n{}\n", text(&tweedd)));
+        for i in 1..=self.nodes {
+            let name = self.node_name(i);
+            for part in ["kubelet", "containerd"] {
+                let path = format!("{STATE}/logs/{name}-{part}.log");
+                let log = std::fs::read_to_string(&path).unwrap_or_default();
+                let trouble: Vec<&str> = log
+                    .lines()
+                    .filter(|l| l.starts_with('E') || l.contains("level=error"))
+                    .collect();
+                let tail = &trouble[trouble.len().saturating_sub(8)..];
+                out.push_str(&format!("--- {path} (errors)\n{}\n", tail.join("\n")));
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("{}", self.explain());
+        }
+        if std::env::var_os("TWEED_CLUSTER_KEEP").is_some() {
+            eprintln!("TWEED_CLUSTER_KEEP: the cluster stays up (scripts/cluster.sh down)");
+            return;
+        }
+        let _ = Command::new(repo_root().join("scripts/cluster.sh"))
+            .arg("down")
+            .output();
+    }
+}

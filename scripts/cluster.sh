@@ -109,23 +109,9 @@ SH
   chmod +x "$STATE/bin/kubectl"
 }
 
-stop_tree() {
-  local name="$1" pid i
-  pid="$(tree_pid "$name")" || { rm -f "$RUN/$name.pid"; return 0; }
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 50; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.2
-  done
-  # --kill-child: the node's init, and with it every process of the node,
-  # goes when unshare does.
-  kill -KILL "$pid" 2>/dev/null || true
-  for ((i = 0; i < 50; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.2
-  done
-  rm -f "$RUN/$name.pid"
-}
+# --kill-child: the node's init, and with it every process of the node,
+# goes when its unshare does.
+stop_tree() { stop_pid "$1"; }
 
 # Removes a node's cgroups, deepest first, once its processes are gone.
 remove_cgroups() {

@@ -27,6 +27,10 @@ stop_pid() {
     sleep 0.2
   done
   kill -KILL "$pid" 2>/dev/null || true
+  for ((i = 0; i < 50; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.2
+  done
   rm -f "$RUN/$name.pid"
 }
 

@@ -15,6 +15,7 @@ use tweedd::lease::LEASE_TTL;
 use tweedd::store::StoreError;
 use tweedd::store::any::AnyStore;
 use tweedd::store::etcd::EtcdOptions;
+use tweedd::store::etcd_tls_dir;
 use tweedd::store::kube::KubeOptions;
 use tweedd::store::kube::node::Networks;
 
@@ -24,9 +25,14 @@ struct Flags {
     /// Network configuration (a superset of flannel's net-conf.json).
     #[arg(long, default_value = "/etc/tweed/net-conf.json")]
     net_conf: PathBuf,
-    /// Lease store: file:///path, etcd://host:port[,host:port], or kube
-    /// (Node objects in the Kubernetes API).
-    #[arg(long, default_value = "file:///var/lib/tweed/store")]
+    /// Lease store: file:///path, etcd://host:port[,host:port] (etcds:// or
+    /// https://host:port,... for TLS), or kube (Node objects in the
+    /// Kubernetes API).
+    #[arg(
+        long,
+        env = "TWEED_STORE",
+        default_value = "file:///var/lib/tweed/store"
+    )]
     store: String,
     /// With --store kube: the kubeconfig to use (default: the pod's
     /// service account).
@@ -35,14 +41,24 @@ struct Flags {
     /// Key prefix in etcd (flannel's layout).
     #[arg(long, default_value = "/coreos.com/network")]
     etcd_prefix: String,
+    /// CA bundle (PEM) that signed etcd's server certificate (TLS stores).
     #[arg(long)]
     etcd_cafile: Option<PathBuf>,
+    /// Client certificate (PEM) for etcd's --client-cert-auth.
     #[arg(long)]
     etcd_certfile: Option<PathBuf>,
+    /// The client certificate's key (PEM).
     #[arg(long)]
     etcd_keyfile: Option<PathBuf>,
+    /// A directory laid out as a Kubernetes TLS Secret (ca.crt, tls.crt,
+    /// tls.key): the etcd TLS files not given by their own flags are taken
+    /// from it when the store is etcd over TLS; ignored otherwise.
+    #[arg(long)]
+    etcd_tls_dir: Option<PathBuf>,
+    /// etcd user, for clusters with authentication enabled.
     #[arg(long)]
     etcd_username: Option<String>,
+    /// etcd password (better given in the environment).
     #[arg(long, env = "TWEED_ETCD_PASSWORD", hide_env_values = true)]
     etcd_password: Option<String>,
     /// This node's name (default: the host name); with --store kube, the
@@ -61,6 +77,7 @@ struct Flags {
     /// Address to publish to peers instead of the interface's (NAT).
     #[arg(long)]
     public_ip: Option<Ipv4Addr>,
+    /// IPv6 address to publish to peers instead of the interface's.
     #[arg(long)]
     public_ipv6: Option<Ipv6Addr>,
     /// Where the node lease file for the CNI plugin goes.
@@ -203,7 +220,7 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let etcd = EtcdOptions {
+    let mut etcd = EtcdOptions {
         prefix: flags.etcd_prefix.clone(),
         ca_file: flags.etcd_cafile.clone(),
         cert_file: flags.etcd_certfile.clone(),
@@ -212,6 +229,9 @@ fn main() -> ExitCode {
         password: flags.etcd_password.clone(),
         ..EtcdOptions::default()
     };
+    if let Some(dir) = &flags.etcd_tls_dir {
+        etcd_tls_dir::fill(&mut etcd, &flags.store, dir);
+    }
     let kube = KubeOptions {
         node_name: opts.node_name.clone(),
         kubeconfig: flags.kubeconfig.clone(),

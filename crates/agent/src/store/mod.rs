@@ -16,6 +16,7 @@
 
 pub mod any;
 pub mod etcd;
+pub mod etcd_tls_dir;
 pub mod file;
 mod file_watch;
 pub mod kube;

@@ -192,7 +192,8 @@ fn the_daemonset_is_unprivileged_host_network_and_probed() {
     assert_eq!(sc.privileged, Some(false));
     assert_eq!(
         sc.capabilities.unwrap().add.unwrap_or_default(),
-        vec!["NET_ADMIN".to_string()]
+        ["NET_ADMIN", "SYS_ADMIN", "BPF"].map(String::from).to_vec(),
+        "NET_ADMIN for netlink and nftables, SYS_ADMIN to enter pods' namespaces (wires), BPF for VLAN segments"
     );
     let probe_path = |p: Option<k8s_openapi::api::core::v1::Probe>| {
         p.and_then(|p| p.http_get)
@@ -201,8 +202,28 @@ fn the_daemonset_is_unprivileged_host_network_and_probed() {
     };
     assert_eq!(probe_path(agent.liveness_probe.clone()), "/healthz");
     assert_eq!(probe_path(agent.readiness_probe.clone()), "/readyz");
-    let command = agent.command.clone().unwrap();
-    assert!(command.contains(&"--store=kube".to_string()), "{command:?}");
+    // The store comes from the ConfigMap's `store` key, kube by default.
+    let store = agent
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == "TWEED_STORE")
+        .and_then(|e| e.value_from.as_ref())
+        .and_then(|v| v.config_map_key_ref.as_ref())
+        .expect("TWEED_STORE from the ConfigMap");
+    assert_eq!(
+        (store.name.as_str(), store.key.as_str()),
+        ("tweed-cfg", "store")
+    );
+    assert_eq!(config_map(&docs).data.unwrap()["store"], "kube");
+    // Pods' namespaces appear after tweedd starts: they must propagate in.
+    let netns = agent
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|m| m.mount_path == "/var/run/netns")
+        .expect("/var/run/netns mounted for wires");
+    assert_eq!(netns.mount_propagation.as_deref(), Some("HostToContainer"));
     let init = &pod.init_containers.unwrap()[0];
     assert_eq!(init.command.as_ref().unwrap()[1], "install-cni");
 }

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tweed_netlink::{NetNs, Netlink};
+use tweed_testkit::stats::median;
 use tweed_testkit::{CniCall, TestNs, run_ok};
 
 fn env_num(name: &str, default: u64) -> u64 {
@@ -28,11 +29,6 @@ fn env_num(name: &str, default: u64) -> u64 {
 
 fn tweed() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_BIN_EXE_tweed"))
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
 }
 
 fn add(node: &TestNs, conf: &Value, id: &str, pod: &TestNs) -> (Value, Duration) {
@@ -143,7 +139,7 @@ fn main() {
             del(&node, conf, &id, pod);
         }
     }
-    let (mp, mt) = (median(&mut t_plain), median(&mut t_tap));
+    let (mp, mt) = (median(&t_plain), median(&t_tap));
     println!("guest ADD latency, {n} pods each, interleaved (medians)");
     println!("  plain container ADD   {mp:7.2} ms");
     println!("  tap-mode guest ADD    {mt:7.2} ms");
@@ -230,7 +226,7 @@ fn main() {
             }
         }
     }
-    let (a, b) = (median(&mut c2c), median(&mut c2g));
+    let (a, b) = (median(&c2c), median(&c2g));
     println!("one TCP stream on one node, {rounds} rounds of {secs} s, interleaved (medians)");
     println!("  container → container {a:7.2} Gbit/s");
     println!("  container → guest     {b:7.2} Gbit/s  (through the two-way redirect)");

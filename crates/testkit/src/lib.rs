@@ -14,6 +14,7 @@ pub mod netns;
 pub mod pki;
 pub mod podman;
 pub mod qemu;
+pub mod stats;
 pub mod tap_guest;
 pub mod vm;
 

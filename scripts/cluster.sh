@@ -3,10 +3,13 @@
 # way users install it (kubectl apply -f deploy/tweed.yaml).
 #
 #   scripts/cluster.sh up [--nodes N]   build what is missing, start (idempotent)
+#                  [--no-pod-cidrs]     controller-manager without --allocate-node-cidrs
 #   scripts/cluster.sh down [--purge]   stop everything, remove its namespaces;
 #                                       --purge also drops certificates and images
 #   scripts/cluster.sh env              export lines: KUBECONFIG, PATH with kubectl
 #   scripts/cluster.sh status           what runs, the nodes
+#   scripts/cluster.sh stop-node I      switch node I off (its processes end)
+#   scripts/cluster.sh stop-apiserver   an API server outage (`up` ends it)
 #
 # What runs where (docs/cluster.md): etcd, kube-apiserver,
 # kube-controller-manager and kube-scheduler in the network namespace
@@ -29,7 +32,7 @@ GO_CACHE="${TWEED_CACHE:-/var/cache/tweed}/go"
 
 [ "$(id -u)" = 0 ] || die "the cluster makes namespaces and mounts: run as root"
 
-packages=(containerd runc etcd-server etcd-client openssl buildah busybox-static iproute2 nftables util-linux jq)
+packages=(containerd runc etcd-server etcd-client openssl buildah busybox-static iproute2 nftables util-linux jq curl)
 install_packages() {
   local missing=() p
   for p in "${packages[@]}"; do
@@ -58,10 +61,11 @@ start_node() {
 }
 
 cmd_up() {
-  local nodes=3 i
+  local nodes=3 i pod_cidrs=yes
   while [ $# -gt 0 ]; do
     case "$1" in
       --nodes) nodes="$2"; shift 2 ;;
+      --no-pod-cidrs) pod_cidrs=no; shift ;;
       *) die "up: unknown argument $1" ;;
     esac
   done
@@ -84,7 +88,7 @@ cmd_up() {
   make_network "$nodes"
   start_etcd
   start_apiserver
-  start_controllers
+  start_controllers "$pod_cidrs"
   sed -e "s/@DNS_SVC_IP@/$DNS_SVC_IP/" -e "s/@CLUSTER_DOMAIN@/$CLUSTER_DOMAIN/" \
     -e "s|@COREDNS_IMAGE@|localhost/coredns:$COREDNS_VERSION|" "$REPO/cluster/addons/coredns.yaml" \
     | kc apply -f - >/dev/null
@@ -143,6 +147,26 @@ cmd_down() {
   log "down"
 }
 
+# A node switched off: its process tree (kubelet, containerd, kube-proxy and
+# every container) ends; its network namespace stays as a dead machine's
+# cables would. `up` starts it again.
+cmd_stop_node() {
+  local i="${1:-}" name
+  [[ "$i" =~ ^[0-9]+$ ]] && [ "$i" -ge 1 ] || die "stop-node: give the node's number (1 for $(node_name 1))"
+  name="$(node_name "$i")"
+  tree_pid "node-$name" >/dev/null || die "stop-node: $name is not running"
+  log "stopping $name"
+  stop_tree "node-$name"
+  remove_cgroups "$name"
+}
+
+# The API server stopped (an outage); `up` starts it again.
+cmd_stop_apiserver() {
+  tree_pid cp-apiserver >/dev/null || die "stop-apiserver: the API server is not running"
+  log "stopping kube-apiserver"
+  stop_pid cp-apiserver
+}
+
 cmd_env() {
   [ -f "$STATE/kube-bin" ] || die "no cluster has been built: scripts/cluster.sh up"
   echo "export KUBECONFIG=$STATE/pki/admin.kubeconfig"
@@ -167,5 +191,7 @@ case "${1:-}" in
   down) shift; cmd_down "$@" ;;
   env) cmd_env ;;
   status) cmd_status ;;
-  *) echo "usage: scripts/cluster.sh up [--nodes N] | down [--purge] | env | status" >&2; exit 2 ;;
+  stop-node) shift; cmd_stop_node "$@" ;;
+  stop-apiserver) cmd_stop_apiserver ;;
+  *) echo "usage: scripts/cluster.sh up [--nodes N] [--no-pod-cidrs] | down [--purge] | env | status | stop-node I | stop-apiserver" >&2; exit 2 ;;
 esac

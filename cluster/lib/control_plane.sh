@@ -69,13 +69,18 @@ start_apiserver() {
   wait_for "kube-apiserver" 120 kc get --raw /readyz
 }
 
+# start_controllers [no] : the controller-manager allocates node pod CIDRs
+# unless given "no" (a cluster set up without --pod-network-cidr, which
+# tweed's kube store must report clearly).
 start_controllers() {
+  local cidrs=(--allocate-node-cidrs --cluster-cidr "$CLUSTER_CIDR" --node-cidr-mask-size 24)
+  [ "${1:-yes}" = no ] && cidrs=(--allocate-node-cidrs=false)
   start_daemon cp-controller-manager "$CP_NS" "$KUBE_BIN/kube-controller-manager" \
     --kubeconfig "$PKI/controller-manager.kubeconfig" \
     --authentication-kubeconfig "$PKI/controller-manager.kubeconfig" \
     --authorization-kubeconfig "$PKI/controller-manager.kubeconfig" \
     --bind-address 127.0.0.1 \
-    --allocate-node-cidrs --cluster-cidr "$CLUSTER_CIDR" --node-cidr-mask-size 24 \
+    "${cidrs[@]}" \
     --service-cluster-ip-range "$SERVICE_CIDR" \
     --cluster-signing-cert-file "$PKI/ca.crt" --cluster-signing-key-file "$PKI/ca.key" \
     --root-ca-file "$PKI/ca.crt" --service-account-private-key-file "$PKI/sa.key" \

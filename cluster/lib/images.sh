@@ -7,6 +7,9 @@
 #   localhost/coredns:<version>  CoreDNS from cluster/coredns
 #   localhost/tweed:<version>    tweed itself (scripts/build-image.sh), the
 #                                name deploy/tweed.yaml uses
+#   localhost/multus:<version>   Multus (thin plugin) from cluster/multus, laid
+#                                out as Multus's own image, for its own
+#                                manifest ($STATE/addons/multus-daemonset.yml)
 
 IMAGES="$STATE/images"
 
@@ -47,19 +50,46 @@ build_coredns() {
   COREDNS_BIN="$out/coredns-$version"
 }
 
+# Multus: its thin plugin, passthru and the two programs its DaemonSet runs
+# (install_multus, thin_entrypoint), and its own manifest with the image
+# reference pointed at the image built here.
+build_multus() {
+  local version out="$STATE/multus" dir
+  version="$(sed -n 's/^\(require \|\t\)gopkg.in\/k8snetworkplumbingwg\/multus-cni.v4 \(v[0-9.]*\).*$/\2/p' "$REPO/cluster/multus/go.mod" | head -n1)"
+  [ -n "$version" ] || die "no multus-cni.v4 requirement in cluster/multus/go.mod"
+  if [ ! -x "$out/$version/bin/multus" ]; then
+    log "building Multus $version from cluster/multus"
+    rm -rf "$out/$version.tmp"
+    mkdir -p "$out/$version.tmp/bin"
+    (cd "$REPO/cluster/multus" && GOMODCACHE="$GO_CACHE/mod" GOCACHE="$GO_CACHE/build" \
+      GOFLAGS=-buildvcs=false CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" \
+      -o "$out/$version.tmp/bin/" tool) >&2
+    mv "$out/$version.tmp/bin/passthru-cni" "$out/$version.tmp/bin/passthru"
+    rm -rf "${out:?}/$version"
+    mv "$out/$version.tmp" "$out/$version"
+  fi
+  dir="$(cd "$REPO/cluster/multus" && GOMODCACHE="$GO_CACHE/mod" go list -m -f '{{.Dir}}' gopkg.in/k8snetworkplumbingwg/multus-cni.v4)"
+  mkdir -p "$STATE/addons"
+  sed "s|ghcr.io/k8snetworkplumbingwg/multus-cni:snapshot|localhost/multus:$version|" \
+    "$dir/deployments/multus-daemonset.yml" >"$STATE/addons/multus-daemonset.yml"
+  MULTUS_VERSION="$version"
+  MULTUS_BINS="$out/$version/bin"
+}
+
 make_images() {
   local key stamp ctr tweed_version
   mkdir -p "$IMAGES"
   build_coredns
+  build_multus
   tweed_version="$(sed -n 's/^version = "\(.*\)"/\1/p' "$REPO/Cargo.toml" | head -n1)"
   # Rebuilt when busybox, CoreDNS or tweed's binaries change.
-  key="$({ dpkg-query -W -f='${Version}' busybox-static; echo "$COREDNS_VERSION";
+  key="$({ dpkg-query -W -f='${Version}' busybox-static; echo "$COREDNS_VERSION $MULTUS_VERSION";
     sha256sum "$TWEED_BINS"/tweed "$TWEED_BINS"/tweedd "$TWEED_BINS"/tweedctl; } | sha256sum | cut -c1-16)"
   stamp="$IMAGES/.key"
   if [ "$(cat "$stamp" 2>/dev/null)" = "$key" ]; then
     return 0
   fi
-  log "building images (pause, tweed-test, coredns $COREDNS_VERSION, tweed $tweed_version)"
+  log "building images (pause, tweed-test, coredns $COREDNS_VERSION, multus $MULTUS_VERSION, tweed $tweed_version)"
   rm -f "$IMAGES"/*.tar
   busybox_image localhost/pause:tweed "$IMAGES/pause.tar" '["/bin/sleep", "2147483647"]'
   busybox_image localhost/tweed-test:latest "$IMAGES/tweed-test.tar" '["/bin/sleep", "2147483647"]'
@@ -67,6 +97,16 @@ make_images() {
   STORAGE_DRIVER=vfs buildah copy --chmod 0755 "$ctr" "$COREDNS_BIN" /coredns >/dev/null
   STORAGE_DRIVER=vfs buildah config --entrypoint '["/coredns"]' "$ctr"
   STORAGE_DRIVER=vfs buildah commit --quiet "$ctr" "docker-archive:$IMAGES/coredns.tar:localhost/coredns:$COREDNS_VERSION" >/dev/null
+  STORAGE_DRIVER=vfs buildah rm "$ctr" >/dev/null
+  ctr="$(STORAGE_DRIVER=vfs buildah from scratch)"
+  for b in multus passthru; do
+    STORAGE_DRIVER=vfs buildah copy --chmod 0755 "$ctr" "$MULTUS_BINS/$b" "/usr/src/multus-cni/bin/$b" >/dev/null
+  done
+  for b in install_multus thin_entrypoint; do
+    STORAGE_DRIVER=vfs buildah copy --chmod 0755 "$ctr" "$MULTUS_BINS/$b" "/$b" >/dev/null
+  done
+  STORAGE_DRIVER=vfs buildah config --entrypoint '["/thin_entrypoint"]' "$ctr"
+  STORAGE_DRIVER=vfs buildah commit --quiet "$ctr" "docker-archive:$IMAGES/multus.tar:localhost/multus:$MULTUS_VERSION" >/dev/null
   STORAGE_DRIVER=vfs buildah rm "$ctr" >/dev/null
   "$REPO/scripts/build-image.sh" --binaries "$TWEED_BINS" --out "$IMAGES/tweed.tar" --format docker >/dev/null
   echo "$key" >"$stamp"

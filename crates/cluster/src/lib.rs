@@ -5,6 +5,10 @@
 //! /var/log/tweed are the node's), and on failure print the kubelet,
 //! containerd and tweedd log lines that explain it.
 
+pub mod pods;
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -38,29 +42,52 @@ fn text(out: &Output) -> String {
 pub struct Cluster {
     pub nodes: usize,
     kubectl: PathBuf,
+    /// Held while this cluster exists: there is one cluster per machine, so
+    /// tests (threads or processes) that want one take turns.
+    _turn: File,
+}
+
+/// Waits for the machine's one cluster to be free (an exclusive `flock`,
+/// which also excludes other open file descriptions in this process).
+fn take_turn() -> File {
+    std::fs::create_dir_all(RUN).expect("create the cluster's run directory");
+    let file = File::create(format!("{RUN}.lock")).expect("create the cluster lock file");
+    // SAFETY: flock on a descriptor we own; it blocks until the lock is ours.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+    assert_eq!(rc, 0, "flock: {}", std::io::Error::last_os_error());
+    file
 }
 
 impl Cluster {
     /// A fresh cluster of `nodes` nodes: whatever an earlier run left is
     /// taken down first. Panics with the script's output if `up` fails.
     pub fn up(nodes: usize) -> Cluster {
+        Cluster::up_with(nodes, &[])
+    }
+
+    /// As [`Cluster::up`], with more arguments for `scripts/cluster.sh up`
+    /// (e.g. `--no-pod-cidrs`).
+    pub fn up_with(nodes: usize, args: &[&str]) -> Cluster {
         assert_eq!(
             // SAFETY: geteuid has no preconditions.
             unsafe { libc::geteuid() },
             0,
             "the cluster makes namespaces and mounts: run as root"
         );
+        let turn = take_turn();
         let script = repo_root().join("scripts/cluster.sh");
         let _ = Command::new(&script).arg("down").output();
         let started = Instant::now();
         let out = Command::new(&script)
             .args(["up", "--nodes", &nodes.to_string()])
+            .args(args)
             .stdin(Stdio::null())
             .output()
             .expect("run scripts/cluster.sh");
         let cluster = Cluster {
             nodes,
             kubectl: PathBuf::from(STATE).join("bin/kubectl"),
+            _turn: turn,
         };
         assert!(
             out.status.success(),
@@ -127,13 +154,66 @@ impl Cluster {
     /// Runs `argv` inside node `i`: its network namespace, and the mount,
     /// UTS and PID namespaces of its process tree.
     pub fn on_node(&self, i: usize, argv: &[&str]) -> Output {
+        self.node_command(i, argv).output().expect("run nsenter")
+    }
+
+    /// The command [`Cluster::on_node`] runs, to spawn it instead.
+    pub fn node_command(&self, i: usize, argv: &[&str]) -> Command {
         let init = self.node_init_pid(i);
-        Command::new("nsenter")
-            .args(["-t", &init.to_string(), "-n", "-m", "-u", "-p", "--"])
+        let mut cmd = Command::new("nsenter");
+        cmd.args(["-t", &init.to_string(), "-n", "-m", "-u", "-p", "--"])
             .args(argv)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// The number of the node named `name` (`tweed-n2` is 2).
+    pub fn node_index(&self, name: &str) -> usize {
+        name.strip_prefix("tweed-n")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{name} is not one of cluster.sh's nodes"))
+    }
+
+    /// Switches node `i` off (`scripts/cluster.sh stop-node`): kubelet,
+    /// containerd and its containers end; its network namespace stays.
+    pub fn stop_node(&self, i: usize) {
+        self.script(&["stop-node", &i.to_string()]);
+    }
+
+    /// Stops the API server (`scripts/cluster.sh stop-apiserver`).
+    pub fn stop_apiserver(&self) {
+        self.script(&["stop-apiserver"]);
+    }
+
+    /// Starts whatever of the cluster is not running (`up` again).
+    pub fn start_missing(&self) {
+        self.script(&["up", "--nodes", &self.nodes.to_string()]);
+    }
+
+    fn script(&self, args: &[&str]) {
+        let out = Command::new(repo_root().join("scripts/cluster.sh"))
+            .args(args)
             .stdin(Stdio::null())
             .output()
-            .expect("run nsenter")
+            .expect("run scripts/cluster.sh");
+        assert!(out.status.success(), "cluster.sh {args:?}:\n{}", text(&out));
+    }
+
+    /// `etcdctl ARGS` against the cluster's etcd, as tweed's client
+    /// certificate would (from the control plane's namespace).
+    pub fn etcdctl(&self, args: &[&str]) -> Output {
+        let pki = format!("{STATE}/pki");
+        Command::new("ip")
+            .args(["netns", "exec", CP_NS, "etcdctl"])
+            .args(["--endpoints", "https://127.0.0.1:2379"])
+            .args(["--cacert", &format!("{pki}/ca.crt")])
+            .args(["--cert", &format!("{pki}/etcd-client-tweed.crt")])
+            .args(["--key", &format!("{pki}/etcd-client-tweed.key")])
+            .args(args)
+            .env("ETCDCTL_API", "3")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run etcdctl")
     }
 
     /// The pid of node `i`'s init (the child of the `unshare` whose pid

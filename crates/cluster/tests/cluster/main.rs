@@ -1,0 +1,105 @@
+//! tweed in a real Kubernetes cluster (scripts/cluster.sh: kube-apiserver,
+//! controller-manager, scheduler, and per node containerd, kubelet and
+//! kube-proxy), installed the way users install it: `kubectl apply -f
+//! deploy/tweed.yaml`. Each test brings up its own cluster (one per
+//! machine: they take turns) and runs a sequence of steps on it; a failure
+//! prints the cluster's events and its nodes' error log lines.
+//!
+//! - the manifest as shipped (vxlan, kube store): pods, Services, DNS,
+//!   kubectl exec/logs/port-forward, wires, a segment through Multus,
+//!   tweed's pods rolled and its whole DaemonSet deleted under traffic, a
+//!   node drained and removed;
+//! - the host-gw backend (the ConfigMap's net-conf edited), a broken
+//!   net-conf, and an API server outage of 60 s;
+//! - the etcd store (the ConfigMap's `store` key and the Secret
+//!   `tweed-etcd`, as docs/deploy.md says);
+//! - a cluster without pod CIDRs: tweed says why it is not ready.
+
+mod faults;
+mod install;
+mod lifecycle;
+mod segments;
+mod web;
+mod wires;
+
+use tweed_cluster::Cluster;
+
+const NODES: usize = 3;
+
+#[test]
+fn the_manifest_as_shipped_carries_pods_services_and_wires_across_nodes() {
+    let c = Cluster::up(NODES);
+    install::apply(&c, &install::manifest());
+    let pods = web::deploy(&c);
+    web::services_and_dns_work(&c, &pods);
+    web::kubectl_reaches_pods(&c, &pods[0]);
+    wires::cable_pods_on_one_node_and_across_nodes(&c);
+    segments::multus_attaches_pods_to_a_segment_across_nodes(&c);
+    lifecycle::rolling_tweeds_pod_keeps_traffic(&c, &pods);
+    lifecycle::deleting_the_daemonset_keeps_traffic_and_reapplying_converges(&c, &pods);
+    lifecycle::deleted_pods_leave_nothing(&c);
+    lifecycle::a_removed_node_loses_its_routes_everywhere(&c, NODES);
+}
+
+#[test]
+fn host_gw_backend() {
+    let c = Cluster::up(NODES);
+    let manifest = install::edit(
+        &install::manifest(),
+        r#""Backend": {"Type": "vxlan", "VNI": 1, "Port": 8472}"#,
+        r#""Backend": {"Type": "host-gw"}"#,
+    );
+    install::apply(&c, &manifest);
+    let pods = web::deploy(&c);
+    // Routes straight to the other nodes, no tunnel device.
+    let cidrs = install::pod_cidrs(&c);
+    for i in 1..=NODES {
+        let routes = c.on_node(i, &["ip", "route"]);
+        let routes = String::from_utf8_lossy(&routes.stdout).into_owned();
+        for (j, cidr) in cidrs.iter().enumerate().map(|(j, x)| (j + 1, x)) {
+            if j == i {
+                continue;
+            }
+            let want = format!("{cidr} via 198.18.1.{} dev eth0", 10 + j);
+            assert!(routes.contains(&want), "node {i}: no `{want}` in\n{routes}");
+        }
+        let links = c.on_node(i, &["ip", "-d", "link", "show", "type", "vxlan"]);
+        assert!(
+            links.stdout.is_empty(),
+            "node {i} has a VXLAN device with host-gw: {}",
+            String::from_utf8_lossy(&links.stdout)
+        );
+    }
+    faults::a_broken_net_conf_names_the_field_and_keeps_the_node_working(&c, &manifest, &pods);
+    faults::an_api_server_outage_leaves_traffic_untouched(&c, &pods);
+}
+
+#[test]
+fn without_pod_cidrs_tweed_stays_not_ready_and_says_why() {
+    let c = Cluster::up_with(1, &["--no-pod-cidrs"]);
+    faults::without_pod_cidrs_tweed_says_why(&c);
+}
+
+#[test]
+fn etcd_store() {
+    let c = Cluster::up(NODES);
+    install::etcd_secret(&c);
+    let manifest = install::edit(
+        &install::manifest(),
+        "  store: kube\n",
+        "  store: https://198.18.1.1:2379\n",
+    );
+    install::apply(&c, &manifest);
+    web::deploy(&c);
+    // The leases are in etcd, in flannel's layout, one per node.
+    let out = c.etcdctl(&[
+        "get",
+        "--prefix",
+        "--keys-only",
+        "/coreos.com/network/subnets/",
+    ]);
+    let keys = String::from_utf8_lossy(&out.stdout).into_owned();
+    let leases = keys.lines().filter(|l| !l.trim().is_empty()).count();
+    assert!(out.status.success(), "etcdctl: {out:?}");
+    assert_eq!(leases, NODES, "one lease per node in etcd:\n{keys}");
+}

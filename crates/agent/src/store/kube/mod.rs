@@ -9,7 +9,11 @@
 //!   `tweed.io/...` annotations on its own Node ([`node`]); a node is a
 //!   peer once it carries them. Annotations do not expire: "create" and
 //!   "renew" both write them (a merge patch; writing the same values is a
-//!   no-op on the server, which sends no event for it).
+//!   no-op on the server, which sends no event for it). The patch goes to
+//!   the `status` subresource, as flannel's does: kube-apiserver's node
+//!   status strategy resets only `spec` there and keeps metadata, so the
+//!   agent needs `patch` on `nodes/status` alone, never on `nodes` (which
+//!   would let it change any node's spec: taints, unschedulable, podCIDR).
 //! - **Readiness:** [`LeaseStore::announce_ready`] sets the node condition
 //!   `NetworkUnavailable=False` (reason `TweedIsUp`) on the `status`
 //!   subresource, as flannel does, so the scheduler places pods there.
@@ -98,7 +102,7 @@ impl std::fmt::Debug for KubeStore {
 fn api_error(what: &str, e: kube::Error) -> StoreError {
     match e {
         kube::Error::Api(s) if s.code == 401 || s.code == 403 => StoreError::Unavailable(format!(
-            "{what}: {} {}: {} (tweedd needs get/list/watch/patch on nodes, patch on nodes/status and, for segments with a Subnet, get/list/create/update on coordination.k8s.io leases in its namespace; see docs/agent.md)",
+            "{what}: {} {}: {} (tweedd needs get/list/watch on nodes, patch on nodes/status and, for segments with a Subnet, get/list/create/update on coordination.k8s.io leases in its namespace; see docs/agent.md)",
             s.code, s.reason, s.message
         )),
         kube::Error::Api(s) => {
@@ -243,14 +247,15 @@ impl KubeStore {
             .collect()
     }
 
-    /// Writes `lease`'s record onto our Node; returns the Node as stored,
-    /// `None` when it does not exist.
+    /// Writes `lease`'s record onto our Node (through `nodes/status`, see
+    /// the module's header); returns the Node as stored, `None` when it
+    /// does not exist.
     async fn publish(&self, lease: &Lease) -> Result<Option<Node>, StoreError> {
         let patch = node::annotations_patch(&lease.attrs, self.flannel_compat);
         let pp = PatchParams::apply(FIELD_MANAGER);
         match self
             .api
-            .patch(&self.node_name, &pp, &Patch::Merge(&patch))
+            .patch_status(&self.node_name, &pp, &Patch::Merge(&patch))
             .await
         {
             Ok(n) => Ok(Some(n)),
@@ -359,7 +364,7 @@ impl LeaseStore for KubeStore {
             }
             let name = n.metadata.name.clone().unwrap_or_default();
             self.api
-                .patch(
+                .patch_status(
                     &name,
                     &PatchParams::apply(FIELD_MANAGER),
                     &Patch::Merge(&node::remove_annotations_patch()),

@@ -272,6 +272,40 @@ async fn a_watch_from_a_compacted_revision_resyncs() {
     quiet(&mut rx, Duration::from_millis(500)).await;
 }
 
+/// The edge of a compaction: a watch resuming from just before the
+/// compacted revision, where a node changed. etcd still lets it start, but
+/// the event's previous version is gone, and kube-apiserver (watch cache
+/// off) answers with a 500 ERROR event ("etcd event received with
+/// PrevKv=nil") on every attempt. The store must not retry that watch
+/// forever: it relists and resyncs, as client-go's reflector does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_the_server_keeps_refusing_resyncs() {
+    let c = Cluster::start_with(KubeApiOpts { watch_cache: false });
+    c.api.create_node("n2", &["10.244.2.0/24"]);
+    let store = c.store("n1").await;
+    let snap = store.list().await.unwrap();
+    publish(&c, "n2", 2).await;
+    let changed: u64 = c.resource_version("n2").parse().unwrap();
+    assert!(changed > snap.revision);
+    c.api
+        .etcdctl_ok(&["compact", &changed.to_string(), "--physical"]);
+    // Nothing of the nodes' changed between the list and `changed - 1`
+    // (only the test changes nodes here): a bookmark could have moved the
+    // watch there.
+    let mut rx = store.watch(changed - 1).await.unwrap();
+    assert_eq!(
+        next(&mut rx, Duration::from_secs(20)).await,
+        Some(WatchEvent::Resync)
+    );
+    let again = store.list().await.unwrap();
+    assert_eq!(again.leases.len(), 1);
+    c.api.create_node("n3", &["10.244.3.0/24"]);
+    publish(&c, "n3", 3).await;
+    let l = put_of(next(&mut rx, Duration::from_secs(10)).await);
+    assert_eq!(l.key, key("10.244.3.0-24"));
+    quiet(&mut rx, Duration::from_millis(500)).await;
+}
+
 /// With the watch cache, as every cluster runs, the API server answers the
 /// same watch from its own window of events: the compaction is invisible
 /// and every change arrives once, in order.

@@ -16,6 +16,13 @@
 //!   update that changes nothing of the lease (kubelet status, labels) is
 //!   not reported, one that removes the record is reported as a delete,
 //!   and a deleted Node as the delete of the lease it held.
+//! - An `ERROR` event other than 410 ends the watch and it is reopened
+//!   from `rv` after the backoff; when the server refuses the same `rv`
+//!   again, the task relists as for 410 (client-go's reflector relists
+//!   after any watch error). A real kube-apiserver does this without its
+//!   watch cache when a node changed exactly at the revision etcd was
+//!   compacted to: every watch from just before it ends in a 500 ("etcd
+//!   event received with PrevKv=nil"), and reopening alone never gets past.
 //! - Throttling: kube's client already waited out the server's
 //!   `Retry-After` before an error reaches here; the task then waits once
 //!   more (the `retryAfterSeconds` of the answer, else its backoff).
@@ -41,6 +48,9 @@ const WATCH_TIMEOUT_SECS: u32 = 290;
 const IDLE_LIMIT: Duration = Duration::from_secs(WATCH_TIMEOUT_SECS as u64 + 30);
 const BACKOFF_START: Duration = Duration::from_millis(200);
 const BACKOFF_CAP: Duration = Duration::from_secs(5);
+/// `ERROR` events in a row, with nothing delivered between, after which
+/// the watch's revision is given up and the task relists.
+const REFUSALS_BEFORE_RELIST: u32 = 2;
 
 /// Starts the task; the channel closes only when the receiver is dropped.
 pub(super) fn spawn(
@@ -55,6 +65,7 @@ pub(super) fn spawn(
         rv: revision.to_string(),
         known,
         backoff: BACKOFF_START,
+        refusals: 0,
     };
     tokio::spawn(task.run());
     rx
@@ -70,6 +81,9 @@ enum End {
     Gone,
     /// Still throttled after the client's own retries: wait this long.
     Throttled(Duration),
+    /// The server sent an `ERROR` event (not 410): it could not serve the
+    /// watch from `rv`.
+    Refused(String),
     /// Anything else: reopen after the backoff.
     Broken(String),
 }
@@ -80,6 +94,8 @@ struct Watcher {
     rv: String,
     known: BTreeMap<String, Lease>,
     backoff: Duration,
+    /// [`End::Refused`] in a row since anything was delivered.
+    refusals: u32,
 }
 
 fn classify(e: kube::Error) -> End {
@@ -110,6 +126,19 @@ impl Watcher {
                         return;
                     }
                     continue;
+                }
+                End::Refused(why) if self.refusals + 1 >= REFUSALS_BEFORE_RELIST => {
+                    tracing::warn!(reason = %why, resource_version = %self.rv, "kube: the API server keeps refusing the node watch from this revision; listing again");
+                    if !self.relist().await {
+                        return;
+                    }
+                    continue;
+                }
+                End::Refused(why) => {
+                    self.refusals += 1;
+                    let d = self.next_backoff();
+                    tracing::warn!(reason = %why, resume_from = %self.rv, retry_in = ?d, "kube: the API server ended the node watch with an error");
+                    d
                 }
                 End::Throttled(d) => {
                     tracing::warn!(retry_in = ?d, "kube: the API server is throttling the node watch");
@@ -148,6 +177,7 @@ impl Watcher {
             match self.store.list_nodes().await {
                 Ok((rv, nodes)) => {
                     self.rv = rv.to_string();
+                    self.refusals = 0;
                     self.known = self.store.leases_of(&nodes);
                     return self.tx.send(WatchEvent::Resync).await.is_ok();
                 }
@@ -177,14 +207,17 @@ impl Watcher {
                 Ok(Some(Err(e))) => return classify(e),
                 Ok(Some(Ok(item))) => item,
             };
-            self.backoff = BACKOFF_START;
+            if !matches!(item, KubeEvent::Error(_)) {
+                self.backoff = BACKOFF_START;
+                self.refusals = 0;
+            }
             let (events, rv) = match item {
                 KubeEvent::Added(n) | KubeEvent::Modified(n) => (self.update(&n), rv_of(&n)),
                 KubeEvent::Deleted(n) => (self.remove(&n), rv_of(&n)),
                 KubeEvent::Bookmark(b) => (Vec::new(), Some(b.metadata.resource_version)),
                 KubeEvent::Error(s) if s.code == 410 => return End::Gone,
                 KubeEvent::Error(s) => {
-                    return End::Broken(format!("{} {}: {}", s.code, s.reason, s.message));
+                    return End::Refused(format!("{} {}: {}", s.code, s.reason, s.message));
                 }
             };
             for ev in events {

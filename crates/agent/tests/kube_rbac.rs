@@ -176,7 +176,10 @@ fn the_service_account_may_make_exactly_the_calls_tweedd_makes() {
         "the kube store's API calls changed: update deploy/tweed.yaml's RBAC, docs/agent.md and this list"
     );
     for n in &never {
-        assert!(called.contains(n), "{n:?} is no longer in the code: drop it from NEVER_CALLED");
+        assert!(
+            called.contains(n),
+            "{n:?} is no longer in the code: drop it from NEVER_CALLED"
+        );
     }
 
     // ...is allowed: nodes cluster-wide, Leases in tweed's namespace.
@@ -188,7 +191,10 @@ fn the_service_account_may_make_exactly_the_calls_tweedd_makes() {
         })
         .collect();
     let refused = wrong_answers(&c, &c.sa, &yes, true);
-    assert!(refused.is_empty(), "tweedd needs, and is refused: {refused:?}");
+    assert!(
+        refused.is_empty(),
+        "tweedd needs, and is refused: {refused:?}"
+    );
 
     // And nothing else. Nodes: no write beyond the status subresource's
     // patch, so no spec (taints, unschedulable, podCIDR) can be changed.
@@ -226,7 +232,11 @@ fn the_service_account_may_make_exactly_the_calls_tweedd_makes() {
         ("create", "events", Some(ns)),
         ("create", "namespaces", None),
         ("create", "rolebindings.rbac.authorization.k8s.io", Some(ns)),
-        ("create", "clusterrolebindings.rbac.authorization.k8s.io", None),
+        (
+            "create",
+            "clusterrolebindings.rbac.authorization.k8s.io",
+            None,
+        ),
         ("escalate", "clusterroles.rbac.authorization.k8s.io", None),
         ("bind", "clusterroles.rbac.authorization.k8s.io", None),
         ("impersonate", "users", None),
@@ -263,7 +273,11 @@ async fn without_its_rbac_the_store_says_what_it_needs() {
     .unwrap();
     let err = store.list().await.unwrap_err().to_string();
     assert!(err.contains("403"), "{err}");
-    for needed in ["get/list/watch on nodes", "patch on nodes/status", "docs/agent.md"] {
+    for needed in [
+        "get/list/watch on nodes",
+        "patch on nodes/status",
+        "docs/agent.md",
+    ] {
         assert!(err.contains(needed), "{needed:?} not in: {err}");
     }
 }

@@ -37,7 +37,7 @@ mod watch;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Node;
@@ -69,9 +69,11 @@ pub struct KubeOptions {
     pub flannel_compat: bool,
 }
 
-/// Leases by node name, as of one resourceVersion.
+/// Leases by node name, as of one resourceVersion: the store's last list.
 #[derive(Debug, Clone, Default)]
 struct Listed {
+    /// Counts the lists made, so a watch waiting for the next one sees it.
+    generation: u64,
     revision: u64,
     leases: BTreeMap<String, Lease>,
 }
@@ -83,8 +85,9 @@ pub struct KubeStore {
     networks: Networks,
     flannel_compat: bool,
     /// The last list, so a watch started from its revision knows which
-    /// nodes the receiver already holds as peers.
-    last_list: Arc<Mutex<Listed>>,
+    /// nodes the receiver already holds as peers, and a watch that had to
+    /// ask for a resync goes on from the receiver's new list.
+    last_list: Arc<tokio::sync::watch::Sender<Listed>>,
 }
 
 impl std::fmt::Debug for KubeStore {
@@ -198,7 +201,7 @@ impl KubeStore {
             node_name: opts.node_name,
             networks: opts.networks,
             flannel_compat: opts.flannel_compat,
-            last_list: Arc::new(Mutex::new(Listed::default())),
+            last_list: Arc::new(tokio::sync::watch::Sender::new(Listed::default())),
         }
     }
 
@@ -319,10 +322,11 @@ impl LeaseStore for KubeStore {
     async fn list(&self) -> Result<Snapshot, StoreError> {
         let (rv, nodes) = self.list_nodes().await?;
         let leases = self.leases_of(&nodes);
-        *self.last_list.lock().expect("last list") = Listed {
-            revision: rv,
-            leases: leases.clone(),
-        };
+        self.last_list.send_modify(|last| {
+            last.generation += 1;
+            last.revision = rv;
+            last.leases = leases.clone();
+        });
         Ok(Snapshot {
             leases: leases.into_values().collect(),
             revision: rv,
@@ -377,7 +381,7 @@ impl LeaseStore for KubeStore {
 
     async fn watch(&self, revision: u64) -> Result<mpsc::Receiver<WatchEvent>, StoreError> {
         let known = {
-            let last = self.last_list.lock().expect("last list");
+            let last = self.last_list.borrow();
             if last.revision == revision {
                 last.leases.clone()
             } else {

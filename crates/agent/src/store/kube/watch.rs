@@ -7,10 +7,15 @@
 //!   ours changes. A watch that ends (the server's timeout, a dropped
 //!   connection) is reopened from `rv`, so nothing is missed or repeated.
 //! - When the server answers 410 Gone (that revision was compacted away,
-//!   as an ERROR event or as the response), the task lists the Nodes
-//!   itself *before* sending [`WatchEvent::Resync`]: the receiver's own
-//!   list is then at least as recent, and the watch goes on from the
-//!   task's list without a gap.
+//!   as an ERROR event or as the response), the task sends
+//!   [`WatchEvent::Resync`] and goes on from the list the receiver makes
+//!   because of it (the store keeps its last list, numbered): the
+//!   receiver's state and the watch then meet at one revision, so no
+//!   change is missed and none made between two lists is sent again —
+//!   which happened when the task listed by itself first, and the receiver
+//!   a moment later, after a node had changed (seen against a real
+//!   kube-apiserver restarting). A receiver that has not listed within
+//!   [`RESYNC_WAIT`] gets the task's own list and another Resync.
 //! - A Node is a lease when it carries tweed's record ([`super::node`]);
 //!   the task keeps the lease it last reported per node name, so a Node
 //!   update that changes nothing of the lease (kubelet status, labels) is
@@ -48,8 +53,10 @@ const WATCH_TIMEOUT_SECS: u32 = 290;
 const IDLE_LIMIT: Duration = Duration::from_secs(WATCH_TIMEOUT_SECS as u64 + 30);
 const BACKOFF_START: Duration = Duration::from_millis(200);
 const BACKOFF_CAP: Duration = Duration::from_secs(5);
+/// How long the task waits for the receiver's list after a Resync.
+const RESYNC_WAIT: Duration = Duration::from_secs(30);
 /// `ERROR` events in a row, with nothing delivered between, after which
-/// the watch's revision is given up and the task relists.
+/// the watch's revision is given up and the task resyncs.
 const REFUSALS_BEFORE_RELIST: u32 = 2;
 
 /// Starts the task; the channel closes only when the receiver is dropped.
@@ -121,15 +128,15 @@ impl Watcher {
                 End::ReceiverGone => return,
                 End::Ended => continue,
                 End::Gone => {
-                    tracing::info!(resource_version = %self.rv, "kube: watch history expired (410 Gone); listing again");
-                    if !self.relist().await {
+                    tracing::info!(resource_version = %self.rv, "kube: watch history expired (410 Gone); resyncing");
+                    if !self.resync().await {
                         return;
                     }
                     continue;
                 }
                 End::Refused(why) if self.refusals + 1 >= REFUSALS_BEFORE_RELIST => {
-                    tracing::warn!(reason = %why, resource_version = %self.rv, "kube: the API server keeps refusing the node watch from this revision; listing again");
-                    if !self.relist().await {
+                    tracing::warn!(reason = %why, resource_version = %self.rv, "kube: the API server keeps refusing the node watch from this revision; resyncing");
+                    if !self.resync().await {
                         return;
                     }
                     continue;
@@ -167,6 +174,37 @@ impl Watcher {
         tokio::select! {
             () = tokio::time::sleep(delay) => true,
             () = self.tx.closed() => false,
+        }
+    }
+
+    /// Asks the receiver to list again, and goes on from that list (see
+    /// the module's header); `false` when the receiver left.
+    async fn resync(&mut self) -> bool {
+        let mut lists = self.store.last_list.subscribe();
+        let before = lists.borrow_and_update().generation;
+        if self.tx.send(WatchEvent::Resync).await.is_err() {
+            return false;
+        }
+        let listed = tokio::select! {
+            r = tokio::time::timeout(RESYNC_WAIT, lists.wait_for(|l| l.generation > before)) => {
+                match r {
+                    Ok(Ok(l)) => Some((l.revision, l.leases.clone())),
+                    _ => None,
+                }
+            }
+            () = self.tx.closed() => return false,
+        };
+        match listed {
+            Some((rv, leases)) => {
+                self.rv = rv.to_string();
+                self.known = leases;
+                self.refusals = 0;
+                true
+            }
+            None => {
+                tracing::warn!(waited = ?RESYNC_WAIT, "kube: the watch's receiver did not list again; listing for it");
+                self.relist().await
+            }
         }
     }
 

@@ -12,7 +12,8 @@
 //! ports on 127.0.0.1, so fixtures of tests running in parallel never
 //! meet; dropping it stops both servers by their pids (also when the test
 //! panics) and removes the directory. A test process killed outright takes
-//! its servers with it (see [`daemon`]).
+//! its servers with it (see [`daemon`]); the next fixture removes its
+//! directory.
 //!
 //! [`KubeApi::apply_rbac`] applies a manifest's Namespace, ServiceAccount
 //! and RBAC objects with the built kubectl, and [`KubeApi::token_kubeconfig`]
@@ -91,9 +92,10 @@ impl KubeApi {
 
     pub fn start_with(opts: KubeApiOpts) -> KubeApi {
         let bin = kube_bin().to_path_buf();
+        remove_dead_processes_dirs();
         static N: AtomicU32 = AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(
-            "tweed-kubeapi-{}-{}",
+            "{DIR_PREFIX}{}-{}",
             std::process::id(),
             N.fetch_add(1, Ordering::SeqCst)
         ));
@@ -437,6 +439,31 @@ impl Drop for KubeApi {
         self.apiserver = None;
         self.etcd = None;
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `<temp>/tweed-kubeapi-<pid>-<n>`: each fixture's directory.
+const DIR_PREFIX: &str = "tweed-kubeapi-";
+
+/// Removes the directories of fixtures whose test process no longer runs:
+/// one killed outright (SIGKILL, a CI timeout) could not drop its fixture,
+/// and its servers died with it (see [`daemon`]), but the files stayed.
+fn remove_dead_processes_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(DIR_PREFIX)
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
     }
 }
 

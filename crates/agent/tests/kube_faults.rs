@@ -14,14 +14,17 @@
 //! Everything else the store does is tested against a real API server in
 //! kube_store.rs, kube_tls.rs and kube_rbac.rs.
 
+// Its watch-event helpers (its real API server goes unused here).
+#[allow(dead_code)]
+mod kube_real;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use fakekube::FakeApiServer;
 use fakekube::client::call_ok;
+use kube_real::{key, next, put_of, quiet};
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
-use tweedd::lease::{Lease, LeaseKey};
 use tweedd::store::kube::node::{BACKEND_DATA, BACKEND_TYPE, Networks, PUBLIC_IP};
 use tweedd::store::kube::{KubeOptions, KubeStore};
 use tweedd::store::{LeaseStore, WatchEvent};
@@ -120,28 +123,6 @@ impl Fixture {
     fn stats(&self) -> Value {
         self.admin("GET", "/admin/stats", None)
     }
-}
-
-async fn next(rx: &mut mpsc::Receiver<WatchEvent>, within: Duration) -> Option<WatchEvent> {
-    tokio::time::timeout(within, rx.recv()).await.ok().flatten()
-}
-
-/// Nothing more arrives for `d`.
-async fn quiet(rx: &mut mpsc::Receiver<WatchEvent>, d: Duration) {
-    if let Some(ev) = next(rx, d).await {
-        panic!("unexpected event {ev:?}");
-    }
-}
-
-fn put_of(ev: Option<WatchEvent>) -> Lease {
-    match ev {
-        Some(WatchEvent::Put(l)) => l,
-        other => panic!("expected a Put, got {other:?}"),
-    }
-}
-
-fn key(s: &str) -> LeaseKey {
-    s.parse().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

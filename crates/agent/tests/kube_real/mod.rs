@@ -112,15 +112,8 @@ impl Cluster {
     /// Writes annotations onto a node as the admin (flannel's, a broken
     /// record, one outside tweed's network).
     pub fn annotate(&self, name: &str, annotations: Value) {
-        let patch = json!({"metadata": {"annotations": annotations}});
-        self.api.kubectl_ok(&[
-            "patch",
-            "node",
-            name,
-            "--type=merge",
-            "-p",
-            &patch.to_string(),
-        ]);
+        self.api
+            .patch_node(name, &json!({"metadata": {"annotations": annotations}}));
     }
 }
 

@@ -42,7 +42,7 @@ pub use certs::{Certs, Credentials};
 use daemon::Daemon;
 pub use rbac::ServiceAccount;
 
-use crate::etcd::{ETCD_BIN, ETCDCTL_BIN};
+use crate::etcd::{self, ETCD_BIN, ETCDCTL_BIN};
 
 /// How long a server may take to come up: a second or two here, much more
 /// on a loaded CI machine.
@@ -228,7 +228,14 @@ impl KubeApi {
     /// Sets a node's pod CIDRs once, as node IPAM does (the API server
     /// allows it only from none).
     pub fn set_pod_cidrs(&self, name: &str, pod_cidrs: &[&str]) {
-        let patch = serde_json::json!({"spec": {"podCIDR": pod_cidrs[0], "podCIDRs": pod_cidrs}});
+        self.patch_node(
+            name,
+            &serde_json::json!({"spec": {"podCIDR": pod_cidrs[0], "podCIDRs": pod_cidrs}}),
+        );
+    }
+
+    /// A JSON merge patch of Node `name` (the main resource) as the admin.
+    pub fn patch_node(&self, name: &str, patch: &Value) {
         self.kubectl_ok(&[
             "patch",
             "node",
@@ -254,24 +261,13 @@ impl KubeApi {
     }
 
     pub fn etcdctl_ok(&self, args: &[&str]) -> String {
-        let out = self.etcdctl(args);
-        assert!(
-            out.status.success(),
-            "etcdctl {args:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        etcd::stdout_of_success(args, &self.etcdctl(args))
     }
 
     /// etcd's current revision: kube-apiserver's resourceVersions are these.
     pub fn etcd_revision(&self) -> u64 {
-        let out = self.etcdctl_ok(&["endpoint", "status", "-w", "json"]);
-        let v: Value = serde_json::from_str(&out)
-            .unwrap_or_else(|e| panic!("etcdctl endpoint status: {e}: {out}"));
-        v[0]["Status"]["header"]["revision"]
-            .as_u64()
-            .unwrap_or_else(|| panic!("no revision in {out}"))
+        let rev = etcd::revision_of_status(&self.etcdctl_ok(etcd::STATUS_ARGS));
+        u64::try_from(rev).expect("etcd revisions are positive")
     }
 
     /// Compacts etcd's history up to its current revision (what the API

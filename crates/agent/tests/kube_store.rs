@@ -427,6 +427,7 @@ async fn the_watch_carries_on_across_an_apiserver_restart() {
 /// server lets exactly one create it (the other gets 409 AlreadyExists);
 /// two agents taking over a lapsed block both replace it under the same
 /// resourceVersion — exactly one succeeds (the other gets 409 Conflict).
+/// The 409s are counted from the API server's own metrics.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_agents_contend_for_segment_blocks() {
     let c = Cluster::start();
@@ -474,27 +475,34 @@ async fn two_agents_contend_for_segment_blocks() {
         ));
     }
 
-    // A block whose holder let it lapse: both others race to take it over.
-    let k = "192.168.50.128-28";
-    assert!(matches!(
-        a.create(&lease("a", k), Duration::from_secs(1))
-            .await
-            .unwrap(),
-        Created::Yes(_)
-    ));
+    // Blocks whose holder let them lapse: both others race to take each
+    // over.
+    let lapsed = [
+        "192.168.50.128-28",
+        "192.168.50.144-28",
+        "192.168.50.160-28",
+    ];
+    for k in lapsed {
+        let created = a.create(&lease("a", k), Duration::from_secs(1)).await;
+        assert!(matches!(created.unwrap(), Created::Yes(_)));
+    }
     tokio::time::sleep(Duration::from_millis(2200)).await;
-    let (lb, ld) = (lease("b", k), lease("d", k));
-    let (rb, rd) = tokio::join!(b.create(&lb, TTL), d.create(&ld, TTL));
-    let winner = match (rb.unwrap(), rd.unwrap()) {
-        (Created::Yes(_), Created::Taken) => "b",
-        (Created::Taken, Created::Yes(_)) => "d",
-        other => panic!("lapsed block: both or neither took it over: {other:?}"),
-    };
-    assert_eq!(holder(k), winner);
-    assert!(matches!(
-        a.renew(&lease("a", k), TTL).await,
-        Err(StoreError::LeaseLost(_))
-    ));
+    let mut winners = Vec::new();
+    for k in lapsed {
+        let (lb, ld) = (lease("b", k), lease("d", k));
+        let (rb, rd) = tokio::join!(b.create(&lb, TTL), d.create(&ld, TTL));
+        let winner = match (rb.unwrap(), rd.unwrap()) {
+            (Created::Yes(_), Created::Taken) => "b",
+            (Created::Taken, Created::Yes(_)) => "d",
+            other => panic!("lapsed block {k}: both or neither took it over: {other:?}"),
+        };
+        assert_eq!(holder(k), winner);
+        assert!(matches!(
+            a.renew(&lease("a", k), TTL).await,
+            Err(StoreError::LeaseLost(_))
+        ));
+        winners.push((k.to_string(), winner.to_string()));
+    }
     let held: Vec<(String, String)> = a
         .list()
         .await
@@ -503,11 +511,38 @@ async fn two_agents_contend_for_segment_blocks() {
         .iter()
         .map(|l| (l.key.to_string(), l.attrs.node_name.clone()))
         .collect();
-    assert_eq!(held.len(), 5, "{held:?}");
+    assert_eq!(held.len(), 7, "{held:?}");
+    for w in &winners {
+        assert!(held.contains(w), "{held:?}");
+    }
+
+    // The API server's own count of what it refused: every losing create
+    // (4 races, and both takeover attempts of 3 lapsed blocks) was a 409
+    // AlreadyExists; a takeover's loser had read the lapsed Lease too and
+    // replaced it under the same resourceVersion: 409 Conflict. (It can
+    // also find the winner's Lease already renewed when it reads it, and
+    // back off without writing; in lockstep, as here, that is rare.)
+    let conflicts = |verb: &str| -> u64 {
+        c.api
+            .kubectl_ok(&["get", "--raw", "/metrics"])
+            .lines()
+            .filter(|l| {
+                l.starts_with("apiserver_request_total{")
+                    && l.contains("resource=\"leases\"")
+                    && l.contains("code=\"409\"")
+                    && l.contains(&format!("verb=\"{verb}\""))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    assert_eq!(conflicts("POST"), 4 + 2 * 3);
+    let put = conflicts("PUT");
     assert!(
-        held.contains(&(k.to_string(), winner.to_string())),
-        "{held:?}"
+        (1..=3).contains(&put),
+        "409s on replacing a lapsed Lease: {put}"
     );
+    let k = lapsed[0];
+    let winner = winners[0].1.as_str();
 
     // Claims are never given back while an agent runs, so the Role grants
     // no delete: the store's delete is refused, and the block stays.

@@ -1,64 +1,29 @@
-//! The kube store over HTTPS, as every real cluster serves the API: with a
-//! kubeconfig naming the CA, and in-cluster — the pod's service account
-//! (token and CA under /var/run/secrets/kubernetes.io/serviceaccount,
-//! KUBERNETES_SERVICE_HOST/PORT). The fake API server serves TLS with a
-//! throwaway PKI made by openssl; a client that does not trust its CA, or
-//! presents the wrong token, is refused.
+//! The kube store over HTTPS against a real kube-apiserver (see
+//! `kube_real`): with a kubeconfig naming the CA, and in-cluster — the
+//! pod's service account (a token from `kubectl create token`, the CA and
+//! the namespace under /var/run/secrets/kubernetes.io/serviceaccount,
+//! KUBERNETES_SERVICE_HOST/PORT). A client that does not trust the
+//! server's CA, or presents a token the server did not sign, is refused.
 //!
 //! The in-cluster case runs in a child process (this test binary again)
 //! started by `unshare --mount`, so the service account files it mounts
 //! over /run exist for it alone.
 
-use std::net::{IpAddr, Ipv4Addr};
+#[allow(dead_code)] // each test binary uses a part of it
+mod kube_real;
+
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use fakekube::FakeApiServer;
-use fakekube::client::call_ok;
+use kube_real::Cluster;
+use tweed_testkit::kubeapi::Credentials;
 use tweedd::store::LeaseStore;
 use tweedd::store::kube::node::Networks;
 use tweedd::store::kube::{KubeOptions, KubeStore};
 
-const TOKEN: &str = "s3cret";
-const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 /// Set in the child: the directory holding the service account files.
 const CHILD_ENV: &str = "TWEED_TEST_SERVICE_ACCOUNT";
-
-struct Fixture {
-    server: FakeApiServer,
-    dir: tempfile::TempDir,
-    tls: tweed_testkit::pki::TlsFiles,
-}
-
-impl Fixture {
-    /// An HTTPS fake API server with one node that carries a tweed record.
-    fn new() -> Fixture {
-        let dir = tempfile::tempdir().unwrap();
-        let tls = tweed_testkit::pki::generate(&dir.path().join("pki"), LOCALHOST);
-        let server = FakeApiServer::start_tls(
-            (LOCALHOST, 0).into(),
-            Some(TOKEN.into()),
-            &std::fs::read(&tls.server_cert).unwrap(),
-            &std::fs::read(&tls.server_key).unwrap(),
-        )
-        .expect("fake API server over TLS");
-        Fixture { server, dir, tls }
-    }
-
-    fn kubeconfig(&self, ca: &Path, token: &str) -> PathBuf {
-        let path = self.dir.path().join(format!("kubeconfig-{token}"));
-        std::fs::write(
-            &path,
-            format!(
-                "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: https://{}\n    certificate-authority: {}\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\ncurrent-context: fake\nusers:\n- name: fake\n  user:\n    token: {token}\n",
-                self.server.addr,
-                ca.display()
-            ),
-        )
-        .unwrap();
-        path
-    }
-}
 
 fn networks() -> Networks {
     Networks {
@@ -80,28 +45,32 @@ async fn store(kubeconfig: Option<PathBuf>) -> Result<KubeStore, String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubeconfig_over_tls_trusts_only_its_ca() {
-    let f = Fixture::new();
-    // Over TLS the store lists and publishes like over plain HTTP.
-    let good = store(Some(f.kubeconfig(&f.tls.ca_cert, TOKEN)))
-        .await
-        .unwrap();
+    let c = Cluster::start();
+    c.api.create_node("n1", &["10.244.1.0/24"]);
+    // The service account's token and the cluster's CA: lists.
+    let good = store(Some(c.kubeconfig.clone())).await.unwrap();
     let snap = good.list().await.expect("list over TLS");
     assert!(snap.leases.is_empty());
-    // A CA that did not sign the server's certificate: refused.
-    let rogue = store(Some(f.kubeconfig(&f.tls.rogue_ca_cert, TOKEN)))
-        .await
-        .unwrap();
-    let err = rogue.list().await.expect_err("an untrusted server");
+    // A CA that did not sign the server's certificate: refused, saying why.
+    let token = c.api.token(&c.sa);
+    let rogue = c.api.write_kubeconfig(
+        "rogue-ca",
+        &c.api.certs().rogue_ca,
+        &Credentials::Token(&token),
+    );
+    let err = store(Some(rogue)).await.unwrap().list().await.unwrap_err();
+    let text = err.to_string().to_lowercase();
     assert!(
-        err.to_string().to_lowercase().contains("certificate")
-            || err.to_string().to_lowercase().contains("tls"),
+        text.contains("certificate") || text.contains("tls"),
         "the error should say why: {err}"
     );
-    // The right CA, the wrong token: 401, said as such.
-    let intruder = store(Some(f.kubeconfig(&f.tls.ca_cert, "wrong")))
-        .await
-        .unwrap();
-    let err = intruder.list().await.expect_err("a bad token");
+    // The right CA, a token the server never issued: 401, said as such.
+    let forged = c.api.write_kubeconfig(
+        "forged",
+        &c.api.certs().ca,
+        &Credentials::Token("eyJhbGciOiJub25lIn0.e30.forged"),
+    );
+    let err = store(Some(forged)).await.unwrap().list().await.unwrap_err();
     assert!(err.to_string().contains("401"), "{err}");
 }
 
@@ -112,20 +81,21 @@ fn in_cluster_service_account() {
     // SAFETY: geteuid has no preconditions.
     let euid = unsafe { libc::geteuid() };
     assert_eq!(euid, 0, "mounting needs root (the suite runs as root)");
-    let f = Fixture::new();
-    let sa = f.dir.path().join("serviceaccount");
+    let c = Cluster::start();
+    let sa = c.api.dir().join("serviceaccount");
     std::fs::create_dir_all(&sa).unwrap();
-    std::fs::copy(&f.tls.ca_cert, sa.join("ca.crt")).unwrap();
-    std::fs::write(sa.join("token"), TOKEN).unwrap();
-    std::fs::write(sa.join("namespace"), "kube-system").unwrap();
-    refuses_plain_http(&f);
+    std::fs::copy(&c.api.certs().ca, sa.join("ca.crt")).unwrap();
+    std::fs::write(sa.join("token"), c.api.token(&c.sa)).unwrap();
+    std::fs::write(sa.join("namespace"), &c.sa.namespace).unwrap();
+    refuses_plain_http(c.api.port());
     let out = Command::new("unshare")
         .args(["--mount", "--propagation", "private"])
         .arg(std::env::current_exe().unwrap())
         .args(["--exact", "in_cluster_child", "--ignored", "--nocapture"])
         .env(CHILD_ENV, &sa)
         .env("KUBERNETES_SERVICE_HOST", "127.0.0.1")
-        .env("KUBERNETES_SERVICE_PORT", f.server.addr.port().to_string())
+        .env("KUBERNETES_SERVICE_PORT", c.api.port().to_string())
+        .env_remove("POD_NAMESPACE")
         .output()
         .expect("run unshare (util-linux)");
     let text = format!(
@@ -140,11 +110,18 @@ fn in_cluster_service_account() {
     );
 }
 
-/// A sanity check that the server really speaks only HTTPS.
-fn refuses_plain_http(f: &Fixture) {
+/// The server speaks only HTTPS: a plain HTTP request gets no answer of
+/// the API's.
+fn refuses_plain_http(port: u16) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    write!(s, "GET /api/v1/nodes HTTP/1.0\r\n\r\n").unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
     assert!(
-        call_ok(f.server.addr, "GET", "/version", None).is_err(),
-        "the TLS server answered plain HTTP"
+        !out.contains("NodeList"),
+        "the API answered plain HTTP: {out}"
     );
 }
 
@@ -174,9 +151,18 @@ fn in_cluster_child() {
     rt.block_on(async {
         let s = store(None).await.expect("in-cluster config");
         // Listing needs both: the server's certificate checked against the
-        // service account's CA, and its token (the fake refuses requests
-        // without it).
+        // service account's CA, and its token (RBAC lets the service
+        // account list nodes, nobody anonymous).
         let snap = s.list().await.expect("list with the service account");
         assert!(snap.leases.is_empty(), "{:?}", snap.leases);
+        // Segment blocks live in the namespace the service account file
+        // names: the Role grants leases there and nowhere else, so a wrong
+        // namespace would be refused.
+        let blocks = s.segment_blocks("lab1");
+        let snap = blocks
+            .list()
+            .await
+            .expect("list segment blocks in the service account's namespace");
+        assert!(snap.leases.is_empty());
     });
 }

@@ -61,9 +61,11 @@ impl Failure {
     }
 }
 
-/// Which part of a Node a PATCH may change: the main resource ignores
-/// `status`, the `status` subresource ignores everything else (the real
-/// API server's node strategies do the same).
+/// Which part of a Node a PATCH may change, as kube-apiserver's node
+/// strategies decide: the main resource keeps the old `status`; the
+/// `status` subresource keeps the old `spec` but applies `status` and
+/// metadata (annotations, labels) alike — flannel and tweedd publish their
+/// node annotations there, needing no `patch` on `nodes` itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Part {
     Main,
@@ -194,11 +196,11 @@ impl Cluster {
                 check_pod_cidr_update(name, &current, &next)?;
             }
             Part::Status => {
-                let mut status = current["status"].clone();
-                if let Some(p) = body.get("status") {
-                    kind.apply(&mut status, p);
+                if let Some(o) = body.as_object_mut() {
+                    o.remove("spec");
                 }
-                next["status"] = status;
+                kind.apply(&mut next, &body);
+                next["spec"] = current["spec"].clone();
             }
         }
         if let Some(o) = next.as_object_mut()
@@ -375,17 +377,20 @@ mod tests {
     }
 
     #[test]
-    fn status_subresource_takes_only_status() {
+    fn status_subresource_takes_status_and_metadata_but_not_spec() {
         let mut c = Cluster::default();
         c.create(node("a", &["10.244.1.0/24"])).unwrap();
         let p = json!({
             "metadata": {"annotations": {"x": "1"}},
+            "spec": {"unschedulable": true},
             "status": {"conditions": [{"type": "NetworkUnavailable", "status": "False", "reason": "TweedIsUp"}]}
         });
         let n = c
             .patch("a", Part::Status, PatchKind::StrategicMerge, &p)
             .unwrap();
-        assert!(n["metadata"].get("annotations").is_none());
+        assert_eq!(n["metadata"]["annotations"]["x"], "1");
+        assert!(n["spec"].get("unschedulable").is_none(), "{n}");
+        assert_eq!(n["spec"]["podCIDR"], "10.244.1.0/24");
         let conds = n["status"]["conditions"].as_array().unwrap();
         assert_eq!(conds.len(), 2, "merged by type: {conds:?}");
         assert_eq!(conds[1]["status"], "False");

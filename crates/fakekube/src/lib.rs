@@ -1,22 +1,39 @@
-//! A fake Kubernetes API server for tests: the Node calls tweedd's kube
+//! A fake Kubernetes API server: the Node and Lease calls tweedd's kube
 //! store makes (list, watch with bookmarks and 410 Gone, get, merge and
-//! strategic merge patches of a node and its status), served the way
-//! kube-apiserver serves them, plus an `/admin` interface to
-//! compact the event log, end watches and inject 429 throttling.
+//! strategic merge patches of a node and its status, Lease create/replace),
+//! served the way kube-apiserver serves them, plus an `/admin` interface
+//! to compact the event log, end watches and inject 429 throttling.
 //!
 //! Test infrastructure, not product: one process, state in memory, plain
-//! HTTP or (for tests of HTTPS and the in-cluster path) TLS with a given
-//! certificate, no authorization beyond an optional bearer token. It runs either
-//! in-process ([`FakeApiServer::start`], for store tests) or as the
-//! `fake-kube-apiserver` binary inside a lab's underlay namespace, as etcd
-//! does. The endpoints are listed in [`server`].
+//! HTTP, no authorization beyond an optional bearer token. The kube store
+//! is tested against a real kube-apiserver and etcd
+//! (`tweed_testkit::kubeapi`: crates/agent/tests/kube_store.rs,
+//! kube_tls.rs, kube_rbac.rs). This fake is kept only for what that cannot
+//! do:
+//!
+//! - **Faults a real server cannot be made to produce on demand**
+//!   (crates/agent/tests/kube_faults.rs): 429 Too Many Requests with
+//!   `Retry-After`, as a Status and as kube-apiserver's plain-text body (the
+//!   real one throttles only under real overload); watch connections
+//!   dropped mid-stream, with bookmarks at a chosen interval (a real
+//!   server sends them about once a minute); 410 Gone as a plain response
+//!   to the watch request (the real server here answers with an ERROR
+//!   event in a 200 stream, which the real-server tests cover).
+//! - **The emulated lab's kube mode** (`tweedctl lab up --store kube`,
+//!   crates/lab/src/kube.rs and its tests): the `fake-kube-apiserver`
+//!   binary in the lab's underlay namespace, as etcd is there. The lab is
+//!   the quick workbench that runs without the ~400 MB Kubernetes build
+//!   (scripts/build-kubernetes.sh, five minutes on two cores), and its tests
+//!   set nodes' pod CIDRs through the fake's `/admin` API.
+//!
+//! It runs either in-process ([`FakeApiServer::start`]) or as the
+//! `fake-kube-apiserver` binary. The endpoints are listed in [`server`].
 
 pub mod client;
 pub mod cluster;
 pub mod leases;
 pub mod patch;
 pub mod server;
-pub mod tls;
 
 use std::net::SocketAddr;
 
@@ -35,25 +52,6 @@ impl FakeApiServer {
     /// Callable from inside another runtime (async tests): the server's
     /// runtime lives on its own thread.
     pub fn start(addr: SocketAddr, token: Option<String>) -> std::io::Result<FakeApiServer> {
-        Self::start_with(addr, token, None)
-    }
-
-    /// The same over HTTPS, with a PEM certificate chain and key.
-    pub fn start_tls(
-        addr: SocketAddr,
-        token: Option<String>,
-        cert_chain_pem: &[u8],
-        key_pem: &[u8],
-    ) -> std::io::Result<FakeApiServer> {
-        let acceptor = tls::acceptor(cert_chain_pem, key_pem)?;
-        Self::start_with(addr, token, Some(acceptor))
-    }
-
-    fn start_with(
-        addr: SocketAddr,
-        token: Option<String>,
-        tls: Option<tokio_rustls::TlsAcceptor>,
-    ) -> std::io::Result<FakeApiServer> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -69,7 +67,7 @@ impl FakeApiServer {
                     let listener = tokio::net::TcpListener::from_std(std_listener)
                         .expect("a bound listener registers with the runtime");
                     tokio::select! {
-                        _ = server::serve(listener, shared, tls) => {}
+                        _ = server::serve(listener, shared) => {}
                         _ = stopped => {}
                     }
                 });

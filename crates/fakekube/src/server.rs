@@ -36,7 +36,6 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
-use tokio_rustls::TlsAcceptor;
 
 use crate::cluster::{Cluster, Event, Failure, Part};
 use crate::patch::PatchKind;
@@ -111,34 +110,18 @@ impl Shared {
     }
 }
 
-/// Accepts connections until the listener's task is dropped: plain HTTP,
-/// or HTTPS with `tls`.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>, tls: Option<TlsAcceptor>) {
+/// Accepts connections (plain HTTP) until the listener's task is dropped.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
         let shared = shared.clone();
-        let tls = tls.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| handle(shared.clone(), req));
-            let http = hyper::server::conn::http1::Builder::new();
-            match tls {
-                None => {
-                    let _ = http
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                        .await;
-                }
-                Some(tls) => {
-                    // A failed handshake (an untrusting client) just ends
-                    // the connection, as with a real server.
-                    if let Ok(stream) = tls.accept(stream).await {
-                        let _ = http
-                            .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                            .await;
-                    }
-                }
-            }
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                .await;
         });
     }
 }
@@ -148,7 +131,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, tls: Option<TlsAc
 pub async fn bind(addr: SocketAddr, shared: Arc<Shared>) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
-    tokio::spawn(serve(listener, shared, None));
+    tokio::spawn(serve(listener, shared));
     Ok(local)
 }
 

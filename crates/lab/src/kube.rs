@@ -3,6 +3,16 @@
 //! as etcd is, a kubeconfig pointing at it, and each node registered in it
 //! with the pod CIDRs kube-controller-manager would have allocated
 //! (node i gets 10.244.i.0/24, and fd00:10:244:i::/64 with IPv6).
+//!
+//! Why the fake and not a real kube-apiserver (which the kube store's own
+//! tests use, `tweed_testkit::kubeapi`): the lab is the workbench that
+//! comes up in seconds on any machine, without the ~400 MB Kubernetes
+//! build (scripts/build-kubernetes.sh, about five minutes on two cores)
+//! and its certificates; and the lab's tests set and clear pod CIDRs,
+//! which the real API allows to be set only once, through the fake's
+//! `/admin` API. The kube store's behaviour against the real server is
+//! covered by crates/agent/tests/kube_store.rs; a whole cluster with tweed
+//! installed by its manifest is `scripts/cluster.sh`.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -217,24 +217,12 @@ impl EtcdServer {
     /// [`EtcdServer::etcdctl`], panicking with its output on failure;
     /// returns stdout.
     pub fn etcdctl_ok(&self, args: &[&str]) -> String {
-        let out = self.etcdctl(args);
-        assert!(
-            out.status.success(),
-            "etcdctl {args:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        stdout_of_success(args, &self.etcdctl(args))
     }
 
     /// The store's current revision (from `etcdctl endpoint status`).
     pub fn revision(&self) -> i64 {
-        let out = self.etcdctl_ok(&["endpoint", "status", "-w", "json"]);
-        let v: serde_json::Value = serde_json::from_str(&out)
-            .unwrap_or_else(|e| panic!("etcdctl endpoint status: {e}: {out}"));
-        v[0]["Status"]["header"]["revision"]
-            .as_i64()
-            .unwrap_or_else(|| panic!("no revision in {out}"))
+        revision_of_status(&self.etcdctl_ok(STATUS_ARGS))
     }
 
     /// The last `bytes` of etcd's log, for failure messages.
@@ -347,14 +335,7 @@ impl EtcdServer {
     fn etcdctl_plain(&self, args: &[&str]) -> String {
         let mut cmd = self.etcdctl_base();
         cmd.args(args);
-        let out = run_in_netns(&mut cmd, &self.netns);
-        assert!(
-            out.status.success(),
-            "etcdctl {args:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        stdout_of_success(args, &run_in_netns(&mut cmd, &self.netns))
     }
 
     fn etcdctl_base(&self) -> Command {
@@ -377,6 +358,30 @@ impl EtcdServer {
         }
         cmd
     }
+}
+
+/// `etcdctl` arguments for the status [`revision_of_status`] reads.
+pub const STATUS_ARGS: &[&str] = &["endpoint", "status", "-w", "json"];
+
+/// The stdout of an etcdctl run with `args`, which must have succeeded
+/// (else a panic with its output).
+pub fn stdout_of_success(args: &[&str], out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "etcdctl {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The store's revision in the output of `etcdctl` [`STATUS_ARGS`].
+pub fn revision_of_status(out: &str) -> i64 {
+    let v: serde_json::Value =
+        serde_json::from_str(out).unwrap_or_else(|e| panic!("etcdctl endpoint status: {e}: {out}"));
+    v[0]["Status"]["header"]["revision"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no revision in {out}"))
 }
 
 impl Drop for EtcdServer {

@@ -1,6 +1,7 @@
 //! Test support for tweed: throwaway network namespaces, a CNI runtime
 //! driver (single plugins and whole conflists), kernel state read back with
-//! iproute2, and podman as a real runtime.
+//! iproute2, podman as a real runtime, a real etcd ([`etcd`]) and a real
+//! Kubernetes API server with etcd ([`kubeapi`]).
 //!
 //! Everything here panics with a clear message on failure: it runs inside
 //! tests, where a panic is the report.
@@ -10,6 +11,7 @@ pub mod cni;
 pub mod dns;
 pub mod etcd;
 pub mod kernel;
+pub mod kubeapi;
 pub mod netns;
 pub mod pki;
 pub mod podman;

@@ -1,6 +1,8 @@
 //! A throwaway PKI made with the openssl command: a CA, a server
 //! certificate for an IP address, client certificates, and a rogue CA —
-//! for the TLS tests of etcd and of the Kubernetes API (fake) server.
+//! for the TLS tests of etcd and of the Kubernetes API server
+//! ([`crate::kubeapi`] makes its certificates with [`make_ca`] and
+//! [`make_leaf`]).
 
 use std::fs;
 use std::net::IpAddr;
@@ -37,12 +39,18 @@ pub fn generate(dir: &Path, ip: IpAddr) -> TlsFiles {
          keyUsage=critical,digitalSignature,keyEncipherment\n\
          extendedKeyUsage=serverAuth,clientAuth\n"
     );
-    make_leaf(dir, "ca", "server", "tweed-etcd", &server_ext);
+    make_leaf(dir, "ca", "server", "/CN=tweed-etcd", &server_ext);
     let client_ext = "basicConstraints=CA:FALSE\n\
                       keyUsage=critical,digitalSignature,keyEncipherment\n\
                       extendedKeyUsage=clientAuth\n";
-    make_leaf(dir, "ca", "client", "tweed-client", client_ext);
-    make_leaf(dir, "rogue-ca", "rogue-client", "tweed-client", client_ext);
+    make_leaf(dir, "ca", "client", "/CN=tweed-client", client_ext);
+    make_leaf(
+        dir,
+        "rogue-ca",
+        "rogue-client",
+        "/CN=tweed-client",
+        client_ext,
+    );
     TlsFiles {
         ca_cert: p("ca.crt"),
         server_cert: p("server.crt"),
@@ -55,8 +63,9 @@ pub fn generate(dir: &Path, ip: IpAddr) -> TlsFiles {
     }
 }
 
-/// `<name>.crt` and `<name>.key`: a self-signed P-256 CA valid for a day.
-fn make_ca(dir: &Path, name: &str, cn: &str) {
+/// `<name>.crt` and `<name>.key` in `dir`: a self-signed P-256 CA valid
+/// for a day.
+pub fn make_ca(dir: &Path, name: &str, cn: &str) {
     openssl(
         dir,
         &[
@@ -83,9 +92,11 @@ fn make_ca(dir: &Path, name: &str, cn: &str) {
     );
 }
 
-/// `<name>.crt` and `<name>.key` signed by the CA `<ca>`, with the v3
+/// `<name>.crt` and `<name>.key` in `dir`, signed by the CA `<ca>` there,
+/// for `subject` (`/O=group/CN=user`: Kubernetes reads a client
+/// certificate's CN as the user and each O as a group), with the v3
 /// extensions in `ext` (openssl extfile syntax).
-fn make_leaf(dir: &Path, ca: &str, name: &str, cn: &str, ext: &str) {
+pub fn make_leaf(dir: &Path, ca: &str, name: &str, subject: &str, ext: &str) {
     let ext_file = format!("{name}.ext");
     fs::write(dir.join(&ext_file), ext).unwrap_or_else(|e| panic!("write {ext_file}: {e}"));
     openssl(
@@ -98,7 +109,7 @@ fn make_leaf(dir: &Path, ca: &str, name: &str, cn: &str, ext: &str) {
             "ec_paramgen_curve:prime256v1",
             "-nodes",
             "-subj",
-            &format!("/CN={cn}"),
+            subject,
             "-keyout",
             &format!("{name}.key"),
             "-out",
@@ -127,7 +138,7 @@ fn make_leaf(dir: &Path, ca: &str, name: &str, cn: &str, ext: &str) {
     );
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
+pub(crate) fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new("openssl")
         .current_dir(dir)
         .args(args)

@@ -142,7 +142,6 @@ fn the_role_grants_exactly_what_tweedd_uses() {
             "nodes/status:patch",
             "nodes:get",
             "nodes:list",
-            "nodes:patch",
             "nodes:watch"
         ]
     );

@@ -9,7 +9,11 @@
 //!   `tweed.io/...` annotations on its own Node ([`node`]); a node is a
 //!   peer once it carries them. Annotations do not expire: "create" and
 //!   "renew" both write them (a merge patch; writing the same values is a
-//!   no-op on the server, which sends no event for it).
+//!   no-op on the server, which sends no event for it). The patch goes to
+//!   the `status` subresource, as flannel's does: kube-apiserver's node
+//!   status strategy resets only `spec` there and keeps metadata, so the
+//!   agent needs `patch` on `nodes/status` alone, never on `nodes` (which
+//!   would let it change any node's spec: taints, unschedulable, podCIDR).
 //! - **Readiness:** [`LeaseStore::announce_ready`] sets the node condition
 //!   `NetworkUnavailable=False` (reason `TweedIsUp`) on the `status`
 //!   subresource, as flannel does, so the scheduler places pods there.
@@ -33,7 +37,7 @@ mod watch;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Node;
@@ -65,9 +69,11 @@ pub struct KubeOptions {
     pub flannel_compat: bool,
 }
 
-/// Leases by node name, as of one resourceVersion.
+/// Leases by node name, as of one resourceVersion: the store's last list.
 #[derive(Debug, Clone, Default)]
 struct Listed {
+    /// Counts the lists made, so a watch waiting for the next one sees it.
+    generation: u64,
     revision: u64,
     leases: BTreeMap<String, Lease>,
 }
@@ -79,8 +85,9 @@ pub struct KubeStore {
     networks: Networks,
     flannel_compat: bool,
     /// The last list, so a watch started from its revision knows which
-    /// nodes the receiver already holds as peers.
-    last_list: Arc<Mutex<Listed>>,
+    /// nodes the receiver already holds as peers, and a watch that had to
+    /// ask for a resync goes on from the receiver's new list.
+    last_list: Arc<tokio::sync::watch::Sender<Listed>>,
 }
 
 impl std::fmt::Debug for KubeStore {
@@ -98,7 +105,7 @@ impl std::fmt::Debug for KubeStore {
 fn api_error(what: &str, e: kube::Error) -> StoreError {
     match e {
         kube::Error::Api(s) if s.code == 401 || s.code == 403 => StoreError::Unavailable(format!(
-            "{what}: {} {}: {} (tweedd needs get/list/watch/patch on nodes, patch on nodes/status and, for segments with a Subnet, get/list/create/update on coordination.k8s.io leases in its namespace; see docs/agent.md)",
+            "{what}: {} {}: {} (tweedd needs get/list/watch on nodes, patch on nodes/status and, for segments with a Subnet, get/list/create/update on coordination.k8s.io leases in its namespace; see docs/agent.md)",
             s.code, s.reason, s.message
         )),
         kube::Error::Api(s) => {
@@ -194,7 +201,7 @@ impl KubeStore {
             node_name: opts.node_name,
             networks: opts.networks,
             flannel_compat: opts.flannel_compat,
-            last_list: Arc::new(Mutex::new(Listed::default())),
+            last_list: Arc::new(tokio::sync::watch::Sender::new(Listed::default())),
         }
     }
 
@@ -243,14 +250,15 @@ impl KubeStore {
             .collect()
     }
 
-    /// Writes `lease`'s record onto our Node; returns the Node as stored,
-    /// `None` when it does not exist.
+    /// Writes `lease`'s record onto our Node (through `nodes/status`, see
+    /// the module's header); returns the Node as stored, `None` when it
+    /// does not exist.
     async fn publish(&self, lease: &Lease) -> Result<Option<Node>, StoreError> {
         let patch = node::annotations_patch(&lease.attrs, self.flannel_compat);
         let pp = PatchParams::apply(FIELD_MANAGER);
         match self
             .api
-            .patch(&self.node_name, &pp, &Patch::Merge(&patch))
+            .patch_status(&self.node_name, &pp, &Patch::Merge(&patch))
             .await
         {
             Ok(n) => Ok(Some(n)),
@@ -314,10 +322,11 @@ impl LeaseStore for KubeStore {
     async fn list(&self) -> Result<Snapshot, StoreError> {
         let (rv, nodes) = self.list_nodes().await?;
         let leases = self.leases_of(&nodes);
-        *self.last_list.lock().expect("last list") = Listed {
-            revision: rv,
-            leases: leases.clone(),
-        };
+        self.last_list.send_modify(|last| {
+            last.generation += 1;
+            last.revision = rv;
+            last.leases = leases.clone();
+        });
         Ok(Snapshot {
             leases: leases.into_values().collect(),
             revision: rv,
@@ -359,7 +368,7 @@ impl LeaseStore for KubeStore {
             }
             let name = n.metadata.name.clone().unwrap_or_default();
             self.api
-                .patch(
+                .patch_status(
                     &name,
                     &PatchParams::apply(FIELD_MANAGER),
                     &Patch::Merge(&node::remove_annotations_patch()),
@@ -372,7 +381,7 @@ impl LeaseStore for KubeStore {
 
     async fn watch(&self, revision: u64) -> Result<mpsc::Receiver<WatchEvent>, StoreError> {
         let known = {
-            let last = self.last_list.lock().expect("last list");
+            let last = self.last_list.borrow();
             if last.revision == revision {
                 last.leases.clone()
             } else {

@@ -335,6 +335,7 @@ pub fn remove_annotations_patch() -> Value {
         PUBLIC_IP,
         PUBLIC_IPV6,
         SEGMENT_MACS,
+        WIRE_ENDS,
     ] {
         ann.insert(k.to_string(), Value::Null);
     }
@@ -478,6 +479,31 @@ mod tests {
             .unwrap();
         assert_eq!(lease.attrs, attrs);
         assert_eq!(lease.key.to_string(), "10.244.2.0-24");
+    }
+
+    #[test]
+    fn removing_the_record_nulls_every_annotation_publishing_can_write() {
+        let mut attrs = LeaseAttrs {
+            public_ip: Some("198.18.0.2".parse().unwrap()),
+            public_ipv6: Some("fd00::2".parse().unwrap()),
+            backend_type: "vxlan".into(),
+            backend_data: json!({"VNI": 1}).into(),
+            backend_v6_data: json!({"VNI": 1}).into(),
+            node_name: "n2".into(),
+            segment_macs: Default::default(),
+            wire_ends: Default::default(),
+        };
+        attrs
+            .segment_macs
+            .insert("s".into(), vec!["02:00:00:00:aa:01".into()]);
+        attrs.wire_ends.insert("a/b:eth1".into(), "a/c:eth1".into());
+        let written = annotations_patch(&attrs, false);
+        let removed = remove_annotations_patch();
+        let removed = removed["metadata"]["annotations"].as_object().unwrap();
+        for (k, v) in written["metadata"]["annotations"].as_object().unwrap() {
+            assert!(!v.is_null(), "{k} is written");
+            assert!(removed[k].is_null(), "{k} is not removed: {removed:?}");
+        }
     }
 
     #[test]

@@ -7,15 +7,27 @@
 //!   ours changes. A watch that ends (the server's timeout, a dropped
 //!   connection) is reopened from `rv`, so nothing is missed or repeated.
 //! - When the server answers 410 Gone (that revision was compacted away,
-//!   as an ERROR event or as the response), the task lists the Nodes
-//!   itself *before* sending [`WatchEvent::Resync`]: the receiver's own
-//!   list is then at least as recent, and the watch goes on from the
-//!   task's list without a gap.
+//!   as an ERROR event or as the response), the task sends
+//!   [`WatchEvent::Resync`] and goes on from the list the receiver makes
+//!   because of it (the store keeps its last list, numbered): the
+//!   receiver's state and the watch then meet at one revision, so no
+//!   change is missed and none made between two lists is sent again —
+//!   which happened when the task listed by itself first, and the receiver
+//!   a moment later, after a node had changed (seen against a real
+//!   kube-apiserver restarting). A receiver that has not listed within
+//!   [`RESYNC_WAIT`] gets the task's own list and another Resync.
 //! - A Node is a lease when it carries tweed's record ([`super::node`]);
 //!   the task keeps the lease it last reported per node name, so a Node
 //!   update that changes nothing of the lease (kubelet status, labels) is
 //!   not reported, one that removes the record is reported as a delete,
 //!   and a deleted Node as the delete of the lease it held.
+//! - An `ERROR` event other than 410 ends the watch and it is reopened
+//!   from `rv` after the backoff; when the server refuses the same `rv`
+//!   again, the task relists as for 410 (client-go's reflector relists
+//!   after any watch error). A real kube-apiserver does this without its
+//!   watch cache when a node changed exactly at the revision etcd was
+//!   compacted to: every watch from just before it ends in a 500 ("etcd
+//!   event received with PrevKv=nil"), and reopening alone never gets past.
 //! - Throttling: kube's client already waited out the server's
 //!   `Retry-After` before an error reaches here; the task then waits once
 //!   more (the `retryAfterSeconds` of the answer, else its backoff).
@@ -41,6 +53,11 @@ const WATCH_TIMEOUT_SECS: u32 = 290;
 const IDLE_LIMIT: Duration = Duration::from_secs(WATCH_TIMEOUT_SECS as u64 + 30);
 const BACKOFF_START: Duration = Duration::from_millis(200);
 const BACKOFF_CAP: Duration = Duration::from_secs(5);
+/// How long the task waits for the receiver's list after a Resync.
+const RESYNC_WAIT: Duration = Duration::from_secs(30);
+/// `ERROR` events in a row, with nothing delivered between, after which
+/// the watch's revision is given up and the task resyncs.
+const REFUSALS_BEFORE_RELIST: u32 = 2;
 
 /// Starts the task; the channel closes only when the receiver is dropped.
 pub(super) fn spawn(
@@ -55,6 +72,7 @@ pub(super) fn spawn(
         rv: revision.to_string(),
         known,
         backoff: BACKOFF_START,
+        refusals: 0,
     };
     tokio::spawn(task.run());
     rx
@@ -70,6 +88,9 @@ enum End {
     Gone,
     /// Still throttled after the client's own retries: wait this long.
     Throttled(Duration),
+    /// The server sent an `ERROR` event (not 410): it could not serve the
+    /// watch from `rv`.
+    Refused(String),
     /// Anything else: reopen after the backoff.
     Broken(String),
 }
@@ -80,6 +101,8 @@ struct Watcher {
     rv: String,
     known: BTreeMap<String, Lease>,
     backoff: Duration,
+    /// [`End::Refused`] in a row since anything was delivered.
+    refusals: u32,
 }
 
 fn classify(e: kube::Error) -> End {
@@ -105,11 +128,24 @@ impl Watcher {
                 End::ReceiverGone => return,
                 End::Ended => continue,
                 End::Gone => {
-                    tracing::info!(resource_version = %self.rv, "kube: watch history expired (410 Gone); listing again");
-                    if !self.relist().await {
+                    tracing::info!(resource_version = %self.rv, "kube: watch history expired (410 Gone); resyncing");
+                    if !self.resync().await {
                         return;
                     }
                     continue;
+                }
+                End::Refused(why) if self.refusals + 1 >= REFUSALS_BEFORE_RELIST => {
+                    tracing::warn!(reason = %why, resource_version = %self.rv, "kube: the API server keeps refusing the node watch from this revision; resyncing");
+                    if !self.resync().await {
+                        return;
+                    }
+                    continue;
+                }
+                End::Refused(why) => {
+                    self.refusals += 1;
+                    let d = self.next_backoff();
+                    tracing::warn!(reason = %why, resume_from = %self.rv, retry_in = ?d, "kube: the API server ended the node watch with an error");
+                    d
                 }
                 End::Throttled(d) => {
                     tracing::warn!(retry_in = ?d, "kube: the API server is throttling the node watch");
@@ -141,6 +177,37 @@ impl Watcher {
         }
     }
 
+    /// Asks the receiver to list again, and goes on from that list (see
+    /// the module's header); `false` when the receiver left.
+    async fn resync(&mut self) -> bool {
+        let mut lists = self.store.last_list.subscribe();
+        let before = lists.borrow_and_update().generation;
+        if self.tx.send(WatchEvent::Resync).await.is_err() {
+            return false;
+        }
+        let listed = tokio::select! {
+            r = tokio::time::timeout(RESYNC_WAIT, lists.wait_for(|l| l.generation > before)) => {
+                match r {
+                    Ok(Ok(l)) => Some((l.revision, l.leases.clone())),
+                    _ => None,
+                }
+            }
+            () = self.tx.closed() => return false,
+        };
+        match listed {
+            Some((rv, leases)) => {
+                self.rv = rv.to_string();
+                self.known = leases;
+                self.refusals = 0;
+                true
+            }
+            None => {
+                tracing::warn!(waited = ?RESYNC_WAIT, "kube: the watch's receiver did not list again; listing for it");
+                self.relist().await
+            }
+        }
+    }
+
     /// Lists, takes its revision and leases as the new starting point,
     /// then asks the receiver to list too. `false` when the receiver left.
     async fn relist(&mut self) -> bool {
@@ -148,6 +215,7 @@ impl Watcher {
             match self.store.list_nodes().await {
                 Ok((rv, nodes)) => {
                     self.rv = rv.to_string();
+                    self.refusals = 0;
                     self.known = self.store.leases_of(&nodes);
                     return self.tx.send(WatchEvent::Resync).await.is_ok();
                 }
@@ -177,14 +245,17 @@ impl Watcher {
                 Ok(Some(Err(e))) => return classify(e),
                 Ok(Some(Ok(item))) => item,
             };
-            self.backoff = BACKOFF_START;
+            if !matches!(item, KubeEvent::Error(_)) {
+                self.backoff = BACKOFF_START;
+                self.refusals = 0;
+            }
             let (events, rv) = match item {
                 KubeEvent::Added(n) | KubeEvent::Modified(n) => (self.update(&n), rv_of(&n)),
                 KubeEvent::Deleted(n) => (self.remove(&n), rv_of(&n)),
                 KubeEvent::Bookmark(b) => (Vec::new(), Some(b.metadata.resource_version)),
                 KubeEvent::Error(s) if s.code == 410 => return End::Gone,
                 KubeEvent::Error(s) => {
-                    return End::Broken(format!("{} {}: {}", s.code, s.reason, s.message));
+                    return End::Refused(format!("{} {}: {}", s.code, s.reason, s.message));
                 }
             };
             for ev in events {

@@ -1,0 +1,150 @@
+//! Cross-node TCP throughput in the cluster: one iperf3 stream from a pod
+//! on node 1 to a pod on node 2 (tweed's data path: veth, bridge, the
+//! backend's tunnel, and back), next to the same stream between the two
+//! nodes themselves (the underlay, the ceiling) in the same run. Runs
+//! alternate; medians and the median of per-round ratios.
+//!
+//! iperf3 runs in the pods' network namespaces, entered from the node (the
+//! test image has no iperf3; the host's binary is the same program on both
+//! paths).
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use tweed_cluster::Cluster;
+use tweed_cluster::pods::{pod, pod_netns};
+use tweed_testkit::stats::{max, median, min};
+
+const PODS: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: iperf-a, labels: {bench: iperf}}
+spec:
+  nodeName: tweed-n1
+  terminationGracePeriodSeconds: 0
+  containers: [{name: c, image: localhost/tweed-test:latest, imagePullPolicy: Never}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: iperf-b, labels: {bench: iperf}}
+spec:
+  nodeName: tweed-n2
+  terminationGracePeriodSeconds: 0
+  containers: [{name: c, image: localhost/tweed-test:latest, imagePullPolicy: Never}]
+"#;
+
+/// Where one side of a path runs: a node, and a namespace name under its
+/// /run/netns (None: the node's own network).
+struct End {
+    node: usize,
+    netns: Option<String>,
+}
+
+impl End {
+    fn argv<'a>(&'a self, rest: &[&'a str]) -> Vec<&'a str> {
+        let mut v = match &self.netns {
+            Some(ns) => vec!["ip", "netns", "exec", ns.as_str()],
+            None => vec![],
+        };
+        v.extend_from_slice(rest);
+        v
+    }
+}
+
+/// One iperf3 run from `client` to `server` (listening on `ip`); Gbit/s.
+fn iperf(c: &Cluster, client: &End, server: &End, ip: &str, secs: usize) -> f64 {
+    let mut srv = c
+        .node_command(server.node, &server.argv(&["iperf3", "-s", "-1", "-B", ip]))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("iperf3 server");
+    std::thread::sleep(Duration::from_millis(500));
+    let t = secs.to_string();
+    let out = c.on_node(
+        client.node,
+        &client.argv(&["iperf3", "-c", ip, "-t", &t, "-O", "1", "-J"]),
+    );
+    let _ = srv.wait();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "iperf3 to {ip}: {e}\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    v["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("iperf3 to {ip}: no result: {v}"))
+        / 1e9
+}
+
+pub fn compare(c: &Cluster, secs: usize) {
+    c.apply(PODS);
+    c.kubectl_ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/iperf-a",
+        "pod/iperf-b",
+        "--timeout=120s",
+    ]);
+    let (a, b) = (pod(c, "iperf-a"), pod(c, "iperf-b"));
+    let pod_a = End {
+        node: 1,
+        netns: Some(pod_netns(c, &a)),
+    };
+    let pod_b = End {
+        node: 2,
+        netns: Some(pod_netns(c, &b)),
+    };
+    let (node_a, node_b) = (
+        End {
+            node: 1,
+            netns: None,
+        },
+        End {
+            node: 2,
+            netns: None,
+        },
+    );
+    let rounds = 5;
+    let (mut pods, mut under, mut ratios) = (vec![], vec![], vec![]);
+    for r in 0..rounds {
+        let (p, u) = if r % 2 == 0 {
+            let p = iperf(c, &pod_a, &pod_b, &b.ip, secs);
+            (p, iperf(c, &node_a, &node_b, "198.18.1.12", secs))
+        } else {
+            let u = iperf(c, &node_a, &node_b, "198.18.1.12", secs);
+            (iperf(c, &pod_a, &pod_b, &b.ip, secs), u)
+        };
+        println!(
+            "round {}: pod to pod {p:.2} Gbit/s, node to node {u:.2} Gbit/s",
+            r + 1
+        );
+        pods.push(p);
+        under.push(u);
+        ratios.push(p / u);
+    }
+    c.kubectl_ok(&["delete", "pods", "-l", "bench=iperf", "--wait=true"]);
+    println!(
+        "\ncross-node TCP, one iperf3 stream, {rounds} runs of {secs} s each, alternating (Gbit/s)"
+    );
+    println!("| path | median | min | max |\n|---|---|---|---|");
+    for (name, xs) in [
+        ("pod to pod (tweed vxlan)", &pods),
+        ("node to node (underlay)", &under),
+    ] {
+        println!(
+            "| {name} | {:.2} | {:.2} | {:.2} |",
+            median(xs),
+            min(xs),
+            max(xs)
+        );
+    }
+    println!(
+        "pod / underlay: {:.3} of medians, {:.3} median of per-round ratios",
+        median(&pods) / median(&under),
+        median(&ratios)
+    );
+}

@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU32;
 use std::time::Duration;
 
+use crate::shutdown::Shutdown;
 use ipnet::IpNet;
 use thiserror::Error;
-use tokio::signal::unix::{SignalKind, signal};
 use tweed_netlink::{Monitor, Netlink};
 
 use crate::backend::LocalNode;
@@ -86,9 +86,11 @@ const KERNEL_RECHECK: Duration = Duration::from_secs(30);
 /// Waits until the kernel has what the configuration needs
 /// ([`kernel_check`](crate::kernel_check)), staying not ready with the
 /// missing option as the reason meanwhile. `false`: told to stop first.
-async fn kernel_ready(config: &NetConfig, health: &Health) -> Result<bool, AgentError> {
-    let mut sigterm = signal(SignalKind::terminate()).map_err(AgentError::Health)?;
-    let mut sigint = signal(SignalKind::interrupt()).map_err(AgentError::Health)?;
+async fn kernel_ready(
+    config: &NetConfig,
+    health: &Health,
+    shutdown: &Shutdown,
+) -> Result<bool, AgentError> {
     let mut reported = None;
     loop {
         match crate::kernel_check::check(&config.backend, !config.segments.is_empty()) {
@@ -115,15 +117,19 @@ async fn kernel_ready(config: &NetConfig, health: &Health) -> Result<bool, Agent
                 health.set_not_ready(text);
             }
         }
-        tokio::select! {
-            _ = sigterm.recv() => return Ok(false),
-            _ = sigint.recv() => return Ok(false),
-            _ = tokio::time::sleep(KERNEL_RECHECK) => {}
+        if shutdown
+            .unless(tokio::time::sleep(KERNEL_RECHECK))
+            .await
+            .is_none()
+        {
+            return Ok(false);
         }
     }
 }
 
 pub async fn run(opts: AgentOptions, config: NetConfig, store: AnyStore) -> Result<(), AgentError> {
+    // First of all: from here on a SIGTERM is heard in every wait.
+    let shutdown = Shutdown::listen().map_err(AgentError::Health)?;
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::new());
     health.set_not_ready("choosing the underlay and leasing a subnet");
@@ -140,7 +146,7 @@ pub async fn run(opts: AgentOptions, config: NetConfig, store: AnyStore) -> Resu
         });
     }
 
-    if !kernel_ready(&config, &health).await? {
+    if !kernel_ready(&config, &health, &shutdown).await? {
         return Ok(());
     }
 
@@ -208,10 +214,16 @@ pub async fn run(opts: AgentOptions, config: NetConfig, store: AnyStore) -> Resu
     // The wire ends already recorded go into the lease from the start, so
     // far nodes never see them vanish across this agent's restart.
     let wire_ends = crate::wires::local_ends(&opts.wire_dir);
-    let mut lease = acquire_with_retry(
-        &store, &config, &factory, &opts, &health, previous, &wire_ends,
-    )
-    .await?;
+    let Some(acquired) = shutdown
+        .unless(acquire_with_retry(
+            &store, &config, &factory, &opts, &health, previous, &wire_ends,
+        ))
+        .await
+    else {
+        tracing::info!("stopping before a subnet was leased");
+        return Ok(());
+    };
+    let mut lease = acquired?;
     saved.vtep_mac = Some(vtep_mac.to_string());
     saved.lease = Some(lease.key.to_string());
     if let Err(e) = saved.save(&opts.state_dir) {
@@ -299,7 +311,13 @@ pub async fn run(opts: AgentOptions, config: NetConfig, store: AnyStore) -> Resu
     };
     // The snapshot moves into the peer map: at 5000 peers every copy of
     // the set costs megabytes.
-    let snapshot = list_with_retry(&store, &metrics).await;
+    let Some(snapshot) = shutdown.unless(list_with_retry(&store, &metrics)).await else {
+        let _ = tx.send(Input::Stop);
+        let _ = wire_tx.send(crate::wires::Input::Stop);
+        let _ = reconcile_thread.join();
+        let _ = wire_thread.join();
+        return Ok(());
+    };
     let mut revision = snapshot.revision;
     peers.replace(snapshot.leases, &lease.key);
     peers.send(&tx, &mailbox, &local);
@@ -337,8 +355,6 @@ pub async fn run(opts: AgentOptions, config: NetConfig, store: AnyStore) -> Resu
     let mut relist = tokio::time::interval(opts.resync_interval);
     relist.tick().await;
     let mut heartbeat = tokio::time::interval(Duration::from_secs(5));
-    let mut sigterm = signal(SignalKind::terminate()).map_err(AgentError::Health)?;
-    let mut sigint = signal(SignalKind::interrupt()).map_err(AgentError::Health)?;
     let mut rewatch_backoff = Duration::from_millis(200);
     // What this node publishes beyond its subnet: the MACs behind its end
     // of each segment (so peers send to them directly, segment_macs.rs)
@@ -356,8 +372,7 @@ pub async fn run(opts: AgentOptions, config: NetConfig, store: AnyStore) -> Resu
             }
         };
         tokio::select! {
-            _ = sigterm.recv() => break,
-            _ = sigint.recv() => break,
+            _ = shutdown.requested() => break,
             _ = heartbeat.tick() => {
                 health.beat();
                 blocks.claim_missing(opts.lease_ttl, false).await;
@@ -391,7 +406,9 @@ pub async fn run(opts: AgentOptions, config: NetConfig, store: AnyStore) -> Resu
                             }
                         }
                         if resync {
-                            let s = list_with_retry(&store, &metrics).await;
+                            let Some(s) = shutdown.unless(list_with_retry(&store, &metrics)).await else {
+                                break;
+                            };
                             lost |= !s.leases.iter().any(|l| l.key == lease.key && l.same_owner(&lease.attrs));
                             peers.replace(s.leases, &lease.key);
                         }
@@ -403,7 +420,9 @@ pub async fn run(opts: AgentOptions, config: NetConfig, store: AnyStore) -> Resu
                         // list again and start a new one.
                         tokio::time::sleep(rewatch_backoff).await;
                         rewatch_backoff = (rewatch_backoff * 2).min(Duration::from_secs(5));
-                        let s = list_with_retry(&store, &metrics).await;
+                        let Some(s) = shutdown.unless(list_with_retry(&store, &metrics)).await else {
+                            break;
+                        };
                         revision = s.revision;
                         let ours = s.leases.iter().any(|l| l.key == lease.key && l.same_owner(&lease.attrs));
                         peers.replace(s.leases, &lease.key);
@@ -416,7 +435,10 @@ pub async fn run(opts: AgentOptions, config: NetConfig, store: AnyStore) -> Resu
                     }
                 };
                 if lost {
-                    lease = recover_lease(&store, &config, &factory, &opts, &metrics, &health, &lease).await?;
+                    let Some(recovered) = shutdown.unless(recover_lease(&store, &config, &factory, &opts, &metrics, &health, &lease)).await else {
+                        break;
+                    };
+                    lease = recovered?;
                     announced = announce(&store, &lease).await;
                     if local.lease.key != lease.key {
                         local = Arc::new(LocalNode { lease: lease.clone(), ..(*local).clone() });
@@ -459,7 +481,10 @@ pub async fn run(opts: AgentOptions, config: NetConfig, store: AnyStore) -> Resu
                         announced = announce(&store, &lease).await;
                     }
                     Err(StoreError::LeaseLost(_)) => {
-                        lease = recover_lease(&store, &config, &factory, &opts, &metrics, &health, &lease).await?;
+                        let Some(recovered) = shutdown.unless(recover_lease(&store, &config, &factory, &opts, &metrics, &health, &lease)).await else {
+                            break;
+                        };
+                        lease = recovered?;
                         announced = announce(&store, &lease).await;
                         local = Arc::new(LocalNode { lease: lease.clone(), ..(*local).clone() });
                         let _ = tx.send(Input::SetBackend(factory.build(&lease.key)));

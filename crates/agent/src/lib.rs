@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod reconcile;
 pub mod segment_blocks;
 pub mod segment_macs;
+pub mod shutdown;
 pub mod state;
 pub mod store;
 pub mod subnet_file;

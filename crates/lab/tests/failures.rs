@@ -53,6 +53,30 @@ fn tweedd_in_with(
         .expect("start tweedd")
 }
 
+/// Sends SIGTERM and asserts tweedd has exited within 2 s; its log.
+fn stops_promptly(mut child: std::process::Child, state: &str) -> String {
+    let asked = Instant::now();
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    while child.try_wait().unwrap().is_none() {
+        if asked.elapsed() > Duration::from_secs(2) {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "tweedd ignored SIGTERM for 2 s while {state}:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    println!(
+        "{state}: stopped {} ms after SIGTERM",
+        asked.elapsed().as_millis()
+    );
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 fn leases(lab: &TestLab) -> usize {
     std::fs::read_dir(lab.lab().state.dir().join("store").join("subnets"))
         .map(|d| {
@@ -191,10 +215,7 @@ fn unreachable_store_is_retried_with_backoff_and_nothing_is_programmed() {
         child.try_wait().unwrap().is_none(),
         "tweedd must keep retrying, not exit"
     );
-    // SAFETY: kill(2) on our own child's pid.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let out = child.wait_with_output().unwrap();
-    let log = String::from_utf8_lossy(&out.stderr);
+    let log = stops_promptly(child, "retrying an unreachable store at start");
     assert!(log.contains("retry"), "the log must say it retries: {log}");
     assert!(!dir.path().join("subnet.env").exists());
     let out = lab
@@ -273,5 +294,49 @@ fn etcd_outage_keeps_traffic_and_agents_catch_up() {
     assert!(
         text.contains("700 packets transmitted, 700 received"),
         "traffic suffered during the outage:\n{text}"
+    );
+}
+
+/// SIGTERM ends tweedd within 2 s when it is ready and while it has lost
+/// its lease and keeps failing to get one back (it used to wait in that
+/// retry loop until SIGKILL: a DaemonSet rollout during a store outage
+/// would wait out the whole grace period).
+#[test]
+fn sigterm_is_heard_when_ready_and_while_re_acquiring_a_lost_lease() {
+    let lab = TestLab::up_with("fst", 1, "vxlan", "file", |s| s.pods_per_node = 0);
+    // host-gw and no peers: this second agent programs nothing that could
+    // disturb the lab's own.
+    let conf = r#"{"Network": "10.244.0.0/16", "Backend": {"Type": "host-gw"}}"#;
+    let started = |dir: &std::path::Path| {
+        let store = dir.join("store");
+        std::fs::create_dir_all(&store).unwrap();
+        let child = tweedd_in(&lab, dir, conf, &format!("file://{}", store.display()));
+        wait_until(30, "the agent has leased a subnet", || {
+            dir.join("subnet.env").exists()
+        });
+        (child, store)
+    };
+
+    let ready = tempfile::tempdir().unwrap();
+    let (child, _) = started(ready.path());
+    stops_promptly(child, "ready");
+
+    let lost = tempfile::tempdir().unwrap();
+    let (child, store) = started(lost.path());
+    // The store moved away (inotify keeps watching the moved directory) and
+    // a dangling symlink in its place, then our lease deleted: the agent
+    // reads the lease as gone, and cannot create a new one.
+    let gone = lost.path().join("store.gone");
+    std::fs::rename(&store, &gone).unwrap();
+    std::os::unix::fs::symlink("/nonexistent/tweed-store", &store).unwrap();
+    for e in std::fs::read_dir(gone.join("subnets")).unwrap() {
+        std::fs::remove_file(e.unwrap().path()).unwrap();
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let log = stops_promptly(child, "re-acquiring a lost lease");
+    assert!(log.contains("LEASE LOST"), "the lease was not lost: {log}");
+    assert!(
+        log.contains("retrying"),
+        "it was not retrying when told to stop: {log}"
     );
 }

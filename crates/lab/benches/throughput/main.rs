@@ -75,9 +75,7 @@ fn main() {
         .filter(|(b, _)| seg6 || *b != "srv6")
         .collect();
     if !seg6 {
-        println!(
-            "srv6: not measured, this kernel lacks seg6 lwtunnel (CONFIG_IPV6_SEG6_LWTUNNEL)"
-        );
+        println!("srv6: not measured, this kernel lacks seg6 lwtunnel (CONFIG_IPV6_SEG6_LWTUNNEL)");
     }
     let measured = |name: &str| seg6 || !name.contains("srv6");
 

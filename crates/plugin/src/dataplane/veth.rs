@@ -86,6 +86,28 @@ pub fn create_replacing_leftover(nl: &mut Netlink, plan: &VethPlan) -> Result<Li
     }
 }
 
+/// Deletes, and waits for, the host veth `host_name` if it carries
+/// `deleting_alias` — the mark DEL of the same attachment left on a pair it
+/// handed to the detached deleter. `true` if there was one.
+pub fn finish_pending_delete(
+    nl: &mut Netlink,
+    host_name: &str,
+    deleting_alias: &str,
+) -> Result<bool, CniError> {
+    match nl.link_by_name(host_name).map_err(errors::kernel)? {
+        Some(old) if old.alias.as_deref() == Some(deleting_alias) => {
+            match nl.delete_link(old.index) {
+                Ok(()) => Ok(true),
+                Err(e) if e.is_not_found() => Ok(true),
+                Err(e) => Err(errors::kernel(e)),
+            }
+        }
+        // Gone already: the detached deleter finished first.
+        None => Ok(true),
+        Some(_) => Ok(false),
+    }
+}
+
 /// The environment variable that turns a `tweed` process into the
 /// detached deleter of one link (see [`delete_detached`]).
 pub const DETACHED_DELETE_ENV: &str = "TWEED_DETACHED_DELETE_LINK";

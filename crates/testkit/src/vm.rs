@@ -257,6 +257,20 @@ impl Job {
         let words: Vec<String> = argv.iter().map(|a| quote(a)).collect();
         script.push_str(&format!("{} 2>&1\n", words.join(" ")));
         std::fs::write(dir.join("job.sh"), script).expect("write job.sh");
+        // The working directory and the program's build directory come back
+        // in the VM even where its tmpfs (/tmp, /run, /var/*) would hide
+        // them: a checkout in /tmp works like one anywhere else.
+        let mut keep = vec![cwd.to_path_buf()];
+        if let Some(build) = argv
+            .first()
+            .map(Path::new)
+            .filter(|p| p.is_absolute())
+            .and_then(|p| p.ancestors().nth(2))
+        {
+            keep.push(build.to_path_buf());
+        }
+        let keep: String = keep.iter().map(|p| format!("{}\n", p.display())).collect();
+        std::fs::write(dir.join("keep"), keep).expect("write keep");
         Job { dir }
     }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 use tweed_cluster::Cluster;
 use tweed_cluster::pods::{PingRun, Pod, assert_all_pairs_talk, assert_talk, pods};
 
+use crate::faults::tweed_pod_on;
 use crate::{install, web};
 
 /// Runs `action` while pods[0] pings pods[1] (on another node) `count`
@@ -33,22 +34,6 @@ pub fn no_ping_lost_while(
         b.node
     );
     assert!(sent == count && received == sent, "{what}: {report}");
-}
-
-/// The tweed pod on pods[0]'s node.
-fn tweed_pod_on(c: &Cluster, node: &str) -> String {
-    let v = c.json(&[
-        "-n",
-        "kube-tweed",
-        "get",
-        "pods",
-        "--field-selector",
-        &format!("spec.nodeName={node}"),
-    ]);
-    v["items"][0]["metadata"]["name"]
-        .as_str()
-        .expect("a tweed pod on the node")
-        .to_string()
 }
 
 pub fn rolling_tweeds_pod_keeps_traffic(c: &Cluster, pods: &[Pod]) {

@@ -6,7 +6,7 @@
 //! addresses, which only a working cable carries.
 
 use tweed_cluster::Cluster;
-use tweed_cluster::pods::{exec, pod};
+use tweed_cluster::pods::{exec, ping_ok, pod};
 
 const PODS: &str = r#"
 apiVersion: v1
@@ -52,17 +52,9 @@ fn link_local(c: &Cluster, pod: &str, ifname: &str) -> Option<String> {
         .map(|a| a.split('/').next().unwrap_or(a).to_string())
 }
 
+/// Pings over one interface to a link-local address (`ADDR%IFNAME`).
 fn ping6(c: &Cluster, pod: &str, to: &str, ifname: &str) -> Result<String, String> {
-    let out = exec(
-        c,
-        pod,
-        &["ping", "-c", "3", "-W", "2", &format!("{to}%{ifname}")],
-    )?;
-    if out.contains(" 0% packet loss") {
-        Ok(out)
-    } else {
-        Err(out)
-    }
+    ping_ok(c, pod, &format!("{to}%{ifname}"), 3)
 }
 
 pub fn cable_pods_on_one_node_and_across_nodes(c: &Cluster) {

@@ -28,11 +28,12 @@ source "$REPO/cluster/lib/pki.sh"
 source "$REPO/cluster/lib/network.sh"
 source "$REPO/cluster/lib/control_plane.sh"
 source "$REPO/cluster/lib/images.sh"
+source "$REPO/cluster/lib/flannel.sh"
 GO_CACHE="${TWEED_CACHE:-/var/cache/tweed}/go"
 
 [ "$(id -u)" = 0 ] || die "the cluster makes namespaces and mounts: run as root"
 
-packages=(containerd runc etcd-server etcd-client openssl buildah busybox-static iproute2 nftables util-linux jq curl)
+packages=(containerd runc etcd-server etcd-client openssl buildah busybox-static iproute2 nftables iptables util-linux jq curl)
 install_packages() {
   local missing=() p
   for p in "${packages[@]}"; do

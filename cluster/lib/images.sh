@@ -10,17 +10,43 @@
 #   localhost/multus:<version>   Multus (thin plugin) from cluster/multus, laid
 #                                out as Multus's own image, for its own
 #                                manifest ($STATE/addons/multus-daemonset.yml)
+#   localhost/flannel:<version>, localhost/flannel-cni-plugin:<version>
+#                                flannel, for its own kube-flannel.yml
+#                                ($STATE/addons/kube-flannel.yml;
+#                                cluster/lib/flannel.sh)
 
 IMAGES="$STATE/images"
 
-# busybox_image NAME OUT ENTRYPOINT-JSON : busybox-static and its applets.
+# copy_with_libs ROOT FILE... : each FILE at its own path under ROOT, with
+# the shared libraries it loads (and the loader), for images of Debian's
+# dynamically linked programs.
+copy_with_libs() {
+  local root="$1" f lib
+  shift
+  for f in "$@"; do
+    mkdir -p "$root$(dirname "$f")"
+    cp -L "$f" "$root$f"
+    for lib in $(ldd "$f" | grep -o '/[^ ]*'); do
+      [ -e "$root$lib" ] && continue
+      mkdir -p "$root$(dirname "$lib")"
+      cp -L "$lib" "$root$lib"
+    done
+  done
+}
+
+# busybox_image NAME OUT ENTRYPOINT-JSON [SRC:DST...] : busybox-static and
+# its applets, and SRC copied to DST.
 busybox_image() {
-  local name="$1" out="$2" entrypoint="$3" ctr root applet
+  local name="$1" out="$2" entrypoint="$3" ctr root applet extra
+  shift 3
   root="$(mktemp -d)"
   mkdir -p "$root/bin" "$root/tmp" "$root/etc" "$root/www"
   cp /bin/busybox "$root/bin/busybox"
   for applet in $(/bin/busybox --list); do
     [ "$applet" = busybox ] || ln -s busybox "$root/bin/$applet"
+  done
+  for extra in "$@"; do
+    cp "${extra%%:*}" "$root${extra#*:}"
   done
   echo 'root:x:0:0:root:/:/bin/sh' >"$root/etc/passwd"
   echo 'root:x:0:' >"$root/etc/group"
@@ -81,15 +107,17 @@ make_images() {
   mkdir -p "$IMAGES"
   build_coredns
   build_multus
+  build_flannel
   tweed_version="$(sed -n 's/^version = "\(.*\)"/\1/p' "$REPO/Cargo.toml" | head -n1)"
   # Rebuilt when busybox, CoreDNS or tweed's binaries change.
-  key="$({ dpkg-query -W -f='${Version}' busybox-static; echo "$COREDNS_VERSION $MULTUS_VERSION";
+  key="$({ dpkg-query -W -f='${Version}' busybox-static; echo "$COREDNS_VERSION $MULTUS_VERSION $FLANNEL_BINS";
+    sha256sum "$REPO/cluster/lib/flannel.sh";
     sha256sum "$TWEED_BINS"/tweed "$TWEED_BINS"/tweedd "$TWEED_BINS"/tweedctl; } | sha256sum | cut -c1-16)"
   stamp="$IMAGES/.key"
   if [ "$(cat "$stamp" 2>/dev/null)" = "$key" ]; then
     return 0
   fi
-  log "building images (pause, tweed-test, coredns $COREDNS_VERSION, multus $MULTUS_VERSION, tweed $tweed_version)"
+  log "building images (pause, tweed-test, coredns $COREDNS_VERSION, multus $MULTUS_VERSION, flannel $FLANNEL_VERSION, tweed $tweed_version)"
   rm -f "$IMAGES"/*.tar
   busybox_image localhost/pause:tweed "$IMAGES/pause.tar" '["/bin/sleep", "2147483647"]'
   busybox_image localhost/tweed-test:latest "$IMAGES/tweed-test.tar" '["/bin/sleep", "2147483647"]'
@@ -108,6 +136,7 @@ make_images() {
   STORAGE_DRIVER=vfs buildah config --entrypoint '["/thin_entrypoint"]' "$ctr"
   STORAGE_DRIVER=vfs buildah commit --quiet "$ctr" "docker-archive:$IMAGES/multus.tar:localhost/multus:$MULTUS_VERSION" >/dev/null
   STORAGE_DRIVER=vfs buildah rm "$ctr" >/dev/null
+  flannel_images
   "$REPO/scripts/build-image.sh" --binaries "$TWEED_BINS" --out "$IMAGES/tweed.tar" --format docker >/dev/null
   echo "$key" >"$stamp"
 }

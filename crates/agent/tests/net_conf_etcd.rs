@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 use tweed_testkit::TestNs;
 use tweed_testkit::etcd::{EtcdOpts, EtcdServer};
+use tweed_testkit::process::{terminate_within, wait_within};
 
 const FLANNEL_PREFIX: &str = "/coreos.com/network";
 /// Hides the host's /etc/tweed, then runs the arguments.
@@ -110,29 +111,15 @@ impl Lab {
     }
 }
 
-/// Waits up to 20 s for tweedd to exit by itself; its output.
-fn exits(mut child: Child) -> Output {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "tweedd did not exit:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child.wait_with_output().unwrap()
+/// Waits for tweedd to exit by itself; its output.
+fn exits(child: Child) -> Output {
+    wait_within(child, Duration::from_secs(20), "tweedd did not exit")
 }
 
-/// Stops tweedd with SIGTERM; its output.
+/// Stops tweedd with SIGTERM (`ip netns exec` and `sh` exec into tweedd,
+/// so the child's pid is tweedd's); its output.
 fn stop(child: Child) -> Output {
-    // SAFETY: kill(2) on our own child's pid (`ip netns exec` and `sh`
-    // exec into tweedd, so the pid is tweedd's).
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    exits(child)
+    terminate_within(child, Duration::from_secs(5), "tweedd ignored SIGTERM")
 }
 
 fn wait_for_file(path: &Path, child: &mut Child) -> String {

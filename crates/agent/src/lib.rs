@@ -12,6 +12,7 @@ pub mod lease;
 pub mod leasing;
 pub mod masq;
 pub mod metrics;
+pub mod net_conf_source;
 pub mod reconcile;
 pub mod segment_blocks;
 pub mod segment_macs;

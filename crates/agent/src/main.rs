@@ -3,7 +3,7 @@
 //! units use them).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -12,19 +12,22 @@ use tweedd::agent::{self, AgentOptions};
 use tweedd::config::NetConfig;
 use tweedd::identity::IdentityOptions;
 use tweedd::lease::LEASE_TTL;
-use tweedd::store::StoreError;
+use tweedd::net_conf_source::{self, DEFAULT_NET_CONF, Source};
 use tweedd::store::any::AnyStore;
 use tweedd::store::etcd::EtcdOptions;
 use tweedd::store::etcd_tls_dir;
 use tweedd::store::kube::KubeOptions;
 use tweedd::store::kube::node::Networks;
+use tweedd::store::retry;
 
 #[derive(Parser, Debug)]
 #[command(name = "tweedd", version, about = "The tweed node agent")]
 struct Flags {
-    /// Network configuration (a superset of flannel's net-conf.json).
-    #[arg(long, default_value = "/etc/tweed/net-conf.json")]
-    net_conf: PathBuf,
+    /// Network configuration (a superset of flannel's net-conf.json)
+    /// [default: /etc/tweed/net-conf.json; without that file and with an
+    /// etcd store, flannel's <etcd-prefix>/config in etcd].
+    #[arg(long)]
+    net_conf: Option<PathBuf>,
     /// Lease store: file:///path, etcd://host:port[,host:port] (etcds:// or
     /// https://host:port,... for TLS), or kube (Node objects in the
     /// Kubernetes API).
@@ -147,24 +150,29 @@ fn hostname() -> String {
         .unwrap_or_else(|| "localhost".to_string())
 }
 
-/// Opens the store, retrying with backoff while it is unreachable (a node
-/// agent outlives store outages); a wrong URL or options end the program.
+/// Opens the store, retrying while it is unreachable; a wrong URL or
+/// options end the program.
 async fn open_store(
     url: &str,
     etcd: EtcdOptions,
     kube: KubeOptions,
 ) -> Result<AnyStore, (ExitCode, String)> {
-    let mut backoff = Duration::from_millis(200);
-    loop {
-        match AnyStore::open_with(url, etcd.clone(), Some(kube.clone())).await {
-            Ok(s) => return Ok(s),
-            Err(StoreError::Unavailable(e)) => {
-                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "store unreachable; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(10));
-            }
-            Err(e) => return Err((ExitCode::from(2), e.to_string())),
-        }
+    retry::while_unavailable(|| AnyStore::open_with(url, etcd.clone(), Some(kube.clone())))
+        .await
+        .map_err(|e| (ExitCode::from(2), e.to_string()))
+}
+
+/// The kube store's options: it needs the configured networks to pick the
+/// node's subnet out of its podCIDRs.
+fn kube_options(flags: &Flags, node_name: &str, config: &NetConfig) -> KubeOptions {
+    KubeOptions {
+        node_name: node_name.to_string(),
+        kubeconfig: flags.kubeconfig.clone(),
+        flannel_compat: flags.flannel_compat,
+        networks: Networks {
+            ipv4: config.ipv4.as_ref().map(|p| p.network),
+            ipv6: config.ipv6.as_ref().map(|p| p.network),
+        },
     }
 }
 
@@ -172,20 +180,19 @@ fn main() -> ExitCode {
     let flags = Flags::parse();
     init_logging(flags.log_json);
 
-    // Configuration errors end the program before anything is programmed.
-    let text = match std::fs::read_to_string(&flags.net_conf) {
-        Ok(t) => t,
-        Err(e) => {
-            tracing::error!("cannot read --net-conf {}: {e}", flags.net_conf.display());
-            return ExitCode::from(2);
-        }
-    };
-    let config = match NetConfig::parse(&text) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!("invalid {}: {e}", flags.net_conf.display());
-            return ExitCode::from(2);
-        }
+    // Configuration errors end the program before anything is programmed;
+    // a file is read at once, etcd's key once the store answers.
+    let default_net_conf = Path::new(DEFAULT_NET_CONF);
+    let source = Source::choose(flags.net_conf.as_deref(), default_net_conf, &flags.store);
+    let file_config = match &source {
+        Source::File(path) => match net_conf_source::read_file(path) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::error!("{e}");
+                return ExitCode::from(2);
+            }
+        },
+        Source::Etcd => None,
     };
     if flags.renew_interval == 0 || flags.lease_ttl <= flags.renew_interval {
         tracing::error!("--renew-interval must be positive and shorter than --lease-ttl");
@@ -232,21 +239,20 @@ fn main() -> ExitCode {
     if let Some(dir) = &flags.etcd_tls_dir {
         etcd_tls_dir::fill(&mut etcd, &flags.store, dir);
     }
-    let kube = KubeOptions {
-        node_name: opts.node_name.clone(),
-        kubeconfig: flags.kubeconfig.clone(),
-        flannel_compat: flags.flannel_compat,
-        networks: Networks {
-            ipv4: config.ipv4.as_ref().map(|p| p.network),
-            ipv6: config.ipv6.as_ref().map(|p| p.network),
-        },
-    };
     if flags.kubeconfig.is_some() && flags.store != "kube" {
         tracing::error!("--kubeconfig is only for --store kube");
         return ExitCode::from(2);
     }
     let result = runtime.block_on(async {
-        let store = open_store(&flags.store, etcd, kube).await?;
+        let (store, config) = match file_config {
+            Some(config) => {
+                let kube = kube_options(&flags, &opts.node_name, &config);
+                (open_store(&flags.store, etcd, kube).await?, config)
+            }
+            None => net_conf_source::open_etcd(&flags.store, etcd, default_net_conf)
+                .await
+                .map_err(|e| (ExitCode::from(2), e.to_string()))?,
+        };
         agent::run(opts, config, store)
             .await
             .map_err(|e| (ExitCode::FAILURE, e.to_string()))

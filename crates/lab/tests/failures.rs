@@ -8,6 +8,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::{TestLab, binaries, wait_until};
+use tweed_testkit::process::terminate_within;
 
 /// Runs a second tweedd by hand inside node n1 with its own paths.
 fn tweedd_in(
@@ -54,26 +55,17 @@ fn tweedd_in_with(
 }
 
 /// Sends SIGTERM and asserts tweedd has exited within 2 s; its log.
-fn stops_promptly(mut child: std::process::Child, state: &str) -> String {
+fn stops_promptly(child: std::process::Child, state: &str) -> String {
     let asked = Instant::now();
-    // SAFETY: kill(2) on our own child's pid.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    while child.try_wait().unwrap().is_none() {
-        if asked.elapsed() > Duration::from_secs(2) {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "tweedd ignored SIGTERM for 2 s while {state}:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let out = terminate_within(
+        child,
+        Duration::from_secs(2),
+        &format!("tweedd ignored SIGTERM while {state}"),
+    );
     println!(
         "{state}: stopped {} ms after SIGTERM",
         asked.elapsed().as_millis()
     );
-    let out = child.wait_with_output().unwrap();
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
@@ -142,7 +134,7 @@ fn srv6_readiness_agrees_with_the_kernel() {
     let store = lab.lab().state.store_url.clone();
     let conf = r#"{"Network": "10.244.0.0/16", "Backend": {"Type": "srv6"}}"#;
     let before = leases(&lab);
-    let mut child = tweedd_in_with(
+    let child = tweedd_in_with(
         &lab,
         dir.path(),
         conf,
@@ -180,17 +172,7 @@ fn srv6_readiness_agrees_with_the_kernel() {
         assert_eq!(leases(&lab), before, "no lease taken without seg6");
         assert!(!dir.path().join("subnet.env").exists());
     }
-    let asked = Instant::now();
-    // SAFETY: kill(2) on our own child's pid.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    while child.try_wait().unwrap().is_none() {
-        assert!(
-            asked.elapsed() < Duration::from_secs(2),
-            "tweedd ignored SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().unwrap();
+    let out = terminate_within(child, Duration::from_secs(2), "tweedd ignored SIGTERM");
     let log = String::from_utf8_lossy(&out.stderr);
     println!("tweedd's log:\n{log}");
     if !has_seg6 {

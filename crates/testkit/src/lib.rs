@@ -15,6 +15,7 @@ pub mod kubeapi;
 pub mod netns;
 pub mod pki;
 pub mod podman;
+pub mod process;
 pub mod qemu;
 pub mod stats;
 pub mod tap_guest;

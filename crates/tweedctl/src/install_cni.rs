@@ -15,6 +15,8 @@ use clap::Args;
 use serde_json::Value;
 use thiserror::Error;
 
+use crate::take_over::{self, SetAside};
+
 #[derive(Args, Debug)]
 pub struct InstallCniArgs {
     /// The plugin binary to install (inside the image).
@@ -33,6 +35,11 @@ pub struct InstallCniArgs {
     /// alphabetically first).
     #[arg(long, default_value = "10-tweed.conflist")]
     conf_name: String,
+    /// Another CNI config in --conf-dir to set aside once tweed's is in
+    /// place (e.g. 10-flannel.conflist): renamed to NAME.tweed-replaced,
+    /// never deleted. Repeatable; a missing file is fine.
+    #[arg(long, value_name = "NAME")]
+    take_over: Vec<String>,
 }
 
 #[derive(Debug, Error)]
@@ -46,6 +53,8 @@ pub enum InstallError {
     BadConflist { path: PathBuf, why: String },
     #[error("--conf-name {0:?} must be a plain file name ending in .conflist")]
     BadName(String),
+    #[error("--take-over {name:?} {why}")]
+    BadTakeOver { name: String, why: String },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> InstallError + '_ {
@@ -111,6 +120,9 @@ pub fn run(args: InstallCniArgs) -> Result<(), InstallError> {
     if args.conf_name.contains('/') || !args.conf_name.ends_with(".conflist") {
         return Err(InstallError::BadName(args.conf_name));
     }
+    for name in &args.take_over {
+        take_over::check_name(name, &args.conf_name)?;
+    }
     let conflist = fs::read(&args.conflist).map_err(io(&args.conflist))?;
     check_conflist(&args.conflist, &conflist)?;
     // check_conflist parsed it already.
@@ -128,6 +140,27 @@ pub fn run(args: InstallCniArgs) -> Result<(), InstallError> {
     println!("installed {}", bin.display());
     let conf = install_atomically(&args.conf_dir, &args.conf_name, &conflist, 0o644)?;
     println!("installed {}", conf.display());
+    // Only now: setting the other config aside first would leave the node
+    // without any for a moment.
+    for name in &args.take_over {
+        match take_over::set_aside(&args.conf_dir, name)? {
+            SetAside::Renamed(to) => println!("took over from {name}: renamed to {}", to.display()),
+            SetAside::Absent => println!(
+                "note: no {name} in {} to take over",
+                args.conf_dir.display()
+            ),
+        }
+    }
+    match take_over::in_force(&args.conf_dir)? {
+        Some(first) if first != args.conf_name => eprintln!(
+            "warning: {} sorts before {} and is the CNI config containerd and CRI-O use \
+             (the first *.conf, *.conflist or *.json file): new pods will not get tweed's \
+             network; set it aside with --take-over {first}",
+            args.conf_dir.join(&first).display(),
+            args.conf_name
+        ),
+        _ => {}
+    }
     Ok(())
 }
 

@@ -6,6 +6,7 @@ mod guest_args;
 mod install_cni;
 mod lab;
 mod status;
+mod take_over;
 
 use std::process::ExitCode;
 

@@ -47,15 +47,20 @@ impl AnyStore {
         if url.starts_with("file://") {
             return Ok(AnyStore::File(FileStore::from_url(url)?));
         }
-        if ["etcd://", "etcds://", "http://", "https://"]
-            .iter()
-            .any(|p| url.starts_with(p))
-        {
+        if AnyStore::is_etcd_url(url) {
             return Ok(AnyStore::Etcd(EtcdStore::connect(url, etcd).await?));
         }
         Err(StoreError::Config(format!(
             "--store {url:?}: unknown store; use file:///path, etcd://host:port[,host:port] or kube"
         )))
+    }
+
+    /// Whether `url` names an etcd store (any of the forms [`AnyStore::open`]
+    /// takes for etcd).
+    pub fn is_etcd_url(url: &str) -> bool {
+        ["etcd://", "etcds://", "http://", "https://"]
+            .iter()
+            .any(|p| url.starts_with(p))
     }
 
     /// The store of segment `name`'s address blocks: the same kind of

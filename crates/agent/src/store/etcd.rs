@@ -497,7 +497,8 @@ impl EtcdStore {
         Ok(())
     }
 
-    fn config_key(&self) -> String {
+    /// `<prefix>/config`, where flannel keeps its net-conf JSON.
+    pub fn config_key(&self) -> String {
         format!("{}/config", self.prefix)
     }
 

@@ -20,6 +20,7 @@ pub mod etcd_tls_dir;
 pub mod file;
 mod file_watch;
 pub mod kube;
+pub mod retry;
 
 use std::future::Future;
 use std::time::Duration;

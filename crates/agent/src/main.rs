@@ -96,7 +96,7 @@ struct Flags {
     /// rolling migration: adopt flannel's VXLAN device `flannel.<VNI>` and
     /// its MAC and flannel's lease for this node's address, and (store
     /// kube) read and write flannel's node annotations too.
-    #[arg(long)]
+    #[arg(long, env = "TWEED_FLANNEL_COMPAT")]
     flannel_compat: bool,
     /// Serve /healthz, /readyz and /metrics on this address.
     #[arg(long)]

@@ -15,6 +15,7 @@ use clap::Args;
 use serde_json::Value;
 use thiserror::Error;
 
+use crate::flannel_network;
 use crate::take_over::{self, SetAside};
 
 #[derive(Args, Debug)]
@@ -40,6 +41,11 @@ pub struct InstallCniArgs {
     /// never deleted. Repeatable; a missing file is fine.
     #[arg(long, value_name = "NAME")]
     take_over: Vec<String>,
+    /// On a node moving from flannel (docs/migration.md): install tweed's
+    /// conflist on flannel's CNI network name and bridge, read from
+    /// flannel's conflist, and set that conflist aside.
+    #[arg(long, env = "TWEED_FLANNEL_COMPAT")]
+    flannel_compat: bool,
 }
 
 #[derive(Debug, Error)]
@@ -126,7 +132,17 @@ pub fn run(args: InstallCniArgs) -> Result<(), InstallError> {
     let conflist = fs::read(&args.conflist).map_err(io(&args.conflist))?;
     check_conflist(&args.conflist, &conflist)?;
     // check_conflist parsed it already.
-    let parsed: Value = serde_json::from_slice(&conflist).expect("checked above");
+    let mut parsed: Value = serde_json::from_slice(&conflist).expect("checked above");
+    let mut set_aside = args.take_over.clone();
+    if args.flannel_compat {
+        let flannel = flannel_network::find(&args.conf_dir).map_err(io(&args.conf_dir))?;
+        println!(
+            "--flannel-compat: network {:?} on bridge {:?}, from {}",
+            flannel.name, flannel.bridge, flannel.source
+        );
+        flannel_network::adopt(&mut parsed, &flannel);
+        set_aside.extend(flannel.active_file.filter(|f| !set_aside.contains(f)));
+    }
     let fitted = crate::chain_version::fit(parsed, &args.bin_dir);
     for note in &fitted.notes {
         println!("note: {note}");
@@ -142,7 +158,7 @@ pub fn run(args: InstallCniArgs) -> Result<(), InstallError> {
     println!("installed {}", conf.display());
     // Only now: setting the other config aside first would leave the node
     // without any for a moment.
-    for name in &args.take_over {
+    for name in &set_aside {
         match take_over::set_aside(&args.conf_dir, name)? {
             SetAside::Renamed(to) => println!("took over from {name}: renamed to {}", to.display()),
             SetAside::Absent => println!(

@@ -2,6 +2,7 @@
 
 mod chain_version;
 mod cleanup;
+mod flannel_network;
 mod guest_args;
 mod install_cni;
 mod lab;

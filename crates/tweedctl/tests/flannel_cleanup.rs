@@ -211,6 +211,17 @@ impl Drop for FakeFlanneld {
     }
 }
 
+/// Asserts that `text` (`what`) holds each of `present` and none of
+/// `absent`.
+fn assert_lines(what: &str, text: &str, present: &[&str], absent: &[&str]) {
+    for p in present {
+        assert!(text.contains(p), "{p:?} missing from {what}:\n{text}");
+    }
+    for a in absent {
+        assert!(!text.contains(a), "{a:?} in {what}:\n{text}");
+    }
+}
+
 struct Run {
     ok: bool,
     stdout: String,
@@ -291,45 +302,44 @@ fn removes_exactly_flannels_leftovers_and_keeps_what_tweed_uses() {
     let plan = cleanup(&ns, root, false, &[]);
     assert!(plan.ok, "{}{}", plan.stdout, plan.stderr);
     unchanged("the plan");
-    let p = &plan.stdout;
-    for needle in [
-        "would remove (run again with --yes):",
-        "nftables rule ip nat POSTROUTING handle",
-        "(jump FLANNEL-POSTRTG)",
-        "nftables rule ip6 filter FORWARD handle",
-        "nftables chain ip nat FLANNEL-POSTRTG (with 4 rules)",
-        "nftables chain ip6 filter FLANNEL-FWD (with 2 rules)",
-        "nftables table ip flannel-ipv4",
-        "nftables table ip6 flannel-ipv6",
-        "conf/10-flannel.conflist.tweed-replaced (a CNI config using flannel)",
-        "conf/11-custom.conf",
-        "bin/flannel (flannel's CNI plugin)",
-        "run/flannel/subnet.env (flanneld's lease file)",
-        "state/flannel (delegate configs flannel's plugin saved for 2 pods)",
-        "warning: flanneld is running",
-        "kept: flannel.1 (tweed's VXLAN device under --flannel-compat)",
-        "kept: cni0",
-        "networks/cbr0 (host-local's addresses, shared with tweed's plugin)",
-    ] {
-        assert!(p.contains(needle), "{needle:?} missing from the plan:\n{p}");
-    }
-    for absent in [
-        "KUBE",
-        "inet other",
-        "10-tweed",
-        "flannel-notes",
-        "README",
-        "bridge (",
-        "bin/tweed",
-    ] {
-        assert!(!p.contains(absent), "{absent:?} in the plan:\n{p}");
-    }
+    assert_lines(
+        "the plan",
+        &plan.stdout,
+        &[
+            "would remove (run again with --yes):",
+            "nftables rule ip nat POSTROUTING handle",
+            "(jump FLANNEL-POSTRTG)",
+            "nftables rule ip6 filter FORWARD handle",
+            "nftables chain ip nat FLANNEL-POSTRTG (with 4 rules)",
+            "nftables chain ip6 filter FLANNEL-FWD (with 2 rules)",
+            "nftables table ip flannel-ipv4",
+            "nftables table ip6 flannel-ipv6",
+            "conf/10-flannel.conflist.tweed-replaced (a CNI config using flannel)",
+            "conf/11-custom.conf",
+            "bin/flannel (flannel's CNI plugin)",
+            "run/flannel/subnet.env (flanneld's lease file)",
+            "state/flannel (delegate configs flannel's plugin saved for 2 pods)",
+            "warning: flanneld is running",
+            "kept: flannel.1 (tweed's VXLAN device under --flannel-compat)",
+            "kept: cni0",
+            "networks/cbr0 (host-local's addresses, shared with tweed's plugin)",
+        ],
+        &[
+            "KUBE",
+            "inet other",
+            "10-tweed",
+            "flannel-notes",
+            "README",
+            "bridge (",
+            "bin/tweed",
+        ],
+    );
     let kept_env = cleanup(&ns, root, false, &["--keep-subnet-env"]);
-    assert!(
-        !kept_env.stdout.contains("(flanneld's lease file)")
-            && kept_env.stdout.contains("subnet.env (--keep-subnet-env)"),
-        "{}",
-        kept_env.stdout
+    assert_lines(
+        "the plan with --keep-subnet-env",
+        &kept_env.stdout,
+        &["subnet.env (--keep-subnet-env)"],
+        &["(flanneld's lease file)"],
     );
     drop(flanneld);
 
@@ -338,25 +348,27 @@ fn removes_exactly_flannels_leftovers_and_keeps_what_tweed_uses() {
     let v6_before = saved(&ns, "ip6tables-save");
     let done = cleanup(&ns, root, true, &["--yes"]);
     assert!(done.ok, "{}{}", done.stdout, done.stderr);
-    assert!(
-        done.stdout
-            .contains("removed nftables chain ip nat FLANNEL-POSTRTG"),
-        "{}",
-        done.stdout
+    assert_lines(
+        "the output of --yes",
+        &done.stdout,
+        &[
+            "removed nftables chain ip nat FLANNEL-POSTRTG",
+            "kept: flannel.1",
+        ],
+        &[],
     );
     let rules = ruleset(&ns);
-    assert!(
-        !rules.contains("FLANNEL") && !rules.contains("flannel"),
-        "{rules}"
+    assert_lines(
+        "the ruleset",
+        &rules,
+        &[
+            "jump KUBE-POSTROUTING",
+            "jump KUBE-FORWARD",
+            "chain KUBE-KUBELET-CANARY",
+            "table inet other",
+        ],
+        &["FLANNEL", "flannel"],
     );
-    for needle in [
-        "jump KUBE-POSTROUTING",
-        "jump KUBE-FORWARD",
-        "chain KUBE-KUBELET-CANARY",
-        "table inet other",
-    ] {
-        assert!(rules.contains(needle), "{needle:?} gone:\n{rules}");
-    }
     // iptables' own view: exactly the lines naming flannel's chains went.
     for (cmd, before) in [("iptables-save", v4_before), ("ip6tables-save", v6_before)] {
         let want: Vec<String> = before
@@ -389,12 +401,12 @@ fn removes_exactly_flannels_leftovers_and_keeps_what_tweed_uses() {
     let files_after = files_under(root);
     let again = cleanup(&ns, root, true, &["--yes"]);
     assert!(again.ok, "{}{}", again.stdout, again.stderr);
-    assert!(
-        again.stdout.contains("nothing of flannel's left to remove"),
-        "{}",
-        again.stdout
+    assert_lines(
+        "the second run",
+        &again.stdout,
+        &["nothing of flannel's left to remove"],
+        &["removed"],
     );
-    assert!(!again.stdout.contains("removed"), "{}", again.stdout);
     assert_eq!(ruleset(&ns), rules_after);
     assert_eq!(files_under(root), files_after);
 
@@ -402,12 +414,11 @@ fn removes_exactly_flannels_leftovers_and_keeps_what_tweed_uses() {
     let flanneld = FakeFlanneld::start(bin.path());
     let forced = cleanup(&ns, root, false, &["--yes", "--force"]);
     assert!(forced.ok, "{}{}", forced.stdout, forced.stderr);
-    assert!(
-        forced
-            .stdout
-            .contains("nothing of flannel's left to remove"),
-        "{}",
-        forced.stdout
+    assert_lines(
+        "the forced run",
+        &forced.stdout,
+        &["nothing of flannel's left to remove"],
+        &[],
     );
     drop(flanneld);
 }

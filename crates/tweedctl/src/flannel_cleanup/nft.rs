@@ -283,63 +283,63 @@ pub fn find(listing: &Value) -> Result<Vec<Item>, Error> {
     Ok(jumps.into_iter().chain(chains).chain(tables).collect())
 }
 
-/// The transaction removing `items`. Every chain is flushed before any is
-/// deleted: a rule in one `FLANNEL-*` chain may jump to another, and the
-/// kernel refuses to delete a chain something still jumps to.
+/// The transaction removing `items`: the jumps into flannel's chains
+/// first, then every chain is flushed before any is deleted (a rule in one
+/// `FLANNEL-*` chain may jump to another, and the kernel refuses to delete
+/// a chain something still jumps to), then chains and tables go.
 fn batch(items: &[Item]) -> Nftables<'static> {
-    let mut batch = Batch::new();
-    let chain_obj = |family: Family, table: &str, name: &str| Chain {
-        family: family.nf(),
-        table: table.to_string().into(),
-        name: name.to_string().into(),
-        ..Chain::default()
-    };
-    for item in items {
-        if let Item::Jump {
-            family,
-            table,
-            chain,
-            handle,
-            ..
-        } = item
-        {
-            batch.delete(NfListObject::Rule(Rule {
-                family: family.nf(),
-                table: table.clone().into(),
-                chain: chain.clone().into(),
-                handle: Some(*handle),
-                ..Rule::default()
-            }));
-        }
-    }
-    for item in items {
-        if let Item::Chain {
-            family,
-            table,
-            name,
-            ..
-        } = item
-        {
-            batch.add_cmd(NfCmd::Flush(FlushObject::Chain(chain_obj(
-                *family, table, name,
-            ))));
-        }
-    }
+    const JUMPS: u8 = 0;
+    const FLUSHES: u8 = 1;
+    const DELETES: u8 = 2;
+    let mut cmds: Vec<(u8, NfCmd<'static>)> = Vec::new();
     for item in items {
         match item {
+            Item::Jump {
+                family,
+                table,
+                chain,
+                handle,
+                ..
+            } => cmds.push((
+                JUMPS,
+                NfCmd::Delete(NfListObject::Rule(Rule {
+                    family: family.nf(),
+                    table: table.clone().into(),
+                    chain: chain.clone().into(),
+                    handle: Some(*handle),
+                    ..Rule::default()
+                })),
+            )),
             Item::Chain {
                 family,
                 table,
                 name,
                 ..
-            } => batch.delete(NfListObject::Chain(chain_obj(*family, table, name))),
-            Item::Table { family, name } => batch.delete(NfListObject::Table(Table {
-                family: family.nf(),
-                name: name.clone().into(),
-                handle: None,
-            })),
-            Item::Jump { .. } => {}
+            } => {
+                let chain = Chain {
+                    family: family.nf(),
+                    table: table.clone().into(),
+                    name: name.clone().into(),
+                    ..Chain::default()
+                };
+                cmds.push((FLUSHES, NfCmd::Flush(FlushObject::Chain(chain.clone()))));
+                cmds.push((DELETES, NfCmd::Delete(NfListObject::Chain(chain))));
+            }
+            Item::Table { family, name } => cmds.push((
+                DELETES,
+                NfCmd::Delete(NfListObject::Table(Table {
+                    family: family.nf(),
+                    name: name.clone().into(),
+                    handle: None,
+                })),
+            )),
         }
+    }
+    // Stable: within a phase, the order `find` gave.
+    cmds.sort_by_key(|(phase, _)| *phase);
+    let mut batch = Batch::new();
+    for (_, cmd) in cmds {
+        batch.add_cmd(cmd);
     }
     batch.to_nftables()
 }

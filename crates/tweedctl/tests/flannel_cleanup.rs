@@ -422,3 +422,37 @@ fn removes_exactly_flannels_leftovers_and_keeps_what_tweed_uses() {
     );
     drop(flanneld);
 }
+
+#[test]
+fn one_failure_does_not_stop_the_rest_and_is_reported() {
+    let ns = TestNs::new("fclf");
+    let tree = tempfile::tempdir().unwrap();
+    let root = tree.path();
+    make_files(root);
+    // A directory where flannel's plugin should be: removing it as a file
+    // fails.
+    std::fs::remove_file(root.join("bin/flannel")).unwrap();
+    std::fs::create_dir(root.join("bin/flannel")).unwrap();
+    std::fs::write(root.join("bin/flannel/keep"), "").unwrap();
+
+    let run = cleanup(&ns, root, true, &["--yes"]);
+    assert!(!run.ok, "{}{}", run.stdout, run.stderr);
+    assert_lines(
+        "stderr",
+        &run.stderr,
+        &[
+            "could not remove file ",
+            "bin/flannel (flannel's CNI plugin): ",
+        ],
+        &[],
+    );
+    // The rest went all the same.
+    for gone in [
+        "conf/10-flannel.conflist.tweed-replaced",
+        "run/flannel/subnet.env",
+        "state/flannel",
+    ] {
+        assert!(!root.join(gone).exists(), "{gone} is still there");
+    }
+    assert!(root.join("bin/flannel/keep").exists());
+}

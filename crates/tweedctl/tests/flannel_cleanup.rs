@@ -119,8 +119,13 @@ fn add_other_rules(ns: &TestNs) {
 
 /// flannel's files and some that are not flannel's, under `root`.
 fn make_files(root: &Path) {
-    let files: [(&str, &str); 12] = [
+    let files: [(&str, &str); 13] = [
         ("conf/10-flannel.conflist.tweed-replaced", FLANNEL_CONFLIST),
+        // An earlier copy the installer kept.
+        (
+            "conf/10-flannel.conflist.tweed-replaced.1",
+            FLANNEL_CONFLIST,
+        ),
         // flannel's by content whatever the name.
         (
             "conf/11-custom.conf",
@@ -315,6 +320,7 @@ fn removes_exactly_flannels_leftovers_and_keeps_what_tweed_uses() {
             "nftables table ip flannel-ipv4",
             "nftables table ip6 flannel-ipv6",
             "conf/10-flannel.conflist.tweed-replaced (a CNI config using flannel)",
+            "conf/10-flannel.conflist.tweed-replaced.1 (a CNI config using flannel)",
             "conf/11-custom.conf",
             "bin/flannel (flannel's CNI plugin)",
             "run/flannel/subnet.env (flanneld's lease file)",
@@ -382,6 +388,7 @@ fn removes_exactly_flannels_leftovers_and_keeps_what_tweed_uses() {
     }
     let removed = [
         "conf/10-flannel.conflist.tweed-replaced",
+        "conf/10-flannel.conflist.tweed-replaced.1",
         "conf/11-custom.conf",
         "bin/flannel",
         "run/flannel/subnet.env",

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use crate::take_over::SUFFIX;
+
 /// Where to look.
 pub struct Dirs<'a> {
     /// The runtime's CNI config directory.
@@ -159,12 +161,17 @@ fn configs(conf_dir: &Path, errors: &mut Vec<ReadError>) -> Vec<PathBuf> {
 }
 
 /// The names a runtime loads (libcni: `.conf`, `.conflist`, `.json`) and
-/// the name tweed's installer gives a config it set aside.
+/// those tweed's installer gives a config it set aside (`--take-over`):
+/// `NAME.tweed-replaced`, and `NAME.tweed-replaced.N` for earlier copies.
 fn is_config_name(path: &Path) -> bool {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    [".conf", ".conflist", ".json", ".tweed-replaced"]
+    let loaded = [".conf", ".conflist", ".json"]
         .iter()
-        .any(|ext| name.ends_with(ext))
+        .any(|ext| name.ends_with(ext));
+    let numbered = name.rsplit_once('.').is_some_and(|(stem, n)| {
+        stem.ends_with(SUFFIX) && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
+    });
+    loaded || name.ends_with(SUFFIX) || numbered
 }
 
 /// True when the JSON text is a CNI config of flannel's plugin: a single
@@ -208,10 +215,16 @@ mod tests {
             "10-flannel.conf",
             "x.json",
             "10-flannel.conflist.tweed-replaced",
+            "10-flannel.conflist.tweed-replaced.2",
         ] {
             assert!(is_config_name(Path::new(name)), "{name}");
         }
-        for name in ["README", "10-flannel.conflist.bak", "flannel"] {
+        for name in [
+            "README",
+            "10-flannel.conflist.bak",
+            "flannel",
+            "x.tweed-replaced.old",
+        ] {
             assert!(!is_config_name(Path::new(name)), "{name}");
         }
     }

@@ -13,6 +13,7 @@ pub mod leasing;
 pub mod masq;
 pub mod metrics;
 pub mod net_conf_source;
+pub mod nft;
 pub mod reconcile;
 pub mod segment_blocks;
 pub mod segment_macs;

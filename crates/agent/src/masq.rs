@@ -40,15 +40,11 @@
 //! as one JSON batch on `nft -j -f -`, so each call is a single kernel
 //! transaction: it recreates the table (`add`, `delete`, `add` — the `add`
 //! first makes the `delete` safe when the table is missing), so calling it
-//! again leaves one copy of each rule, and new networks replace the old.
-//! The batch is fed to `nft` here rather than through the crate's
-//! `apply_ruleset`, because that helper does not capture `nft`'s stderr and
-//! the error text is what an operator needs.
+//! again leaves one copy of each rule, and new networks replace the old
+//! ([`crate::nft`] runs `nft`).
 
 use std::borrow::Cow;
 use std::collections::HashSet;
-use std::io::{self, Write};
-use std::process::{Command, Stdio};
 
 use ipnet::IpNet;
 use nftables::batch::Batch;
@@ -59,6 +55,8 @@ use nftables::expr::{
 use nftables::schema::{Chain, NfListObject, Nftables, Rule, Table};
 use nftables::stmt::{Accept, Match, NAT, NATFlag, Operator, Return, Statement};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
+
+use crate::nft::{self, NftError};
 
 /// The nftables table (family `inet`) that holds all of tweed's rules.
 pub const TABLE: &str = "tweed";
@@ -88,17 +86,8 @@ pub enum MasqError {
     NoNetworks,
     #[error("node subnet {0} is not inside any cluster network")]
     SubnetOutsideCluster(IpNet),
-    #[error("nft is not installed (no `nft` in PATH): masquerade needs the nftables package")]
-    NftMissing,
-    #[error("cannot run nft: {0}")]
-    Spawn(#[source] io::Error),
-    #[error("cannot encode the nftables ruleset: {0}")]
-    Encode(#[from] serde_json::Error),
-    #[error("nft failed to {action}: {message}")]
-    Nft {
-        action: &'static str,
-        message: String,
-    },
+    #[error(transparent)]
+    Nft(#[from] NftError),
 }
 
 /// (Re)creates tweed's table with masquerade and forward rules for the
@@ -113,7 +102,7 @@ pub fn install(rules: &MasqRules) -> Result<(), MasqError> {
 /// other nodes' pods is masqueraded (flannel's behaviour).
 pub fn install_for_node(rules: &MasqRules, node_subnets: &[IpNet]) -> Result<(), MasqError> {
     let ruleset = ruleset(rules, node_subnets)?;
-    apply(&ruleset, "install the masquerade rules")
+    Ok(nft::apply(&ruleset, "install the masquerade rules")?)
 }
 
 /// Deletes tweed's table; a missing table is fine.
@@ -121,7 +110,10 @@ pub fn remove() -> Result<(), MasqError> {
     let mut batch = Batch::new();
     batch.add(NfListObject::Table(table()));
     batch.delete(NfListObject::Table(table()));
-    apply(&batch.to_nftables(), "remove the masquerade rules")
+    Ok(nft::apply(
+        &batch.to_nftables(),
+        "remove the masquerade rules",
+    )?)
 }
 
 /// One address family's view of the configuration.
@@ -375,51 +367,6 @@ fn addr_match(
     })
 }
 
-/// Feeds one batch to `nft -j -f -` (one kernel transaction), keeping its
-/// stderr for the error message.
-fn apply(ruleset: &Nftables, action: &'static str) -> Result<(), MasqError> {
-    let payload = serde_json::to_vec(ruleset)?;
-    let mut child = Command::new("nft")
-        .args(["-j", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => MasqError::NftMissing,
-            _ => MasqError::Spawn(e),
-        })?;
-    // The payload is a few KiB, well under a pipe's buffer, so writing it
-    // all before reading nft's output cannot deadlock.
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(&payload).map_err(MasqError::Spawn)?;
-    }
-    let out = child.wait_with_output().map_err(MasqError::Spawn)?;
-    if out.status.success() {
-        return Ok(());
-    }
-    Err(MasqError::Nft {
-        action,
-        message: nft_message(&String::from_utf8_lossy(&out.stderr), out.status),
-    })
-}
-
-/// nft's stderr in one line, without the meaningless `internal:0:0-0:`
-/// locations its JSON parser prints.
-fn nft_message(stderr: &str, status: std::process::ExitStatus) -> String {
-    let lines: Vec<&str> = stderr
-        .lines()
-        .map(str::trim)
-        .map(|l| l.strip_prefix("internal:0:0-0:").map_or(l, str::trim))
-        .filter(|l| !l.is_empty())
-        .collect();
-    if lines.is_empty() {
-        format!("{status} without a message")
-    } else {
-        lines.join("; ")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -483,17 +430,5 @@ mod tests {
             ruleset(&MasqRules::default(), &[]),
             Err(MasqError::NoNetworks)
         ));
-    }
-
-    #[test]
-    fn nft_errors_read_as_one_line() {
-        use std::os::unix::process::ExitStatusExt;
-        let stderr = "internal:0:0-0: Error: Could not process rule: No such file or directory\n\n\
-                      internal:0:0-0: Error: Parsing command array at index 5 failed.\n";
-        assert_eq!(
-            nft_message(stderr, std::process::ExitStatus::from_raw(256)),
-            "Error: Could not process rule: No such file or directory; \
-             Error: Parsing command array at index 5 failed."
-        );
     }
 }

@@ -2,6 +2,7 @@
 
 mod chain_version;
 mod cleanup;
+mod flannel_cleanup;
 mod flannel_network;
 mod guest_args;
 mod install_cni;
@@ -33,6 +34,9 @@ enum Cmd {
     InstallCni(install_cni::InstallCniArgs),
     /// Remove everything tweed created on this node (dry run without --yes).
     NodeCleanup(cleanup::CleanupArgs),
+    /// Remove what flannel left on this node after moving to tweed; keeps
+    /// flannel.<VNI> and cni0, which tweed uses (dry run without --yes).
+    FlannelCleanup(flannel_cleanup::FlannelCleanupArgs),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +46,7 @@ fn main() -> ExitCode {
         Cmd::GuestArgs(args) => guest_args::run(args).map_err(|e| e.to_string()),
         Cmd::InstallCni(args) => install_cni::run(args).map_err(|e| e.to_string()),
         Cmd::NodeCleanup(args) => cleanup::run(args),
+        Cmd::FlannelCleanup(args) => flannel_cleanup::run(args).map_err(|e| e.to_string()),
         Cmd::Status(args) => status::run(args),
     };
     match result {

@@ -16,8 +16,15 @@ use serde_json::{Value, json};
 use tweed_testkit::{CniCall, TestNs};
 
 fn manifest() -> Vec<Value> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/tweed.yaml");
-    let text = std::fs::read_to_string(&path).expect("deploy/tweed.yaml");
+    manifest_file("tweed.yaml")
+}
+
+/// The documents of `deploy/<name>`.
+fn manifest_file(name: &str) -> Vec<Value> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../deploy")
+        .join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("deploy/{name}: {e}"));
     serde_yaml::Deserializer::from_str(&text)
         .map(|doc| Value::deserialize(doc).expect("YAML document"))
         .filter(|v| !v.is_null())
@@ -76,26 +83,30 @@ fn config_map(docs: &[Value]) -> ConfigMap {
     round_trip(doc, "ConfigMap")
 }
 
+/// Round-trips one object through its typed struct; returns its kind.
+fn check_object(doc: &Value, file: &str) -> String {
+    let kind = doc["kind"].as_str().expect("kind").to_string();
+    let name = format!("{kind}/{}", doc["metadata"]["name"].as_str().unwrap_or("?"));
+    match kind.as_str() {
+        "Namespace" => drop(round_trip::<Namespace>(doc, &name)),
+        "ServiceAccount" => drop(round_trip::<ServiceAccount>(doc, &name)),
+        "ClusterRole" => drop(round_trip::<ClusterRole>(doc, &name)),
+        "ClusterRoleBinding" => drop(round_trip::<ClusterRoleBinding>(doc, &name)),
+        "Role" => drop(round_trip::<Role>(doc, &name)),
+        "RoleBinding" => drop(round_trip::<RoleBinding>(doc, &name)),
+        "ConfigMap" => drop(round_trip::<ConfigMap>(doc, &name)),
+        "DaemonSet" => drop(round_trip::<DaemonSet>(doc, &name)),
+        other => panic!("unexpected kind {other} in deploy/{file}"),
+    }
+    kind
+}
+
 #[test]
 fn every_object_is_a_valid_typed_kubernetes_object() {
-    let docs = manifest();
-    let mut kinds = Vec::new();
-    for doc in &docs {
-        let kind = doc["kind"].as_str().expect("kind").to_string();
-        let name = format!("{kind}/{}", doc["metadata"]["name"].as_str().unwrap_or("?"));
-        match kind.as_str() {
-            "Namespace" => drop(round_trip::<Namespace>(doc, &name)),
-            "ServiceAccount" => drop(round_trip::<ServiceAccount>(doc, &name)),
-            "ClusterRole" => drop(round_trip::<ClusterRole>(doc, &name)),
-            "ClusterRoleBinding" => drop(round_trip::<ClusterRoleBinding>(doc, &name)),
-            "Role" => drop(round_trip::<Role>(doc, &name)),
-            "RoleBinding" => drop(round_trip::<RoleBinding>(doc, &name)),
-            "ConfigMap" => drop(round_trip::<ConfigMap>(doc, &name)),
-            "DaemonSet" => drop(round_trip::<DaemonSet>(doc, &name)),
-            other => panic!("unexpected kind {other} in deploy/tweed.yaml"),
-        }
-        kinds.push(kind);
-    }
+    let mut kinds: Vec<String> = manifest()
+        .iter()
+        .map(|d| check_object(d, "tweed.yaml"))
+        .collect();
     kinds.sort();
     assert_eq!(
         kinds,
@@ -225,6 +236,110 @@ fn the_daemonset_is_unprivileged_host_network_and_probed() {
     assert_eq!(netns.mount_propagation.as_deref(), Some("HostToContainer"));
     let init = &pod.init_containers.unwrap()[0];
     assert_eq!(init.command.as_ref().unwrap()[1], "install-cni");
+}
+
+/// deploy/flannel-compat.yaml turns on exactly the variable tweed.yaml's
+/// install step and agent read (optional: without it, compat is off), and
+/// tweed's pods stay off nodes still labelled as flannel's.
+#[test]
+fn the_flannel_compat_variant_switches_both_containers() {
+    let docs = manifest_file("flannel-compat.yaml");
+    let kinds: Vec<String> = docs
+        .iter()
+        .map(|d| check_object(d, "flannel-compat.yaml"))
+        .collect();
+    assert_eq!(kinds, ["ConfigMap"]);
+    let cm: ConfigMap = round_trip(&docs[0], "ConfigMap");
+    let ns = cm.metadata.namespace.as_deref();
+    let name = cm.metadata.name.as_deref().unwrap();
+    assert_eq!(ns, Some("kube-tweed"));
+    let data = cm.data.unwrap();
+    let tweed = manifest();
+    let doc = tweed.iter().find(|d| d["kind"] == "DaemonSet").unwrap();
+    let ds: DaemonSet = round_trip(doc, "DaemonSet");
+    let pod = ds.spec.template.spec.unwrap();
+    let containers = pod.init_containers.iter().flatten().chain(&pod.containers);
+    let mut switched = Vec::new();
+    for c in containers {
+        let var = c
+            .env
+            .iter()
+            .flatten()
+            .find(|e| e.name == "TWEED_FLANNEL_COMPAT")
+            .unwrap_or_else(|| panic!("{}: no TWEED_FLANNEL_COMPAT", c.name));
+        let key = var
+            .value_from
+            .as_ref()
+            .and_then(|v| v.config_map_key_ref.as_ref())
+            .expect("from a ConfigMap");
+        assert_eq!(key.name, name, "{}", c.name);
+        assert_eq!(
+            key.optional,
+            Some(true),
+            "{}: off without the variant",
+            c.name
+        );
+        assert_eq!(data[&key.key], "true");
+        switched.push(c.name.clone());
+    }
+    assert_eq!(switched, ["install-cni", "tweedd"]);
+    let terms = pod.affinity.unwrap().node_affinity.unwrap();
+    let terms = terms
+        .required_during_scheduling_ignored_during_execution
+        .unwrap();
+    let expr = &terms.node_selector_terms[0]
+        .match_expressions
+        .as_ref()
+        .unwrap()[0];
+    assert_eq!(
+        (
+            expr.key.as_str(),
+            expr.operator.as_str(),
+            expr.values.clone()
+        ),
+        (
+            "tweed.io/network",
+            "NotIn",
+            Some(vec!["flannel".to_string()])
+        )
+    );
+}
+
+/// deploy/flannel-cleanup.yaml: a DaemonSet that sees the host's network
+/// and processes and mounts flannel's paths where tweedctl looks for them.
+#[test]
+fn the_flannel_cleanup_daemonset_sees_what_it_cleans() {
+    let docs = manifest_file("flannel-cleanup.yaml");
+    let kinds: Vec<String> = docs
+        .iter()
+        .map(|d| check_object(d, "flannel-cleanup.yaml"))
+        .collect();
+    assert_eq!(kinds, ["DaemonSet"]);
+    let ds: DaemonSet = round_trip(&docs[0], "DaemonSet");
+    let pod = ds.spec.template.spec.unwrap();
+    assert_eq!((pod.host_network, pod.host_pid), (Some(true), Some(true)));
+    let c = &pod.containers[0];
+    let argv = c.command.clone().unwrap();
+    assert_eq!(
+        argv[1..],
+        ["flannel-cleanup", "--yes", "--then-wait"].map(String::from)
+    );
+    let volumes = pod.volumes.unwrap();
+    for path in [
+        "/etc/cni/net.d",
+        "/opt/cni/bin",
+        "/run/flannel",
+        "/var/lib/cni",
+    ] {
+        let mount = c
+            .volume_mounts
+            .iter()
+            .flatten()
+            .find(|m| m.mount_path == path)
+            .unwrap_or_else(|| panic!("{path} not mounted"));
+        let volume = volumes.iter().find(|v| v.name == mount.name).unwrap();
+        assert_eq!(volume.host_path.as_ref().unwrap().path, path, "host {path}");
+    }
 }
 
 #[test]

@@ -463,3 +463,58 @@ fn one_failure_does_not_stop_the_rest_and_is_reported() {
     }
     assert!(root.join("bin/flannel/keep").exists());
 }
+
+/// `--then-wait`, as deploy/flannel-cleanup.yaml runs it: the cleanup is
+/// done while the process stays, and SIGTERM ends it with status 0; a run
+/// that fails exits at once, non-zero, so the DaemonSet's pod retries.
+/// (`--force`: it runs in the host's PID namespace, to be signalled
+/// directly.)
+#[test]
+fn then_wait_stays_after_a_complete_run_and_ends_on_sigterm() {
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    use tweed_testkit::process::{terminate_within, wait_within};
+
+    let ns = TestNs::new("fclw");
+    let tree = tempfile::tempdir().unwrap();
+    let root = tree.path();
+    make_files(root);
+    let path = |p: &str| root.join(p).display().to_string();
+    let start = || {
+        Command::new("nsenter")
+            .arg(format!("--net={}", ns.path()))
+            .args([env!("CARGO_BIN_EXE_tweedctl"), "flannel-cleanup"])
+            .args(["--conf-dir", &path("conf"), "--bin-dir", &path("bin")])
+            .args(["--flannel-run-dir", &path("run/flannel")])
+            .args(["--cni-state-dir", &path("state")])
+            .args(["--yes", "--force", "--then-wait"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+
+    let mut child = start();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while root.join("state/flannel").exists() || root.join("bin/flannel").exists() {
+        assert!(Instant::now() < deadline, "the cleanup did not happen");
+        assert!(child.try_wait().unwrap().is_none(), "it exited early");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(child.try_wait().unwrap().is_none(), "it did not stay");
+    let out = terminate_within(child, Duration::from_secs(5), "--then-wait after SIGTERM");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(stdout.contains("done; waiting for SIGTERM"), "{stdout}");
+
+    // A run that cannot complete: flannel's plugin is a non-empty
+    // directory, which it cannot remove.
+    make_files(root);
+    std::fs::remove_file(root.join("bin/flannel")).unwrap();
+    std::fs::create_dir(root.join("bin/flannel")).unwrap();
+    std::fs::write(root.join("bin/flannel/keep"), "").unwrap();
+    let out = wait_within(start(), Duration::from_secs(20), "a failing run");
+    assert!(!out.status.success(), "{out:?}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("waiting"));
+}

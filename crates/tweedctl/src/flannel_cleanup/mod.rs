@@ -54,6 +54,12 @@ pub struct FlannelCleanupArgs {
     /// in <dir>/flannel).
     #[arg(long, default_value = "/var/lib/cni")]
     cni_state_dir: PathBuf,
+    /// After a complete run, stay until SIGTERM or SIGINT instead of
+    /// exiting: for deploy/flannel-cleanup.yaml, a DaemonSet, whose pods
+    /// must keep running. A run that fails still exits non-zero, so the
+    /// pod restarts and tries again (e.g. once flanneld has gone).
+    #[arg(long)]
+    then_wait: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -167,9 +173,26 @@ pub fn run(args: FlannelCleanupArgs) -> Result<(), Error> {
     if args.keep_subnet_env && env.exists() {
         println!("kept: {} (--keep-subnet-env)", env.display());
     }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::Incomplete(problems))
+    if !problems.is_empty() {
+        return Err(Error::Incomplete(problems));
+    }
+    if args.then_wait {
+        wait_for_termination();
+    }
+    Ok(())
+}
+
+/// Blocks until SIGTERM or SIGINT. The signals are blocked and taken with
+/// sigwait rather than left to their default action, because as PID 1 of
+/// a container (no hostPID) the default action would be to ignore them.
+fn wait_for_termination() {
+    use nix::sys::signal::{SigSet, Signal};
+    println!("done; waiting for SIGTERM");
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGTERM);
+    set.add(Signal::SIGINT);
+    // Only fails for an invalid `how`, which SIG_BLOCK is not.
+    if set.thread_block().is_ok() {
+        let _ = set.wait();
     }
 }

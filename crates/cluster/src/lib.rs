@@ -6,6 +6,7 @@
 //! containerd and tweedd log lines that explain it.
 
 pub mod pods;
+pub mod stream;
 
 use std::fs::File;
 use std::os::fd::AsRawFd;

@@ -2,6 +2,7 @@
 //! nodes, `kubectl exec`, HTTP with busybox, and a ping that runs while a
 //! test changes something and then says how many packets were lost.
 
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Stdio};
 
 use serde_json::Value;
@@ -149,25 +150,45 @@ pub struct PingRun {
 }
 
 impl PingRun {
+    /// `count` pings, then it ends by itself ([`PingRun::finish`]).
     pub fn start(c: &Cluster, pod: &Pod, to: &Pod, count: u32) -> PingRun {
+        Self::spawn(c, pod, to, &["-c", &count.to_string()])
+    }
+
+    /// Pings until [`PingRun::stop`].
+    pub fn start_open(c: &Cluster, pod: &Pod, to: &Pod) -> PingRun {
+        Self::spawn(c, pod, to, &[])
+    }
+
+    fn spawn(c: &Cluster, pod: &Pod, to: &Pod, extra: &[&str]) -> PingRun {
         let netns = pod_netns(c, pod);
-        let count = count.to_string();
+        let mut argv = vec![
+            "ip", "netns", "exec", &netns, "ping", "-i", "0.2", "-W", "1",
+        ];
+        argv.extend_from_slice(extra);
+        argv.push(&to.ip);
         let child = c
-            .node_command(
-                c.node_index(&pod.node),
-                &[
-                    "ip", "netns", "exec", &netns, "ping", "-i", "0.2", "-W", "1", "-c", &count,
-                    &to.ip,
-                ],
-            )
+            .node_command(c.node_index(&pod.node), &argv)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            // A group of its own, so `stop` reaches ping itself (nsenter
+            // forks it into the node's PID namespace).
+            .process_group(0)
             .spawn()
             .expect("ping in the pod's namespace");
         PingRun {
             child,
             what: format!("{} ({}) -> {} ({})", pod.name, pod.node, to.name, to.node),
         }
+    }
+
+    /// Interrupts ping (SIGINT: it prints its summary) and finishes.
+    pub fn stop(self) -> (u32, u32, String) {
+        let group = self.child.id() as i32;
+        // SAFETY: kill(2) on the process group this run's child leads; the
+        // child is not reaped yet, so the group id is still ours.
+        unsafe { libc::kill(-group, libc::SIGINT) };
+        self.finish()
     }
 
     /// Waits for the last ping; (sent, received) and ping's own report.

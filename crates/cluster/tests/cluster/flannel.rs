@@ -1,0 +1,130 @@
+//! Real flannel in the cluster, the peer tweed is compared with and
+//! migrated from: flannel's own kube-flannel.yml (only its image references
+//! point at the images cluster.sh built from flannel's Go modules), in kube
+//! mode as shipped, or in etcd mode against the cluster's etcd.
+
+use tweed_cluster::pods::condition;
+use tweed_cluster::{Cluster, STATE};
+
+/// Where flannel keeps its leases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Store {
+    /// `--kube-subnet-mgr`: the Node objects (kube-flannel.yml as shipped).
+    Kube,
+    /// The cluster's etcd over TLS, config at `/coreos.com/network/config`.
+    Etcd,
+}
+
+/// flannel's net-conf.json in kube-flannel.yml (and in etcd in etcd mode).
+pub const NET_CONF: &str =
+    r#"{"Network": "10.244.0.0/16", "EnableNFTables": false, "Backend": {"Type": "vxlan"}}"#;
+
+/// kube-flannel.yml as cluster.sh wrote it (images: localhost/...).
+pub fn manifest() -> String {
+    let path = format!("{STATE}/addons/kube-flannel.yml");
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// `manifest` with `from` replaced by `to`; `from` must occur once.
+fn edit(manifest: &str, from: &str, to: &str) -> String {
+    assert_eq!(
+        manifest.matches(from).count(),
+        1,
+        "kube-flannel.yml no longer holds `{from}` exactly once"
+    );
+    manifest.replacen(from, to, 1)
+}
+
+/// kube-flannel.yml for `store`: as shipped for kube; for etcd, flanneld's
+/// `--kube-subnet-mgr` replaced by the etcd endpoint and its client
+/// certificate, mounted from the Secret kube-flannel/flannel-etcd.
+pub fn manifest_for(store: Store) -> String {
+    let shipped = manifest();
+    match store {
+        Store::Kube => shipped,
+        Store::Etcd => {
+            let m = edit(
+                &shipped,
+                "        - --kube-subnet-mgr\n",
+                "        - --etcd-endpoints=https://198.18.1.1:2379\n        \
+                 - --etcd-cafile=/etc/flannel-etcd/ca.crt\n        \
+                 - --etcd-certfile=/etc/flannel-etcd/tls.crt\n        \
+                 - --etcd-keyfile=/etc/flannel-etcd/tls.key\n",
+            );
+            let m = edit(
+                &m,
+                "          mountPath: /run/xtables.lock\n",
+                "          mountPath: /run/xtables.lock\n        \
+                 - name: etcd-tls\n          mountPath: /etc/flannel-etcd\n          \
+                 readOnly: true\n",
+            );
+            format!(
+                "{m}      - name: etcd-tls\n        secret:\n          secretName: flannel-etcd\n"
+            )
+        }
+    }
+}
+
+/// Installs flannel on a cluster with no CNI and waits until it carries
+/// the cluster: every node Ready, flannel's pod ready on every node,
+/// CoreDNS on pod addresses.
+pub fn install(c: &Cluster, store: Store) {
+    if store == Store::Etcd {
+        let pki = format!("{STATE}/pki");
+        c.kubectl_ok(&["create", "namespace", "kube-flannel"]);
+        c.kubectl_ok(&[
+            "-n",
+            "kube-flannel",
+            "create",
+            "secret",
+            "generic",
+            "flannel-etcd",
+            &format!("--from-file=ca.crt={pki}/ca.crt"),
+            &format!("--from-file=tls.crt={pki}/etcd-client-tweed.crt"),
+            &format!("--from-file=tls.key={pki}/etcd-client-tweed.key"),
+        ]);
+        let put = c.etcdctl(&["put", "/coreos.com/network/config", NET_CONF]);
+        assert!(put.status.success(), "etcdctl put: {put:?}");
+    }
+    c.apply(&manifest_for(store));
+    c.wait_until(240, "every node Ready on flannel", || {
+        let nodes = c.json(&["get", "nodes"]);
+        let items = nodes["items"].as_array().unwrap();
+        items.len() == c.nodes && items.iter().all(|n| condition(n, "Ready") == "True")
+    });
+    daemonset_ready(c, c.nodes);
+    c.wait_until(180, "CoreDNS running with pod addresses", || {
+        let pods = c.json(&["-n", "kube-system", "get", "pods", "-l", "k8s-app=kube-dns"]);
+        let items = pods["items"].as_array().unwrap().clone();
+        !items.is_empty()
+            && items.iter().all(|p| {
+                p["status"]["podIP"]
+                    .as_str()
+                    .is_some_and(|ip| ip.starts_with("10.244."))
+                    && condition(p, "Ready") == "True"
+            })
+    });
+}
+
+/// Waits until flannel's DaemonSet runs `want` up-to-date ready pods.
+pub fn daemonset_ready(c: &Cluster, want: usize) {
+    c.wait_until(180, &format!("flannel ready on {want} nodes"), || {
+        let ds = c.json(&["-n", "kube-flannel", "get", "ds", "kube-flannel-ds"]);
+        let s = &ds["status"];
+        s["desiredNumberScheduled"] == want
+            && s["numberReady"] == want
+            && s["updatedNumberScheduled"] == want
+            && s["numberAvailable"] == want
+    });
+}
+
+/// The name of flannel's pod on `node`, if one is there.
+pub fn pod_on(c: &Cluster, node: &str) -> Option<String> {
+    let pods = c.json(&["-n", "kube-flannel", "get", "pods", "-l", "app=flannel"]);
+    pods["items"]
+        .as_array()?
+        .iter()
+        .find(|p| p["spec"]["nodeName"] == node)
+        .and_then(|p| p["metadata"]["name"].as_str())
+        .map(String::from)
+}

@@ -219,7 +219,7 @@ impl Cluster {
 
     /// The pid of node `i`'s init (the child of the `unshare` whose pid
     /// cluster.sh recorded).
-    fn node_init_pid(&self, i: usize) -> u32 {
+    pub fn node_init_pid(&self, i: usize) -> u32 {
         let file = format!("{RUN}/node-{}.pid", self.node_name(i));
         let unshare: u32 = std::fs::read_to_string(&file)
             .unwrap_or_else(|e| panic!("{file}: {e}"))

@@ -13,7 +13,7 @@
 //!
 //! Throughout: pings between pods across every pair of nodes (losses
 //! counted per switch and printed), one TCP connection that must survive
-//! it all, and on every node a sampler that counts, ten times a second,
+//! it all, and on every node a sampler that counts, every 0.1 s or so,
 //! the devices holding the node's gateway address. After each switch:
 //! running pods keep their addresses, a new pod on the node gets the
 //! plugin of the network the node now runs (tweed's host veths are `tw…`

@@ -6,6 +6,8 @@
 use tweed_cluster::pods::condition;
 use tweed_cluster::{Cluster, STATE};
 
+use crate::install;
+
 /// Where flannel keeps its leases.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Store {
@@ -70,19 +72,7 @@ pub fn manifest_for(store: Store) -> String {
 /// CoreDNS on pod addresses.
 pub fn install(c: &Cluster, store: Store) {
     if store == Store::Etcd {
-        let pki = format!("{STATE}/pki");
-        c.kubectl_ok(&["create", "namespace", "kube-flannel"]);
-        c.kubectl_ok(&[
-            "-n",
-            "kube-flannel",
-            "create",
-            "secret",
-            "generic",
-            "flannel-etcd",
-            &format!("--from-file=ca.crt={pki}/ca.crt"),
-            &format!("--from-file=tls.crt={pki}/etcd-client-tweed.crt"),
-            &format!("--from-file=tls.key={pki}/etcd-client-tweed.key"),
-        ]);
+        install::etcd_client_secret(c, "kube-flannel", "flannel-etcd");
         let put = c.etcdctl(&["put", "/coreos.com/network/config", NET_CONF]);
         assert!(put.status.success(), "etcdctl put: {put:?}");
     }
@@ -93,17 +83,7 @@ pub fn install(c: &Cluster, store: Store) {
         items.len() == c.nodes && items.iter().all(|n| condition(n, "Ready") == "True")
     });
     daemonset_ready(c, c.nodes);
-    c.wait_until(180, "CoreDNS running with pod addresses", || {
-        let pods = c.json(&["-n", "kube-system", "get", "pods", "-l", "k8s-app=kube-dns"]);
-        let items = pods["items"].as_array().unwrap().clone();
-        !items.is_empty()
-            && items.iter().all(|p| {
-                p["status"]["podIP"]
-                    .as_str()
-                    .is_some_and(|ip| ip.starts_with("10.244."))
-                    && condition(p, "Ready") == "True"
-            })
-    });
+    install::coredns_on_pod_addresses(c);
 }
 
 /// Waits until flannel's DaemonSet runs `want` up-to-date ready pods.

@@ -26,15 +26,21 @@ pub fn edit(manifest: &str, from: &str, to: &str) -> String {
 /// The Secret `kube-tweed/tweed-etcd` with the client certificate the
 /// cluster made for tweed, as docs/deploy.md tells users to create it.
 pub fn etcd_secret(c: &Cluster) {
+    etcd_client_secret(c, "kube-tweed", "tweed-etcd");
+}
+
+/// The namespace `ns` and in it the Secret `name` holding the cluster's CA
+/// and tweed's etcd client certificate (ca.crt, tls.crt, tls.key).
+pub fn etcd_client_secret(c: &Cluster, ns: &str, name: &str) {
     let pki = format!("{STATE}/pki");
-    c.kubectl_ok(&["create", "namespace", "kube-tweed"]);
+    c.kubectl_ok(&["create", "namespace", ns]);
     c.kubectl_ok(&[
         "-n",
-        "kube-tweed",
+        ns,
         "create",
         "secret",
         "generic",
-        "tweed-etcd",
+        name,
         &format!("--from-file=ca.crt={pki}/ca.crt"),
         &format!("--from-file=tls.crt={pki}/etcd-client-tweed.crt"),
         &format!("--from-file=tls.key={pki}/etcd-client-tweed.key"),
@@ -90,6 +96,11 @@ pub fn apply(c: &Cluster, manifest: &str) {
         applied.elapsed().as_secs_f64()
     );
     daemonset_ready(c);
+    coredns_on_pod_addresses(c);
+}
+
+/// Waits until CoreDNS runs, ready, on pod addresses.
+pub fn coredns_on_pod_addresses(c: &Cluster) {
     c.wait_until(180, "CoreDNS running with pod addresses", || {
         let pods = c.json(&["-n", "kube-system", "get", "pods", "-l", "k8s-app=kube-dns"]);
         let items = pods["items"].as_array().unwrap().clone();

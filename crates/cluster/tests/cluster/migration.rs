@@ -30,6 +30,7 @@ use tweed_cluster::pods::{PingRun, Pod, assert_all_pairs_talk, condition, pod_ne
 use tweed_cluster::stream::TcpStream;
 use tweed_cluster::{Cluster, repo_root};
 
+use crate::faults::try_tweed_pod_on;
 use crate::flannel;
 use crate::web;
 
@@ -147,7 +148,7 @@ fn switch(c: &Cluster, pods: &[Pod], i: usize, to: Network, probes: &mut Vec<Pod
     ]);
     c.wait_until(180, &format!("{node} running {} only", to.label()), || {
         let flannel_ready = flannel::pod_on(c, &node).is_some_and(|p| ready(c, "kube-flannel", &p));
-        let tweed = tweed_pod_on(c, &node);
+        let tweed = try_tweed_pod_on(c, &node);
         match to {
             Network::Tweed => {
                 flannel::pod_on(c, &node).is_none()
@@ -247,20 +248,6 @@ fn placed(c: &Cluster) -> BTreeMap<String, (String, String)> {
 
 fn ready(c: &Cluster, ns: &str, pod: &str) -> bool {
     condition(&c.json(&["-n", ns, "get", "pod", pod]), "Ready") == "True"
-}
-
-fn tweed_pod_on(c: &Cluster, node: &str) -> Option<String> {
-    let v = c.json(&[
-        "-n",
-        "kube-tweed",
-        "get",
-        "pods",
-        "-l",
-        "app=tweed",
-        "--field-selector",
-        &format!("spec.nodeName={node}"),
-    ]);
-    v["items"][0]["metadata"]["name"].as_str().map(String::from)
 }
 
 /// A pod pinned to `node`, running and with an address.

@@ -107,7 +107,7 @@ fn pods_of(c: &Cluster) -> Vec<Pod> {
     pods(c, "app=web")
 }
 
-pub fn try_tweed_pod_on(c: &Cluster, node: &str) -> Option<String> {
+fn try_tweed_pod_on(c: &Cluster, node: &str) -> Option<String> {
     let v = c.json(&[
         "-n",
         "kube-tweed",

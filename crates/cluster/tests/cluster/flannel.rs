@@ -97,14 +97,3 @@ pub fn daemonset_ready(c: &Cluster, want: usize) {
             && s["numberAvailable"] == want
     });
 }
-
-/// The name of flannel's pod on `node`, if one is there.
-pub fn pod_on(c: &Cluster, node: &str) -> Option<String> {
-    let pods = c.json(&["-n", "kube-flannel", "get", "pods", "-l", "app=flannel"]);
-    pods["items"]
-        .as_array()?
-        .iter()
-        .find(|p| p["spec"]["nodeName"] == node)
-        .and_then(|p| p["metadata"]["name"].as_str())
-        .map(String::from)
-}

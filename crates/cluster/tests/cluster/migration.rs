@@ -30,7 +30,6 @@ use tweed_cluster::pods::{PingRun, Pod, assert_all_pairs_talk, condition, pod_ne
 use tweed_cluster::stream::TcpStream;
 use tweed_cluster::{Cluster, repo_root};
 
-use crate::faults::try_tweed_pod_on;
 use crate::flannel;
 use crate::web;
 
@@ -147,14 +146,13 @@ fn switch(c: &Cluster, pods: &[Pod], i: usize, to: Network, probes: &mut Vec<Pod
         "--overwrite",
     ]);
     c.wait_until(180, &format!("{node} running {} only", to.label()), || {
-        let flannel_ready = flannel::pod_on(c, &node).is_some_and(|p| ready(c, "kube-flannel", &p));
-        let tweed = try_tweed_pod_on(c, &node);
+        // One listing per namespace: a pod looked up again by name may be
+        // gone by then.
+        let flannel = pod_on(c, "kube-flannel", &node);
+        let tweed = pod_on(c, "kube-tweed", &node);
         match to {
-            Network::Tweed => {
-                flannel::pod_on(c, &node).is_none()
-                    && tweed.is_some_and(|p| ready(c, "kube-tweed", &p))
-            }
-            Network::Flannel => tweed.is_none() && flannel_ready,
+            Network::Tweed => flannel.is_none() && tweed == Some(true),
+            Network::Flannel => tweed.is_none() && flannel == Some(true),
         }
     });
     let took = started.elapsed();
@@ -246,8 +244,13 @@ fn placed(c: &Cluster) -> BTreeMap<String, (String, String)> {
         .collect()
 }
 
-fn ready(c: &Cluster, ns: &str, pod: &str) -> bool {
-    condition(&c.json(&["-n", ns, "get", "pod", pod]), "Ready") == "True"
+/// Whether namespace `ns` has a pod on `node` (terminating ones count),
+/// and if so whether it is ready.
+fn pod_on(c: &Cluster, ns: &str, node: &str) -> Option<bool> {
+    let field = format!("spec.nodeName={node}");
+    let pods = c.json(&["-n", ns, "get", "pods", "--field-selector", &field]);
+    let pod = pods["items"].as_array()?.first()?.clone();
+    Some(condition(&pod, "Ready") == "True")
 }
 
 /// A pod pinned to `node`, running and with an address.

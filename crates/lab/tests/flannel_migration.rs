@@ -14,6 +14,7 @@ mod common;
 use std::process::Stdio;
 use std::time::Duration;
 
+use common::flannel::{etcdctl, tweed_compat_node};
 use common::{TestLab, wait_until};
 use serde_json::Value;
 
@@ -21,19 +22,6 @@ const PREFIX: &str = "/coreos.com/network/subnets/";
 /// The VTEP MAC the "flannel" node's device has: different from the one
 /// tweed gave that node before, so adopting it is visible.
 const FLANNEL_MAC: &str = "0e:f1:a0:00:00:01";
-
-fn etcdctl(lab: &TestLab, args: &[&str]) -> String {
-    let endpoint = format!("http://{}:2379", tweed_lab::topology::ROUTER_IPV4);
-    let mut argv = vec!["etcdctl", "--endpoints", &endpoint];
-    argv.extend_from_slice(args);
-    let out = lab.lab().exec_output("underlay", &argv).expect("etcdctl");
-    assert!(
-        out.status.success(),
-        "etcdctl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// Every record under flannel's prefix: (subnet key, JSON value).
 fn records(lab: &TestLab) -> Vec<(String, Value)> {
@@ -160,16 +148,6 @@ fn become_flannel_node(lab: &mut TestLab, node: &str) -> String {
         );
     }
     key
-}
-
-/// Restarts a tweed node's agent with `--flannel-compat` (its old
-/// `tweed.1` removed, as on a node that ran flannel before).
-fn tweed_compat_node(lab: &mut TestLab, node: &str) {
-    lab.lab_mut().stop_agent(node).unwrap();
-    ip(lab, node, "link del tweed.1");
-    lab.lab_mut()
-        .start_agent_args(node, &["--flannel-compat"])
-        .unwrap();
 }
 
 fn all_pods_talk(lab: &TestLab, when: &str) {

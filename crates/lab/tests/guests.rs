@@ -6,21 +6,25 @@
 //! through the cluster DNS the runtime passed (dnsmasq in a pod on node 1);
 //! the pod's own localhost reaches it; DEL removes everything. Once with
 //! tweed's own attachment (vxlan and host-gw labs), once with tweed chained
-//! after the reference `bridge` plugin on node 2.
+//! after the reference `bridge` plugin on node 2, once with tweed chained
+//! after flannel's CNI plugin on a node 2 that runs real flanneld.
 
 mod common;
+mod guest_attach;
 
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use common::flannel::{flannel_node, tweed_compat_node};
 use common::{TestLab, wait_until};
+use guest_attach::{Attach, Attacher, bridge_address, node_bridge, node_leftovers};
 use serde_json::{Value, json};
-use tweed_lab::pods::{self, Call};
+use tweed_lab::pods;
 use tweed_lab::topology;
+use tweed_testkit::Attachment;
 use tweed_testkit::dns::Dnsmasq;
 use tweed_testkit::qemu::{Guest, GuestImage, ready_fields};
-use tweed_testkit::{Attachment, Chain};
 
 const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -80,67 +84,26 @@ fn guest_chained_after_the_reference_bridge_in_a_lab() {
     guest_across_nodes("gqc", "linux", "vxlan", Attach::ChainedAfterBridge);
 }
 
-#[derive(Clone, Copy, PartialEq)]
-enum Attach {
-    /// tweed's own attachment with a guest.
-    Own,
-    ChainedAfterBridge,
-}
-
-/// The node's pod subnet from its lease file (`TWEED_SUBNET=10.244.x.1/24`).
-fn node_subnet(node_dir: &Path) -> ipnet::Ipv4Net {
-    let text = std::fs::read_to_string(node_dir.join("subnet.env")).unwrap();
-    let line = text
-        .lines()
-        .find_map(|l| l.strip_prefix("TWEED_SUBNET="))
-        .expect("TWEED_SUBNET");
-    line.parse::<ipnet::Ipv4Net>().unwrap().trunc()
-}
-
-/// How the guest pod is ADDed and DELeted on its node.
-struct Attacher {
-    attach: Attach,
-    plugin: std::path::PathBuf,
-    node_ns: String,
-    conf: Value,
-    chain: Option<Chain>,
-    att: Attachment,
-}
-
-impl Attacher {
-    fn add(&self) -> Value {
-        match &self.chain {
-            Some(chain) => chain.add(&self.att).expect("chained ADD"),
-            None => pods::cni_with(&self.plugin, &self.node_ns, &self.conf, &self.call("ADD"))
-                .expect("guest ADD"),
-        }
-    }
-
-    fn del(&self, cached: &Value) {
-        match &self.chain {
-            Some(chain) => chain.del(&self.att, Some(cached)).expect("chained DEL"),
-            None => {
-                pods::cni_with(&self.plugin, &self.node_ns, &self.conf, &self.call("DEL"))
-                    .expect("guest DEL");
-            }
-        }
-    }
-
-    fn call<'a>(&'a self, command: &'a str) -> Call<'a> {
-        Call {
-            command,
-            container_id: &self.att.container_id,
-            pod_ns: self.att.netns.rsplit('/').next().unwrap(),
-            ifname: "eth0",
-            cni_args: self.att.cni_args.as_deref().unwrap_or(""),
-        }
-    }
+/// Node 2 is a flannel node: real flanneld (etcd mode, the lab's etcd)
+/// leases its subnet and programs its end of the overlay, node 1 runs tweed
+/// with `--flannel-compat`; the pod's interface is made by flannel's CNI
+/// plugin (reading flanneld's subnet.env, delegating to the reference
+/// bridge and host-local), and tweed, chained after it, adds the guest.
+#[test]
+fn guest_chained_after_real_flannel_in_a_lab() {
+    guest_across_nodes("gqf", "linux", "vxlan", Attach::ChainedAfterFlannel);
 }
 
 fn guest_across_nodes(tag: &str, format: &str, backend: &str, attach: Attach) {
     let image = GuestImage::build();
-    let mut lab = TestLab::up(tag, 2, backend, "file");
+    let flannel = attach == Attach::ChainedAfterFlannel;
+    let mut lab = TestLab::up(tag, 2, backend, if flannel { "etcd" } else { "file" });
     let (n1, n2) = ("n1", "n2");
+    // Declared after the lab: stopped before the lab's namespaces go.
+    let flanneld = flannel.then(|| {
+        tweed_compat_node(&mut lab, n1);
+        flannel_node(&mut lab, n2)
+    });
     let client_ns = lab.lab().state.node(n1).unwrap().pods[0].ns.clone();
     let client_ip = lab.pod_ip(n1).to_string();
 
@@ -163,29 +126,8 @@ fn guest_across_nodes(tag: &str, format: &str, backend: &str, attach: Attach) {
     let dns = json!({"nameservers": [dns_ip], "search": ["lab.test"]});
     let guest = json!({"mode": "tap", "localhostPorts": [80], "stateDir": state});
     let mut conf = pods::conflist(&node_dir);
-    conf["guest"] = guest.clone();
+    conf["guest"] = guest;
     conf["runtimeConfig"] = json!({ "dns": dns });
-    let subnet = node_subnet(&node_dir);
-    let ref_ipam = node_dir.join("ref-ipam");
-    let chain = (attach == Attach::ChainedAfterBridge).then(|| {
-        let mut tweed = json!({"type": "tweed", "logFile": node_dir.join("cni.log"), "guest": guest});
-        tweed["capabilities"] = json!({"dns": true});
-        Chain::new(json!({
-            "cniVersion": "1.0.0",
-            "name": "refnet",
-            "plugins": [
-                {
-                    "type": "bridge", "bridge": "tweed0", "isGateway": true, "isDefaultGateway": true,
-                    "mtu": mtu_of(&node_dir),
-                    "ipam": {"type": "host-local", "dataDir": ref_ipam,
-                             "ranges": [[{"subnet": subnet.to_string(), "rangeStart": host(subnet, 200)}]]},
-                },
-                tweed,
-            ],
-        }))
-        .binary("tweed", &plugin)
-        .in_node(&node2_ns)
-    });
     let mut att = Attachment {
         container_id: id.clone(),
         netns: format!("/run/netns/{pod_ns}"),
@@ -194,14 +136,15 @@ fn guest_across_nodes(tag: &str, format: &str, backend: &str, attach: Attach) {
         ..Default::default()
     };
     att.capability_args.insert("dns".into(), dns);
-    let attacher = Attacher {
+    let attacher = Attacher::new(
         attach,
-        plugin,
-        node_ns: node2_ns.clone(),
+        &node_dir,
+        &plugin,
+        &node2_ns,
         conf,
-        chain,
         att,
-    };
+        flanneld.as_ref(),
+    );
     let result = attacher.add();
     let guest_ip = pods::addresses(&result).0.expect("guest IPv4");
     let mac = Command::new("ip")
@@ -230,6 +173,26 @@ fn guest_across_nodes(tag: &str, format: &str, backend: &str, attach: Attach) {
         fields.get("ip").is_some_and(|ip| ip.starts_with(&guest_ip)),
         "{ready}"
     );
+    // Its gateway is node 2's bridge, as the kernel has it: the previous
+    // plugin's gateway (for flannel, on the subnet flanneld leased).
+    let bridge = node_bridge(attach);
+    let gateway = bridge_address(&node2_ns, bridge);
+    assert_eq!(
+        fields.get("gw"),
+        Some(&gateway.addr().to_string()),
+        "{ready}"
+    );
+    assert!(
+        gateway.contains(&guest_ip.parse::<std::net::Ipv4Addr>().unwrap()),
+        "{gateway} {guest_ip}"
+    );
+    if let Some(f) = &flanneld {
+        assert_eq!(
+            gateway.trunc(),
+            f.subnet(),
+            "{bridge} is not on flanneld's subnet"
+        );
+    }
 
     // Across the overlay: the container on node 1 fetches the guest's page.
     let page = wget(&client_ns, &format!("http://{guest_ip}/")).expect("client → guest");
@@ -260,44 +223,33 @@ fn guest_across_nodes(tag: &str, format: &str, backend: &str, attach: Attach) {
         .unwrap();
     assert!(!String::from_utf8_lossy(&tables.stdout).contains("tweed-guest"));
     assert!(!state.join(format!("guests/{id}-eth0.json")).exists());
-    let reservation = match attacher.attach {
-        Attach::Own => node_dir.join("ipam").join("tweed").join(&guest_ip),
-        Attach::ChainedAfterBridge => ref_ipam.join("refnet").join(&guest_ip),
-    };
-    assert!(!reservation.exists(), "{} left", reservation.display());
+    let (files, ports_kept) = node_leftovers(attach, &node_dir, &id, &guest_ip);
+    for f in files {
+        assert!(!f.exists(), "{} left", f.display());
+    }
     // The node side: the pod's host veth goes too (tweed hands its deletion
     // to a detached process; give it a moment).
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
         let out = Command::new("ip")
-            .args(["-n", &node2_ns, "-o", "link", "show", "master", "tweed0"])
+            .args(["-n", &node2_ns, "-o", "link", "show", "master", bridge])
             .output()
             .unwrap();
+        assert!(
+            out.status.success(),
+            "{bridge} on {n2}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let ports = String::from_utf8_lossy(&out.stdout).lines().count();
-        // Node 2 still has its own pod p1 on the bridge.
-        if ports == 1 {
+        if ports == ports_kept {
             break;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "the guest pod's host veth is still on tweed0: {}",
+            "the guest pod's host veth is still on {bridge}: {}",
             String::from_utf8_lossy(&out.stdout)
         );
         std::thread::sleep(Duration::from_millis(50));
     }
     let _ = tweed_netlink::NetNs::delete_named(&pod_ns);
-}
-
-/// The pod MTU from the node's lease file.
-fn mtu_of(node_dir: &Path) -> u32 {
-    let text = std::fs::read_to_string(node_dir.join("subnet.env")).unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("TWEED_MTU="))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("TWEED_MTU")
-}
-
-/// The `n`th address of `net`.
-fn host(net: ipnet::Ipv4Net, n: u32) -> String {
-    std::net::Ipv4Addr::from(u32::from(net.network()) + n).to_string()
 }

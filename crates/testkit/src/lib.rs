@@ -1,7 +1,8 @@
 //! Test support for tweed: throwaway network namespaces, a CNI runtime
 //! driver (single plugins and whole conflists), kernel state read back with
 //! iproute2, podman as a real runtime, a real etcd ([`etcd`]) and a real
-//! Kubernetes API server with etcd ([`kubeapi`]).
+//! Kubernetes API server with etcd ([`kubeapi`]), real flannel built from
+//! its Go module ([`flannel`]).
 //!
 //! Everything here panics with a clear message on failure: it runs inside
 //! tests, where a panic is the report.
@@ -10,6 +11,8 @@ pub mod chain;
 pub mod cni;
 pub mod dns;
 pub mod etcd;
+pub mod flannel;
+pub mod go_built;
 pub mod kernel;
 pub mod kubeapi;
 pub mod netns;

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod capture;
+pub mod flannel;
 pub mod raw;
 
 use std::io::{Read, Write};

@@ -10,6 +10,13 @@
 #   scripts/cluster.sh status           what runs, the nodes
 #   scripts/cluster.sh stop-node I      switch node I off (its processes end)
 #   scripts/cluster.sh stop-apiserver   an API server outage (`up` ends it)
+#   scripts/cluster.sh join-node I [--label K=V]...
+#                                       a fresh machine joins as node I (any I
+#                                       above the cluster's own nodes works too);
+#                                       the labels are kubelet's --node-labels
+#   scripts/cluster.sh remove-node I    node I gone for good: stopped, its Node
+#                                       object deleted, its disk and network
+#                                       namespace wiped
 #
 # What runs where (docs/cluster.md): etcd, kube-apiserver,
 # kube-controller-manager and kube-scheduler in the network namespace
@@ -187,6 +194,52 @@ cmd_status() {
   fi
 }
 
+# A fresh machine joining the running cluster as node I: its certificate,
+# its cable to the underlay, then node-init with kubelet's --node-labels.
+# Returns once the Node object exists.
+cmd_join_node() {
+  local i="${1:-}" labels="" name
+  [[ "$i" =~ ^[0-9]+$ ]] && [ "$i" -ge 1 ] && [ "$i" -le 50 ] || die "join-node: give the node's number (1..50)"
+  shift
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --label) labels="${labels:+$labels,}$2"; shift 2 ;;
+      *) die "join-node: unknown argument $1" ;;
+    esac
+  done
+  tree_pid cp-apiserver >/dev/null || die "join-node: the cluster is not up"
+  KUBE_BIN="$(cat "$STATE/kube-bin")"
+  name="$(node_name "$i")"
+  tree_pid "node-$name" >/dev/null && die "join-node: $name is running"
+  make_node_pki "$i"
+  attach "$(node_ns "$i")" "u-n$i" "$(node_ip "$i")"
+  ip netns exec "$(node_ns "$i")" sysctl -qw net.ipv4.ip_forward=1
+  TWEED_NODE_LABELS="$labels" start_node "$i"
+  wait_for "node $name to register" 180 kc get node "$name"
+}
+
+# Node I removed for good, as when a machine is retired: its processes end,
+# its Node object is deleted (the network's agents on the other nodes drop
+# its routes), its disk and its network namespace are wiped, so a later
+# join-node I is a fresh machine.
+cmd_remove_node() {
+  local i="${1:-}" name
+  [[ "$i" =~ ^[0-9]+$ ]] && [ "$i" -ge 1 ] || die "remove-node: give the node's number"
+  tree_pid cp-apiserver >/dev/null || die "remove-node: the cluster is not up"
+  KUBE_BIN="$(cat "$STATE/kube-bin")"
+  name="$(node_name "$i")"
+  if tree_pid "node-$name" >/dev/null; then
+    log "stopping $name"
+    stop_tree "node-$name"
+  fi
+  rm -f "$RUN/node-$name.pid"
+  remove_cgroups "$name"
+  kc delete node "$name" --ignore-not-found --wait=true >/dev/null
+  rm -rf "$(node_dir "$i")"
+  ! ns_exists "$(node_ns "$i")" || ip netns del "$(node_ns "$i")"
+  log "removed $name"
+}
+
 case "${1:-}" in
   up) shift; cmd_up "$@" ;;
   down) shift; cmd_down "$@" ;;
@@ -194,5 +247,7 @@ case "${1:-}" in
   status) cmd_status ;;
   stop-node) shift; cmd_stop_node "$@" ;;
   stop-apiserver) cmd_stop_apiserver ;;
-  *) echo "usage: scripts/cluster.sh up [--nodes N] [--no-pod-cidrs] | down [--purge] | env | status | stop-node I | stop-apiserver" >&2; exit 2 ;;
+  join-node) shift; cmd_join_node "$@" ;;
+  remove-node) shift; cmd_remove_node "$@" ;;
+  *) echo "usage: scripts/cluster.sh up [--nodes N] [--no-pod-cidrs] | down [--purge] | env | status | stop-node I | stop-apiserver | join-node I [--label K=V]... | remove-node I" >&2; exit 2 ;;
 esac

@@ -74,8 +74,14 @@ make_pki() {
   kubeconfig scheduler scheduler
   kubeconfig kube-proxy kube-proxy
   for ((i = 1; i <= nodes; i++)); do
-    name="$(node_name "$i")"
-    cert "kubelet-$name" "/O=system:nodes/CN=system:node:$name" "IP:$(node_ip "$i"),DNS:$name"
-    kubeconfig "kubelet-$name" "kubelet-$name"
+    make_node_pki "$i"
   done
+}
+
+# make_node_pki I : node I's kubelet certificate and kubeconfig.
+make_node_pki() {
+  local name
+  name="$(node_name "$1")"
+  cert "kubelet-$name" "/O=system:nodes/CN=system:node:$name" "IP:$(node_ip "$1"),DNS:$name"
+  kubeconfig "kubelet-$name" "kubelet-$name"
 }

@@ -5,7 +5,14 @@
 //! /var/log/tweed are the node's), and on failure print the kubelet,
 //! containerd and tweedd log lines that explain it.
 
+pub mod agent_usage;
+pub mod containerd_metrics;
+pub mod flannel;
+pub mod install;
+pub mod iperf;
 pub mod pods;
+pub mod ready;
+pub mod side_by_side;
 pub mod stream;
 
 use std::fs::File;
@@ -179,6 +186,25 @@ impl Cluster {
     /// containerd and its containers end; its network namespace stays.
     pub fn stop_node(&self, i: usize) {
         self.script(&["stop-node", &i.to_string()]);
+    }
+
+    /// A fresh machine joins as node `i` (`scripts/cluster.sh join-node`),
+    /// with `labels` (`key=value`) given by its kubelet at registration;
+    /// returns once its Node object exists.
+    pub fn join_node(&self, i: usize, labels: &[&str]) {
+        let index = i.to_string();
+        let mut args = vec!["join-node", index.as_str()];
+        for label in labels {
+            args.extend(["--label", label]);
+        }
+        self.script(&args);
+    }
+
+    /// Node `i` retired for good (`scripts/cluster.sh remove-node`): its
+    /// processes end, its Node object is deleted, its disk and network
+    /// namespace are wiped.
+    pub fn remove_node(&self, i: usize) {
+        self.script(&["remove-node", &i.to_string()]);
     }
 
     /// Stops the API server (`scripts/cluster.sh stop-apiserver`).

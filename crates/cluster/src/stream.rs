@@ -45,7 +45,7 @@ pub struct StreamReport {
 
 /// `pod`'s network namespace file, as the host sees it (through its
 /// node's root).
-fn netns_path(c: &Cluster, pod: &Pod) -> String {
+pub fn netns_path(c: &Cluster, pod: &Pod) -> String {
     let node = c.node_index(&pod.node);
     format!(
         "/proc/{}/root/run/netns/{}",
@@ -55,7 +55,7 @@ fn netns_path(c: &Cluster, pod: &Pod) -> String {
 }
 
 /// Moves the calling thread into the network namespace at `path`.
-fn enter(path: &str) {
+pub fn enter(path: &str) {
     let ns = File::open(path).unwrap_or_else(|e| panic!("{path}: {e}"));
     // SAFETY: setns(2) on a descriptor we hold open; it changes only this
     // thread's network namespace, which is what the thread is for.

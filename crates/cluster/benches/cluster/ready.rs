@@ -18,14 +18,9 @@
 //! node i, a bridge `refbr0`): they only need to become Ready.
 
 use std::collections::HashMap;
-use std::io::BufReader;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use serde_json::Value;
-use tweed_cluster::pods::condition;
-use tweed_cluster::{Cluster, STATE};
+use tweed_cluster::{Cluster, ready};
 use tweed_testkit::stats::{max, min, percentile};
 
 #[derive(Clone, Copy, PartialEq)]
@@ -72,103 +67,19 @@ fn install(c: &Cluster, plugin: Plugin) {
     std::thread::sleep(Duration::from_secs(3));
 }
 
-fn pods_yaml(round: usize, n: usize, nodes: usize) -> String {
-    (0..n)
-        .map(|i| {
-            format!(
-                "apiVersion: v1
-kind: Pod
-metadata: {{name: bench-{round}-{i}, labels: {{bench: ready}}}}
-spec:
-  nodeName: tweed-n{}
-  terminationGracePeriodSeconds: 0
-  containers: [{{name: c, image: localhost/tweed-test:latest, imagePullPolicy: Never}}]
----
-",
-                i % nodes + 1
-            )
-        })
-        .collect()
-}
-
-/// Watches pods labelled bench=ready; sends (name, pod IP) with the moment
-/// each first turns Ready.
-fn watch_ready() -> (
-    std::process::Child,
-    mpsc::Receiver<(String, String, Instant)>,
-) {
-    let mut child = Command::new(format!("{STATE}/bin/kubectl"))
-        .env("KUBECONFIG", format!("{STATE}/pki/admin.kubeconfig"))
-        .args(["get", "pods", "-l", "bench=ready", "-w", "-o", "json"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("kubectl get -w");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut seen = std::collections::HashSet::new();
-        let stream =
-            serde_json::Deserializer::from_reader(BufReader::new(stdout)).into_iter::<Value>();
-        for pod in stream.map_while(Result::ok) {
-            let at = Instant::now();
-            let name = pod["metadata"]["name"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            if condition(&pod, "Ready") == "True" && seen.insert(name.clone()) {
-                let ip = pod["status"]["podIP"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string();
-                if tx.send((name, ip, at)).is_err() {
-                    return;
-                }
-            }
-        }
-    });
-    (child, rx)
-}
-
-/// One round: N pods created at once; their create-to-Ready times in ms.
-fn round(c: &Cluster, plugin: Plugin, round: usize, n: usize) -> Vec<f64> {
-    let (mut watch, ready) = watch_ready();
-    std::thread::sleep(Duration::from_millis(1500));
-    let started = Instant::now();
-    c.apply(&pods_yaml(round, n, c.nodes));
-    let mut times = HashMap::new();
-    let deadline = started + Duration::from_secs(300);
-    while times.len() < n {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let Ok((name, ip, at)) = ready.recv_timeout(left) else {
-            panic!(
-                "{}: only {} of {n} pods Ready after 300 s\n{}",
-                plugin.name(),
-                times.len(),
-                c.explain()
-            );
-        };
-        let from_tweed = !ip.starts_with("10.244.10");
+/// One round with `plugin` installed; the pods' create-to-Ready times.
+fn timed_round(c: &Cluster, plugin: Plugin, r: usize, n: usize) -> Vec<f64> {
+    ready::round(c, r, n, |pod| {
+        let from_tweed = !pod.ip.starts_with("10.244.10");
         assert_eq!(
             from_tweed,
             plugin == Plugin::Tweed,
-            "{name} got {ip}: not from {}",
+            "{} got {}: not from {}",
+            pod.name,
+            pod.ip,
             plugin.name()
         );
-        times.insert(name, at.duration_since(started).as_secs_f64() * 1000.0);
-    }
-    let _ = watch.kill();
-    let _ = watch.wait();
-    c.kubectl_ok(&[
-        "delete",
-        "pods",
-        "-l",
-        "bench=ready",
-        "--wait=true",
-        "--timeout=300s",
-    ]);
-    times.into_values().collect()
+    })
 }
 
 pub fn compare(c: &Cluster, rounds: usize, n: usize) {
@@ -182,7 +93,7 @@ pub fn compare(c: &Cluster, rounds: usize, n: usize) {
         };
         for plugin in order {
             install(c, plugin);
-            let t = round(c, plugin, r, n);
+            let t = timed_round(c, plugin, r, n);
             r += 1;
             println!(
                 "round {r}: {:<20} {n} pods, create-to-Ready p50 {:.0} ms, max {:.0} ms",

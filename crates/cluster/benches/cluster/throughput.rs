@@ -8,11 +8,8 @@
 //! test image has no iperf3; the host's binary is the same program on both
 //! paths).
 
-use std::process::Stdio;
-use std::time::Duration;
-
-use serde_json::Value;
 use tweed_cluster::Cluster;
+use tweed_cluster::iperf::{End, iperf};
 use tweed_cluster::pods::{pod, pod_netns};
 use tweed_testkit::stats::{max, median, min};
 
@@ -33,52 +30,6 @@ spec:
   terminationGracePeriodSeconds: 0
   containers: [{name: c, image: localhost/tweed-test:latest, imagePullPolicy: Never}]
 "#;
-
-/// Where one side of a path runs: a node, and a namespace name under its
-/// /run/netns (None: the node's own network).
-struct End {
-    node: usize,
-    netns: Option<String>,
-}
-
-impl End {
-    fn argv<'a>(&'a self, rest: &[&'a str]) -> Vec<&'a str> {
-        let mut v = match &self.netns {
-            Some(ns) => vec!["ip", "netns", "exec", ns.as_str()],
-            None => vec![],
-        };
-        v.extend_from_slice(rest);
-        v
-    }
-}
-
-/// One iperf3 run from `client` to `server` (listening on `ip`); Gbit/s.
-fn iperf(c: &Cluster, client: &End, server: &End, ip: &str, secs: usize) -> f64 {
-    let mut srv = c
-        .node_command(server.node, &server.argv(&["iperf3", "-s", "-1", "-B", ip]))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("iperf3 server");
-    std::thread::sleep(Duration::from_millis(500));
-    let t = secs.to_string();
-    let out = c.on_node(
-        client.node,
-        &client.argv(&["iperf3", "-c", ip, "-t", &t, "-O", "1", "-J"]),
-    );
-    let _ = srv.wait();
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "iperf3 to {ip}: {e}\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    v["end"]["sum_received"]["bits_per_second"]
-        .as_f64()
-        .unwrap_or_else(|| panic!("iperf3 to {ip}: no result: {v}"))
-        / 1e9
-}
 
 pub fn compare(c: &Cluster, secs: usize) {
     c.apply(PODS);

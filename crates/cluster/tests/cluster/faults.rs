@@ -8,7 +8,8 @@ use tweed_cluster::Cluster;
 use tweed_cluster::pods::{Pod, assert_talk, pods};
 
 use crate::lifecycle::no_ping_lost_while;
-use crate::{install, web};
+use crate::web;
+use tweed_cluster::install;
 
 /// A broken net-conf.json reaches the nodes when a tweed pod restarts: the
 /// new pod fails naming the field, and the node keeps its working network

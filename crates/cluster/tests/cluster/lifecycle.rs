@@ -10,7 +10,8 @@ use tweed_cluster::Cluster;
 use tweed_cluster::pods::{PingRun, Pod, assert_all_pairs_talk, assert_talk, pods};
 
 use crate::faults::tweed_pod_on;
-use crate::{install, web};
+use crate::web;
+use tweed_cluster::install;
 
 /// Runs `action` while pods[0] pings pods[1] (on another node) `count`
 /// times at 0.2 s; asserts nothing was lost and says so.

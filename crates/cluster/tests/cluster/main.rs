@@ -20,15 +20,13 @@
 //!   leftovers removed at the end.
 
 mod faults;
-mod flannel;
-mod install;
 mod lifecycle;
 mod migration;
 mod segments;
 mod web;
 mod wires;
 
-use tweed_cluster::Cluster;
+use tweed_cluster::{Cluster, flannel, install};
 
 const NODES: usize = 3;
 
@@ -113,7 +111,7 @@ fn etcd_store() {
 #[test]
 fn flannel_in_kube_mode_migrates_to_tweed_under_traffic() {
     let c = Cluster::up(NODES);
-    flannel::install(&c, flannel::Store::Kube);
+    flannel::install(&c, flannel::Store::Kube, "vxlan");
     // The peer is healthy before anything is compared with or moved from it.
     let pods = web::deploy(&c);
     web::services_and_dns_work(&c, &pods);
@@ -123,7 +121,7 @@ fn flannel_in_kube_mode_migrates_to_tweed_under_traffic() {
 #[test]
 fn flannel_in_etcd_mode_migrates_to_tweed_under_traffic() {
     let c = Cluster::up(NODES);
-    flannel::install(&c, flannel::Store::Etcd);
+    flannel::install(&c, flannel::Store::Etcd, "vxlan");
     let pods = web::deploy(&c);
     web::services_and_dns_work(&c, &pods);
     // tweed on flannel's etcd, with no net-conf.json of its own: it reads

@@ -23,73 +23,26 @@
 use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
-use tweed_cluster::pods::{PingRun, Pod, assert_all_pairs_talk, condition, pod_netns, pods};
+use tweed_cluster::pods::{PingRun, Pod, assert_all_pairs_talk, condition, pods};
+use tweed_cluster::side_by_side::{self, LABEL, Network};
 use tweed_cluster::stream::TcpStream;
-use tweed_cluster::{Cluster, repo_root};
+use tweed_cluster::{Cluster, flannel, install};
 
-use crate::flannel;
 use crate::web;
-
-/// The label that says which network runs on a node during a migration.
-const LABEL: &str = "tweed.io/network";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Network {
-    Flannel,
-    Tweed,
-}
-
-impl Network {
-    fn label(self) -> &'static str {
-        match self {
-            Network::Flannel => "flannel",
-            Network::Tweed => "tweed",
-        }
-    }
-}
-
-/// `deploy/<name>` as shipped.
-fn deploy_file(name: &str) -> String {
-    let path = repo_root().join("deploy").join(name);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
 
 /// The whole migration of a cluster running flannel with the web pods
 /// `pods` (one per node), to tweed installed from `tweed_manifest`
 /// (deploy/tweed.yaml, possibly edited for its store).
 pub fn flannel_to_tweed_under_traffic(c: &Cluster, pods: &[Pod], tweed_manifest: &str) {
     // Step 1: every node is flannel's; flannel's DaemonSet keeps to them.
-    c.kubectl_ok(&["label", "nodes", "--all", &format!("{LABEL}=flannel")]);
-    let affinity = format!(
-        r#"[{{"op": "add", "path": "/spec/template/spec/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms/0/matchExpressions/-", "value": {{"key": "{LABEL}", "operator": "In", "values": ["flannel"]}}}}]"#
-    );
-    c.kubectl_ok(&[
-        "-n",
-        "kube-flannel",
-        "patch",
-        "ds",
-        "kube-flannel-ds",
-        "--type=json",
-        "-p",
-        &affinity,
-    ]);
-    flannel::daemonset_ready(c, c.nodes);
+    side_by_side::keep_flannel_to_its_nodes(c);
     assert_all_pairs_talk(c, pods);
 
     // Step 2: tweed installed, running nowhere yet.
-    c.apply(&format!(
-        "{tweed_manifest}\n---\n{}",
-        deploy_file("flannel-compat.yaml")
-    ));
-    std::thread::sleep(Duration::from_secs(5));
-    let ds = c.json(&["-n", "kube-tweed", "get", "ds", "tweed"]);
-    assert_eq!(
-        ds["status"]["desiredNumberScheduled"], 0,
-        "tweed scheduled onto flannel's nodes"
-    );
+    side_by_side::install_tweed_beside(c, tweed_manifest);
 
     let samplers: Vec<GatewaySampler> =
         (1..=c.nodes).map(|i| GatewaySampler::start(c, i)).collect();
@@ -137,25 +90,7 @@ fn switch(c: &Cluster, pods: &[Pod], i: usize, to: Network, probes: &mut Vec<Pod
         .map(|(a, b)| PingRun::start_open(c, a, b))
         .collect();
     std::thread::sleep(Duration::from_secs(2));
-    let started = Instant::now();
-    c.kubectl_ok(&[
-        "label",
-        "node",
-        &node,
-        &format!("{LABEL}={}", to.label()),
-        "--overwrite",
-    ]);
-    c.wait_until(180, &format!("{node} running {} only", to.label()), || {
-        // One listing per namespace: a pod looked up again by name may be
-        // gone by then.
-        let flannel = pod_on(c, "kube-flannel", &node);
-        let tweed = pod_on(c, "kube-tweed", &node);
-        match to {
-            Network::Tweed => flannel.is_none() && tweed == Some(true),
-            Network::Flannel => tweed.is_none() && flannel == Some(true),
-        }
-    });
-    let took = started.elapsed();
+    let took = side_by_side::switch_node(c, i, to);
     std::thread::sleep(Duration::from_secs(5));
     let (mut sent, mut lost, mut reports) = (0, 0, Vec::new());
     for ping in pings {
@@ -186,7 +121,7 @@ fn switch(c: &Cluster, pods: &[Pod], i: usize, to: Network, probes: &mut Vec<Pod
     // A new pod here gets the network the node runs now, and reaches
     // every node's pods.
     let probe = start_probe(c, &node, probes.len());
-    let veth = host_veth_of(c, &probe);
+    let veth = side_by_side::host_veth_of(c, &probe);
     match to {
         Network::Tweed => assert!(
             veth.0.starts_with("tw") && veth.1.starts_with("tweed/cbr0/"),
@@ -244,15 +179,6 @@ fn placed(c: &Cluster) -> BTreeMap<String, (String, String)> {
         .collect()
 }
 
-/// Whether namespace `ns` has a pod on `node` (terminating ones count),
-/// and if so whether it is ready.
-fn pod_on(c: &Cluster, ns: &str, node: &str) -> Option<bool> {
-    let field = format!("spec.nodeName={node}");
-    let pods = c.json(&["-n", ns, "get", "pods", "--field-selector", &field]);
-    let pod = pods["items"].as_array()?.first()?.clone();
-    Some(condition(&pod, "Ready") == "True")
-}
-
 /// A pod pinned to `node`, running and with an address.
 fn start_probe(c: &Cluster, node: &str, n: usize) -> Pod {
     let name = format!("probe-{n}");
@@ -275,25 +201,6 @@ spec:
         condition(&c.json(&["get", "pod", &name]), "Ready") == "True"
     });
     tweed_cluster::pods::pod(c, &name)
-}
-
-/// The name and alias of the host end of `pod`'s eth0.
-fn host_veth_of(c: &Cluster, pod: &Pod) -> (String, String) {
-    let i = c.node_index(&pod.node);
-    let netns = pod_netns(c, pod);
-    let inside = c.on_node(i, &["ip", "-n", &netns, "-j", "link", "show", "eth0"]);
-    let inside: Value = serde_json::from_slice(&inside.stdout).expect("ip -j link");
-    let peer = inside[0]["link_index"].as_u64().expect("eth0's peer index");
-    let host = c.on_node(i, &["ip", "-j", "-d", "link", "show"]);
-    let host: Value = serde_json::from_slice(&host.stdout).expect("ip -j link");
-    let dev = host
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| l["ifindex"].as_u64() == Some(peer))
-        .unwrap_or_else(|| panic!("no host device {peer} for {}", pod.name));
-    let text = |k: &str| dev[k].as_str().unwrap_or_default().to_string();
-    (text("ifname"), text("ifalias"))
 }
 
 /// Ten times a second, how many addresses equal node `i`'s gateway (the
@@ -369,7 +276,7 @@ fn remove_flannel(c: &Cluster) {
             .status
             .success()
     });
-    let cleanup = deploy_file("flannel-cleanup.yaml");
+    let cleanup = install::deploy_file("flannel-cleanup.yaml");
     c.apply(&cleanup);
     c.wait_until(120, "flannel-cleanup done on every node", || {
         let logs = c.kubectl(&[
@@ -403,7 +310,7 @@ fn remove_flannel(c: &Cluster) {
     c.kubectl_ok(&["label", "nodes", "--all", &format!("{LABEL}-")]);
     // tweed stays where it is: no label is as good as `tweed`.
     std::thread::sleep(Duration::from_secs(3));
-    crate::install::daemonset_ready(c);
+    tweed_cluster::install::daemonset_ready(c);
 }
 
 /// Writes `text` to a file kubectl can read, and returns its path.

@@ -9,7 +9,7 @@
 use tweed_cluster::pods::{exec, ping_ok, pod};
 use tweed_cluster::{Cluster, STATE};
 
-use crate::install;
+use tweed_cluster::install;
 
 const SEGMENT: &str =
     r#""Segments": [{"Name": "lab1", "VNI": 4001, "Subnet": "192.168.50.0/24"}],"#;

@@ -3,8 +3,8 @@
 //! point at the images cluster.sh built from flannel's Go modules), in kube
 //! mode as shipped, or in etcd mode against the cluster's etcd.
 
-use tweed_cluster::pods::condition;
-use tweed_cluster::{Cluster, STATE};
+use crate::pods::condition;
+use crate::{Cluster, STATE};
 
 use crate::install;
 
@@ -67,16 +67,28 @@ pub fn manifest_for(store: Store) -> String {
     }
 }
 
-/// Installs flannel on a cluster with no CNI and waits until it carries
-/// the cluster: every node Ready, flannel's pod ready on every node,
-/// CoreDNS on pod addresses.
-pub fn install(c: &Cluster, store: Store) {
+/// kube-flannel.yml (`manifest`) with flannel's net-conf.json asking for
+/// `backend` (`vxlan` as shipped, or `host-gw`).
+pub fn with_backend(manifest: &str, backend: &str) -> String {
+    edit(
+        manifest,
+        "        \"Type\": \"vxlan\"\n",
+        &format!("        \"Type\": \"{backend}\"\n"),
+    )
+}
+
+/// Installs flannel on a cluster with no CNI, its pod network carried by
+/// `backend` (`vxlan`, `host-gw`), and waits until it carries the cluster:
+/// every node Ready, flannel's pod ready on every node, CoreDNS on pod
+/// addresses.
+pub fn install(c: &Cluster, store: Store, backend: &str) {
     if store == Store::Etcd {
         install::etcd_client_secret(c, "kube-flannel", "flannel-etcd");
-        let put = c.etcdctl(&["put", "/coreos.com/network/config", NET_CONF]);
+        let conf = NET_CONF.replace(r#""Type": "vxlan""#, &format!(r#""Type": "{backend}""#));
+        let put = c.etcdctl(&["put", "/coreos.com/network/config", &conf]);
         assert!(put.status.success(), "etcdctl put: {put:?}");
     }
-    c.apply(&manifest_for(store));
+    c.apply(&with_backend(&manifest_for(store), backend));
     c.wait_until(240, "every node Ready on flannel", || {
         let nodes = c.json(&["get", "nodes"]);
         let items = nodes["items"].as_array().unwrap();

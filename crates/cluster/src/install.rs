@@ -5,12 +5,31 @@
 
 use std::time::Instant;
 
-use tweed_cluster::pods::condition;
-use tweed_cluster::{Cluster, STATE, repo_root};
+use crate::pods::condition;
+use crate::{Cluster, STATE, repo_root};
 
 /// deploy/tweed.yaml as shipped.
 pub fn manifest() -> String {
-    std::fs::read_to_string(repo_root().join("deploy/tweed.yaml")).expect("read deploy/tweed.yaml")
+    deploy_file("tweed.yaml")
+}
+
+/// `deploy/<name>` as shipped.
+pub fn deploy_file(name: &str) -> String {
+    let path = repo_root().join("deploy").join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// `manifest` (deploy/tweed.yaml) with the pod network carried by
+/// `backend` (`vxlan` as shipped, or `host-gw`).
+pub fn with_backend(manifest: &str, backend: &str) -> String {
+    match backend {
+        "vxlan" => manifest.to_string(),
+        other => edit(
+            manifest,
+            r#""Backend": {"Type": "vxlan", "VNI": 1, "Port": 8472}"#,
+            &format!(r#""Backend": {{"Type": "{other}"}}"#),
+        ),
+    }
 }
 
 /// `manifest` with `from` replaced by `to`, which must occur exactly once.

@@ -1,0 +1,142 @@
+//! Pod create-to-Ready (tweed_cluster::ready) and containerd's timing of
+//! the CNI ADD and DEL, per network.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use tweed_cluster::Cluster;
+use tweed_cluster::containerd_metrics::{CniOp, Histogram, cluster_histogram};
+use tweed_cluster::side_by_side::{Network, host_veth_of};
+use tweed_testkit::stats::{max, percentile};
+
+use crate::table::{Better, Table};
+
+#[derive(Default)]
+pub struct Results {
+    ready_ms: HashMap<&'static str, Vec<f64>>,
+    add: HashMap<&'static str, Histogram>,
+    del: HashMap<&'static str, Histogram>,
+}
+
+/// Panics unless `pod`'s host veth was made by `net`'s plugin (tweed's
+/// are `tw…`, flannel's bridge plugin's `veth…`).
+pub fn assert_made_by(c: &Cluster, pod: &tweed_cluster::pods::Pod, net: Network) {
+    let (name, alias) = host_veth_of(c, pod);
+    let ok = match net {
+        Network::Tweed => name.starts_with("tw") && alias.starts_with("tweed/"),
+        Network::Flannel => name.starts_with("veth"),
+    };
+    assert!(
+        ok,
+        "{} was not made by {}'s plugin: host veth {name} ({alias})",
+        pod.name,
+        net.label()
+    );
+}
+
+impl Results {
+    /// One round of `n` pods on `net`, which every node runs now.
+    pub fn round(&mut self, c: &Cluster, net: Network, k: usize, n: usize) {
+        let mut checked = false;
+        let calls = CniCalls::start(c);
+        let t = tweed_cluster::ready::round(c, k, n, |pod| {
+            if !checked {
+                assert_made_by(c, pod, net);
+                checked = true;
+            }
+        });
+        calls.finish(c, n, self, net);
+        println!(
+            "round {}: {:<8} {n} pods, create-to-Ready p50 {:.0} ms, max {:.0} ms",
+            k + 1,
+            net.label(),
+            percentile(&t, 50.0),
+            max(&t)
+        );
+        self.ready_ms.entry(net.label()).or_default().extend(t);
+    }
+
+    pub fn report(&self, backend: &str, table: &mut Table) {
+        let get = |m: &HashMap<&str, Vec<f64>>, net: Network| m[net.label()].clone();
+        let (f, t) = (
+            get(&self.ready_ms, Network::Flannel),
+            get(&self.ready_ms, Network::Tweed),
+        );
+        let p = |xs: &[f64], q| percentile(xs, q);
+        table.add(
+            &format!("pod create-to-Ready p50 ({} pods each)", t.len()),
+            backend,
+            "ms",
+            (p(&f, 50.0), p(&t, 50.0)),
+            Better::Lower,
+        );
+        table.add_with_target(
+            "pod create-to-Ready p99",
+            backend,
+            "ms",
+            (p(&f, 99.0), p(&t, 99.0)),
+            Better::Lower,
+            0.8,
+        );
+        for (op, hist) in [("ADD", &self.add), ("DEL", &self.del)] {
+            let (hf, ht) = (&hist["flannel"], &hist["tweed"]);
+            table.add(
+                &format!(
+                    "CNI {op} as containerd times it, mean ({} calls each)",
+                    ht.count.min(hf.count)
+                ),
+                backend,
+                "ms",
+                (hf.mean_ms(), ht.mean_ms()),
+                Better::Lower,
+            );
+            for q in [0.5, 0.99] {
+                table.add(
+                    &format!("CNI {op} p{:.0} (from containerd's buckets)", q * 100.0),
+                    backend,
+                    "ms",
+                    (hf.quantile_ms(q), ht.quantile_ms(q)),
+                    Better::Lower,
+                );
+            }
+        }
+    }
+}
+
+/// containerd's CNI histograms over a stretch of pod work.
+pub struct CniCalls {
+    add: Histogram,
+    del: Histogram,
+}
+
+impl CniCalls {
+    pub fn start(c: &Cluster) -> CniCalls {
+        CniCalls {
+            add: cluster_histogram(c, CniOp::Add),
+            del: cluster_histogram(c, CniOp::Del),
+        }
+    }
+
+    /// Waits until containerd has made at least `pods` more ADDs and as
+    /// many DELs (kubelet tears sandboxes down after the pods are gone
+    /// from the API) and adds the calls since `start` to `net`'s.
+    pub fn finish(self, c: &Cluster, pods: usize, results: &mut Results, net: Network) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let (add, del) = loop {
+            let add = cluster_histogram(c, CniOp::Add).since(&self.add);
+            let del = cluster_histogram(c, CniOp::Del).since(&self.del);
+            if add.count >= pods as u64 && del.count >= add.count {
+                break (add, del);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "containerd reports {} ADDs and {} DELs for {pods} pods after 60 s",
+                add.count,
+                del.count
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        };
+        results.add.entry(net.label()).or_default().add(&add);
+        results.del.entry(net.label()).or_default().add(&del);
+    }
+}

@@ -153,6 +153,21 @@ fn geneve_with_file_store() {
         assert!(r["BackendData"]["VtepMAC"].is_string(), "{r}");
     }
 
+    // The operator's view names the device, its port and queue length.
+    let tweedctl = common::binaries().plugin.with_file_name("tweedctl");
+    let out = std::process::Command::new(&tweedctl)
+        .args(["status", "--netns", &lab.lab().state.node("n1").unwrap().ns])
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&out.stdout);
+    let mac = device_mac(&lab, "n1");
+    assert!(
+        status.contains(&format!(
+            "tweed.geneve geneve port 6081 mac {mac} mtu 1450 qlen 500"
+        )),
+        "{status}"
+    );
+
     let packet = capture_n1_to_n2(&lab, 6081);
     assert_eq!(
         packet,

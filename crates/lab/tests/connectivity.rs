@@ -4,9 +4,7 @@
 
 mod common;
 
-use std::net::{IpAddr, SocketAddr};
-
-use common::{TestLab, pods_reach_outside_masqueraded, pods_talk, tcp_send, tcp_sink};
+use common::{TestLab, dual_stack_pods_talk, pods_reach_outside_masqueraded, pods_talk};
 use tweed_testkit::vm::{KernelFeature, on_a_kernel_with};
 
 #[test]
@@ -277,17 +275,5 @@ fn host_gw_refuses_a_peer_off_the_segment() {
 #[test]
 fn dual_stack_pods_over_vxlan() {
     let lab = TestLab::up_with("cds", 2, "vxlan", "file", |s| s.ipv6 = true);
-    let m = lab.lab().check().expect("check");
-    assert!(m.all_ok(), "{}\n{}", m.render(), lab.logs());
-    let n2 = lab.lab().state.node("n2").unwrap();
-    let v6: IpAddr = n2.pods[0]
-        .ipv6
-        .as_ref()
-        .expect("ipv6 pod address")
-        .parse()
-        .unwrap();
-    let dst = SocketAddr::new(v6, 5003);
-    let sink = tcp_sink(&lab.pod_ns("n2"), dst);
-    tcp_send(&lab.pod_ns("n1"), dst, 1 << 20).expect("IPv6 TCP across nodes");
-    assert_eq!(sink.join().unwrap().0, 1 << 20);
+    dual_stack_pods_talk(&lab);
 }

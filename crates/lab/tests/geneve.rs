@@ -10,7 +10,7 @@ mod common;
 use std::time::Duration;
 
 use common::capture::Capture;
-use common::{TestLab, pods_reach_outside_masqueraded, pods_talk};
+use common::{TestLab, dual_stack_pods_talk, pods_reach_outside_masqueraded, pods_talk};
 use tweed_testkit::vm::{KernelFeature, on_a_kernel_with};
 
 /// What one captured underlay frame says about its Geneve packet.
@@ -179,6 +179,23 @@ fn geneve_with_file_store() {
             inner_src_ip: lab.pod_ip("n1").to_string(),
         }
     );
+}
+
+/// Dual-stack pods over Geneve with leases in etcd: the IPv6 pod subnets
+/// ride the same IPv4 tunnel (their routes carry `encap ip` too).
+#[test]
+fn geneve_dual_stack_with_etcd_store() {
+    if !on_a_kernel_with(&[KernelFeature::Geneve]) {
+        return; // ran, and passed, in the VM runner
+    }
+    let lab = TestLab::up_with("cge", 2, "geneve", "etcd", |s| s.ipv6 = true);
+    pods_talk(&lab);
+    dual_stack_pods_talk(&lab);
+    let routes = lab.ip_json("n1", &["-6", "-d", "route", "show", "proto", "77"]);
+    let routes = routes.as_array().unwrap();
+    assert_eq!(routes.len(), 1, "{routes:?}");
+    assert_eq!(routes[0]["encap"], "ip", "{routes:?}");
+    assert_eq!(routes[0]["dev"], "tweed.geneve", "{routes:?}");
 }
 
 #[test]

@@ -28,8 +28,7 @@ fn net(s: &str) -> IpNet {
 }
 
 /// One node of a two-node Geneve tunnel: an external device on `port`
-/// with `qlen`, its MAC and network address, and a route to the other
-/// node's subnet with VNI `vni`.
+/// with `qlen`, its MAC and network address.
 struct GeneveNode {
     ns: TestNs,
     nl: Netlink,
@@ -39,7 +38,7 @@ struct GeneveNode {
 fn geneve_node(ns: TestNs, port: u16, qlen: u32, n: u8) -> GeneveNode {
     let mut nl = nl(&ns);
     let mut spec = NewLink::new("tweed.geneve", LinkKind::Geneve(GeneveSpec { port }));
-    spec.mtu = Some(1450);
+    spec.mtu = Some(1400);
     spec.qlen = Some(qlen);
     spec.mac = Some(format!("02:00:00:00:0{n}:0{n}").parse().unwrap());
     spec.up = true;
@@ -49,13 +48,13 @@ fn geneve_node(ns: TestNs, port: u16, qlen: u32, n: u8) -> GeneveNode {
     GeneveNode { ns, nl, dev }
 }
 
-#[test]
-fn geneve_device_port_qlen_and_vni_route_read_back_and_carry_traffic() {
-    if !on_a_kernel_with(&[KernelFeature::Geneve]) {
-        return; // ran, and passed, in the VM runner
-    }
-    let (a, b) = (TestNs::new("gnA"), TestNs::new("gnB"));
-    let mut la = nl(&a);
+/// Two namespaces joined by a veth underlay with `underlay[0]` and
+/// `underlay[1]` (address/prefix), each with a Geneve device on `port`.
+fn geneve_pair(tag: &str, underlay: [&str; 2], port: u16, qlen: u32) -> (GeneveNode, GeneveNode) {
+    let (a, b) = (
+        TestNs::new(&format!("{tag}A")),
+        TestNs::new(&format!("{tag}B")),
+    );
     let b_ns = NetNs::named(&b.name).unwrap();
     let mut veth = NewLink::new(
         "ul0",
@@ -66,30 +65,22 @@ fn geneve_device_port_qlen_and_vni_route_read_back_and_carry_traffic() {
         }),
     );
     veth.up = true;
-    la.create_link(&veth).unwrap();
-    let mut lb = nl(&b);
-    let ul_b = lb.link_by_name("ul0").unwrap().unwrap().index;
-    lb.set_link_up(ul_b, true).unwrap();
-    let ul_a = la.link_by_name("ul0").unwrap().unwrap().index;
-    la.add_address(ul_a, net("198.18.0.1/24"), true).unwrap();
-    lb.add_address(ul_b, net("198.18.0.2/24"), true).unwrap();
+    nl(&a).create_link(&veth).unwrap();
+    for (ns, addr) in [(&a, underlay[0]), (&b, underlay[1])] {
+        let mut nl = nl(ns);
+        let ul = nl.link_by_name("ul0").unwrap().unwrap().index;
+        nl.set_link_up(ul, true).unwrap();
+        nl.add_address(ul, net(addr), true).unwrap();
+    }
+    (geneve_node(a, port, qlen, 1), geneve_node(b, port, qlen, 2))
+}
 
-    let mut ga = geneve_node(a, 6090, 777, 1);
-    let mut gb = geneve_node(b, 6090, 777, 2);
-    let dev = ga.nl.link_by_name("tweed.geneve").unwrap().unwrap();
-    assert_eq!(dev.kind.as_deref(), Some("geneve"));
-    let info = dev.geneve.clone().expect("geneve info");
-    assert_eq!((info.port, info.external, info.remote), (6090, true, None));
-    assert_eq!(dev.qlen, 777);
-    let j = ip_json(&ga.ns, &["link", "show", "tweed.geneve"]);
-    assert_eq!(j[0]["txqlen"], 777, "{j}");
-    assert_eq!(j[0]["linkinfo"]["info_kind"], "geneve", "{j}");
-    assert_eq!(j[0]["linkinfo"]["info_data"]["port"], 6090, "{j}");
-    assert_eq!(j[0]["linkinfo"]["info_data"]["external"], true, "{j}");
-
-    // Each side: a permanent neighbour for the other's network address
-    // (its device MAC) and a route into its subnet with VNI 4242.
-    for (g, peer) in [(&mut ga, 2u8), (&mut gb, 1u8)] {
+/// On each node: a permanent neighbour for the other's network address
+/// (its device MAC) and a route into its subnet with VNI `vni` to its
+/// underlay address `dsts[other]`.
+fn route_each_to_the_other(pair: [&mut GeneveNode; 2], vni: u32, dsts: [IpAddr; 2]) {
+    for (i, g) in pair.into_iter().enumerate() {
+        let peer = 2 - i as u8;
         let gw: IpAddr = format!("10.244.{peer}.0").parse().unwrap();
         g.nl.set_neighbour(
             g.dev,
@@ -103,21 +94,61 @@ fn geneve_device_port_qlen_and_vni_route_read_back_and_carry_traffic() {
         r.onlink = true;
         r.protocol = 77;
         r.encap = Some(RouteEncap::Ip {
-            id: 4242,
-            dst: format!("198.18.0.{peer}").parse().unwrap(),
+            id: vni,
+            dst: dsts[1 - i],
         });
         g.nl.add_route(&r).unwrap();
     }
-    let routes = ga.nl.routes(false, tweed_netlink::TABLE_MAIN).unwrap();
+}
+
+/// The encapsulation of a's route to b's subnet, read back over netlink.
+fn encap_towards_b(a: &mut GeneveNode) -> Option<RouteEncap> {
+    let routes = a.nl.routes(false, tweed_netlink::TABLE_MAIN).unwrap();
     let r = routes
         .iter()
         .find(|r| r.dst == net("10.244.2.0/24"))
         .expect("the Geneve route");
+    r.encap.clone()
+}
+
+/// Pings b's network address from a's.
+fn ping_across(a: &GeneveNode) {
+    let ping: Vec<&str> = "ping -c 2 -W 2 -I 10.244.1.0 10.244.2.0"
+        .split(' ')
+        .collect();
+    let out = a.ns.exec(&ping);
+    assert!(
+        out.status.success(),
+        "ping over Geneve: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn geneve_device_port_qlen_and_vni_route_read_back_and_carry_traffic() {
+    if !on_a_kernel_with(&[KernelFeature::Geneve]) {
+        return; // ran, and passed, in the VM runner
+    }
+    let (mut ga, mut gb) = geneve_pair("gn", ["198.18.0.1/24", "198.18.0.2/24"], 6090, 777);
+    let dev = ga.nl.link_by_name("tweed.geneve").unwrap().unwrap();
+    assert_eq!(dev.kind.as_deref(), Some("geneve"));
+    let info = dev.geneve.clone().expect("geneve info");
+    assert_eq!((info.port, info.external, info.remote), (6090, true, None));
+    assert_eq!(dev.qlen, 777);
+    let j = ip_json(&ga.ns, &["link", "show", "tweed.geneve"]);
+    assert_eq!(j[0]["txqlen"], 777, "{j}");
+    assert_eq!(j[0]["linkinfo"]["info_kind"], "geneve", "{j}");
+    assert_eq!(j[0]["linkinfo"]["info_data"]["port"], 6090, "{j}");
+    assert_eq!(j[0]["linkinfo"]["info_data"]["external"], true, "{j}");
+
+    let underlay: [IpAddr; 2] = ["198.18.0.1".parse().unwrap(), "198.18.0.2".parse().unwrap()];
+    route_each_to_the_other([&mut ga, &mut gb], 4242, underlay);
     assert_eq!(
-        r.encap,
+        encap_towards_b(&mut ga),
         Some(RouteEncap::Ip {
             id: 4242,
-            dst: "198.18.0.2".parse().unwrap()
+            dst: underlay[1]
         })
     );
     let j = ip_json(&ga.ns, &["route", "show", "10.244.2.0/24"]);
@@ -126,16 +157,7 @@ fn geneve_device_port_qlen_and_vni_route_read_back_and_carry_traffic() {
     assert_eq!(j[0]["dst"], "198.18.0.2", "{j}");
 
     // The pair carries traffic: from a's network address to b's.
-    let ping: Vec<&str> = "ping -c 2 -W 2 -I 10.244.1.0 10.244.2.0"
-        .split(' ')
-        .collect();
-    let out = ga.ns.exec(&ping);
-    assert!(
-        out.status.success(),
-        "ping over Geneve: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ping_across(&ga);
 
     // The queue length changes in place.
     ga.nl.set_link_qlen(ga.dev, 0).unwrap();
@@ -144,6 +166,45 @@ fn geneve_device_port_qlen_and_vni_route_read_back_and_carry_traffic() {
         0,
         "txqueuelen 0"
     );
+}
+
+/// Over an IPv6 underlay the routes carry `encap ip6` (with the UDP
+/// checksum IPv6 receivers want), read back as the same [`RouteEncap::Ip`],
+/// and IPv4 pod traffic crosses.
+#[test]
+fn geneve_over_an_ipv6_underlay() {
+    if !on_a_kernel_with(&[KernelFeature::Geneve]) {
+        return; // ran, and passed, in the VM runner
+    }
+    let (mut ga, mut gb) = geneve_pair("g6", ["fd00:ab::1/64", "fd00:ab::2/64"], 6081, 1000);
+    let underlay: [IpAddr; 2] = ["fd00:ab::1".parse().unwrap(), "fd00:ab::2".parse().unwrap()];
+    route_each_to_the_other([&mut ga, &mut gb], 99, underlay);
+    assert_eq!(
+        encap_towards_b(&mut ga),
+        Some(RouteEncap::Ip {
+            id: 99,
+            dst: underlay[1]
+        })
+    );
+    let j = ip_json(&ga.ns, &["route", "show", "10.244.2.0/24"]);
+    assert_eq!(j[0]["encap"], "ip6", "{j}");
+    // Wait for the underlay addresses' duplicate detection (nodad was
+    // asked, but a link coming up may still hold them tentative).
+    assert!(
+        (0..50).any(|_| {
+            let ok = ga
+                .ns
+                .exec(&["ping", "-c", "1", "-W", "1", "fd00:ab::2"])
+                .status
+                .success();
+            if !ok {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            ok
+        }),
+        "the IPv6 underlay itself"
+    );
+    ping_across(&ga);
 }
 
 #[test]

@@ -438,3 +438,21 @@ pub fn pods_reach_outside_masqueraded(lab: &TestLab) {
         "outside must see the node's address, not the pod's"
     );
 }
+
+/// Dual-stack pods: the matrix (both families), then a 1 MB IPv6 TCP
+/// transfer n1/p1 → n2/p1.
+pub fn dual_stack_pods_talk(lab: &TestLab) {
+    let m = lab.lab().check().expect("check");
+    assert!(m.all_ok(), "{}\n{}", m.render(), lab.logs());
+    let n2 = lab.lab().state.node("n2").unwrap();
+    let v6: IpAddr = n2.pods[0]
+        .ipv6
+        .as_ref()
+        .expect("ipv6 pod address")
+        .parse()
+        .unwrap();
+    let dst = SocketAddr::new(v6, 5003);
+    let sink = tcp_sink(&lab.pod_ns("n2"), dst);
+    tcp_send(&lab.pod_ns("n1"), dst, 1 << 20).expect("IPv6 TCP across nodes");
+    assert_eq!(sink.join().unwrap().0, 1 << 20);
+}

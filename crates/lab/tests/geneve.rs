@@ -122,6 +122,22 @@ fn assert_geneve_state(lab: &TestLab, vni: u32, port: u16, peers: usize) {
     assert_eq!(neigh.as_array().unwrap().len(), peers, "{neigh}");
 }
 
+/// The file store's lease records: `nodes` of them, vxlan's shape with
+/// BackendType geneve and VNI `vni`.
+fn assert_lease_records(lab: &TestLab, nodes: usize, vni: u32) {
+    let subnets = lab.lab().state.dir().join("store").join("subnets");
+    let records: Vec<serde_json::Value> = std::fs::read_dir(&subnets)
+        .unwrap()
+        .map(|e| serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap())
+        .collect();
+    assert_eq!(records.len(), nodes, "{records:?}");
+    for r in &records {
+        assert_eq!(r["BackendType"], "geneve", "{r}");
+        assert_eq!(r["BackendData"]["VNI"], vni, "{r}");
+        assert!(r["BackendData"]["VtepMAC"].is_string(), "{r}");
+    }
+}
+
 #[test]
 fn geneve_with_file_store() {
     if !on_a_kernel_with(&[KernelFeature::Geneve]) {
@@ -140,18 +156,7 @@ fn geneve_with_file_store() {
     assert_eq!(dev[0]["txqlen"], 500, "Backend.Qlen: {dev}");
     let env = std::fs::read_to_string(lab.lab().state.dir().join("n1").join("subnet.env")).unwrap();
     assert!(env.contains("TWEED_MTU=1450"), "{env}");
-    // The lease record: vxlan's shape, BackendType geneve.
-    let subnets = lab.lab().state.dir().join("store").join("subnets");
-    let records: Vec<serde_json::Value> = std::fs::read_dir(&subnets)
-        .unwrap()
-        .map(|e| serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap())
-        .collect();
-    assert_eq!(records.len(), 3, "{records:?}");
-    for r in &records {
-        assert_eq!(r["BackendType"], "geneve", "{r}");
-        assert_eq!(r["BackendData"]["VNI"], 1, "{r}");
-        assert!(r["BackendData"]["VtepMAC"].is_string(), "{r}");
-    }
+    assert_lease_records(&lab, 3, 1);
 
     // The operator's view names the device, its port and queue length.
     let tweedctl = common::binaries().plugin.with_file_name("tweedctl");
@@ -256,6 +261,7 @@ fn geneve_vni_and_port_changes_take_effect_and_the_device_is_repaired() {
     lab.lab().wait_converged().unwrap();
     pods_talk(&lab);
     assert_geneve_state(&lab, 4242, 7100, 1);
+    assert_lease_records(&lab, 2, 4242);
     let dev = lab.ip_json("n2", &["link", "show", "tweed.geneve"]);
     assert_eq!(dev[0]["txqlen"], 64, "{dev}");
     let packet = capture_n1_to_n2(&lab, 7100);

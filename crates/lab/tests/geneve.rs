@@ -273,6 +273,34 @@ fn geneve_vni_and_port_changes_take_effect_and_the_device_is_repaired() {
     assert_eq!(packet.inner_src_ip, lab.pod_ip("n1").to_string());
 }
 
+/// A layer-2 segment beside the geneve pod network: the segment keeps its
+/// VXLAN device on 8472, even with the pod network's own VNI, and both
+/// carry traffic.
+#[test]
+fn a_segment_rides_beside_geneve() {
+    if !on_a_kernel_with(&[KernelFeature::Geneve]) {
+        return; // ran, and passed, in the VM runner
+    }
+    let lab = TestLab::up_with("cgs", 2, "geneve", "file", |s| {
+        s.net_conf_overrides.insert(
+            "Segments".into(),
+            serde_json::json!([{"Name": "lab1", "VNI": 1}]),
+        );
+    });
+    pods_talk(&lab);
+    common::wait_segment_meshed(&lab, 1);
+    let _a = common::segment_endpoint(&lab, "n1", "lab1", "sga", "192.168.254.1/24");
+    let b = common::segment_endpoint(&lab, "n2", "lab1", "sgb", "192.168.254.2/24");
+    assert!(
+        common::ping_from(&b.name, "192.168.254.1", 10),
+        "no ping across the segment:\n{}",
+        common::segment_state(&lab, 1, "tws-lab1")
+    );
+    let twx = lab.ip_json("n1", &["-d", "link", "show", "twx.1"]);
+    assert_eq!(twx[0]["linkinfo"]["info_data"]["port"], 8472, "{twx}");
+    assert_geneve_state(&lab, 1, 6081, 1);
+}
+
 /// The decoder itself, on a frame written by hand: a wrong offset would
 /// otherwise make the captures above read garbage.
 #[test]

@@ -73,22 +73,21 @@ pub fn ensure_device(
     local: &LocalNode,
 ) -> Result<Link, BackendError> {
     let name = &spec.name;
-    let existing = nl.link_by_name(name)?;
-    match &existing {
-        None => tracing::warn!(device = %name, "{what} device missing; creating it"),
-        Some(l) if !current(l) => {
-            tracing::warn!(device = %name, "{what} device has other parameters than configured; recreating it");
-            nl.delete_link(l.index)?;
+    let link = match nl.link_by_name(name)? {
+        Some(l) if current(&l) => l,
+        stale => {
+            match stale {
+                None => tracing::warn!(device = %name, "{what} device missing; creating it"),
+                Some(l) => {
+                    tracing::warn!(device = %name, "{what} device has other parameters than configured; recreating it");
+                    nl.delete_link(l.index)?;
+                }
+            }
+            let l = nl.create_link_and_get(spec)?;
+            tracing::info!(device = %name, mac = %l.mac.map(|m| m.to_string()).unwrap_or_default(), mtu = l.mtu, qlen = l.qlen, kind = ?spec.kind, "created {what} device");
+            l
         }
-        Some(_) => {}
-    }
-    if !existing.as_ref().is_some_and(&current) {
-        nl.create_link(spec)?;
-        tracing::info!(device = %name, mac = ?spec.mac, mtu = ?spec.mtu, qlen = ?spec.qlen, kind = ?spec.kind, "created {what} device");
-    }
-    let link = nl
-        .link_by_name(name)?
-        .ok_or_else(|| BackendError::Setup(format!("{name} vanished right after creation")))?;
+    };
     keep_device(nl, &link, spec, local)?;
     Ok(link)
 }

@@ -17,7 +17,7 @@ use tweed_netlink::{Monitor, Netlink};
 
 use crate::backend::LocalNode;
 use crate::backend::factory::BackendFactory;
-use crate::backend::vxlan;
+use crate::backend::{geneve, vxlan};
 use crate::config::{BackendConfig, NetConfig};
 use crate::health::Health;
 use crate::identity::{self, IdentityOptions};
@@ -180,13 +180,13 @@ pub async fn run(opts: AgentOptions, config: NetConfig, store: AnyStore) -> Resu
     } else {
         vxlan::DEVICE_PREFIX
     };
-    let mut existing_mac = |prefix: &str| match &config.backend {
-        BackendConfig::Vxlan { vni, .. } => nl
-            .link_by_name(&vxlan::device_name(prefix, *vni))
-            .ok()
-            .flatten()
-            .and_then(|l| l.mac),
-        _ => None,
+    let mut existing_mac = |prefix: &str| {
+        let device = match &config.backend {
+            BackendConfig::Vxlan { vni, .. } => vxlan::device_name(prefix, *vni),
+            BackendConfig::Geneve { .. } => geneve::DEVICE_NAME.to_string(),
+            _ => return None,
+        };
+        nl.link_by_name(&device).ok().flatten().and_then(|l| l.mac)
     };
     // Taking over from flannel, its device's MAC comes first: flannel
     // peers have neighbour entries pointing at it, and keeping it is what
@@ -272,7 +272,8 @@ pub async fn run(opts: AgentOptions, config: NetConfig, store: AnyStore) -> Resu
         .expect("spawn reconciler");
     let monitor = Monitor::new()?;
     // The devices whose loss calls for a pass: the pod network's VXLAN
-    // device and the segments' bridges and VXLAN devices.
+    // (`tweed.<VNI>`) or Geneve (`tweed.geneve`) device and the segments'
+    // bridges and VXLAN devices.
     let monitor_prefix: &'static [&'static str] = if opts.flannel_compat {
         &["flannel.", "twx.", "tws-"]
     } else {

@@ -72,6 +72,10 @@ struct RawBackend {
     #[serde(rename = "MTU")]
     mtu: Option<u32>,
     direct_routing: Option<bool>,
+    /// Transmit queue length of the tunnel device (seed 003's `-qlen`);
+    /// `qlen` as the seed spells it is accepted too.
+    #[serde(alias = "qlen")]
+    qlen: Option<u32>,
     /// SRv6: the prefix node SIDs are carved from.
     locator: Option<String>,
 }
@@ -95,6 +99,11 @@ pub enum BackendConfig {
         /// Peers on the same L2 segment get a plain route instead.
         direct_routing: bool,
     },
+    /// Geneve over one external device (see `backend::geneve`).
+    Geneve {
+        vni: u32,
+        port: u16,
+    },
     HostGw,
     Srv6 {
         /// Node SIDs are carved from this prefix.
@@ -106,6 +115,7 @@ impl BackendConfig {
     pub fn type_name(&self) -> &'static str {
         match self {
             BackendConfig::Vxlan { .. } => "vxlan",
+            BackendConfig::Geneve { .. } => "geneve",
             BackendConfig::HostGw => "host-gw",
             BackendConfig::Srv6 { .. } => "srv6",
         }
@@ -120,6 +130,9 @@ pub struct NetConfig {
     pub backend: BackendConfig,
     /// Overrides the MTU derived from the underlay.
     pub mtu: Option<u32>,
+    /// Transmit queue length of the vxlan or geneve device (`Backend.Qlen`);
+    /// `None` leaves the kernel's.
+    pub qlen: Option<u32>,
     /// Layer-2 segments spanning the nodes (`Segments`).
     pub segments: Vec<Segment>,
     /// The MTU of every wire (`Wires.MTU`); default: the underlay's
@@ -130,6 +143,8 @@ pub struct NetConfig {
 
 pub const DEFAULT_VNI: u32 = 1;
 pub const DEFAULT_VXLAN_PORT: u16 = 8472;
+/// IANA's Geneve port.
+pub const DEFAULT_GENEVE_PORT: u16 = 6081;
 pub const DEFAULT_SRV6_LOCATOR: &str = "fd00:5::/48";
 
 impl NetConfig {
@@ -179,19 +194,32 @@ impl NetConfig {
         let kind = raw_backend.kind.as_deref().unwrap_or("vxlan");
         let backend = match kind {
             "vxlan" => {
-                let vni = raw_backend.vni.unwrap_or(DEFAULT_VNI);
-                if vni == 0 || vni >= 1 << 24 {
-                    return Err(err("Backend.VNI", format!("{vni} is outside 1..16777215")));
-                }
-                let port = raw_backend.port.unwrap_or(DEFAULT_VXLAN_PORT);
-                if port == 0 {
-                    return Err(err("Backend.Port", "must not be 0"));
-                }
+                let (vni, port) = vni_and_port(&raw_backend, DEFAULT_VXLAN_PORT)?;
                 BackendConfig::Vxlan {
                     vni,
                     port,
                     direct_routing: raw_backend.direct_routing.unwrap_or(false),
                 }
+            }
+            "geneve" => {
+                let (vni, port) = vni_and_port(&raw_backend, DEFAULT_GENEVE_PORT)?;
+                // Segments and wires are VXLAN on 8472 whatever the
+                // backend: one UDP port cannot be both.
+                if port == DEFAULT_VXLAN_PORT {
+                    return Err(err(
+                        "Backend.Port",
+                        format!(
+                            "{port} is the VXLAN port of segments and wires; Geneve needs another (default {DEFAULT_GENEVE_PORT})"
+                        ),
+                    ));
+                }
+                if raw_backend.direct_routing == Some(true) {
+                    return Err(err(
+                        "Backend.DirectRouting",
+                        "only the vxlan backend has it",
+                    ));
+                }
+                BackendConfig::Geneve { vni, port }
             }
             "host-gw" => BackendConfig::HostGw,
             "srv6" => {
@@ -217,7 +245,7 @@ impl NetConfig {
             other => {
                 return Err(err(
                     "Backend.Type",
-                    format!("unknown backend {other:?}; tweed has vxlan, host-gw and srv6"),
+                    format!("unknown backend {other:?}; tweed has vxlan, geneve, host-gw and srv6"),
                 ));
             }
         };
@@ -225,6 +253,20 @@ impl NetConfig {
             && !(576..=65535).contains(&mtu)
         {
             return Err(err("Backend.MTU", format!("{mtu} is outside 576..65535")));
+        }
+        if let Some(qlen) = raw_backend.qlen
+            && !matches!(
+                backend,
+                BackendConfig::Vxlan { .. } | BackendConfig::Geneve { .. }
+            )
+        {
+            return Err(err(
+                "Backend.Qlen",
+                format!(
+                    "{qlen}: the {} backend has no tunnel device to queue on (vxlan and geneve have)",
+                    backend.type_name()
+                ),
+            ));
         }
         let segments: Vec<Segment> = match &raw.segments {
             None | Some(Value::Null) => Vec::new(),
@@ -275,6 +317,7 @@ impl NetConfig {
             ipv6,
             backend,
             mtu: raw_backend.mtu,
+            qlen: raw_backend.qlen,
             segments,
             wire_mtu,
         })
@@ -301,6 +344,19 @@ impl NetConfig {
         }
         out
     }
+}
+
+/// `Backend.VNI` and `Backend.Port` of a tunnel backend, checked.
+fn vni_and_port(raw: &RawBackend, default_port: u16) -> Result<(u32, u16), ConfigError> {
+    let vni = raw.vni.unwrap_or(DEFAULT_VNI);
+    if vni == 0 || vni >= 1 << 24 {
+        return Err(err("Backend.VNI", format!("{vni} is outside 1..16777215")));
+    }
+    let port = raw.port.unwrap_or(default_port);
+    if port == 0 {
+        return Err(err("Backend.Port", "must not be 0"));
+    }
+    Ok((vni, port))
 }
 
 /// Refuses the first segment subnet (of one family, by segment index)
@@ -749,6 +805,104 @@ mod tests {
             dual(r#"{"Name": "a", "VNI": 5, "IPv6Subnet": "fd00:50::/64", "IPv6BlockLen": 130}"#)
                 .unwrap_err();
         assert_eq!(e.field, "Segments[0].IPv6BlockLen", "{e}");
+    }
+
+    #[test]
+    fn geneve_defaults_and_settings() {
+        let c = NetConfig::parse(r#"{"Network": "10.244.0.0/16", "Backend": {"Type": "geneve"}}"#)
+            .unwrap();
+        assert_eq!(c.backend, BackendConfig::Geneve { vni: 1, port: 6081 });
+        assert_eq!(c.backend.type_name(), "geneve");
+        assert_eq!(c.qlen, None);
+        let c = NetConfig::parse(
+            r#"{"Network": "10.244.0.0/16", "Backend": {"Type": "geneve", "VNI": 16777215, "Port": 7000, "Qlen": 2000, "MTU": 1400}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.backend,
+            BackendConfig::Geneve {
+                vni: 16777215,
+                port: 7000
+            }
+        );
+        assert_eq!((c.qlen, c.mtu), (Some(2000), Some(1400)));
+        // The VNI of geneve is not a VXLAN VNI: a segment may share it.
+        NetConfig::parse(
+            r#"{"Network": "10.244.0.0/16", "Backend": {"Type": "geneve"}, "Segments": [{"Name": "a", "VNI": 1}]}"#,
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn qlen_for_both_tunnel_backends_in_either_spelling() {
+        for (backend, qlen) in [
+            (r#"{"Type": "vxlan", "Qlen": 0}"#, 0),
+            (r#"{"Type": "vxlan", "qlen": 500}"#, 500),
+            (r#"{"Type": "geneve", "qlen": 10000}"#, 10000),
+        ] {
+            let c = NetConfig::parse(&format!(
+                r#"{{"Network": "10.244.0.0/16", "Backend": {backend}}}"#
+            ))
+            .unwrap();
+            assert_eq!(c.qlen, Some(qlen), "{backend}");
+        }
+    }
+
+    #[test]
+    fn geneve_and_qlen_errors_name_the_field() {
+        for (backend, field, says) in [
+            (
+                r#"{"Type": "geneve", "VNI": 0}"#,
+                "Backend.VNI",
+                "outside 1..16777215",
+            ),
+            (
+                r#"{"Type": "geneve", "VNI": 16777216}"#,
+                "Backend.VNI",
+                "outside",
+            ),
+            (
+                r#"{"Type": "geneve", "Port": 0}"#,
+                "Backend.Port",
+                "must not be 0",
+            ),
+            (r#"{"Type": "geneve", "Port": 70000}"#, "Backend.Port", ""),
+            (
+                r#"{"Type": "geneve", "Port": 8472}"#,
+                "Backend.Port",
+                "VXLAN port",
+            ),
+            (
+                r#"{"Type": "geneve", "DirectRouting": true}"#,
+                "Backend.DirectRouting",
+                "vxlan",
+            ),
+            (r#"{"Type": "geneve", "Qlen": -1}"#, "Backend.Qlen", ""),
+            (r#"{"Type": "vxlan", "Qlen": "long"}"#, "Backend.Qlen", ""),
+            (
+                r#"{"Type": "geneve", "qlen": 4294967296}"#,
+                "Backend.qlen",
+                "",
+            ),
+            (
+                r#"{"Type": "host-gw", "Qlen": 100}"#,
+                "Backend.Qlen",
+                "host-gw backend has no tunnel device",
+            ),
+            (r#"{"Type": "srv6", "Qlen": 100}"#, "Backend.Qlen", "srv6"),
+            (
+                r#"{"Type": "gre"}"#,
+                "Backend.Type",
+                "vxlan, geneve, host-gw and srv6",
+            ),
+        ] {
+            let e = NetConfig::parse(&format!(
+                r#"{{"Network": "10.244.0.0/16", "Backend": {backend}}}"#
+            ))
+            .unwrap_err();
+            assert_eq!(e.field, field, "{backend}: {e}");
+            assert!(e.reason.contains(says), "{backend}: {e}");
+        }
     }
 
     #[test]

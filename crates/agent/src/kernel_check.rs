@@ -10,11 +10,13 @@
 //! unshares one, which the kernel drops when the thread ends), so the
 //! node's own state is never touched.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 use thiserror::Error;
-use tweed_netlink::{LinkKind, Netlink, NetlinkError, NewLink, Route, RouteEncap, VxlanSpec};
+use tweed_netlink::{
+    GeneveSpec, LinkKind, Netlink, NetlinkError, NewLink, Route, RouteEncap, VxlanSpec,
+};
 
 use crate::config::BackendConfig;
 
@@ -37,6 +39,9 @@ enum Feature {
     Seg6LocalDx4,
     Seg6LocalDx6,
     Vxlan,
+    Geneve,
+    /// `encap ip` routes (IP tunnel metadata) on the Geneve device.
+    IpTunnelEncap,
 }
 
 impl Feature {
@@ -52,6 +57,10 @@ impl Feature {
                 "the seg6local End.DX6 action, which the srv6 backend decapsulates IPv6 with"
             }
             Feature::Vxlan => "VXLAN devices, which the vxlan backend, segments and wires use",
+            Feature::Geneve => "Geneve devices, which the geneve backend carries pod traffic with",
+            Feature::IpTunnelEncap => {
+                "routes with IP tunnel metadata (encap ip), which the geneve backend sends each peer's traffic with"
+            }
         }
     }
 
@@ -61,6 +70,8 @@ impl Feature {
                 "CONFIG_IPV6_SEG6_LWTUNNEL"
             }
             Feature::Vxlan => "CONFIG_VXLAN",
+            Feature::Geneve => "CONFIG_GENEVE",
+            Feature::IpTunnelEncap => "CONFIG_LWTUNNEL",
         }
     }
 
@@ -100,14 +111,37 @@ impl Feature {
                     remote: None,
                 }),
             )),
+            Feature::Geneve => nl.create_link(&NewLink::new(
+                PROBE_GENEVE,
+                LinkKind::Geneve(GeneveSpec { port: 6081 }),
+            )),
+            // Runs after Feature::Geneve, on the device it made.
+            Feature::IpTunnelEncap => {
+                let Some(dev) = nl.link_by_name(PROBE_GENEVE)? else {
+                    return Err(NetlinkError::NotFound {
+                        what: format!("link {PROBE_GENEVE} made by the Geneve probe"),
+                    });
+                };
+                nl.set_link_up(dev.index, true)?;
+                let mut r = Route::new(net("10.244.254.0/24")).dev(dev.index);
+                r.encap = Some(RouteEncap::Ip {
+                    id: 1,
+                    dst: IpAddr::V4(Ipv4Addr::new(198, 18, 0, 254)),
+                });
+                nl.add_route(&r)
+            }
         }
     }
 }
+
+/// The device the Geneve probes make (in their own namespace).
+const PROBE_GENEVE: &str = "probe-geneve";
 
 /// The features a configuration needs.
 fn needed(backend: &BackendConfig, vxlan_elsewhere: bool) -> Vec<Feature> {
     let mut out = match backend {
         BackendConfig::Vxlan { .. } => vec![Feature::Vxlan],
+        BackendConfig::Geneve { .. } => vec![Feature::Geneve, Feature::IpTunnelEncap],
         BackendConfig::HostGw => vec![],
         BackendConfig::Srv6 { .. } => vec![
             Feature::Seg6Encap,
@@ -201,6 +235,32 @@ mod tests {
             direct_routing: false,
         };
         assert_eq!(needed(&vxlan, true), vec![Feature::Vxlan]);
+        let geneve = BackendConfig::Geneve { vni: 1, port: 6081 };
+        assert_eq!(
+            needed(&geneve, false),
+            vec![Feature::Geneve, Feature::IpTunnelEncap]
+        );
+        assert_eq!(
+            needed(&geneve, true),
+            vec![Feature::Geneve, Feature::IpTunnelEncap, Feature::Vxlan]
+        );
+    }
+
+    /// On this kernel the probe's verdict on Geneve is the VM runner's
+    /// (an independent `ip link add ... type geneve`): a kernel without
+    /// it is named by its option, one with it passes.
+    #[test]
+    fn the_geneve_probe_agrees_with_the_kernel() {
+        let geneve = BackendConfig::Geneve { vni: 1, port: 6081 };
+        let has = tweed_testkit::vm::KernelFeature::Geneve.present();
+        match check(&geneve, false) {
+            Outcome::Present => assert!(has, "probe says present, ip says absent"),
+            Outcome::Missing(m) => {
+                assert!(!has, "probe says missing, ip says present: {m}");
+                assert_eq!(m.option, "CONFIG_GENEVE", "{m}");
+            }
+            Outcome::NotProbed(why) => panic!("the probe could not run: {why}"),
+        }
     }
 
     #[test]

@@ -85,7 +85,7 @@ impl Binaries {
 pub struct LabSpec {
     pub name: String,
     pub nodes: usize,
-    /// `vxlan`, `host-gw` or `srv6`.
+    /// `vxlan`, `geneve`, `host-gw` or `srv6`.
     pub backend: String,
     /// `file`, `etcd` or `kube`.
     pub store: String,
@@ -129,9 +129,9 @@ impl Lab {
                 topology::MAX_NODES
             )));
         }
-        if !["vxlan", "host-gw", "srv6"].contains(&spec.backend.as_str()) {
+        if !["vxlan", "geneve", "host-gw", "srv6"].contains(&spec.backend.as_str()) {
             return Err(LabError::Usage(format!(
-                "--backend {:?}: vxlan, host-gw or srv6",
+                "--backend {:?}: vxlan, geneve, host-gw or srv6",
                 spec.backend
             )));
         }

@@ -4,52 +4,8 @@
 
 mod common;
 
-use std::net::{IpAddr, SocketAddr};
-
-use common::{TestLab, tcp_send, tcp_sink};
-use tweed_netlink::NetNs;
+use common::{TestLab, dual_stack_pods_talk, pods_reach_outside_masqueraded, pods_talk};
 use tweed_testkit::vm::{KernelFeature, on_a_kernel_with};
-
-/// Full matrix by ICMP, then a 4 MB TCP transfer n1/p1 → n2/p1 whose
-/// receiver sees n1/p1's own address.
-fn pods_talk(lab: &TestLab) {
-    let m = lab.lab().check().expect("check");
-    assert!(m.all_ok(), "reachability:\n{}\n{}", m.render(), lab.logs());
-    let dst = SocketAddr::new(lab.pod_ip("n2"), 5001);
-    let sink = tcp_sink(&lab.pod_ns("n2"), dst);
-    tcp_send(&lab.pod_ns("n1"), dst, 4 << 20).expect("TCP transfer across nodes");
-    let (bytes, peer) = sink.join().expect("sink");
-    assert_eq!(bytes, 4 << 20);
-    assert_eq!(
-        peer.ip(),
-        lab.pod_ip("n1"),
-        "pod-to-pod traffic must keep the pod's source address"
-    );
-}
-
-/// The underlay namespace plays "outside": it has no route to pods, so a
-/// pod reaches it only masqueraded behind its node's address.
-fn pods_reach_outside_masqueraded(lab: &TestLab) {
-    let outside = NetNs::named(&lab.lab().state.underlay_ns).expect("underlay ns");
-    let addr: SocketAddr = "198.18.0.254:5002".parse().unwrap();
-    let sink = tcp_sink(&outside, addr);
-    tcp_send(&lab.pod_ns("n1"), addr, 1 << 16).expect("pod to outside");
-    let (bytes, peer) = sink.join().expect("sink");
-    assert_eq!(bytes, 1 << 16);
-    let node_ip: IpAddr = lab
-        .lab()
-        .state
-        .node("n1")
-        .unwrap()
-        .underlay_ipv4
-        .parse()
-        .unwrap();
-    assert_eq!(
-        peer.ip(),
-        node_ip,
-        "outside must see the node's address, not the pod's"
-    );
-}
 
 #[test]
 fn vxlan_with_file_store() {
@@ -87,6 +43,38 @@ fn vxlan_with_file_store() {
     assert_eq!(dev[0]["mtu"], 1450, "VXLAN over IPv4: underlay 1500 - 50");
     assert_eq!(dev[0]["linkinfo"]["info_data"]["learning"], false);
     assert_eq!(dev[0]["linkinfo"]["info_data"]["port"], 8472);
+}
+
+/// `Backend.Qlen` sets the VXLAN device's transmit queue length; one
+/// changed by hand is put back at the next pass (here the one a device
+/// set down by hand triggers).
+#[test]
+fn vxlan_qlen_is_set_and_put_back() {
+    let lab = TestLab::up_with("cvq", 2, "vxlan", "file", |s| {
+        s.net_conf_overrides.insert(
+            "Backend".into(),
+            serde_json::json!({"Type": "vxlan", "Qlen": 777}),
+        );
+    });
+    pods_talk(&lab);
+    let qlen = |node: &str| lab.ip_json(node, &["link", "show", "tweed.1"])[0]["txqlen"].clone();
+    assert_eq!((qlen("n1"), qlen("n2")), (777.into(), 777.into()));
+    for cmd in [
+        "ip link set tweed.1 txqueuelen 5",
+        "ip link set tweed.1 down",
+    ] {
+        let argv: Vec<&str> = cmd.split(' ').collect();
+        let out = lab.lab().exec_output("n1", &argv).unwrap();
+        assert!(out.status.success(), "{cmd}: {out:?}");
+    }
+    common::wait_until(10, "tweed.1 up with txqueuelen 777 again", || {
+        let dev = lab.ip_json("n1", &["link", "show", "tweed.1"]);
+        dev[0]["txqlen"] == 777
+            && dev[0]["flags"]
+                .as_array()
+                .is_some_and(|f| f.iter().any(|x| x == "UP"))
+    });
+    pods_talk(&lab);
 }
 
 #[test]
@@ -287,17 +275,5 @@ fn host_gw_refuses_a_peer_off_the_segment() {
 #[test]
 fn dual_stack_pods_over_vxlan() {
     let lab = TestLab::up_with("cds", 2, "vxlan", "file", |s| s.ipv6 = true);
-    let m = lab.lab().check().expect("check");
-    assert!(m.all_ok(), "{}\n{}", m.render(), lab.logs());
-    let n2 = lab.lab().state.node("n2").unwrap();
-    let v6: IpAddr = n2.pods[0]
-        .ipv6
-        .as_ref()
-        .expect("ipv6 pod address")
-        .parse()
-        .unwrap();
-    let dst = SocketAddr::new(v6, 5003);
-    let sink = tcp_sink(&lab.pod_ns("n2"), dst);
-    tcp_send(&lab.pod_ns("n1"), dst, 1 << 20).expect("IPv6 TCP across nodes");
-    assert_eq!(sink.join().unwrap().0, 1 << 20);
+    dual_stack_pods_talk(&lab);
 }

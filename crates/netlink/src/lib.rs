@@ -11,7 +11,9 @@
 mod address;
 pub mod bpf;
 mod clsact;
+mod encap;
 mod error;
+mod geneve;
 mod link;
 mod mac;
 mod monitor;
@@ -26,6 +28,7 @@ mod tc;
 pub use address::Address;
 pub use clsact::Direction;
 pub use error::{NetlinkError, Result};
+pub use geneve::{GeneveInfo, GeneveSpec};
 pub use link::{BridgePort, Link, LinkKind, NewLink, VethPeer, VxlanInfo, VxlanSpec};
 pub use mac::{InvalidMac, MacAddr};
 pub use monitor::{Event, Monitor};

@@ -12,6 +12,7 @@ use netlink_packet_route::link::{
 };
 
 use crate::error::Result;
+use crate::geneve::{self, GeneveInfo, GeneveSpec};
 use crate::mac::MacAddr;
 use crate::netns::NetNs;
 use crate::socket::Netlink;
@@ -39,6 +40,10 @@ pub struct Link {
     pub bridge_port: Option<BridgePort>,
     /// VXLAN parameters when the device is a VXLAN device.
     pub vxlan: Option<VxlanInfo>,
+    /// Geneve parameters when the device is a Geneve device.
+    pub geneve: Option<GeneveInfo>,
+    /// Transmit queue length (`IFLA_TXQLEN`, `ip link ... qlen`).
+    pub qlen: u32,
 }
 
 /// Bridge-port settings read back from the kernel.
@@ -66,6 +71,8 @@ pub enum LinkKind<'a> {
     Bridge,
     Veth(VethPeer<'a>),
     Vxlan(VxlanSpec),
+    /// An external (metadata-mode) Geneve device.
+    Geneve(GeneveSpec),
     /// A bridge-mode macvtap on top of the device with index `lower`.
     MacVtap {
         lower: u32,
@@ -110,6 +117,8 @@ pub struct NewLink<'a> {
     /// Transmit/receive queues; one for a pod's veth, where several only
     /// cost an extra RCU wait at creation.
     pub queues: Option<u32>,
+    /// Transmit queue length (`txqueuelen`); `None` keeps the kernel's.
+    pub qlen: Option<u32>,
     /// Create the device directly in this namespace instead of the
     /// socket's. A VXLAN device created this way keeps its UDP socket in
     /// the socket's namespace: its tunnel runs over that namespace's
@@ -129,6 +138,7 @@ impl<'a> NewLink<'a> {
             alias: None,
             hairpin: None,
             queues: None,
+            qlen: None,
             netns: None,
         }
     }
@@ -277,6 +287,11 @@ impl Netlink {
         self.set_attribute(index, LinkAttribute::Mtu(mtu), "mtu")
     }
 
+    /// Sets the transmit queue length (`ip link set ... txqueuelen`).
+    pub fn set_link_qlen(&mut self, index: u32, qlen: u32) -> Result<()> {
+        self.set_attribute(index, LinkAttribute::TxQueueLen(qlen), "txqueuelen")
+    }
+
     pub fn set_link_mac(&mut self, index: u32, mac: MacAddr) -> Result<()> {
         self.set_attribute(index, LinkAttribute::Address(mac.0.to_vec()), "address")
     }
@@ -403,11 +418,14 @@ fn parse_link(message: RouteNetlinkMessage) -> Option<Link> {
         link_netnsid: None,
         bridge_port: None,
         vxlan: None,
+        geneve: None,
+        qlen: 0,
     };
     for attr in msg.attributes {
         match attr {
             LinkAttribute::IfName(n) => link.name = n,
             LinkAttribute::Mtu(m) => link.mtu = m,
+            LinkAttribute::TxQueueLen(q) => link.qlen = q,
             LinkAttribute::Address(a) => link.mac = MacAddr::from_slice(&a),
             LinkAttribute::Controller(m) if m != 0 => link.master = Some(m),
             LinkAttribute::IfAlias(a) => link.alias = Some(a),
@@ -452,6 +470,7 @@ fn parse_link_info(link: &mut Link, infos: Vec<LinkInfo>) {
                 }
                 link.vxlan = Some(v);
             }
+            LinkInfo::Data(InfoData::Geneve(opts)) => link.geneve = Some(geneve::parse(opts)),
             _ => {}
         }
     }
@@ -478,6 +497,9 @@ fn new_link_message(spec: &NewLink) -> (String, LinkMessage) {
     if let Some(q) = spec.queues {
         msg.attributes.push(LinkAttribute::NumTxQueues(q));
         msg.attributes.push(LinkAttribute::NumRxQueues(q));
+    }
+    if let Some(q) = spec.qlen {
+        msg.attributes.push(LinkAttribute::TxQueueLen(q));
     }
     if let Some(ns) = spec.netns {
         msg.attributes.push(LinkAttribute::NetNsFd(ns.as_raw_fd()));
@@ -531,6 +553,7 @@ fn new_link_message(spec: &NewLink) -> (String, LinkMessage) {
             }
             (InfoKind::Vxlan, Some(InfoData::Vxlan(opts)))
         }
+        LinkKind::Geneve(g) => (InfoKind::Geneve, Some(geneve::info_data(g))),
         LinkKind::MacVtap { lower } => {
             msg.attributes.push(LinkAttribute::Link(*lower));
             (
@@ -550,6 +573,7 @@ fn new_link_message(spec: &NewLink) -> (String, LinkMessage) {
         LinkKind::Bridge => "bridge".to_string(),
         LinkKind::Veth(p) => format!("veth (peer {})", p.name),
         LinkKind::Vxlan(v) => format!("vxlan (VNI {})", v.vni),
+        LinkKind::Geneve(g) => format!("geneve (external, port {})", g.port),
         LinkKind::MacVtap { lower } => format!("macvtap on link #{lower}"),
     };
     (format!("{what} {}", spec.name), msg)

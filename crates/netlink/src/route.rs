@@ -1,16 +1,17 @@
 //! Routes.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
 use ipnet::IpNet;
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
 use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteLwEnCapType, RouteLwTunnelEncap,
-    RouteMessage, RouteMetric, RouteProtocol, RouteScope, RouteSeg6IpTunnel, RouteSeg6LocalTunnel,
-    RouteType, Seg6Header, Seg6LocalAction, Seg6Mode,
+    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteMetric,
+    RouteProtocol, RouteScope, RouteType,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
+use crate::encap;
+pub use crate::encap::RouteEncap;
 use crate::error::Result;
 use crate::socket::Netlink;
 
@@ -36,22 +37,8 @@ pub struct Route {
     pub onlink: bool,
     /// Who installed the route (`RTPROT_*`); lets an agent find its own.
     pub protocol: u8,
-    /// Lightweight-tunnel encapsulation (SRv6).
+    /// Lightweight-tunnel encapsulation (SRv6, IP tunnel metadata).
     pub encap: Option<RouteEncap>,
-}
-
-/// What a route does to packets besides forwarding them (`encap ...`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RouteEncap {
-    /// `encap seg6 mode encap segs ...`: wrap the packet in an outer IPv6
-    /// header with a segment routing header listing `segments`.
-    Seg6 { segments: Vec<Ipv6Addr> },
-    /// `encap seg6local action End.DX4 nh4 ...`: remove the outer header
-    /// and forward the inner IPv4 packet to `nh4`; with `nh4` unspecified
-    /// the kernel routes the inner packet by its own destination.
-    EndDx4 { nh4: Ipv4Addr },
-    /// `encap seg6local action End.DX6 nh6 ...`: the same for inner IPv6.
-    EndDx6 { nh6: Ipv6Addr },
 }
 
 /// What the kernel would do with a packet to some destination
@@ -247,63 +234,11 @@ fn route_message(route: &Route) -> RouteMessage {
         msg.attributes.push(RouteAttribute::Metrics(metrics));
     }
     if let Some(encap) = &route.encap {
-        let (kind, body) = match encap {
-            RouteEncap::Seg6 { segments } => {
-                let mut header = Seg6Header::default();
-                header.mode = Seg6Mode::Encap;
-                header.segments = segments.clone();
-                (
-                    RouteLwEnCapType::Seg6,
-                    vec![RouteLwTunnelEncap::Seg6(RouteSeg6IpTunnel::Seg6(header))],
-                )
-            }
-            RouteEncap::EndDx4 { nh4 } => (
-                RouteLwEnCapType::Seg6Local,
-                vec![
-                    RouteLwTunnelEncap::Seg6Local(RouteSeg6LocalTunnel::Action(
-                        Seg6LocalAction::EndDx4,
-                    )),
-                    RouteLwTunnelEncap::Seg6Local(RouteSeg6LocalTunnel::Nh4(*nh4)),
-                ],
-            ),
-            RouteEncap::EndDx6 { nh6 } => (
-                RouteLwEnCapType::Seg6Local,
-                vec![
-                    RouteLwTunnelEncap::Seg6Local(RouteSeg6LocalTunnel::Action(
-                        Seg6LocalAction::EndDx6,
-                    )),
-                    RouteLwTunnelEncap::Seg6Local(RouteSeg6LocalTunnel::Nh6(*nh6)),
-                ],
-            ),
-        };
+        let (kind, body) = encap::to_attributes(encap);
         msg.attributes.push(RouteAttribute::EncapType(kind));
         msg.attributes.push(RouteAttribute::Encap(body));
     }
     msg
-}
-
-fn parse_encap(items: Vec<RouteLwTunnelEncap>) -> Option<RouteEncap> {
-    let mut action = None;
-    let mut nh4 = Ipv4Addr::UNSPECIFIED;
-    let mut nh6 = Ipv6Addr::UNSPECIFIED;
-    for item in items {
-        match item {
-            RouteLwTunnelEncap::Seg6(RouteSeg6IpTunnel::Seg6(h)) => {
-                return Some(RouteEncap::Seg6 {
-                    segments: h.segments,
-                });
-            }
-            RouteLwTunnelEncap::Seg6Local(RouteSeg6LocalTunnel::Action(a)) => action = Some(a),
-            RouteLwTunnelEncap::Seg6Local(RouteSeg6LocalTunnel::Nh4(a)) => nh4 = a,
-            RouteLwTunnelEncap::Seg6Local(RouteSeg6LocalTunnel::Nh6(a)) => nh6 = a,
-            _ => {}
-        }
-    }
-    match action? {
-        Seg6LocalAction::EndDx4 => Some(RouteEncap::EndDx4 { nh4 }),
-        Seg6LocalAction::EndDx6 => Some(RouteEncap::EndDx6 { nh6 }),
-        _ => None,
-    }
 }
 
 fn to_ip(addr: RouteAddress) -> Option<IpAddr> {
@@ -339,7 +274,7 @@ fn parse_route(message: RouteNetlinkMessage) -> Option<Route> {
             RouteAttribute::Oif(i) => route.oif = Some(i),
             RouteAttribute::Table(t) => route.table = t,
             RouteAttribute::Priority(p) => route.metric = Some(p),
-            RouteAttribute::Encap(items) => route.encap = parse_encap(items),
+            RouteAttribute::Encap(items) => route.encap = encap::parse(items),
             RouteAttribute::Metrics(ms) => {
                 for m in ms {
                     match m {

@@ -69,6 +69,8 @@ fn plan(args: &CleanupArgs, nl: &mut Netlink) -> Result<Vec<Item>, String> {
         let kind = l.kind.as_deref();
         let why = if l.name.starts_with("tweed.") && kind == Some("vxlan") {
             "tweedd's VXLAN device"
+        } else if l.name.starts_with("tweed.") && kind == Some("geneve") {
+            "tweedd's Geneve device"
         } else if l.name.starts_with("twx.") && kind == Some("vxlan") {
             "a layer-2 segment's VXLAN device"
         } else if l.name.starts_with("tws-") && kind == Some("bridge") {

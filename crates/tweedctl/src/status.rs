@@ -153,18 +153,20 @@ fn kernel_section(
     let links = nl.links().map_err(|e| e.to_string())?;
     // flannel.<VNI> is tweed's too on a node taken over with --flannel-compat.
     let overlay = |name: &str| name.starts_with("tweed.") || name.starts_with("flannel.");
-    for l in links
-        .iter()
-        .filter(|l| overlay(&l.name) && l.kind.as_deref() == Some("vxlan"))
-    {
-        let vx = l.vxlan.as_ref();
+    // The pod network's tunnel device: vxlan (tweed.<VNI>) or geneve
+    // (tweed.geneve, whose VNI is on each route, not on the device).
+    for l in links.iter().filter(|l| overlay(&l.name)) {
+        let params = match (l.kind.as_deref(), &l.vxlan, &l.geneve) {
+            (Some("vxlan"), Some(v), _) => format!("vxlan vni {} port {}", v.vni, v.port),
+            (Some("geneve"), _, Some(g)) => format!("geneve port {}", g.port),
+            _ => continue,
+        };
         println!(
-            "  {:<12} vxlan vni {} port {} mac {} mtu {}{}",
+            "  {:<12} {params} mac {} mtu {} qlen {}{}",
             l.name,
-            vx.map(|v| v.vni.to_string()).unwrap_or_default(),
-            vx.map(|v| v.port.to_string()).unwrap_or_default(),
             l.mac.map(|m| m.to_string()).unwrap_or_default(),
             l.mtu,
+            l.qlen,
             if l.up { "" } else { " DOWN" }
         );
         if let Some(m) = lease_mtu

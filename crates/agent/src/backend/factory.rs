@@ -7,6 +7,7 @@
 use tweed_netlink::MacAddr;
 
 use super::Backend;
+use super::geneve::GeneveBackend;
 use super::hostgw::HostGwBackend;
 use super::segments::WithSegments;
 use super::srv6::Srv6Backend;
@@ -60,8 +61,18 @@ impl BackendFactory {
                     ipv6_underlay,
                     self.config.mtu,
                 )
-                .with_device_prefix(self.vxlan_prefix),
+                .with_device_prefix(self.vxlan_prefix)
+                .with_qlen(self.config.qlen),
             ),
+            BackendConfig::Geneve { vni, port } => Box::new(GeneveBackend::new(
+                *vni,
+                *port,
+                self.vtep_mac,
+                self.underlay.mtu,
+                ipv6_underlay,
+                self.config.mtu,
+                self.config.qlen,
+            )),
             BackendConfig::HostGw => {
                 Box::new(HostGwBackend::new(self.underlay.mtu, self.config.mtu))
             }

@@ -3,9 +3,11 @@
 //! one runs.
 
 pub mod factory;
+pub mod geneve;
 pub mod hostgw;
 pub mod segments;
 pub mod srv6;
+pub mod tunnel;
 pub mod vxlan;
 
 use ipnet::IpNet;

@@ -5,23 +5,17 @@
 //! With `DirectRouting`, peers on the same L2 segment get a plain route via
 //! their underlay address instead.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
-use ipnet::IpNet;
-use serde_json::{Value, json};
-use tweed_netlink::{LinkKind, MacAddr, Netlink, NewLink, Route, VxlanSpec};
+use serde_json::Value;
+use tweed_netlink::{Link, LinkKind, MacAddr, Netlink, NewLink, Route, VxlanSpec};
 
+use super::tunnel::{self, TunnelPeer};
 use super::{Backend, BackendError, LocalNode, on_link};
 use crate::lease::Lease;
 use crate::reconcile::desired::{Desired, DeviceWant, FdbWant, NeighbourWant};
 
-/// Outer Ethernet-less overhead: IPv4 (20) + UDP (8) + VXLAN (8) + inner
-/// Ethernet (14).
-pub const OVERHEAD_V4: u32 = 50;
-/// The same over an IPv6 underlay (40-byte outer header): flannel uses 50
-/// here too, which is one of its known MTU bugs.
-const OVERHEAD_V6: u32 = 70;
+pub use super::tunnel::OVERHEAD_V4;
 
 /// tweed's own device prefix: `tweed.<VNI>`.
 pub const DEVICE_PREFIX: &str = "tweed";
@@ -39,6 +33,7 @@ pub struct VxlanBackend {
     /// Stable across restarts: peers' neighbour entries point at it.
     pub vtep_mac: MacAddr,
     mtu: u32,
+    qlen: Option<u32>,
     dev_index: Option<u32>,
     /// `tweed`, or `flannel` when taking over a flannel node
     /// (`--flannel-compat`): the device is `<prefix>.<VNI>`.
@@ -55,20 +50,22 @@ impl VxlanBackend {
         ipv6_underlay: bool,
         mtu_override: Option<u32>,
     ) -> VxlanBackend {
-        let overhead = if ipv6_underlay {
-            OVERHEAD_V6
-        } else {
-            OVERHEAD_V4
-        };
         VxlanBackend {
             vni,
             port,
             direct_routing,
             vtep_mac,
-            mtu: mtu_override.unwrap_or(underlay_mtu.saturating_sub(overhead)),
+            mtu: tunnel::pod_mtu(underlay_mtu, ipv6_underlay, mtu_override),
+            qlen: None,
             dev_index: None,
             device_prefix: DEVICE_PREFIX,
         }
+    }
+
+    /// Sets the device's transmit queue length (`Backend.Qlen`).
+    pub fn with_qlen(mut self, qlen: Option<u32>) -> VxlanBackend {
+        self.qlen = qlen;
+        self
     }
 
     /// Names the device `<prefix>.<VNI>` instead of `tweed.<VNI>`.
@@ -81,32 +78,17 @@ impl VxlanBackend {
         device_name(self.device_prefix, self.vni)
     }
 
-    fn local_ip(local: &LocalNode) -> Option<IpAddr> {
-        local
-            .underlay
-            .ipv4
-            .map(IpAddr::V4)
-            .or(local.underlay.ipv6.map(IpAddr::V6))
-    }
-
-    fn create(&self, nl: &mut Netlink, local: &LocalNode) -> Result<(), BackendError> {
-        let mut spec = NewLink::new(
-            self.device_name(),
-            LinkKind::Vxlan(VxlanSpec {
-                remote: None,
-                vni: self.vni,
-                port: self.port,
-                local: Self::local_ip(local),
-                underlay_index: Some(local.underlay.index),
-                learning: false,
-            }),
-        );
-        spec.mtu = Some(self.mtu);
-        spec.mac = Some(self.vtep_mac);
-        spec.up = true;
-        nl.create_link(&spec)?;
-        tracing::info!(device = %self.device_name(), vni = self.vni, port = self.port, mac = %self.vtep_mac, mtu = self.mtu, "created VXLAN device");
-        Ok(())
+    /// The device as configured.
+    fn spec(&self, local: &LocalNode) -> NewLink<'static> {
+        let kind = LinkKind::Vxlan(VxlanSpec {
+            remote: None,
+            vni: self.vni,
+            port: self.port,
+            local: tunnel::local_ip(local),
+            underlay_index: Some(local.underlay.index),
+            learning: false,
+        });
+        tunnel::device_spec(self.device_name(), kind, self.vtep_mac, self.mtu, self.qlen)
     }
 }
 
@@ -116,7 +98,7 @@ impl Backend for VxlanBackend {
     }
 
     fn lease_data(&self) -> Value {
-        json!({"VNI": self.vni, "VtepMAC": self.vtep_mac.to_string()})
+        tunnel::lease_data(self.vni, self.vtep_mac)
     }
 
     fn pod_mtu(&self) -> u32 {
@@ -124,62 +106,15 @@ impl Backend for VxlanBackend {
     }
 
     fn ensure_devices(&mut self, nl: &mut Netlink, local: &LocalNode) -> Result<(), BackendError> {
-        let name = self.device_name();
-        let wanted_local = Self::local_ip(local);
-        let existing = nl.link_by_name(&name)?;
-        let stale = existing.as_ref().is_some_and(|l| {
-            let v = l.vxlan.as_ref();
-            l.kind.as_deref() != Some("vxlan")
-                || v.map(|v| (v.vni, v.port, v.local, v.learning))
-                    != Some((self.vni, self.port, wanted_local, false))
-        });
-        if stale && let Some(l) = &existing {
-            tracing::warn!(device = %name, "VXLAN device has other parameters than configured; recreating it");
-            nl.delete_link(l.index)?;
-        }
-        if existing.is_none() || stale {
-            if existing.is_none() {
-                tracing::warn!(device = %name, "VXLAN device missing; creating it");
-            }
-            self.create(nl, local)?;
-        }
-        let link = nl
-            .link_by_name(&name)?
-            .ok_or_else(|| BackendError::Setup(format!("{name} vanished right after creation")))?;
-        if link.mac != Some(self.vtep_mac) {
-            nl.set_link_mac(link.index, self.vtep_mac)?;
-        }
-        if link.mtu != self.mtu {
-            nl.set_link_mtu(link.index, self.mtu)?;
-        }
-        if !link.up {
-            nl.set_link_up(link.index, true)?;
-        }
-        // The subnet's network address on the device (as flannel does):
-        // the kernel then has a source address for traffic it originates
-        // towards peers' pods.
-        for net in [
-            local
-                .lease
-                .key
-                .ipv4
-                .map(|n| IpNet::new(IpAddr::V4(n.network()), 32)),
-            local
-                .lease
-                .key
-                .ipv6
-                .map(|n| IpNet::new(IpAddr::V6(n.network()), 128)),
-        ]
-        .into_iter()
-        .flatten()
-        .flatten()
-        {
-            match nl.add_address(link.index, net, true) {
-                Ok(()) => {}
-                Err(e) if e.is_exists() => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
+        let wanted = (self.vni, self.port, tunnel::local_ip(local), false);
+        let current = |l: &Link| {
+            l.kind.as_deref() == Some("vxlan")
+                && l.vxlan
+                    .as_ref()
+                    .map(|v| (v.vni, v.port, v.local, v.learning))
+                    == Some(wanted)
+        };
+        let link = tunnel::ensure_device(nl, &self.spec(local), "VXLAN", current, local)?;
         self.dev_index = Some(link.index);
         Ok(())
     }
@@ -194,31 +129,14 @@ impl Backend for VxlanBackend {
             return desired;
         };
         for peer in peers {
-            if peer.attrs.backend_type != "vxlan" {
-                tracing::debug!(peer = %peer.key, kind = %peer.attrs.backend_type, "skipping peer with another backend");
-                continue;
-            }
-            let Some(mac) = peer
-                .attrs
-                .backend_data
-                .get_str("VtepMAC")
-                .and_then(|s| s.parse::<MacAddr>().ok())
+            let Some(TunnelPeer {
+                mac,
+                public,
+                subnets,
+            }) = tunnel::tunnel_peer(local, peer, "vxlan")
             else {
-                tracing::debug!(peer = %peer.key, "skipping peer without a VTEP MAC");
                 continue;
             };
-            let public: Option<IpAddr> = match Self::local_ip(local) {
-                Some(IpAddr::V4(_)) => peer.attrs.public_ip.map(IpAddr::V4),
-                Some(IpAddr::V6(_)) => peer.attrs.public_ipv6.map(IpAddr::V6),
-                None => None,
-            };
-            let Some(public) = public else {
-                continue;
-            };
-            let subnets: Vec<IpNet> = [peer.key.ipv4.map(IpNet::V4), peer.key.ipv6.map(IpNet::V6)]
-                .into_iter()
-                .flatten()
-                .collect();
             if self.direct_routing && on_link(local, public) {
                 for subnet in subnets {
                     if subnet.addr().is_ipv4() == public.is_ipv4() {

@@ -30,6 +30,7 @@ pub(super) fn block_pool(ipv4: Option<(Ipv4Net, u8)>, ipv6: Option<(Ipv6Net, u8)
         }),
         backend: BackendConfig::HostGw,
         mtu: None,
+        qlen: None,
         segments: Vec::new(),
         wire_mtu: None,
     }

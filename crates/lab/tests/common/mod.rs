@@ -398,3 +398,62 @@ pub fn link(ns: &str, ifname: &str) -> Option<tweed_netlink::Link> {
         .link_by_name(ifname)
         .ok()?
 }
+
+/// Full matrix by ICMP, then a 4 MB TCP transfer n1/p1 → n2/p1 whose
+/// receiver sees n1/p1's own address.
+pub fn pods_talk(lab: &TestLab) {
+    let m = lab.lab().check().expect("check");
+    assert!(m.all_ok(), "reachability:\n{}\n{}", m.render(), lab.logs());
+    let dst = SocketAddr::new(lab.pod_ip("n2"), 5001);
+    let sink = tcp_sink(&lab.pod_ns("n2"), dst);
+    tcp_send(&lab.pod_ns("n1"), dst, 4 << 20).expect("TCP transfer across nodes");
+    let (bytes, peer) = sink.join().expect("sink");
+    assert_eq!(bytes, 4 << 20);
+    assert_eq!(
+        peer.ip(),
+        lab.pod_ip("n1"),
+        "pod-to-pod traffic must keep the pod's source address"
+    );
+}
+
+/// The underlay namespace plays "outside": it has no route to pods, so a
+/// pod reaches it only masqueraded behind its node's address.
+pub fn pods_reach_outside_masqueraded(lab: &TestLab) {
+    let outside = NetNs::named(&lab.lab().state.underlay_ns).expect("underlay ns");
+    let addr: SocketAddr = "198.18.0.254:5002".parse().unwrap();
+    let sink = tcp_sink(&outside, addr);
+    tcp_send(&lab.pod_ns("n1"), addr, 1 << 16).expect("pod to outside");
+    let (bytes, peer) = sink.join().expect("sink");
+    assert_eq!(bytes, 1 << 16);
+    let node_ip: IpAddr = lab
+        .lab()
+        .state
+        .node("n1")
+        .unwrap()
+        .underlay_ipv4
+        .parse()
+        .unwrap();
+    assert_eq!(
+        peer.ip(),
+        node_ip,
+        "outside must see the node's address, not the pod's"
+    );
+}
+
+/// Dual-stack pods: the matrix (both families), then a 1 MB IPv6 TCP
+/// transfer n1/p1 → n2/p1.
+pub fn dual_stack_pods_talk(lab: &TestLab) {
+    let m = lab.lab().check().expect("check");
+    assert!(m.all_ok(), "{}\n{}", m.render(), lab.logs());
+    let n2 = lab.lab().state.node("n2").unwrap();
+    let v6: IpAddr = n2.pods[0]
+        .ipv6
+        .as_ref()
+        .expect("ipv6 pod address")
+        .parse()
+        .unwrap();
+    let dst = SocketAddr::new(v6, 5003);
+    let sink = tcp_sink(&lab.pod_ns("n2"), dst);
+    tcp_send(&lab.pod_ns("n1"), dst, 1 << 20).expect("IPv6 TCP across nodes");
+    assert_eq!(sink.join().unwrap().0, 1 << 20);
+}

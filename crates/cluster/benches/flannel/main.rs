@@ -23,7 +23,8 @@
 //! `TWEED_BENCH_BACKENDS` (default `vxlan,host-gw`), `TWEED_BENCH_PODS`
 //! (default 30), `TWEED_BENCH_SECS` (seconds per iperf3 run, default 5),
 //! `TWEED_BENCH_IDLE_SECS` (default 60), `TWEED_BENCH_CHURN_SECS`
-//! (default 300).
+//! (default 300), `TWEED_BENCH_PARTS` (which of `ready,path,agent,join`
+//! to run; default all).
 
 mod agent;
 mod join;
@@ -60,6 +61,8 @@ fn main() {
     let secs = env_or("TWEED_BENCH_SECS", 5);
     let idle = env_or("TWEED_BENCH_IDLE_SECS", 60);
     let churn = env_or("TWEED_BENCH_CHURN_SECS", 300);
+    let parts = std::env::var("TWEED_BENCH_PARTS").unwrap_or("ready,path,agent,join".into());
+    let part = |name: &str| parts.split(',').any(|p| p == name);
     let mut table = Table::default();
     for backend in backends.split(',') {
         println!("\n=== {backend}: flannel and tweed on one cluster of {NODES} nodes\n");
@@ -71,25 +74,43 @@ fn main() {
 
         let mut ready = ready::Results::default();
         let mut paths = path::Results::default();
-        for (k, net) in ORDER.into_iter().enumerate() {
-            side_by_side::switch_all(&c, net);
-            ready.round(&c, net, k, pods);
-            paths.run(&c, net, k, secs);
+        if part("ready") || part("path") {
+            for (k, net) in ORDER.into_iter().enumerate() {
+                side_by_side::switch_all(&c, net);
+                if part("ready") {
+                    ready.round(&c, net, k, pods);
+                }
+                if part("path") {
+                    paths.run(&c, net, k, secs);
+                }
+            }
         }
         let mut agents = agent::Results::default();
-        for net in [Network::Tweed, Network::Flannel] {
-            side_by_side::switch_all(&c, net);
-            agents.measure(&c, net, idle, churn, &mut ready);
+        if part("agent") {
+            for net in [Network::Tweed, Network::Flannel] {
+                side_by_side::switch_all(&c, net);
+                agents.measure(&c, net, idle, churn, &mut ready);
+            }
         }
         let mut joins = join::Results::default();
-        for net in [Network::Flannel, Network::Tweed] {
-            side_by_side::switch_all(&c, net);
-            joins.measure(&c, net);
+        if part("join") {
+            for net in [Network::Flannel, Network::Tweed] {
+                side_by_side::switch_all(&c, net);
+                joins.measure(&c, net);
+            }
         }
-        ready.report(backend, &mut table);
-        paths.report(backend, &mut table);
-        agents.report(backend, &mut table);
-        joins.report(backend, &mut table);
+        if part("ready") || part("agent") {
+            ready.report(backend, &mut table, part("ready"));
+        }
+        if part("path") {
+            paths.report(backend, &mut table);
+        }
+        if part("agent") {
+            agents.report(backend, &mut table);
+        }
+        if part("join") {
+            joins.report(backend, &mut table);
+        }
     }
     table.print();
 }

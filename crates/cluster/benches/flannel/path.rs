@@ -113,14 +113,30 @@ impl Results {
     }
 }
 
+/// Pins the calling thread to CPU `cpu`.
+fn pin_to_cpu(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is the empty set; CPU_SET writes inside
+    // it, and sched_setaffinity(0, ..) only changes the calling thread.
+    let rc = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    assert_eq!(rc, 0, "sched_setaffinity: {}", std::io::Error::last_os_error());
+}
+
 /// `ROUND_TRIPS` 1-byte round trips from `client` to `server` over one
 /// TCP connection (Nagle off), after 1,000 unmeasured; each in µs. Both
-/// ends are threads of the benchmark in the pods' network namespaces.
+/// ends are threads of the benchmark in the pods' network namespaces,
+/// pinned to the same CPU: left to the scheduler, the two landed on one
+/// CPU in some runs and on two in others, and a wake-up across vCPUs
+/// costs this VM ~50 µs, which swamped the path being measured.
 fn round_trips(c: &Cluster, client: &Pod, server: &Pod) -> Vec<f64> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let server_ns = netns_path(c, server);
     let echo = std::thread::spawn(move || {
         enter(&server_ns);
+        pin_to_cpu(0);
         let listener = TcpListener::bind(("0.0.0.0", RR_PORT)).expect("listen");
         ready_tx.send(()).expect("the client waits");
         let (mut s, _) = listener.accept().expect("accept");
@@ -139,6 +155,7 @@ fn round_trips(c: &Cluster, client: &Pod, server: &Pod) -> Vec<f64> {
     let to = server.ip.clone();
     let rtts = std::thread::spawn(move || {
         enter(&client_ns);
+        pin_to_cpu(0);
         let mut s = TcpStream::connect((to.as_str(), RR_PORT)).expect("connect");
         s.set_nodelay(true).expect("nodelay");
         let mut byte = [7u8; 1];

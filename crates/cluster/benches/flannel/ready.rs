@@ -56,7 +56,15 @@ impl Results {
         self.ready_ms.entry(net.label()).or_default().extend(t);
     }
 
-    pub fn report(&self, backend: &str, table: &mut Table) {
+    /// The CNI rows, and with `create_to_ready` the create-to-Ready rows.
+    pub fn report(&self, backend: &str, table: &mut Table, create_to_ready: bool) {
+        if create_to_ready {
+            self.report_ready(backend, table);
+        }
+        self.report_cni(backend, table);
+    }
+
+    fn report_ready(&self, backend: &str, table: &mut Table) {
         let get = |m: &HashMap<&str, Vec<f64>>, net: Network| m[net.label()].clone();
         let (f, t) = (
             get(&self.ready_ms, Network::Flannel),
@@ -78,6 +86,9 @@ impl Results {
             Better::Lower,
             0.8,
         );
+    }
+
+    fn report_cni(&self, backend: &str, table: &mut Table) {
         for (op, hist) in [("ADD", &self.add), ("DEL", &self.del)] {
             let (hf, ht) = (&hist["flannel"], &hist["tweed"]);
             table.add(

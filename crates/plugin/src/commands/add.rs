@@ -22,6 +22,7 @@ use super::Call;
 use crate::conf::DEFAULT_MTU;
 use crate::dataplane::{PodAddress, PodRoute, bridge, pod, veth};
 use crate::errors;
+use crate::faults;
 use crate::guest;
 use crate::ipam::{IpamPlan, builtin, delegate, segment_block};
 use crate::lease::Lease;
@@ -144,6 +145,7 @@ pub fn run(call: &mut Call) -> Result<Value, CniError> {
                 })
             })
             .collect();
+        faults::step("add.bridge")?;
         let br = match &segment_bridge {
             Some(b) => b.clone(),
             None => bridge::ensure(&mut host, &conf.bridge, mtu, &gateways)?,
@@ -161,6 +163,7 @@ pub fn run(call: &mut Call) -> Result<Value, CniError> {
             pod_mac: Some(pod_mac),
             pod_netns: &pod_ns,
         };
+        faults::step("add.veth")?;
         let host_link = match veth::create_replacing_leftover(&mut host, &plan) {
             Ok(l) => l,
             Err(e) if e.code == errors::INTERFACE_EXISTS => {
@@ -243,8 +246,12 @@ pub fn run(call: &mut Call) -> Result<Value, CniError> {
             guest::result::add_guest(&mut result, g, &container_id);
         }
         if let Some((pod, ends)) = wires.clone() {
+            faults::step("add.wires-record")?;
             crate::wires::record(&conf.wire_dir, &container_id, pod, &pod_ns, ends)?;
         }
+        // Where a step added after the last one would fail: everything
+        // above must then be undone.
+        faults::step("add.done")?;
         Ok(result.to_json(conf.version))
     };
     let outcome = attach();
@@ -384,6 +391,7 @@ fn reserve(
     match &call.conf.ipam {
         IpamPlan::Builtin(ipam) => {
             let spec = builtin::spec(ipam, lease)?;
+            faults::step("add.ipam-allocate")?;
             let reserved = builtin::allocate(
                 &spec,
                 call.conf.name(),
@@ -413,6 +421,7 @@ fn reserve(
             })
         }
         IpamPlan::Delegate(plugin) => {
+            faults::step("add.ipam-delegate")?;
             let out =
                 delegate::run(plugin, &call.env.path, "ADD", call.stdin)?.ok_or_else(|| {
                     CniError::custom(
@@ -420,6 +429,7 @@ fn reserve(
                         format!("ipam plugin {plugin} returned no result"),
                     )
                 })?;
+            faults::step("add.ipam-delegate-result")?;
             let result = CniResult::from_json(&out)?;
             let grant = Grant {
                 addresses: result

@@ -30,6 +30,7 @@ use tweed_netlink::{Link, MacAddr, NetNs, Netlink};
 
 use crate::dataplane::{PodAddress, PodRoute};
 use crate::errors;
+use crate::faults;
 pub use request::GuestRequest;
 
 /// The pod side a guest is attached to.
@@ -214,6 +215,7 @@ pub fn attach(
         if !plan_ports.is_empty() {
             localhost::install(pod.ns, nl, &dev, &plan_ports)?;
         }
+        faults::step("guest.record")?;
         record
             .write(&req.state_dir)
             .map_err(|e| CniError::io(format!("writing the guest record: {e}")))?;
@@ -262,19 +264,25 @@ pub fn detach(
     let ns = netns.and_then(|p| NetNs::open(p).ok());
     let mut first_error = None;
     if let Some(ns) = &ns {
-        if localhost && let Err(e) = localhost::remove(ns, &ifname) {
+        if localhost
+            && let Err(e) =
+                faults::step("guest.del-localhost").and_then(|()| localhost::remove(ns, &ifname))
+        {
             first_error.get_or_insert(e);
         }
         let alias = device::alias(&container_id, &ifname);
-        let removed = Netlink::in_netns(ns)
-            .map_err(errors::kernel)
+        let removed = faults::step("guest.del-device")
+            .and_then(|()| Netlink::in_netns(ns).map_err(errors::kernel))
             .and_then(|mut nl| device::remove(&mut nl, mode, &device, &alias, &ifname, pod_mac));
         if let Err(e) = removed {
             first_error.get_or_insert(e);
         }
     }
-    if let Err(e) = GuestRecord::remove(state_dir, &container_id, &ifname) {
-        first_error.get_or_insert(CniError::io(e.to_string()));
+    if let Err(e) = faults::step("guest.del-record").and_then(|()| {
+        GuestRecord::remove(state_dir, &container_id, &ifname)
+            .map_err(|e| CniError::io(e.to_string()))
+    }) {
+        first_error.get_or_insert(e);
     }
     first_error.map_or(Ok(()), Err)
 }

@@ -400,65 +400,23 @@ fn reserve(
                 requested,
             )?;
             Ok(Grant {
-                addresses: reserved
-                    .allocations
-                    .iter()
-                    .map(|a| PodAddress {
-                        address: a.address,
-                        gateway: a.gateway,
-                    })
-                    .collect(),
-                routes: spec
-                    .routes
-                    .iter()
-                    .map(|r| PodRoute {
-                        dst: r.dst,
-                        gateway: r.gw,
-                    })
-                    .collect(),
+                addresses: reserved.allocations.iter().map(PodAddress::from).collect(),
+                routes: spec.routes.iter().map(PodRoute::from).collect(),
                 dns: None,
                 reserved: Some(reserved),
             })
         }
         IpamPlan::Delegate(plugin) => {
             faults::step("add.ipam-delegate")?;
-            let out =
-                delegate::run(plugin, &call.env.path, "ADD", call.stdin)?.ok_or_else(|| {
-                    CniError::custom(
-                        errors::DELEGATE_FAILED,
-                        format!("ipam plugin {plugin} returned no result"),
-                    )
-                })?;
-            faults::step("add.ipam-delegate-result")?;
-            let result = CniResult::from_json(&out)?;
-            let grant = Grant {
-                addresses: result
-                    .ips
-                    .iter()
-                    .map(|ip| PodAddress {
-                        address: ip.address,
-                        gateway: ip.gateway,
-                    })
-                    .collect(),
-                routes: result
-                    .routes
-                    .iter()
-                    .map(|r| PodRoute {
-                        dst: r.dst,
-                        gateway: r.gw,
-                    })
-                    .collect(),
-                dns: Some(result.dns.clone()),
-                reserved: None,
-            };
-            if grant.addresses.is_empty() {
+            let out = delegate::run(plugin, &call.env.path, "ADD", call.stdin)?;
+            // The delegate succeeded, so it may hold a reservation now:
+            // whatever refuses its answer must give that back.
+            let grant =
+                faults::step("add.ipam-delegate-result").and_then(|()| delegate_grant(plugin, out));
+            if grant.is_err() {
                 unreserve(call, None);
-                return Err(CniError::custom(
-                    errors::DELEGATE_FAILED,
-                    format!("ipam plugin {plugin} returned no addresses"),
-                ));
             }
-            Ok(grant)
+            grant
         }
         IpamPlan::SegmentBlock { data_dir } => {
             let segment = call.conf.segment.as_deref().expect("a segment's plan");
@@ -494,6 +452,29 @@ fn reserve(
             })
         }
     }
+}
+
+/// What a delegated IPAM plugin's successful ADD handed out.
+fn delegate_grant(plugin: &str, out: Option<Value>) -> Result<Grant, CniError> {
+    let out = out.ok_or_else(|| {
+        CniError::custom(
+            errors::DELEGATE_FAILED,
+            format!("ipam plugin {plugin} returned no result"),
+        )
+    })?;
+    let result = CniResult::from_json(&out)?;
+    if result.ips.is_empty() {
+        return Err(CniError::custom(
+            errors::DELEGATE_FAILED,
+            format!("ipam plugin {plugin} returned no addresses"),
+        ));
+    }
+    Ok(Grant {
+        addresses: result.ips.iter().map(PodAddress::from).collect(),
+        routes: result.routes.iter().map(PodRoute::from).collect(),
+        dns: Some(result.dns.clone()),
+        reserved: None,
+    })
 }
 
 /// Undoes [`reserve`] on a failed ADD: exactly what this call reserved

@@ -131,9 +131,10 @@ pub fn run(call: &mut Call) -> Result<Value, CniError> {
         .collect();
 
     let host_name = names::host_veth(&network, &container_id, &ifname);
-    // The pair this call created, if it got that far: the only device a
-    // failure below may delete.
+    // What this call made, as far as it got: all that a failure below may
+    // undo. The pair (the only device it deletes) and the guest attachment.
     let mut created_veth: Option<u32> = None;
+    let mut attached_guest: Option<tweed_guest::GuestRecord> = None;
     let mut attach = || -> Result<Value, CniError> {
         let routes = pod_routes(call, &grant, lease.as_ref());
         let gateways: Vec<IpNet> = grant
@@ -205,6 +206,7 @@ pub fn run(call: &mut Call) -> Result<Value, CniError> {
             )?),
             None => None,
         };
+        attached_guest = attached.as_ref().map(|g| g.record.clone());
 
         let mut result = prev.clone().unwrap_or_default();
         let first = result.interfaces.len();
@@ -256,6 +258,11 @@ pub fn run(call: &mut Call) -> Result<Value, CniError> {
     };
     let outcome = attach();
     if outcome.is_err() {
+        if let (Some(record), Some(req)) = (&attached_guest, &guest_req) {
+            // Its record, and in tap mode the tap with its plumbing (route,
+            // neighbour, nft table), outlive the pod's end of the pair.
+            let _ = guest::detach(&req.state_dir, Some(record), None, Some(&netns_path));
+        }
         if let Some(index) = created_veth {
             veth::delete_created(&mut host, index);
         }

@@ -132,9 +132,11 @@ pub fn run(call: &mut Call) -> Result<Value, CniError> {
 
     let host_name = names::host_veth(&network, &container_id, &ifname);
     // What this call made, as far as it got: all that a failure below may
-    // undo. The pair (the only device it deletes) and the guest attachment.
+    // undo. The pair (the only device it deletes), the guest attachment
+    // and the wire record it wrote (with the record it replaced).
     let mut created_veth: Option<u32> = None;
     let mut attached_guest: Option<tweed_guest::GuestRecord> = None;
+    let mut wires_recorded: Option<crate::wires::Recorded> = None;
     let mut attach = || -> Result<Value, CniError> {
         let routes = pod_routes(call, &grant, lease.as_ref());
         let gateways: Vec<IpNet> = grant
@@ -249,7 +251,13 @@ pub fn run(call: &mut Call) -> Result<Value, CniError> {
         }
         if let Some((pod, ends)) = wires.clone() {
             faults::step("add.wires-record")?;
-            crate::wires::record(&conf.wire_dir, &container_id, pod, &pod_ns, ends)?;
+            wires_recorded = Some(crate::wires::record(
+                &conf.wire_dir,
+                &container_id,
+                pod,
+                &pod_ns,
+                ends,
+            )?);
         }
         // Where a step added after the last one would fail: everything
         // above must then be undone.
@@ -258,6 +266,9 @@ pub fn run(call: &mut Call) -> Result<Value, CniError> {
     };
     let outcome = attach();
     if outcome.is_err() {
+        if let Some(recorded) = &wires_recorded {
+            crate::wires::unrecord(&conf.wire_dir, &container_id, recorded);
+        }
         if let (Some(record), Some(req)) = (&attached_guest, &guest_req) {
             // Its record, and in tap mode the tap with its plumbing (route,
             // neighbour, nft table), outlive the pod's end of the pair.

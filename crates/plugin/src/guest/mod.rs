@@ -235,7 +235,9 @@ pub fn attach(
 }
 
 /// Undoes [`attach`] as far as the record (or, without one, the request)
-/// says. The namespace may be gone: then only the record is removed.
+/// says. The namespace may be gone: then only the record is removed. If
+/// anything in the namespace could not be removed, the record stays for
+/// the runtime's retried DEL.
 pub fn detach(
     state_dir: &Path,
     record: Option<&GuestRecord>,
@@ -278,11 +280,11 @@ pub fn detach(
             first_error.get_or_insert(e);
         }
     }
-    if let Err(e) = faults::step("guest.del-record").and_then(|()| {
-        GuestRecord::remove(state_dir, &container_id, &ifname)
-            .map_err(|e| CniError::io(e.to_string()))
-    }) {
-        first_error.get_or_insert(e);
+    // The record is what lets a retried DEL find the rest (whether there
+    // is an nft table, the device's name): it goes only once the rest has.
+    if let Some(e) = first_error {
+        return Err(e);
     }
-    first_error.map_or(Ok(()), Err)
+    faults::step("guest.del-record")?;
+    GuestRecord::remove(state_dir, &container_id, &ifname).map_err(|e| CniError::io(e.to_string()))
 }

@@ -26,6 +26,9 @@ pub struct Link {
     pub kind: Option<String>,
     pub mac: Option<MacAddr>,
     pub mtu: u32,
+    /// The transmit queue length (`txqueuelen`); 0 on the veths some
+    /// plugins make (the Go netlink library's).
+    pub tx_queue_len: u32,
     /// Administratively up (`IFF_UP`).
     pub up: bool,
     /// Index of the bridge (or other master) this device is a port of.
@@ -277,6 +280,10 @@ impl Netlink {
         self.set_attribute(index, LinkAttribute::Mtu(mtu), "mtu")
     }
 
+    pub fn set_link_tx_queue_len(&mut self, index: u32, len: u32) -> Result<()> {
+        self.set_attribute(index, LinkAttribute::TxQueueLen(len), "txqueuelen")
+    }
+
     pub fn set_link_mac(&mut self, index: u32, mac: MacAddr) -> Result<()> {
         self.set_attribute(index, LinkAttribute::Address(mac.0.to_vec()), "address")
     }
@@ -396,6 +403,7 @@ fn parse_link(message: RouteNetlinkMessage) -> Option<Link> {
         kind: None,
         mac: None,
         mtu: 0,
+        tx_queue_len: 0,
         up: msg.header.flags.contains(LinkFlags::Up),
         master: None,
         alias: None,
@@ -408,6 +416,7 @@ fn parse_link(message: RouteNetlinkMessage) -> Option<Link> {
         match attr {
             LinkAttribute::IfName(n) => link.name = n,
             LinkAttribute::Mtu(m) => link.mtu = m,
+            LinkAttribute::TxQueueLen(q) => link.tx_queue_len = q,
             LinkAttribute::Address(a) => link.mac = MacAddr::from_slice(&a),
             LinkAttribute::Controller(m) if m != 0 => link.master = Some(m),
             LinkAttribute::IfAlias(a) => link.alias = Some(a),

@@ -112,6 +112,16 @@ fn create_tap_device(nl: &mut Netlink, req: &GuestRequest, t: &Target) -> Result
             Err(e) if e.is_exists() => {}
             Err(e) => return Err(errors::kernel(e)),
         }
+        if created_qdisc && t.eth.tx_queue_len == 0 {
+            // The kernel gives a device without a transmit queue one of
+            // 1000 when it gets a qdisc (the previous plugin's veth, made
+            // by Go's netlink library, has none); deleting the qdisc does
+            // not take it back. The ingress hook needs no queue: the pod
+            // interface stays as the previous plugin made it.
+            faults::step("tap.pod-txqueuelen")?;
+            nl.set_link_tx_queue_len(t.eth.index, 0)
+                .map_err(errors::kernel)?;
+        }
         faults::step("tap.tap-ingress-qdisc")?;
         nl.add_ingress_qdisc(tap.index).map_err(errors::kernel)?;
         faults::step("tap.redirect-pod-to-tap")?;
@@ -135,6 +145,7 @@ fn create_tap_device(nl: &mut Netlink, req: &GuestRequest, t: &Target) -> Result
         delete_by_name(nl, &req.device);
         if created_qdisc {
             let _ = nl.delete_ingress_qdisc(t.eth.index);
+            let _ = nl.set_link_tx_queue_len(t.eth.index, t.eth.tx_queue_len);
         }
     }
     outcome

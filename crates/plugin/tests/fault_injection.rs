@@ -20,6 +20,8 @@
 
 mod common;
 
+use std::cell::RefCell;
+
 use common::Node;
 use common::state::{assert_same_state, state};
 use serde_json::{Value, json};
@@ -31,7 +33,9 @@ const INJECTED: u64 = tweed_plugin::faults::INJECTED as u64;
 /// and the pod the faults are injected on.
 struct Bench {
     node: Node,
-    conf: Value,
+    /// The pod's network config (chained: with the bridge's result as
+    /// `prevResult`, new for each attachment the bridge makes).
+    conf: RefCell<Value>,
     /// CNI_ARGS of the pod under test.
     args: String,
     other: TestNs,
@@ -40,6 +44,17 @@ struct Bench {
     /// rollback) leaves its round-robin cursor where its ADD moved it:
     /// that file is the delegate's, not tweed's, to write.
     cursor_restored: bool,
+    chain: Option<Chained>,
+}
+
+/// What a bench of tweed chained after the reference bridge needs.
+struct Chained {
+    bridge: Value,
+    /// tweed's config, without `prevResult`.
+    tweed: Value,
+    /// The snapshot without the pod's attachment: what the chain's DEL
+    /// (tweed's, then the bridge's) must leave.
+    empty: String,
 }
 
 const ID: &str = "fault-1";
@@ -64,20 +79,121 @@ impl Bench {
         let pod = TestNs::new(&format!("{tag}p"));
         let bench = Bench {
             node,
-            conf,
+            conf: RefCell::new(conf),
             args: args.to_string(),
             other,
             pod,
             cursor_restored,
+            chain: None,
         };
         bench
             .node
-            .call("ADD", &bench.conf)
+            .call("ADD", &bench.conf())
             .container("live-1", &bench.other.path(), "eth0")
-            .env("CNI_ARGS", &pod_args("live"))
+            // Wires too when the pod under test has them: the wire
+            // directory and its lock, made on first use and shared, exist
+            // before the calls under test, and a record of another pod's
+            // is there to be left alone.
+            .env(
+                "CNI_ARGS",
+                &if args.contains("TWEED_WIRES") {
+                    with_wires("live")
+                } else {
+                    pod_args("live")
+                },
+            )
             .run()
             .expect_ok("ADD of the other pod");
         bench
+    }
+
+    /// tweed chained after the reference bridge (with host-local), adding
+    /// a tap guest with localhost plumbing, so the pod's stack hands the
+    /// bridge's addresses and routes over to the guest. The other pod gets
+    /// the same; the calls under test are tweed's alone, with the bridge's
+    /// result as `prevResult`, as a runtime runs the second plugin.
+    fn chained(tag: &str) -> Bench {
+        let node = Node::new(tag);
+        let mut bridge = node.reference_bridge(96);
+        bridge["cniVersion"] = json!("1.0.0");
+        bridge["name"] = json!("fchain");
+        let guest = json!({
+            "mode": "tap",
+            "localhostPorts": ["8080"],
+            "stateDir": node.dir.path().join("state"),
+        });
+        let tweed = json!({
+            "cniVersion": "1.0.0",
+            "name": "fchain",
+            "type": "tweed",
+            "logFile": node.log_file(),
+            "wireDir": node.dir.path().join("wires"),
+            "guest": guest,
+        });
+        let mut bench = Bench {
+            node,
+            conf: RefCell::new(Value::Null),
+            args: String::new(),
+            other: TestNs::new(&format!("{tag}o")),
+            pod: TestNs::new(&format!("{tag}p")),
+            cursor_restored: true,
+            chain: Some(Chained {
+                bridge,
+                tweed,
+                empty: String::new(),
+            }),
+        };
+        // The bridge makes a new pair for every attachment: without
+        // duplicate address detection their link-local addresses settle
+        // at once (tweed's own addresses skip it anyway).
+        for ns in [&bench.node.ns, &bench.pod] {
+            for key in ["all", "default"] {
+                let setting = format!("net.ipv6.conf.{key}.accept_dad=0");
+                ns.exec_ok(&["sysctl", "-qw", &setting]);
+            }
+        }
+        let other = bench.chain_conf(bench.bridge_call("ADD", "live-1", &bench.other));
+        bench
+            .node
+            .call("ADD", &other)
+            .container("live-1", &bench.other.path(), "eth0")
+            .run()
+            .expect_ok("chained ADD of the other pod");
+        let empty = bench.settled();
+        if let Some(c) = bench.chain.as_mut() {
+            c.empty = empty;
+        }
+        bench.attach_bridge();
+        bench
+    }
+
+    fn conf(&self) -> Value {
+        self.conf.borrow().clone()
+    }
+
+    /// The chained bench's reference bridge, for the attachment `id` of
+    /// `ns`: its result (ADD) or nothing.
+    fn bridge_call(&self, command: &str, id: &str, ns: &TestNs) -> Value {
+        let chain = self.chain.as_ref().expect("a chained bench");
+        tweed_testkit::CniCall::new(reference_plugin("bridge"), command)
+            .config(&chain.bridge)
+            .in_node(&self.node.ns.name)
+            .container(id, &ns.path(), "eth0")
+            .run()
+            .expect_ok(&format!("the reference bridge's {command}"))
+    }
+
+    /// tweed's chained config after the bridge's `result`.
+    fn chain_conf(&self, result: Value) -> Value {
+        let mut conf = self.chain.as_ref().expect("a chained bench").tweed.clone();
+        conf["prevResult"] = result;
+        conf
+    }
+
+    /// The bridge's ADD of the pod under test, which tweed's calls follow.
+    fn attach_bridge(&self) {
+        let result = self.bridge_call("ADD", ID, &self.pod);
+        *self.conf.borrow_mut() = self.chain_conf(result);
     }
 
     fn snapshot(&self) -> String {
@@ -122,8 +238,8 @@ impl Bench {
     /// the same address), which is settled too.
     fn settled(&self) -> String {
         let mut last = self.snapshot();
-        for _ in 0..20 {
-            std::thread::sleep(std::time::Duration::from_millis(1000));
+        for _ in 0..40 {
+            std::thread::sleep(std::time::Duration::from_millis(500));
             let now = self.snapshot();
             if now == last && !dad_under_way(&now) {
                 return now;
@@ -136,7 +252,7 @@ impl Bench {
     fn run(&self, command: &str, env: &[(&str, String)]) -> CniOutput {
         let mut call = self
             .node
-            .call(command, &self.conf)
+            .call(command, &self.conf())
             .container(ID, &self.pod.path(), "eth0")
             .env("CNI_ARGS", &self.args);
         for (k, v) in env {
@@ -183,31 +299,51 @@ impl Bench {
         assert!(msg.contains(&step), "{what}: {msg:?} does not name {step}");
         assert_eq!(
             out.json()["cniVersion"],
-            self.conf["cniVersion"],
+            self.conf()["cniVersion"],
             "{what}: {}",
             out.stdout
         );
     }
 
     /// A clean ADD then DEL of the pod under test; returns the snapshot
-    /// after it, which must equal `before` apart from the IPAM cursor the
-    /// ADD moved.
+    /// after it.
     fn cycle(&self, before: &str, what: &str) -> String {
         self.run("ADD", &[])
             .expect_ok(&format!("{what}: clean ADD"));
+        self.del(before, what)
+    }
+
+    /// DEL of the pod's attachment, which must leave the node and pods
+    /// as `before` the ADD apart from the IPAM cursor the ADD moved; or,
+    /// chained, where tweed's DEL leaves the pod interface to the
+    /// bridge's, as the chain's DEL leaves them, before the bridge
+    /// attaches the pod again. Returns the snapshot to go on from.
+    fn del(&self, before: &str, what: &str) -> String {
         self.run("DEL", &[])
             .expect_ok(&format!("{what}: clean DEL"));
-        let after = self.snapshot_like(before, 5, true);
+        let expected = match &self.chain {
+            Some(c) => {
+                self.bridge_call("DEL", ID, &self.pod);
+                &c.empty
+            }
+            None => before,
+        };
+        let after = self.snapshot_like(expected, 5, true);
         assert_same_state(
-            &without_cursor(before),
+            &without_cursor(expected),
             &without_cursor(&after),
             &format!("{what}: clean ADD and DEL"),
         );
-        after
+        if self.chain.is_none() {
+            return after;
+        }
+        self.attach_bridge();
+        self.settled()
     }
 
     fn reservations(&self) -> Vec<String> {
-        self.node.reservations(self.conf["name"].as_str().unwrap())
+        self.node
+            .reservations(self.conf()["name"].as_str().unwrap())
     }
 }
 
@@ -244,10 +380,9 @@ fn without_cursor(text: &str) -> String {
 /// ADD fails at each of its steps in turn; asserts every step's
 /// rollback.
 fn every_add_step(bench: &Bench, min_steps: usize, must_pass: &[&str]) {
-    let mut before = bench.settled();
+    let before = bench.settled();
     let steps = bench.traced("ADD", min_steps, must_pass);
-    bench.run("DEL", &[]).expect_ok("DEL after the traced ADD");
-    before = bench.snapshot_like(&before, 5, true);
+    let mut before = bench.del(&before, "the traced ADD");
     for k in 1..=steps.len() {
         let what = format!("ADD failing at step {k} ({})", steps[k - 1]);
         let out = bench.faulted("ADD", k);
@@ -263,7 +398,13 @@ fn every_del_step(bench: &Bench, min_steps: usize, must_pass: &[&str]) {
     let mut before = bench.settled();
     bench.run("ADD", &[]).expect_ok("ADD to trace DEL");
     let steps = bench.traced("DEL", min_steps, must_pass);
-    before = bench.snapshot_like(&before, 5, true);
+    let after = bench.snapshot_like(&before, 5, true);
+    assert_same_state(
+        &without_cursor(&before),
+        &without_cursor(&after),
+        "the traced DEL",
+    );
+    before = after;
     let other = |b: &Bench| state(&[&b.other.name], &[]);
     let other_before = other(bench);
     let others = bench.reservations();
@@ -388,6 +529,23 @@ fn guest_add_in_macvtap_mode_fails_cleanly_at_every_step() {
             "macvtap.create",
             "macvtap.device-number",
             "guest.record",
+        ],
+    );
+}
+
+#[test]
+fn chained_guest_add_fails_cleanly_at_every_step() {
+    let bench = Bench::chained("fgc");
+    every_add_step(
+        &bench,
+        19,
+        &[
+            "tap.create",
+            "localhost.nft",
+            "guest.record",
+            "chained.route-handover",
+            "chained.address-handover",
+            "chained.done",
         ],
     );
 }

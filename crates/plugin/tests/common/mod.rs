@@ -63,6 +63,23 @@ impl Node {
         )
     }
 
+    /// The reference bridge plugin's entry (gateway and default route,
+    /// bridge `refbr0`, host-local on 10.244.<third>.0/24 in this node's
+    /// IPAM directory), for tweed chained after it.
+    pub fn reference_bridge(&self, third: u8) -> Value {
+        json!({
+            "type": "bridge",
+            "bridge": "refbr0",
+            "isGateway": true,
+            "isDefaultGateway": true,
+            "ipam": {
+                "type": "host-local",
+                "ranges": [[{"subnet": format!("10.244.{third}.0/24")}]],
+                "dataDir": self.data_dir(),
+            },
+        })
+    }
+
     pub fn call(&self, command: &str, conf: &Value) -> CniCall {
         CniCall::new(tweed_bin(), command)
             .config(conf)

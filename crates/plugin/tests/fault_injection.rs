@@ -285,6 +285,13 @@ impl Bench {
         for s in must_pass {
             assert!(steps.iter().any(|x| x == s), "{s} not among {steps:?}");
         }
+        // For docs/reliability.md (shown with --nocapture).
+        eprintln!(
+            "{} {command}: {} fault points: {}",
+            self.conf()["name"],
+            steps.len(),
+            steps.join(" ")
+        );
         steps
     }
 

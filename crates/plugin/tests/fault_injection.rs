@@ -476,6 +476,12 @@ fn guest_tap(node: &Node) -> Value {
     c
 }
 
+fn guest_macvtap(node: &Node) -> Value {
+    let mut c = node.conf_v4("fmacv", 94);
+    c["guest"] = json!({"mode": "macvtap"});
+    c
+}
+
 #[test]
 fn add_with_builtin_ipam_fails_cleanly_at_every_step() {
     let bench = Bench::new("fab", dual_stack, &with_wires("fault"), true);
@@ -522,12 +528,7 @@ fn guest_add_in_tap_mode_fails_cleanly_at_every_step() {
 
 #[test]
 fn guest_add_in_macvtap_mode_fails_cleanly_at_every_step() {
-    let conf = |node: &Node| {
-        let mut c = node.conf_v4("fmacv", 94);
-        c["guest"] = json!({"mode": "macvtap"});
-        c
-    };
-    let bench = Bench::new("fgm", conf, &pod_args("fault"), true);
+    let bench = Bench::new("fgm", guest_macvtap, &pod_args("fault"), true);
     every_add_step(
         &bench,
         10,
@@ -578,4 +579,14 @@ fn del_of_a_guest_with_wires_finishes_when_retried_after_a_failure_at_every_step
 fn del_with_delegated_host_local_finishes_when_retried_after_a_failure_at_every_step() {
     let bench = host_local("fdd", "fdeld", 95);
     every_del_step(&bench, 3, &["del.release", "del.host-veth"]);
+}
+
+#[test]
+fn del_of_a_macvtap_guest_finishes_when_retried_after_a_failure_at_every_step() {
+    let bench = Bench::new("fdm", guest_macvtap, &pod_args("fault"), true);
+    every_del_step(
+        &bench,
+        5,
+        &["guest.del-device", "guest.del-record", "del.host-veth"],
+    );
 }

@@ -42,7 +42,8 @@ pub struct Link {
     pub vxlan: Option<VxlanInfo>,
     /// Geneve parameters when the device is a Geneve device.
     pub geneve: Option<GeneveInfo>,
-    /// Transmit queue length (`IFLA_TXQLEN`, `ip link ... qlen`).
+    /// Transmit queue length (`IFLA_TXQLEN`, `ip link ... qlen`); 0 on
+    /// the veths some plugins make (the Go netlink library's).
     pub qlen: u32,
 }
 

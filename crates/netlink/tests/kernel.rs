@@ -493,6 +493,11 @@ fn rename_and_move_between_namespaces() {
     assert!(na.link_by_name("twz").unwrap().is_some());
     na.set_link_mtu(x.index, 9000).unwrap();
     assert_eq!(na.link_by_index(x.index).unwrap().unwrap().mtu, 9000);
+    // A veth gets the default queue of 1000; 0 (what Go's netlink gives
+    // its veths) reads back as 0.
+    assert_eq!(x.qlen, 1000);
+    na.set_link_qlen(x.index, 0).unwrap();
+    assert_eq!(na.link_by_index(x.index).unwrap().unwrap().qlen, 0);
     na.set_link_netns(x.index, &b.ns).unwrap();
     assert!(na.link_by_name("twz").unwrap().is_none());
     assert!(b.nl().link_by_name("twz").unwrap().is_some());

@@ -11,6 +11,7 @@ pub mod commands;
 pub mod conf;
 pub mod dataplane;
 pub mod errors;
+pub mod faults;
 pub mod guest;
 pub mod ipam;
 pub mod lease;

@@ -84,6 +84,11 @@ pub fn requested(
     Ok(Some((pod, ends)))
 }
 
+/// What [`record`] replaced, for [`unrecord`].
+pub struct Recorded {
+    previous: Option<WireRecord>,
+}
+
 /// Records the pod's wire ends for tweedd (the last step of ADD).
 pub fn record(
     dir: &Path,
@@ -91,9 +96,11 @@ pub fn record(
     pod: String,
     ns: &NetNs,
     ends: Vec<WireEnd>,
-) -> Result<(), CniError> {
+) -> Result<Recorded, CniError> {
     let fail = |e: record::RecordError| CniError::io(format!("recording the pod's wires: {e}"));
     let lock = DirLock::take(dir).map_err(fail)?;
+    // Another interface's ADD of the same pod may have recorded them.
+    let previous = record::read(dir, container_id).ok().flatten();
     let rec = WireRecord {
         version: RECORD_VERSION,
         container_id: container_id.to_string(),
@@ -102,7 +109,20 @@ pub fn record(
         netns_id: ns.id().map_err(errors::kernel)?,
         ends,
     };
-    record::write(dir, &rec, &lock).map_err(fail)
+    record::write(dir, &rec, &lock).map_err(fail)?;
+    Ok(Recorded { previous })
+}
+
+/// Undoes [`record`] for a failed ADD: the record it replaced is written
+/// back, or none is left. Best effort, as every rollback step.
+pub fn unrecord(dir: &Path, container_id: &str, recorded: &Recorded) {
+    let Ok(lock) = DirLock::take(dir) else {
+        return;
+    };
+    let _ = match &recorded.previous {
+        Some(previous) => record::write(dir, previous, &lock),
+        None => record::remove(dir, container_id, &lock),
+    };
 }
 
 /// Removes the pod's wire ends (tweed's devices only, where its namespace

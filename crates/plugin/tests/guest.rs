@@ -268,17 +268,7 @@ fn chained_after_the_reference_bridge() {
         "cniVersion": "1.0.0",
         "name": "refnet",
         "plugins": [
-            {
-                "type": "bridge",
-                "bridge": "refbr0",
-                "isGateway": true,
-                "isDefaultGateway": true,
-                "ipam": {
-                    "type": "host-local",
-                    "ranges": [[{"subnet": "10.244.73.0/24"}]],
-                    "dataDir": node.data_dir(),
-                },
-            },
+            node.reference_bridge(73),
             {"type": "tweed", "logFile": node.log_file(), "guest": {"mode": "tap", "stateDir": state}},
         ],
     });
@@ -288,10 +278,7 @@ fn chained_after_the_reference_bridge() {
     let only_bridge = Chain::new(json!({
         "cniVersion": "1.0.0",
         "name": "refnet",
-        "plugins": [{
-            "type": "bridge", "bridge": "refbr0", "isGateway": true, "isDefaultGateway": true,
-            "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.244.73.0/24"}]], "dataDir": node.data_dir()},
-        }],
+        "plugins": [node.reference_bridge(73)],
     }))
     .in_node(&node.ns.name);
     let (pod, other) = (TestNs::new("gcp"), TestNs::new("gco"));

@@ -33,15 +33,15 @@ fn a_repeated_add_leaves_the_live_attachment_untouched() {
         let pod = TestNs::new("op");
         let first = node.add(conf, "c0", &pod, "eth0").expect_ok("first ADD");
         let ip = result_ip(&first, true);
-        let before = common::state(&[&node.ns.name, &pod.name], &node.data_dir());
+        let before = common::state::state(&[&node.ns.name, &pod.name], &[&node.data_dir()]);
 
         for (id, what) in [("c0", "the same attachment"), ("c1", "another container")] {
             let msg = node
                 .add(conf, id, &pod, "eth0")
                 .expect_error(103, &format!("ADD of {what} ({net})"));
             assert!(msg.contains("CNI_IFNAME") && msg.contains("eth0"), "{msg}");
-            let after = common::state(&[&node.ns.name, &pod.name], &node.data_dir());
-            common::assert_same_state(&before, &after, &format!("ADD of {what} ({net})"));
+            let after = common::state::state(&[&node.ns.name, &pod.name], &[&node.data_dir()]);
+            common::state::assert_same_state(&before, &after, &format!("ADD of {what} ({net})"));
         }
         assert_eq!(kernel::addresses(&pod.name, "eth0"), vec![ip.clone()]);
         assert_eq!(node.reservations(net), vec![bare(&ip)]);
@@ -63,7 +63,7 @@ fn a_failing_second_interface_rolls_back_only_itself() {
     let conf = node.conf_v4("own2", 83);
     let pod = TestNs::new("op2");
     let first = node.add(&conf, "c0", &pod, "eth0").expect_ok("ADD eth0");
-    let before = common::state(&[&node.ns.name, &pod.name], &node.data_dir());
+    let before = common::state::state(&[&node.ns.name, &pod.name], &[&node.data_dir()]);
     let msg = node
         .add(&conf, "c0", &pod, "net1")
         .expect_error(100, "ADD net1 with a second default route");
@@ -73,8 +73,8 @@ fn a_failing_second_interface_rolls_back_only_itself() {
     common::wait_until(5, "net1's pair gone", || {
         kernel::link(&pod.name, "net1").is_none() && node.host_veths().len() == 1
     });
-    let after = common::state(&[&node.ns.name, &pod.name], &node.data_dir());
-    common::assert_same_state(&before, &after, "the failed ADD of net1");
+    let after = common::state::state(&[&node.ns.name, &pod.name], &[&node.data_dir()]);
+    common::state::assert_same_state(&before, &after, "the failed ADD of net1");
     assert!(pod.ping(first["ips"][0]["gateway"].as_str().unwrap()));
 }
 

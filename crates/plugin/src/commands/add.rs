@@ -22,6 +22,7 @@ use super::Call;
 use crate::conf::DEFAULT_MTU;
 use crate::dataplane::{PodAddress, PodRoute, bridge, pod, veth};
 use crate::errors;
+use crate::faults;
 use crate::guest;
 use crate::ipam::{IpamPlan, builtin, delegate, segment_block};
 use crate::lease::Lease;
@@ -130,9 +131,12 @@ pub fn run(call: &mut Call) -> Result<Value, CniError> {
         .collect();
 
     let host_name = names::host_veth(&network, &container_id, &ifname);
-    // The pair this call created, if it got that far: the only device a
-    // failure below may delete.
+    // What this call made, as far as it got: all that a failure below may
+    // undo. The pair (the only device it deletes), the guest attachment
+    // and the wire record it wrote (with the record it replaced).
     let mut created_veth: Option<u32> = None;
+    let mut attached_guest: Option<tweed_guest::GuestRecord> = None;
+    let mut wires_recorded: Option<crate::wires::Recorded> = None;
     let mut attach = || -> Result<Value, CniError> {
         let routes = pod_routes(call, &grant, lease.as_ref());
         let gateways: Vec<IpNet> = grant
@@ -144,6 +148,7 @@ pub fn run(call: &mut Call) -> Result<Value, CniError> {
                 })
             })
             .collect();
+        faults::step("add.bridge")?;
         let br = match &segment_bridge {
             Some(b) => b.clone(),
             None => bridge::ensure(&mut host, &conf.bridge, mtu, &gateways)?,
@@ -161,6 +166,7 @@ pub fn run(call: &mut Call) -> Result<Value, CniError> {
             pod_mac: Some(pod_mac),
             pod_netns: &pod_ns,
         };
+        faults::step("add.veth")?;
         let host_link = match veth::create_replacing_leftover(&mut host, &plan) {
             Ok(l) => l,
             Err(e) if e.code == errors::INTERFACE_EXISTS => {
@@ -202,6 +208,7 @@ pub fn run(call: &mut Call) -> Result<Value, CniError> {
             )?),
             None => None,
         };
+        attached_guest = attached.as_ref().map(|g| g.record.clone());
 
         let mut result = prev.clone().unwrap_or_default();
         let first = result.interfaces.len();
@@ -243,12 +250,30 @@ pub fn run(call: &mut Call) -> Result<Value, CniError> {
             guest::result::add_guest(&mut result, g, &container_id);
         }
         if let Some((pod, ends)) = wires.clone() {
-            crate::wires::record(&conf.wire_dir, &container_id, pod, &pod_ns, ends)?;
+            faults::step("add.wires-record")?;
+            wires_recorded = Some(crate::wires::record(
+                &conf.wire_dir,
+                &container_id,
+                pod,
+                &pod_ns,
+                ends,
+            )?);
         }
+        // Where a step added after the last one would fail: everything
+        // above must then be undone.
+        faults::step("add.done")?;
         Ok(result.to_json(conf.version))
     };
     let outcome = attach();
     if outcome.is_err() {
+        if let Some(recorded) = &wires_recorded {
+            crate::wires::unrecord(&conf.wire_dir, &container_id, recorded);
+        }
+        if let (Some(record), Some(req)) = (&attached_guest, &guest_req) {
+            // Its record, and in tap mode the tap with its plumbing (route,
+            // neighbour, nft table), outlive the pod's end of the pair.
+            let _ = guest::detach(&req.state_dir, Some(record), None, Some(&netns_path));
+        }
         if let Some(index) = created_veth {
             veth::delete_created(&mut host, index);
         }
@@ -384,6 +409,7 @@ fn reserve(
     match &call.conf.ipam {
         IpamPlan::Builtin(ipam) => {
             let spec = builtin::spec(ipam, lease)?;
+            faults::step("add.ipam-allocate")?;
             let reserved = builtin::allocate(
                 &spec,
                 call.conf.name(),
@@ -392,63 +418,23 @@ fn reserve(
                 requested,
             )?;
             Ok(Grant {
-                addresses: reserved
-                    .allocations
-                    .iter()
-                    .map(|a| PodAddress {
-                        address: a.address,
-                        gateway: a.gateway,
-                    })
-                    .collect(),
-                routes: spec
-                    .routes
-                    .iter()
-                    .map(|r| PodRoute {
-                        dst: r.dst,
-                        gateway: r.gw,
-                    })
-                    .collect(),
+                addresses: reserved.allocations.iter().map(PodAddress::from).collect(),
+                routes: spec.routes.iter().map(PodRoute::from).collect(),
                 dns: None,
                 reserved: Some(reserved),
             })
         }
         IpamPlan::Delegate(plugin) => {
-            let out =
-                delegate::run(plugin, &call.env.path, "ADD", call.stdin)?.ok_or_else(|| {
-                    CniError::custom(
-                        errors::DELEGATE_FAILED,
-                        format!("ipam plugin {plugin} returned no result"),
-                    )
-                })?;
-            let result = CniResult::from_json(&out)?;
-            let grant = Grant {
-                addresses: result
-                    .ips
-                    .iter()
-                    .map(|ip| PodAddress {
-                        address: ip.address,
-                        gateway: ip.gateway,
-                    })
-                    .collect(),
-                routes: result
-                    .routes
-                    .iter()
-                    .map(|r| PodRoute {
-                        dst: r.dst,
-                        gateway: r.gw,
-                    })
-                    .collect(),
-                dns: Some(result.dns.clone()),
-                reserved: None,
-            };
-            if grant.addresses.is_empty() {
+            faults::step("add.ipam-delegate")?;
+            let out = delegate::run(plugin, &call.env.path, "ADD", call.stdin)?;
+            // The delegate succeeded, so it may hold a reservation now:
+            // whatever refuses its answer must give that back.
+            let grant =
+                faults::step("add.ipam-delegate-result").and_then(|()| delegate_grant(plugin, out));
+            if grant.is_err() {
                 unreserve(call, None);
-                return Err(CniError::custom(
-                    errors::DELEGATE_FAILED,
-                    format!("ipam plugin {plugin} returned no addresses"),
-                ));
             }
-            Ok(grant)
+            grant
         }
         IpamPlan::SegmentBlock { data_dir } => {
             let segment = call.conf.segment.as_deref().expect("a segment's plan");
@@ -484,6 +470,29 @@ fn reserve(
             })
         }
     }
+}
+
+/// What a delegated IPAM plugin's successful ADD handed out.
+fn delegate_grant(plugin: &str, out: Option<Value>) -> Result<Grant, CniError> {
+    let out = out.ok_or_else(|| {
+        CniError::custom(
+            errors::DELEGATE_FAILED,
+            format!("ipam plugin {plugin} returned no result"),
+        )
+    })?;
+    let result = CniResult::from_json(&out)?;
+    if result.ips.is_empty() {
+        return Err(CniError::custom(
+            errors::DELEGATE_FAILED,
+            format!("ipam plugin {plugin} returned no addresses"),
+        ));
+    }
+    Ok(Grant {
+        addresses: result.ips.iter().map(PodAddress::from).collect(),
+        routes: result.routes.iter().map(PodRoute::from).collect(),
+        dns: Some(result.dns.clone()),
+        reserved: None,
+    })
 }
 
 /// Undoes [`reserve`] on a failed ADD: exactly what this call reserved

@@ -11,6 +11,7 @@ use tweed_netlink::Netlink;
 use super::Call;
 use crate::dataplane::veth;
 use crate::errors;
+use crate::faults;
 use crate::guest;
 use crate::ipam::{IpamPlan, builtin, delegate};
 use crate::names;
@@ -63,7 +64,7 @@ pub fn run(call: &mut Call) -> Result<(), CniError> {
 
     // The pod's wires (recorded by the pod network's ADD).
     let wires_done = match &conf.segment {
-        None => crate::wires::remove(&conf.wire_dir, id),
+        None => faults::step("del.wires").and_then(|()| crate::wires::remove(&conf.wire_dir, id)),
         Some(_) => Ok(()),
     };
 
@@ -71,7 +72,7 @@ pub fn run(call: &mut Call) -> Result<(), CniError> {
     // must not keep the address reserved. A failing release is reported
     // only after the interface is gone too, so one retry finishes the job.
     let known = addresses_in_prev_result(call);
-    let released = match &conf.ipam {
+    let released = faults::step("del.release").and_then(|()| match &conf.ipam {
         IpamPlan::Builtin(ipam) => {
             builtin::release(&builtin::data_dir(ipam), network, id, ifname, &known)
                 .map(|ips| call.record.ips = ips.iter().map(|ip| ip.to_string()).collect())
@@ -83,13 +84,14 @@ pub fn run(call: &mut Call) -> Result<(), CniError> {
             builtin::release(data_dir, network, id, ifname, &known)
                 .map(|ips| call.record.ips = ips.iter().map(|ip| ip.to_string()).collect())
         }
-    };
+    });
 
     // The host end is found by name; the pod end goes with it. If the pod
     // namespace is already gone, the kernel removed both. A veth of that
     // name without an alias is this attachment's too: an ADD killed
     // between creating the pair and labelling it (the kernel takes no
     // alias in the creating request).
+    faults::step("del.host-veth")?;
     let mut host = Netlink::new().map_err(errors::kernel)?;
     let host_name = names::host_veth(network, id, ifname);
     let alias = names::alias(network, id, ifname);

@@ -25,3 +25,20 @@ pub struct PodRoute {
     pub dst: IpNet,
     pub gateway: Option<IpAddr>,
 }
+
+/// `From<&T>` for a type whose fields are copied from T's (IPAM's and a
+/// result's addresses and routes all become the same pod settings).
+macro_rules! from_fields {
+    ($from:ty => $to:ident { $($field:ident: $source:ident),* }) => {
+        impl From<&$from> for $to {
+            fn from(x: &$from) -> Self {
+                $to { $($field: x.$source),* }
+            }
+        }
+    };
+}
+
+from_fields!(tweed_ipam::Allocation => PodAddress { address: address, gateway: gateway });
+from_fields!(tweed_cni::result::IpConfig => PodAddress { address: address, gateway: gateway });
+from_fields!(tweed_ipam::Route => PodRoute { dst: dst, gateway: gw });
+from_fields!(tweed_cni::result::Route => PodRoute { dst: dst, gateway: gw });

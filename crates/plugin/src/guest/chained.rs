@@ -30,6 +30,7 @@ use super::{GuestRequest, Identity, PodSide};
 use crate::commands::Call;
 use crate::dataplane::{PodAddress, PodRoute};
 use crate::errors;
+use crate::faults;
 
 /// `RTPROT_KERNEL`: routes the kernel derives from addresses.
 const PROTO_KERNEL: u8 = 2;
@@ -131,7 +132,9 @@ pub fn add(
     let handed_over = match attached.record.localhost {
         Some(_) => hand_over(&mut nl, eth.index, &addresses, &kernel_routes),
         None => Ok(()),
-    };
+    }
+    // Where a step added after the last one would fail.
+    .and_then(|()| faults::step("chained.done"));
     if let Err(e) = handed_over {
         let _ = super::detach(
             &req.state_dir,
@@ -184,6 +187,7 @@ fn hand_over(
     routes: &[Route],
 ) -> Result<(), CniError> {
     for r in routes {
+        faults::step("chained.route-handover")?;
         match nl.delete_route(r) {
             Ok(()) => {}
             Err(e) if e.is_not_found() => {}
@@ -191,6 +195,7 @@ fn hand_over(
         }
     }
     for a in addresses {
+        faults::step("chained.address-handover")?;
         match nl.delete_address(index, a.address) {
             Ok(()) => {}
             Err(e) if e.is_not_found() || e.errno() == Some(libc::EADDRNOTAVAIL) => {}

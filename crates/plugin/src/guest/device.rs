@@ -12,6 +12,7 @@ use tweed_netlink::{TapSpec, create_tap};
 
 use super::request::GuestRequest;
 use crate::errors;
+use crate::faults;
 
 /// Prefix of the alias on every guest device tweed makes; DEL and GC only
 /// ever delete devices that carry it.
@@ -62,6 +63,16 @@ fn exists_error(name: &str) -> CniError {
     )
 }
 
+/// A refused device creation; someone else's device of that name is left
+/// alone.
+fn create_error(e: tweed_netlink::NetlinkError, name: &str) -> CniError {
+    if e.is_exists() {
+        exists_error(name)
+    } else {
+        errors::kernel(e)
+    }
+}
+
 fn create_tap_device(nl: &mut Netlink, req: &GuestRequest, t: &Target) -> Result<Device, CniError> {
     let spec = TapSpec {
         name: req.device.clone(),
@@ -69,11 +80,10 @@ fn create_tap_device(nl: &mut Netlink, req: &GuestRequest, t: &Target) -> Result
         owner: req.owner,
         group: req.group,
     };
-    match t.ns.run(|| create_tap(&spec)).map_err(errors::kernel)? {
-        Ok(()) => {}
-        Err(e) if e.is_exists() => return Err(exists_error(&req.device)),
-        Err(e) => return Err(errors::kernel(e)),
-    }
+    faults::step("tap.create")?;
+    t.ns.run(|| create_tap(&spec))
+        .map_err(errors::kernel)?
+        .map_err(|e| create_error(e, &req.device))?;
     let mut created_qdisc = false;
     let outcome = (|| -> Result<Device, CniError> {
         let tap = nl
@@ -85,24 +95,42 @@ fn create_tap_device(nl: &mut Netlink, req: &GuestRequest, t: &Target) -> Result
                     format!("tap {} vanished after creation", req.device),
                 )
             })?;
+        faults::step("tap.mtu")?;
         nl.set_link_mtu(tap.index, t.eth.mtu)
             .map_err(errors::kernel)?;
         if let Some(mac) = t.tap_mac {
+            faults::step("tap.mac")?;
             nl.set_link_mac(tap.index, mac).map_err(errors::kernel)?;
         }
+        faults::step("tap.alias")?;
         nl.set_link_alias(tap.index, t.alias)
             .map_err(errors::kernel)?;
+        faults::step("tap.pod-ingress-qdisc")?;
         match nl.add_ingress_qdisc(t.eth.index) {
             Ok(()) => created_qdisc = true,
             // Another plugin in the chain made one; the filters go in it.
             Err(e) if e.is_exists() => {}
             Err(e) => return Err(errors::kernel(e)),
         }
+        if created_qdisc && t.eth.qlen == 0 {
+            // The kernel gives a device without a transmit queue one of
+            // 1000 when it gets a qdisc (the previous plugin's veth, made
+            // by Go's netlink library, has none); deleting the qdisc does
+            // not take it back. The ingress hook needs no queue: the pod
+            // interface stays as the previous plugin made it.
+            faults::step("tap.pod-txqueuelen")?;
+            nl.set_link_qlen(t.eth.index, 0)
+                .map_err(errors::kernel)?;
+        }
+        faults::step("tap.tap-ingress-qdisc")?;
         nl.add_ingress_qdisc(tap.index).map_err(errors::kernel)?;
+        faults::step("tap.redirect-pod-to-tap")?;
         nl.add_redirect(t.eth.index, tap.index)
             .map_err(errors::kernel)?;
+        faults::step("tap.redirect-tap-to-pod")?;
         nl.add_redirect(tap.index, t.eth.index)
             .map_err(errors::kernel)?;
+        faults::step("tap.up")?;
         nl.set_link_up(tap.index, true).map_err(errors::kernel)?;
         Ok(Device {
             name: req.device.clone(),
@@ -117,6 +145,7 @@ fn create_tap_device(nl: &mut Netlink, req: &GuestRequest, t: &Target) -> Result
         delete_by_name(nl, &req.device);
         if created_qdisc {
             let _ = nl.delete_ingress_qdisc(t.eth.index);
+            let _ = nl.set_link_qlen(t.eth.index, t.eth.qlen);
         }
     }
     outcome
@@ -128,14 +157,19 @@ fn create_tap_device(nl: &mut Netlink, req: &GuestRequest, t: &Target) -> Result
 /// frames for the pod's MAC then reach the guest.
 fn create_macvtap(nl: &mut Netlink, req: &GuestRequest, t: &Target) -> Result<Device, CniError> {
     let original = t.eth.mac;
+    faults::step("macvtap.pod-mac")?;
     set_mac(nl, t.eth, MacAddr::random())?;
     let mut spec = NewLink::new(&req.device, LinkKind::MacVtap { lower: t.eth.index });
     spec.mtu = Some(t.eth.mtu);
     spec.mac = Some(t.guest_mac);
     spec.alias = Some(t.alias.to_string());
     spec.up = true;
-    let outcome = match nl.create_link_and_get(&spec) {
-        Ok(link) => device_number(t.ns, &link)
+    let outcome = match faults::step("macvtap.create").and_then(|()| {
+        nl.create_link_and_get(&spec)
+            .map_err(|e| create_error(e, &req.device))
+    }) {
+        Ok(link) => faults::step("macvtap.device-number")
+            .and_then(|()| device_number(t.ns, &link))
             .map(|number| Device {
                 name: link.name.clone(),
                 index: link.index,
@@ -147,9 +181,7 @@ fn create_macvtap(nl: &mut Netlink, req: &GuestRequest, t: &Target) -> Result<De
                 // device of that name may belong to someone else).
                 let _ = nl.delete_link(link.index);
             }),
-        // Someone else's device of that name: left alone.
-        Err(e) if e.is_exists() => Err(exists_error(&req.device)),
-        Err(e) => Err(errors::kernel(e)),
+        Err(e) => Err(e),
     };
     if outcome.is_err()
         && let Some(mac) = original

@@ -27,6 +27,7 @@ use tweed_netlink::{IPV4_DEVCONF_ROUTE_LOCALNET, MacAddr, NetNs, Netlink, Route}
 use super::device::Device;
 use super::nft;
 use crate::errors;
+use crate::faults;
 
 /// The pod's address on the guest's link: what the guest dials for the
 /// pod's services and DNS forward.
@@ -57,20 +58,25 @@ impl Plan<'_> {
 /// rest lives on the tap, which the caller deletes.
 pub fn install(ns: &NetNs, nl: &mut Netlink, tap: &Device, plan: &Plan) -> Result<(), CniError> {
     let k = errors::kernel;
+    faults::step("localhost.route-localnet")?;
     nl.set_ipv4_devconf(tap.index, &[(IPV4_DEVCONF_ROUTE_LOCALNET, 1)])
         .map_err(k)?;
+    faults::step("localhost.address")?;
     nl.add_address(
         tap.index,
         IpNet::V4(Ipv4Net::new(POD_LINK_LOCAL, 32).expect("/32")),
         true,
     )
     .map_err(k)?;
+    faults::step("localhost.neighbour")?;
     nl.set_neighbour(tap.index, IpAddr::V4(plan.pod_ip), plan.guest_mac)
         .map_err(k)?;
+    faults::step("localhost.route")?;
     nl.add_route(
         &Route::new(IpNet::V4(Ipv4Net::new(plan.pod_ip, 32).expect("/32"))).dev(tap.index),
     )
     .map_err(k)?;
+    faults::step("localhost.pass-filter")?;
     nl.add_pass_ipv4_dst(tap.index, POD_LINK_LOCAL, PASS_PRIORITY)
         .map_err(k)?;
 
@@ -94,6 +100,7 @@ pub fn install(ns: &NetNs, nl: &mut Netlink, tap: &Device, plan: &Plan) -> Resul
         localhost_ports: plan.localhost_ports,
         pod_services: services,
     });
+    faults::step("localhost.nft")?;
     let applied = ns.run(|| nft::apply(&rules)).map_err(k)?;
     applied.map_err(|e| {
         CniError::custom(

@@ -30,6 +30,7 @@ use tweed_netlink::{Link, MacAddr, NetNs, Netlink};
 
 use crate::dataplane::{PodAddress, PodRoute};
 use crate::errors;
+use crate::faults;
 pub use request::GuestRequest;
 
 /// The pod side a guest is attached to.
@@ -214,6 +215,7 @@ pub fn attach(
         if !plan_ports.is_empty() {
             localhost::install(pod.ns, nl, &dev, &plan_ports)?;
         }
+        faults::step("guest.record")?;
         record
             .write(&req.state_dir)
             .map_err(|e| CniError::io(format!("writing the guest record: {e}")))?;
@@ -233,7 +235,9 @@ pub fn attach(
 }
 
 /// Undoes [`attach`] as far as the record (or, without one, the request)
-/// says. The namespace may be gone: then only the record is removed.
+/// says. The namespace may be gone: then only the record is removed. If
+/// anything in the namespace could not be removed, the record stays for
+/// the runtime's retried DEL.
 pub fn detach(
     state_dir: &Path,
     record: Option<&GuestRecord>,
@@ -262,19 +266,25 @@ pub fn detach(
     let ns = netns.and_then(|p| NetNs::open(p).ok());
     let mut first_error = None;
     if let Some(ns) = &ns {
-        if localhost && let Err(e) = localhost::remove(ns, &ifname) {
+        if localhost
+            && let Err(e) =
+                faults::step("guest.del-localhost").and_then(|()| localhost::remove(ns, &ifname))
+        {
             first_error.get_or_insert(e);
         }
         let alias = device::alias(&container_id, &ifname);
-        let removed = Netlink::in_netns(ns)
-            .map_err(errors::kernel)
+        let removed = faults::step("guest.del-device")
+            .and_then(|()| Netlink::in_netns(ns).map_err(errors::kernel))
             .and_then(|mut nl| device::remove(&mut nl, mode, &device, &alias, &ifname, pod_mac));
         if let Err(e) = removed {
             first_error.get_or_insert(e);
         }
     }
-    if let Err(e) = GuestRecord::remove(state_dir, &container_id, &ifname) {
-        first_error.get_or_insert(CniError::io(e.to_string()));
+    // The record is what lets a retried DEL find the rest (whether there
+    // is an nft table, the device's name): it goes only once the rest has.
+    if let Some(e) = first_error {
+        return Err(e);
     }
-    first_error.map_or(Ok(()), Err)
+    faults::step("guest.del-record")?;
+    GuestRecord::remove(state_dir, &container_id, &ifname).map_err(|e| CniError::io(e.to_string()))
 }

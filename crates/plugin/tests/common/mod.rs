@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod state;
+
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
@@ -59,6 +61,23 @@ impl Node {
             "1.1.0",
             json!([[{"subnet": format!("10.244.{third}.0/24")}]]),
         )
+    }
+
+    /// The reference bridge plugin's entry (gateway and default route,
+    /// bridge `refbr0`, host-local on 10.244.<third>.0/24 in this node's
+    /// IPAM directory), for tweed chained after it.
+    pub fn reference_bridge(&self, third: u8) -> Value {
+        json!({
+            "type": "bridge",
+            "bridge": "refbr0",
+            "isGateway": true,
+            "isDefaultGateway": true,
+            "ipam": {
+                "type": "host-local",
+                "ranges": [[{"subnet": format!("10.244.{third}.0/24")}]],
+                "dataDir": self.data_dir(),
+            },
+        })
     }
 
     pub fn call(&self, command: &str, conf: &Value) -> CniCall {
@@ -261,93 +280,4 @@ pub fn wait_until(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-}
-
-/// Everything a CNI call may change, read back as text: per namespace the
-/// links (`ip -d link`, with the bridge's running timers dropped), the
-/// addresses, the routes of every table and the qdiscs; then every file of
-/// the IPAM store under `ipam_dir` with its content. Two equal snapshots
-/// mean nothing a plugin could have made or removed differs.
-pub fn state(namespaces: &[&str], ipam_dir: &Path) -> String {
-    let mut out = String::new();
-    for ns in namespaces {
-        for args in [
-            &["-d", "link", "show"][..],
-            &["addr", "show"],
-            &["-4", "route", "show", "table", "all"],
-            &["-6", "route", "show", "table", "all"],
-        ] {
-            let text = tweed_testkit::run_ok("ip", &[&["-n", ns][..], args].concat());
-            out.push_str(&format!(
-                "== {ns}: ip {}\n{}\n",
-                args.join(" "),
-                without_timers(&text)
-            ));
-        }
-        let qdiscs = tweed_testkit::run_ok("tc", &["-n", ns, "qdisc", "show"]);
-        out.push_str(&format!("== {ns}: tc qdisc\n{qdiscs}\n"));
-    }
-    let mut files = Vec::new();
-    collect_files(ipam_dir, &mut files);
-    files.sort();
-    for f in files {
-        let content = std::fs::read(&f).unwrap_or_default();
-        out.push_str(&format!(
-            "== file {}: {:?}\n",
-            f.display(),
-            String::from_utf8_lossy(&content)
-        ));
-    }
-    out
-}
-
-/// `ip -d link` prints a bridge's and its ports' running timers
-/// (`gc_timer 123.45`), which change by themselves.
-fn without_timers(text: &str) -> String {
-    text.lines()
-        .map(|line| {
-            let mut words = line.split_whitespace().peekable();
-            let mut kept = Vec::new();
-            while let Some(w) = words.next() {
-                if w.ends_with("_timer") {
-                    words.next();
-                } else {
-                    kept.push(w);
-                }
-            }
-            kept.join(" ")
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in rd.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            collect_files(&p, out);
-        } else {
-            out.push(p);
-        }
-    }
-}
-
-/// Panics with the lines that differ between two [`state`] snapshots.
-pub fn assert_same_state(before: &str, after: &str, what: &str) {
-    if before == after {
-        return;
-    }
-    let b: Vec<&str> = before.lines().collect();
-    let a: Vec<&str> = after.lines().collect();
-    let gone: Vec<&&str> = b.iter().filter(|l| !a.contains(l)).collect();
-    let new: Vec<&&str> = a.iter().filter(|l| !b.contains(l)).collect();
-    if gone.is_empty() && new.is_empty() {
-        panic!(
-            "{what} changed the order of the node's or pod's state:\n{before}\n---- after:\n{after}"
-        );
-    }
-    panic!("{what} changed the node or pod:\n  gone: {gone:#?}\n  new: {new:#?}");
 }

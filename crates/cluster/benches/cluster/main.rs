@@ -20,20 +20,14 @@ use std::time::Instant;
 
 use tweed_cluster::pods::condition;
 use tweed_cluster::{Cluster, repo_root};
+use tweed_testkit::stats::env_usize;
 
 const NODES: usize = 3;
 
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() {
-    let rounds = env_or("TWEED_BENCH_ROUNDS", 2);
-    let pods = env_or("TWEED_BENCH_PODS", 30);
-    let secs = env_or("TWEED_BENCH_SECS", 5);
+    let rounds = env_usize("TWEED_BENCH_ROUNDS", 2);
+    let pods = env_usize("TWEED_BENCH_PODS", 30);
+    let secs = env_usize("TWEED_BENCH_SECS", 5);
     let c = Cluster::up(NODES);
 
     let manifest = repo_root().join("deploy/tweed.yaml");

@@ -34,17 +34,11 @@ mod table;
 
 use tweed_cluster::side_by_side::{self, Network};
 use tweed_cluster::{Cluster, flannel, install};
+use tweed_testkit::stats::env_usize;
 
 use table::Table;
 
 const NODES: usize = 3;
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// The order of the interleaved measurements: each network goes first
 /// once and last once.
@@ -57,10 +51,10 @@ const ORDER: [Network; 4] = [
 
 fn main() {
     let backends = std::env::var("TWEED_BENCH_BACKENDS").unwrap_or("vxlan,host-gw".into());
-    let pods = env_or("TWEED_BENCH_PODS", 30);
-    let secs = env_or("TWEED_BENCH_SECS", 5);
-    let idle = env_or("TWEED_BENCH_IDLE_SECS", 60);
-    let churn = env_or("TWEED_BENCH_CHURN_SECS", 300);
+    let pods = env_usize("TWEED_BENCH_PODS", 30);
+    let secs = env_usize("TWEED_BENCH_SECS", 5);
+    let idle = env_usize("TWEED_BENCH_IDLE_SECS", 60);
+    let churn = env_usize("TWEED_BENCH_CHURN_SECS", 300);
     let parts = std::env::var("TWEED_BENCH_PARTS").unwrap_or("ready,path,agent,join".into());
     let part = |name: &str| parts.split(',').any(|p| p == name);
     let mut table = Table::default();

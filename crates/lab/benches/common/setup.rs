@@ -133,16 +133,7 @@ pub fn today() -> String {
     first_line(&["date", "-u", "+%Y-%m-%d %H:%M UTC"])
 }
 
-/// A whole number from the environment, or `default` when unset.
-pub fn env_usize(name: &str, default: usize) -> usize {
-    match std::env::var(name) {
-        Ok(s) => s
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={s:?} is not a number")),
-        Err(_) => default,
-    }
-}
+pub use tweed_testkit::stats::env_usize;
 
 /// A comma-separated list of whole numbers from the environment.
 pub fn env_list(name: &str, default: &str) -> Vec<usize> {

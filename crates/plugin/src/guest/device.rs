@@ -119,8 +119,7 @@ fn create_tap_device(nl: &mut Netlink, req: &GuestRequest, t: &Target) -> Result
             // not take it back. The ingress hook needs no queue: the pod
             // interface stays as the previous plugin made it.
             faults::step("tap.pod-txqueuelen")?;
-            nl.set_link_qlen(t.eth.index, 0)
-                .map_err(errors::kernel)?;
+            nl.set_link_qlen(t.eth.index, 0).map_err(errors::kernel)?;
         }
         faults::step("tap.tap-ingress-qdisc")?;
         nl.add_ingress_qdisc(tap.index).map_err(errors::kernel)?;

@@ -78,14 +78,15 @@ impl Results {
             (p(&f, 50.0), p(&t, 50.0)),
             Better::Lower,
         );
-        table.add_with_target(
-            "pod create-to-Ready p99",
-            backend,
-            "ms",
-            (p(&f, 99.0), p(&t, 99.0)),
-            Better::Lower,
-            0.8,
-        );
+        table
+            .add(
+                "pod create-to-Ready p99",
+                backend,
+                "ms",
+                (p(&f, 99.0), p(&t, 99.0)),
+                Better::Lower,
+            )
+            .target(0.8);
     }
 
     fn report_cni(&self, backend: &str, table: &mut Table) {

@@ -9,7 +9,7 @@ pub enum Better {
     Higher,
 }
 
-struct Row {
+pub struct Row {
     figure: String,
     backend: String,
     unit: &'static str,
@@ -20,13 +20,21 @@ struct Row {
     target: f64,
 }
 
+impl Row {
+    /// The most (Lower) or least (Higher) tweed/flannel may be.
+    pub fn target(&mut self, target: f64) {
+        self.target = target;
+    }
+}
+
 #[derive(Default)]
 pub struct Table {
     rows: Vec<Row>,
 }
 
 impl Table {
-    /// A figure where tweed must be equal or better.
+    /// A figure where tweed must be equal or better; `.target(x)` on the
+    /// row sets another bound.
     pub fn add(
         &mut self,
         figure: &str,
@@ -34,19 +42,7 @@ impl Table {
         unit: &'static str,
         (flannel, tweed): (f64, f64),
         better: Better,
-    ) {
-        self.add_with_target(figure, backend, unit, (flannel, tweed), better, 1.0);
-    }
-
-    pub fn add_with_target(
-        &mut self,
-        figure: &str,
-        backend: &str,
-        unit: &'static str,
-        (flannel, tweed): (f64, f64),
-        better: Better,
-        target: f64,
-    ) {
+    ) -> &mut Row {
         self.rows.push(Row {
             figure: figure.into(),
             backend: backend.into(),
@@ -54,8 +50,9 @@ impl Table {
             flannel,
             tweed,
             better,
-            target,
+            target: 1.0,
         });
+        self.rows.last_mut().expect("the row just added")
     }
 
     pub fn print(&self) {

@@ -4,12 +4,16 @@
 //! record with microsecond timestamps. Writing it must never fail the call:
 //! every error here is ignored.
 
-use std::fs::OpenOptions;
+mod rotation;
+
+use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value, json};
+
+pub use rotation::{DEFAULT_BACKUPS, DEFAULT_MAX_BYTES, LogFile};
 
 pub const DEFAULT_LOG_FILE: &str = "/var/log/tweed/cni.log";
 
@@ -27,21 +31,20 @@ pub struct CallRecord {
 }
 
 impl CallRecord {
-    /// Appends the record to `path` (creating its directory). An empty path
-    /// turns logging off.
-    pub fn append(&self, path: &Path, started: SystemTime, took: Duration) {
-        if path.as_os_str().is_empty() {
+    /// Appends the record to the log (creating its directory, rotating a
+    /// full file). An empty path turns logging off.
+    pub fn append(&self, log: &LogFile, started: SystemTime, took: Duration) {
+        if log.path.as_os_str().is_empty() {
             return;
         }
         let line = self.to_line(started, took);
-        let open = || OpenOptions::new().create(true).append(true).open(path);
-        // The directory usually exists: only create it when opening fails.
-        let file = open().or_else(|_| {
-            if let Some(dir) = path.parent() {
-                let _ = std::fs::create_dir_all(dir);
+        let file = match open_for_append(&log.path) {
+            Ok(f) if log.is_full(&f) => {
+                log.rotate(f);
+                open_for_append(&log.path)
             }
-            open()
-        });
+            other => other,
+        };
         if let Ok(mut f) = file {
             // One write call per line: appends of this size land whole even
             // when many plugin processes log at once.
@@ -83,9 +86,20 @@ impl CallRecord {
     }
 }
 
-/// The log path to use before the configuration could be read.
-pub fn default_path() -> PathBuf {
-    PathBuf::from(DEFAULT_LOG_FILE)
+fn open_for_append(path: &Path) -> std::io::Result<File> {
+    let open = || OpenOptions::new().create(true).append(true).open(path);
+    // The directory usually exists: only create it when opening fails.
+    open().or_else(|_| {
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        open()
+    })
+}
+
+/// The log to use before the configuration could be read.
+pub fn default_log() -> LogFile {
+    LogFile::at(PathBuf::from(DEFAULT_LOG_FILE))
 }
 
 /// `2026-11-22T06:01:02.123456Z`.
@@ -154,7 +168,7 @@ mod tests {
     fn unwritable_log_is_ignored() {
         let r = CallRecord::default();
         r.append(
-            Path::new("/proc/tweed-cannot-write/cni.log"),
+            &LogFile::at("/proc/tweed-cannot-write/cni.log".into()),
             SystemTime::now(),
             Duration::ZERO,
         );

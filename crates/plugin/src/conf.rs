@@ -11,7 +11,7 @@ use tweed_cni::env::validate_ifname;
 use tweed_cni::error::CniError;
 use tweed_cni::version::CniVersion;
 
-use crate::calllog::DEFAULT_LOG_FILE;
+use crate::calllog::{DEFAULT_LOG_FILE, LogFile};
 use crate::guest::request::GuestSection;
 use crate::ipam::IpamPlan;
 use crate::lease::DEFAULT_SUBNET_FILE;
@@ -29,6 +29,7 @@ struct TweedFields {
     hairpin_mode: Option<bool>,
     subnet_file: Option<PathBuf>,
     log_file: Option<PathBuf>,
+    log_options: Option<LogOptions>,
     is_default_gateway: Option<bool>,
     guest: Option<GuestSection>,
     /// A layer-2 segment of tweedd's (`Segments` in net-conf.json) to
@@ -38,6 +39,60 @@ struct TweedFields {
     wire_dir: Option<PathBuf>,
     /// Where tweedd writes segments' address blocks (`--segment-dir`).
     segment_dir: Option<PathBuf>,
+}
+
+/// Where the call log goes and how much of it is kept (the field names
+/// follow Multus's `logOptions`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LogFields {
+    log_file: Option<PathBuf>,
+    log_options: Option<LogOptions>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LogOptions {
+    /// MiB at which the log is rotated; 0 never rotates.
+    max_size: Option<u64>,
+    /// Rotated files kept.
+    max_backups: Option<u32>,
+}
+
+/// Caps that keep `maxSize` in bytes far from overflowing and the number of
+/// renames per rotation small.
+const MAX_LOG_SIZE_MIB: u64 = 1 << 20;
+const MAX_LOG_BACKUPS: u32 = 100;
+
+impl LogFields {
+    fn log_file(self) -> Result<LogFile, CniError> {
+        let mut log = LogFile::at(
+            self.log_file
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_LOG_FILE)),
+        );
+        let Some(options) = self.log_options else {
+            return Ok(log);
+        };
+        if let Some(mib) = options.max_size {
+            if mib > MAX_LOG_SIZE_MIB {
+                return Err(CniError::invalid_config(
+                    "logOptions.maxSize",
+                    format!("{mib} MiB is over the limit of {MAX_LOG_SIZE_MIB} MiB"),
+                ));
+            }
+            log.max_bytes = mib * 1024 * 1024;
+        }
+        if let Some(n) = options.max_backups {
+            if n > MAX_LOG_BACKUPS {
+                return Err(CniError::invalid_config(
+                    "logOptions.maxBackups",
+                    format!("{n} is over the limit of {MAX_LOG_BACKUPS}"),
+                ));
+            }
+            log.backups = n;
+        }
+        Ok(log)
+    }
 }
 
 /// Everything a command needs from the configuration.
@@ -50,7 +105,7 @@ pub struct Conf {
     pub mtu: Option<u32>,
     pub hairpin: bool,
     pub subnet_file: PathBuf,
-    pub log_file: PathBuf,
+    pub log: LogFile,
     pub is_default_gateway: bool,
     pub ipam: IpamPlan,
     /// The layer-2 segment this network attaches to (its bridge is
@@ -75,7 +130,12 @@ impl Conf {
             conf: net,
             version,
         } = tweed_cni::config::load(stdin, command)?;
-        let fields: TweedFields = tweed_cni::config::from_value(&raw, "network config")?;
+        let mut fields: TweedFields = tweed_cni::config::from_value(&raw, "network config")?;
+        let log = LogFields {
+            log_file: fields.log_file.take(),
+            log_options: fields.log_options.take(),
+        }
+        .log_file()?;
         if let Some(name) = &fields.segment {
             tweed_segment::check_name(name)
                 .map_err(|why| CniError::invalid_config("segment", format!("{name:?} {why}")))?;
@@ -118,9 +178,7 @@ impl Conf {
             subnet_file: fields
                 .subnet_file
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_SUBNET_FILE)),
-            log_file: fields
-                .log_file
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_LOG_FILE)),
+            log,
             // A segment has no gateway of tweed's: routes only as IPAM says.
             is_default_gateway: fields
                 .is_default_gateway
@@ -145,8 +203,68 @@ impl Conf {
     }
 }
 
-/// The log file named in a config that may not parse as a whole, so even a
-/// rejected call is logged where the operator asked.
-pub fn log_file_hint(raw: &Value) -> Option<PathBuf> {
-    raw.get("logFile")?.as_str().map(PathBuf::from)
+/// The log named in a config that may not parse as a whole, so even a
+/// rejected call is logged where (and as) the operator asked.
+pub fn log_file_hint(raw: &Value) -> Option<LogFile> {
+    serde_json::from_value::<LogFields>(raw.clone())
+        .ok()?
+        .log_file()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use tweed_cni::error::code;
+
+    fn conf(extra: Value) -> Result<Conf, CniError> {
+        let mut v = json!({"cniVersion": "1.0.0", "name": "n", "type": "tweed"});
+        v.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        Conf::parse(v.to_string().as_bytes(), Command::Add)
+    }
+
+    #[test]
+    fn the_call_log_is_capped_by_default() {
+        let log = conf(json!({})).unwrap().log;
+        assert_eq!(log.path, PathBuf::from(DEFAULT_LOG_FILE));
+        assert_eq!(log.max_bytes, crate::calllog::DEFAULT_MAX_BYTES);
+        assert_eq!(log.backups, crate::calllog::DEFAULT_BACKUPS);
+    }
+
+    #[test]
+    fn log_options_set_size_and_backups() {
+        let log =
+            conf(json!({"logFile": "/tmp/x.log", "logOptions": {"maxSize": 2, "maxBackups": 0}}))
+                .unwrap()
+                .log;
+        assert_eq!(log.path, PathBuf::from("/tmp/x.log"));
+        assert_eq!(log.max_bytes, 2 * 1024 * 1024);
+        assert_eq!(log.backups, 0);
+    }
+
+    #[test]
+    fn bad_log_options_name_the_field() {
+        for (bad, field) in [
+            (json!({"maxSize": 1u64 << 40}), "logOptions.maxSize"),
+            (json!({"maxSize": -1}), "logOptions.maxSize"),
+            (json!({"maxBackups": 101}), "logOptions.maxBackups"),
+        ] {
+            let e = conf(json!({ "logOptions": bad })).unwrap_err();
+            assert_eq!(e.code, code::INVALID_CONFIG, "{bad}");
+            assert!(e.msg.contains(field), "{bad}: {}", e.msg);
+        }
+    }
+
+    #[test]
+    fn a_rejected_config_still_names_its_log() {
+        let raw = json!({"logFile": "/tmp/y.log", "logOptions": {"maxSize": 1}, "mtu": "x"});
+        let log = log_file_hint(&raw).unwrap();
+        assert_eq!(
+            (log.path.to_str(), log.max_bytes),
+            (Some("/tmp/y.log"), 1 << 20)
+        );
+    }
 }

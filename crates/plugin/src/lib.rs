@@ -35,10 +35,10 @@ pub fn run() -> i32 {
     let started = SystemTime::now();
     let clock = Instant::now();
     let mut record = CallRecord::default();
-    let mut log_path = calllog::default_path();
+    let mut log = calllog::default_log();
     let mut reply_version = CniVersion::LATEST.as_str().to_string();
 
-    let outcome = dispatch(&mut record, &mut log_path, &mut reply_version);
+    let outcome = dispatch(&mut record, &mut log, &mut reply_version);
     let code = match outcome {
         Ok(Some(v)) => {
             print(&v);
@@ -51,7 +51,7 @@ pub fn run() -> i32 {
             1
         }
     };
-    record.append(&log_path, started, clock.elapsed());
+    record.append(&log, started, clock.elapsed());
     code
 }
 
@@ -63,7 +63,7 @@ fn print(v: &Value) {
 
 fn dispatch(
     record: &mut CallRecord,
-    log_path: &mut std::path::PathBuf,
+    log: &mut calllog::LogFile,
     reply_version: &mut String,
 ) -> Result<Option<Value>, CniError> {
     let command = Command::from_process()?;
@@ -85,15 +85,15 @@ fn dispatch(
     // Learn where to log and which version to answer in even if the
     // configuration turns out to be invalid.
     if let Ok(raw) = serde_json::from_slice::<Value>(&stdin) {
-        if let Some(p) = conf::log_file_hint(&raw) {
-            *log_path = p;
+        if let Some(hinted) = conf::log_file_hint(&raw) {
+            *log = hinted;
         }
         if let Some(v) = raw.get("cniVersion").and_then(Value::as_str) {
             *reply_version = v.to_string();
         }
     }
     let conf = Conf::parse(&stdin, command)?;
-    *log_path = conf.log_file.clone();
+    *log = conf.log.clone();
     record.network = Some(conf.name().to_string());
 
     let env = Environment::from_process()?;

@@ -352,6 +352,38 @@ fn every_call_is_logged_with_microseconds() {
         .expect_ok("ADD with unwritable log");
 }
 
+/// `logOptions` caps the call log: a call that finds the file at its
+/// size rotates it, also when the configuration is rejected.
+#[test]
+fn a_full_call_log_is_rotated() {
+    let node = Node::new("logrot");
+    let mut conf = node.conf_v4("logrotnet", 21);
+    conf["logOptions"] = json!({"maxSize": 1, "maxBackups": 1});
+    let old = |n: usize| format!("{{\"old\":{n}}}\n").repeat(1 << 20).into_bytes();
+    let rotated = node.log_file().with_extension("log.1");
+
+    std::fs::write(node.log_file(), old(1)).unwrap();
+    let a = TestNs::new("lr");
+    node.add(&conf, "logrot-a", &a, "eth0").expect_ok("ADD");
+    let lines = node.log_lines();
+    assert_eq!(lines.len(), 1, "only this call's line is in the new file");
+    assert_eq!(lines[0]["cmd"], "ADD");
+    assert!(
+        std::fs::read(&rotated).unwrap() == old(1),
+        "cni.log.1 is the old file"
+    );
+
+    // Rejected configurations rotate too; one backup: the oldest goes.
+    std::fs::write(node.log_file(), old(2)).unwrap();
+    let mut bad = conf.clone();
+    bad["mtu"] = json!(1);
+    node.add(&bad, "logrot-a", &a, "eth1")
+        .expect_error(7, "bad mtu");
+    assert_eq!(node.log_lines().len(), 1);
+    assert!(std::fs::read(&rotated).unwrap() == old(2));
+    assert!(!node.log_file().with_extension("log.2").exists());
+}
+
 #[test]
 fn chained_after_another_plugin_keeps_the_previous_result() {
     let node = Node::new("chain");

@@ -410,8 +410,7 @@ pub async fn run(opts: AgentOptions, config: NetConfig, store: AnyStore) -> Resu
                             let Some(s) = shutdown.unless(list_with_retry(&store, &metrics)).await else {
                                 break;
                             };
-                            lost |= !s.leases.iter().any(|l| l.key == lease.key && l.same_owner(&lease.attrs));
-                            peers.replace(s.leases, &lease.key);
+                            lost |= !peers.apply_list(s.leases, &lease);
                         }
                         peers.send(&tx, &mailbox, &local);
                         lost
@@ -425,8 +424,7 @@ pub async fn run(opts: AgentOptions, config: NetConfig, store: AnyStore) -> Resu
                             break;
                         };
                         revision = s.revision;
-                        let ours = s.leases.iter().any(|l| l.key == lease.key && l.same_owner(&lease.attrs));
-                        peers.replace(s.leases, &lease.key);
+                        let ours = peers.apply_list(s.leases, &lease);
                         peers.send(&tx, &mailbox, &local);
                         watch = start_watch(&store, revision, &metrics).await;
                         if watch.is_some() {
@@ -500,7 +498,7 @@ pub async fn run(opts: AgentOptions, config: NetConfig, store: AnyStore) -> Resu
             }
             _ = relist.tick() => {
                 if let Ok(s) = store.list().await {
-                    peers.replace(s.leases, &lease.key);
+                    peers.apply_list(s.leases, &lease);
                     peers.send(&tx, &mailbox, &local);
                 }
             }
@@ -548,6 +546,27 @@ impl Peers {
             .filter(|l| &l.key != ours)
             .map(|l| (l.key, Arc::new(l)))
             .collect();
+    }
+
+    /// Takes a full list of the store. A list without this node's own
+    /// lease comes from a store that lost data (wiped, restored from an
+    /// older backup) or in which we lost the lease: it cannot tell which
+    /// peers are gone, so it only adds and updates them, and the data plane
+    /// to peers that are re-claiming their subnets stays up. The next list
+    /// that has our lease (at the latest the periodic relist) removes the
+    /// peers that are really gone. Returns whether our lease was in it.
+    fn apply_list(&mut self, leases: Vec<Lease>, ours: &Lease) -> bool {
+        let present = leases
+            .iter()
+            .any(|l| l.key == ours.key && l.same_owner(&ours.attrs));
+        if present {
+            self.replace(leases, &ours.key);
+        } else {
+            for l in leases.into_iter().filter(|l| l.key != ours.key) {
+                self.put(l);
+            }
+        }
+        present
     }
 
     fn put(&mut self, lease: Lease) {

@@ -7,7 +7,7 @@ mod common;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{TestLab, binaries, wait_until};
+use common::{TestLab, binaries, etcd_keys, ping_in_background, pods_talk, wait_until};
 use tweed_testkit::process::terminate_within;
 
 /// Runs a second tweedd by hand inside node n1 with its own paths.
@@ -261,25 +261,16 @@ fn exhausted_pool_fails_clearly() {
     assert_eq!(leases(&lab), 1);
 }
 
-/// etcd down for 30 s: traffic keeps flowing; when it returns, the agents
+/// etcd down for 60 s: traffic keeps flowing; when it returns, the agents
 /// follow changes made right after.
 #[test]
 fn etcd_outage_keeps_traffic_and_agents_catch_up() {
     let mut lab = TestLab::up("fso", 2, "vxlan", "etcd");
     let target = lab.pod_ip("n2").to_string();
-    let ping = lab
-        .lab()
-        .command(
-            "n1/p1",
-            &["ping", "-q", "-i", "0.05", "-c", "700", "-W", "3", &target].map(String::from),
-        )
-        .unwrap()
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let ping = ping_in_background(&lab, "n1/p1", &target, 1400);
     lab.lab_mut().stop_store().unwrap();
     let down_since = Instant::now();
-    std::thread::sleep(Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(60));
     for n in ["n1", "n2"] {
         let pid = lab.lab().state.node(n).unwrap().agent_pid.unwrap();
         assert!(
@@ -288,7 +279,7 @@ fn etcd_outage_keeps_traffic_and_agents_catch_up() {
         );
     }
     lab.lab_mut().start_store().unwrap();
-    assert!(down_since.elapsed() >= Duration::from_secs(30));
+    assert!(down_since.elapsed() >= Duration::from_secs(60));
     // A change right after the store returns: a third node joins.
     let n3 = lab.lab_mut().add_node().expect("join after the outage");
     let key = lab.lab().lease_of(&n3).unwrap().replace('-', "/");
@@ -304,8 +295,54 @@ fn etcd_outage_keeps_traffic_and_agents_catch_up() {
     let out = ping.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("700 packets transmitted, 700 received"),
+        text.contains("1400 packets transmitted, 1400 received"),
         "traffic suffered during the outage:\n{text}"
+    );
+}
+
+/// The subnet leases in the lab's etcd, as `key` strings.
+fn etcd_leases(lab: &TestLab) -> Vec<String> {
+    const PREFIX: &str = "/coreos.com/network/subnets/";
+    etcd_keys(lab, PREFIX)
+        .into_iter()
+        .filter_map(|k| k.strip_prefix(PREFIX).map(str::to_string))
+        .collect()
+}
+
+/// etcd loses all its data (stopped, data directory deleted, started
+/// empty): every agent claims the subnet it had again, from its own state,
+/// so no pod is re-addressed and pods keep talking.
+#[test]
+fn etcd_wiped_agents_reclaim_their_own_subnets() {
+    let mut lab = TestLab::up("fsw", 2, "vxlan", "etcd");
+    let before = etcd_leases(&lab);
+    assert_eq!(before.len(), 2, "{before:?}");
+    let pods = [lab.pod_ip("n1"), lab.pod_ip("n2")];
+    let target = pods[1].to_string();
+    let ping = ping_in_background(&lab, "n1/p1", &target, 400);
+
+    lab.lab_mut().stop_store().unwrap();
+    std::fs::remove_dir_all(lab.lab().state.dir().join("etcd")).unwrap();
+    lab.lab_mut().start_store().unwrap();
+    assert!(etcd_leases(&lab).is_empty(), "etcd came back empty");
+    let wiped = Instant::now();
+    wait_until(90, "both agents to claim their subnets again", || {
+        etcd_leases(&lab).len() == 2
+    });
+    println!(
+        "leases back {} ms after the wipe",
+        wiped.elapsed().as_millis()
+    );
+    assert_eq!(etcd_leases(&lab), before, "the same subnets, no other");
+    assert_eq!([lab.pod_ip("n1"), lab.pod_ip("n2")], pods);
+    pods_talk(&lab);
+
+    let out = ping.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    println!("ping across the wipe: {}", text.trim());
+    assert!(
+        text.contains("400 packets transmitted, 400 received"),
+        "traffic suffered from the wipe:\n{text}"
     );
 }
 

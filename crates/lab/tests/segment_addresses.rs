@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 
-use common::{TestLab, wait_until};
+use common::{TestLab, etcd_keys, wait_until};
 use ipnet::{IpNet, Ipv4Net};
 use serde_json::{Value, json};
 use tweed_segment::block::{BlockFile, Blocks};
@@ -368,24 +368,8 @@ fn a_segment_subnet_gives_each_node_its_own_block() {
 #[test]
 fn a_segment_subnet_with_etcd() {
     let (lab, blocks) = unique_addresses_across_nodes("sge", "etcd");
-    let endpoint = format!("http://{}:2379", tweed_lab::topology::ROUTER_IPV4);
-    let out = lab
-        .lab()
-        .exec_output(
-            "underlay",
-            &[
-                "etcdctl",
-                "--endpoints",
-                &endpoint,
-                "get",
-                "--prefix",
-                "--keys-only",
-                "/coreos.com/network/segments/lab1/subnets/",
-            ],
-        )
-        .expect("etcdctl");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let keys: BTreeSet<&str> = text.lines().filter(|l| !l.is_empty()).collect();
+    let all = etcd_keys(&lab, "/coreos.com/network/segments/lab1/subnets/");
+    let keys: BTreeSet<&str> = all.iter().map(String::as_str).collect();
     let want: BTreeSet<String> = blocks
         .iter()
         .map(|b| {
@@ -399,7 +383,7 @@ fn a_segment_subnet_with_etcd() {
     assert_eq!(
         keys,
         want.iter().map(String::as_str).collect(),
-        "etcd keys: {text}"
+        "etcd keys: {all:?}"
     );
 }
 

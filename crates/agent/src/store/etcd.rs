@@ -51,7 +51,10 @@
 //! lost, leader lost, auth token gone) it reconnects with backoff (capped
 //! at 5 s) from
 //! `last_seen + 1`, so events are neither missed nor repeated. When etcd
-//! answers that the revision was compacted away, the task reads the
+//! answers that the revision was compacted away, or opens the watch at a
+//! revision older than `last_seen` (its data was wiped or restored from a
+//! backup: resuming would wait for revisions that may never come), the
+//! task reads the
 //! current revision, sends [`WatchEvent::Resync`] (the receiver lists
 //! again) and watches on from that revision: everything after it arrives
 //! as events, everything before is in the receiver's new list. The
@@ -1050,6 +1053,10 @@ enum StreamEnd {
     ReceiverGone,
     /// The revision to resume from was compacted away.
     Compacted(i64),
+    /// etcd is at an older revision than one already delivered: its data
+    /// was wiped or restored from a backup, so resuming from `last_seen`
+    /// would wait for revisions that may never come.
+    Rewound(i64),
     /// Anything else; reconnect after a backoff.
     Broken(String),
 }
@@ -1097,6 +1104,16 @@ impl Watcher {
                         from = self.last_seen + 1,
                         compacted,
                         "etcd: watch history compacted away; asking for a resync"
+                    );
+                    if !self.resync(&mut backoff).await {
+                        return;
+                    }
+                }
+                StreamEnd::Rewound(now) => {
+                    tracing::warn!(
+                        delivered = self.last_seen,
+                        now,
+                        "etcd: the store's revision went back (its data was wiped or restored from a backup); asking for a resync"
                     );
                     if !self.resync(&mut backoff).await {
                         return;
@@ -1197,6 +1214,11 @@ impl Watcher {
                 ));
             }
             if resp.created() {
+                if let Some(h) = resp.header()
+                    && h.revision() < self.last_seen
+                {
+                    return StreamEnd::Rewound(h.revision());
+                }
                 backoff.reset();
                 continue;
             }

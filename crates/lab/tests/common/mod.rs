@@ -167,6 +167,66 @@ pub fn tcp_send(ns: &NetNs, addr: SocketAddr, bytes: usize) -> std::io::Result<(
     s.shutdown(std::net::Shutdown::Write)
 }
 
+/// The keys under `prefix` in the lab's etcd, sorted.
+pub fn etcd_keys(lab: &TestLab, prefix: &str) -> Vec<String> {
+    let endpoint = format!(
+        "http://{}:{}",
+        tweed_lab::topology::ROUTER_IPV4,
+        tweed_lab::ETCD_PORT
+    );
+    let out = lab
+        .lab()
+        .exec_output(
+            "underlay",
+            &[
+                "etcdctl",
+                "--endpoints",
+                &endpoint,
+                "get",
+                "--prefix",
+                "--keys-only",
+                prefix,
+            ],
+        )
+        .expect("etcdctl");
+    assert!(out.status.success(), "etcdctl get {prefix}: {out:?}");
+    let mut keys: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect();
+    keys.sort();
+    keys
+}
+
+/// `count` pings at 20 a second from the lab target `from` (`n1/p1`) to
+/// `target`, running while the test goes on; its output says what was lost.
+pub fn ping_in_background(
+    lab: &TestLab,
+    from: &str,
+    target: &str,
+    count: u32,
+) -> std::process::Child {
+    let argv = [
+        "ping",
+        "-q",
+        "-i",
+        "0.05",
+        "-c",
+        &count.to_string(),
+        "-W",
+        "3",
+        target,
+    ]
+    .map(String::from);
+    lab.lab()
+        .command(from, &argv)
+        .expect("ping command")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start ping")
+}
+
 /// Polls `f` until true; false if it never was within `secs`.
 pub fn wait_for(secs: u64, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + Duration::from_secs(secs);

@@ -5,25 +5,14 @@
 mod common;
 
 use common::{Node, result_ip};
-use serde_json::{Value, json};
+use serde_json::json;
 use tweed_testkit::{TestNs, kernel};
-
-fn lease_conf(node: &Node, name: &str, subnet_file: &std::path::Path) -> Value {
-    json!({
-        "cniVersion": "1.1.0",
-        "name": name,
-        "type": "tweed",
-        "subnetFile": subnet_file,
-        "logFile": node.log_file(),
-        "ipam": {"dataDir": node.data_dir()},
-    })
-}
 
 #[test]
 fn subnet_comes_from_the_tweed_lease_file() {
     let node = Node::new("lease");
     let file = node.dir.path().join("subnet.env");
-    let conf = lease_conf(&node, "leasenet", &file);
+    let conf = node.lease_conf("leasenet", &file);
     let pod = TestNs::new("lp");
 
     // Before the agent wrote the lease: 11, and STATUS says unavailable.
@@ -78,7 +67,7 @@ fn flannel_lease_file_is_understood() {
         "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.51.1/24\nFLANNEL_MTU=1410\nFLANNEL_IPMASQ=true\n",
     )
     .unwrap();
-    let mut conf = lease_conf(&node, "flannet", &file);
+    let mut conf = node.lease_conf("flannet", &file);
     conf["isDefaultGateway"] = json!(false);
     let pod = TestNs::new("fp");
     let r = node
@@ -102,7 +91,7 @@ fn invalid_lease_file_is_its_own_error() {
     let node = Node::new("badl");
     let file = node.dir.path().join("subnet.env");
     std::fs::write(&file, "TWEED_SUBNET=10.244.52.0/24\n").unwrap();
-    let conf = lease_conf(&node, "badlease", &file);
+    let conf = node.lease_conf("badlease", &file);
     let pod = TestNs::new("bp");
     let msg = node
         .add(&conf, "b-1", &pod, "eth0")

@@ -63,6 +63,19 @@ impl Node {
         )
     }
 
+    /// A config whose pod subnet comes from the node lease file
+    /// `subnet_file` (as tweedd writes it), IPAM and log in this node's dir.
+    pub fn lease_conf(&self, name: &str, subnet_file: &Path) -> Value {
+        json!({
+            "cniVersion": "1.1.0",
+            "name": name,
+            "type": "tweed",
+            "subnetFile": subnet_file,
+            "logFile": self.log_file(),
+            "ipam": {"dataDir": self.data_dir()},
+        })
+    }
+
     /// The reference bridge plugin's entry (gateway and default route,
     /// bridge `refbr0`, host-local on 10.244.<third>.0/24 in this node's
     /// IPAM directory), for tweed chained after it.

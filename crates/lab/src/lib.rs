@@ -11,6 +11,7 @@
 
 pub mod check;
 pub mod kube;
+mod membership;
 pub mod pods;
 pub mod procs;
 pub mod segments;
@@ -546,6 +547,18 @@ impl Lab {
         let idx = self.index(node)?;
         if let Some(pid) = self.state.nodes[idx].agent_pid.take() {
             procs::stop(pid, Duration::from_secs(5));
+        }
+        self.state
+            .save()
+            .map_err(|e| LabError::io("save lab state", e))
+    }
+
+    /// Kills a node's agent with SIGKILL: no chance to clean up, as after
+    /// a crash or the OOM killer. The data plane stays.
+    pub fn kill_agent(&mut self, node: &str) -> Result<(), LabError> {
+        let idx = self.index(node)?;
+        if let Some(pid) = self.state.nodes[idx].agent_pid.take() {
+            procs::kill(pid);
         }
         self.state
             .save()

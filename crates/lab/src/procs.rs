@@ -75,6 +75,20 @@ pub fn stop(pid: i32, grace: Duration) {
     }
 }
 
+/// SIGKILL at once, as the OOM killer or a crash would end it; waits until
+/// it is gone (reaped if it is our child).
+pub fn kill(pid: i32) {
+    if pid <= 1 || !alive(pid) {
+        return;
+    }
+    // SAFETY: plain kill(2) on a pid the lab recorded for its own process.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while alive(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 fn reap(pid: i32) {
     let mut status = 0;
     // SAFETY: non-blocking wait on a specific pid; harmless if it is not

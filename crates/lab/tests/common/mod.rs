@@ -95,6 +95,16 @@ impl TestLab {
             .expect("ip")
     }
 
+    /// The names of the lab's nodes, in order.
+    pub fn node_names(&self) -> Vec<String> {
+        self.lab()
+            .state
+            .nodes
+            .iter()
+            .map(|n| n.name.clone())
+            .collect()
+    }
+
     pub fn pod_ns(&self, node: &str) -> NetNs {
         let n = self.lab().state.node(node).expect("node");
         NetNs::named(&n.pods[0].ns).expect("pod ns")
@@ -169,6 +179,15 @@ pub fn tcp_send(ns: &NetNs, addr: SocketAddr, bytes: usize) -> std::io::Result<(
 
 /// The keys under `prefix` in the lab's etcd, sorted.
 pub fn etcd_keys(lab: &TestLab, prefix: &str) -> Vec<String> {
+    etcd_entries(lab, prefix)
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect()
+}
+
+/// The (key, value) pairs under `prefix` in the lab's etcd, sorted by key.
+/// Values must be one line (tweed's and flannel's JSON are).
+pub fn etcd_entries(lab: &TestLab, prefix: &str) -> Vec<(String, String)> {
     let endpoint = format!(
         "http://{}:{}",
         tweed_lab::topology::ROUTER_IPV4,
@@ -184,19 +203,19 @@ pub fn etcd_keys(lab: &TestLab, prefix: &str) -> Vec<String> {
                 &endpoint,
                 "get",
                 "--prefix",
-                "--keys-only",
                 prefix,
             ],
         )
         .expect("etcdctl");
     assert!(out.status.success(), "etcdctl get {prefix}: {out:?}");
-    let mut keys: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.is_empty())
-        .map(str::to_string)
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    let mut entries: Vec<(String, String)> = lines
+        .chunks(2)
+        .map(|kv| (kv[0].to_string(), kv.get(1).unwrap_or(&"").to_string()))
         .collect();
-    keys.sort();
-    keys
+    entries.sort();
+    entries
 }
 
 /// `count` pings at 20 a second from the lab target `from` (`n1/p1`) to
@@ -393,13 +412,7 @@ pub fn underlay_ip(lab: &TestLab, node: &str) -> String {
 /// that, so a test that sends across a segment right after `up` waits
 /// here first).
 pub fn wait_segment_meshed(lab: &TestLab, vni: u32) {
-    let nodes: Vec<String> = lab
-        .lab()
-        .state
-        .nodes
-        .iter()
-        .map(|n| n.name.clone())
-        .collect();
+    let nodes = lab.node_names();
     for node in &nodes {
         let mut want: Vec<String> = nodes
             .iter()

@@ -135,9 +135,9 @@ pub fn run(args: CleanupArgs) -> Result<(), String> {
     let mut nl = Netlink::new().map_err(|e| e.to_string())?;
     let items = plan(&args, &mut nl)?;
     if !args.yes {
-        println!("would remove (run again with --yes):");
+        outln!("would remove (run again with --yes):");
         for i in &items {
-            println!("  {i}");
+            outln!("  {i}");
         }
         return Ok(());
     }
@@ -157,7 +157,7 @@ pub fn run(args: CleanupArgs) -> Result<(), String> {
             Item::File(p) => std::fs::remove_file(p).map_err(|e| e.to_string()),
         };
         match done {
-            Ok(()) => println!("removed {item}"),
+            Ok(()) => outln!("removed {item}"),
             Err(e) => failures.push(format!("{item}: {e}")),
         }
     }

@@ -265,3 +265,20 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_flag_has_help_text() {
+        let cmd = super::Flags::command();
+        cmd.clone().debug_assert();
+        let missing = tweed_testkit::cli::undocumented(&cmd);
+        assert!(
+            missing.is_empty(),
+            "without help text:\n{}",
+            missing.join("\n")
+        );
+    }
+}

@@ -18,6 +18,7 @@ pub struct CleanupArgs {
     /// The node bridge the plugin created.
     #[arg(long, default_value = "tweed0")]
     bridge: String,
+    /// The lease file tweedd wrote (its --subnet-file).
     #[arg(long, default_value = "/run/tweed/subnet.env")]
     subnet_file: PathBuf,
     /// flannel's lease file, if tweedd wrote one (--flannel-subnet-file).

@@ -30,6 +30,7 @@ enum LabCmd {
     Up {
         #[command(flatten)]
         which: Which,
+        /// How many nodes (namespaces, each with its own tweedd).
         #[arg(long, default_value_t = 3)]
         nodes: usize,
         /// vxlan, geneve, host-gw or srv6.
@@ -40,6 +41,7 @@ enum LabCmd {
         /// CIDRs from it).
         #[arg(long, default_value = "file")]
         store: String,
+        /// Pods the plugin creates on each node (p1, p2, ...).
         #[arg(long, default_value_t = 1)]
         pods_per_node: usize,
         /// Dual-stack pods.
@@ -54,8 +56,10 @@ enum LabCmd {
         /// unless given here.
         #[arg(long)]
         topology: Option<PathBuf>,
+        /// The tweedd binary to run [default: next to tweedctl].
         #[arg(long)]
         tweedd: Option<PathBuf>,
+        /// The tweed plugin binary to run [default: next to tweedctl].
         #[arg(long)]
         plugin: Option<PathBuf>,
     },
@@ -74,7 +78,9 @@ enum LabCmd {
     Exec {
         #[command(flatten)]
         which: Which,
+        /// Where to run it: a node (n1), a pod (n1/p1) or `underlay`.
         target: String,
+        /// The command and its arguments, after `--`.
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
@@ -84,7 +90,9 @@ enum LabCmd {
         which: Which,
         /// add or del
         action: String,
+        /// The node the pod runs on (n1).
         node: String,
+        /// The pod's name (p1).
         pod: String,
         /// The pod's wires, as its `tweed.io/wires` annotation would say
         /// (`eth1=r2:eth1, eth2=r3:eth1`); add only.
@@ -102,12 +110,14 @@ enum LabCmd {
         which: Which,
         /// add, stop or start
         action: String,
+        /// The node to stop or start (n2); add picks the next free name.
         node: Option<String>,
     },
     /// Remove a lab (or every lab with --all): processes, namespaces, files.
     Down {
         #[command(flatten)]
         which: Which,
+        /// Every lab on this machine.
         #[arg(long)]
         all: bool,
     },

@@ -86,3 +86,20 @@ fn main() -> ExitCode {
         Ok(Verdict::Problems) => ExitCode::from(EXIT_PROBLEMS),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_argument_and_subcommand_has_help_text() {
+        let cmd = super::Cli::command();
+        cmd.clone().debug_assert();
+        let missing = tweed_testkit::cli::undocumented(&cmd);
+        assert!(
+            missing.is_empty(),
+            "without help text:\n{}",
+            missing.join("\n")
+        );
+    }
+}

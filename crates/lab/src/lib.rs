@@ -856,7 +856,7 @@ impl Lab {
         let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
         self.command(target, &argv)?
             .output()
-            .map_err(|e| LabError::io(format!("run {argv:?} in {target}"), e))
+            .map_err(|e| LabError::io(format!("run {} in {target}", argv.join(" ")), e))
     }
 
     pub fn target_ns(&self, target: &str) -> Result<String, LabError> {

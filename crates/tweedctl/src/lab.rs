@@ -263,7 +263,7 @@ pub fn run(args: LabArgs) -> Result<Verdict, LabError> {
         } => {
             let lab = Lab::load(&which.name, binaries(None, None))?;
             let err = lab.command(&target, &command)?.exec();
-            Err(LabError::io(format!("exec {command:?}"), err))
+            Err(LabError::io(format!("exec {}", command.join(" ")), err))
         }
         LabCmd::Pod {
             which,

@@ -25,6 +25,9 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "tweedctl", version, about = "The tweed operator's tool")]
 #[command(after_help = "Exit codes: 0 ok, 1 failed, 2 bad usage, 3 status/check found a problem.")]
+// A flag given twice takes the last value, so scripts/demo.sh can pass
+// `--nodes 3` and still let its caller say `--nodes 5`.
+#[command(args_override_self = true)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,

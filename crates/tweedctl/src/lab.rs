@@ -144,7 +144,7 @@ fn binaries(tweedd: Option<PathBuf>, plugin: Option<PathBuf>) -> Binaries {
 /// One finished step of `lab up`, with how long it took, so a build that
 /// takes minutes shows what it is doing.
 fn progress(what: &str, took: Duration) {
-    outln!("  {:>5.1}s  {what}", took.as_secs_f64());
+    outln!("  {:>6.2}s  {what}", took.as_secs_f64());
 }
 
 pub fn run(args: LabArgs) -> Result<Verdict, LabError> {
@@ -232,9 +232,9 @@ pub fn run(args: LabArgs) -> Result<Verdict, LabError> {
             let step = Instant::now();
             let m = lab.check()?;
             outln!(
-                "\npod-to-pod reachability (ICMP, {:.1}s):\n{}",
+                "\npod-to-pod reachability (ICMP, {:.2}s):\n{}",
                 step.elapsed().as_secs_f64(),
-                m.render()
+                m.render().trim_end()
             );
             if !m.all_ok() {
                 return Err(LabError::Setup("some pods cannot reach each other".into()));

@@ -272,13 +272,6 @@ mod tests {
 
     #[test]
     fn every_flag_has_help_text() {
-        let cmd = super::Flags::command();
-        cmd.clone().debug_assert();
-        let missing = tweed_testkit::cli::undocumented(&cmd);
-        assert!(
-            missing.is_empty(),
-            "without help text:\n{}",
-            missing.join("\n")
-        );
+        tweed_testkit::cli::assert_documented(&super::Flags::command());
     }
 }

@@ -58,31 +58,7 @@ impl Lab {
     /// The number of node leases in the lab's store.
     pub fn store_leases(&self) -> Result<usize, LabError> {
         match self.state.store.as_str() {
-            "etcd" => {
-                let endpoint = format!("http://{}:{ETCD_PORT}", topology::ROUTER_IPV4);
-                let out = self.exec_output(
-                    "underlay",
-                    &[
-                        "etcdctl",
-                        "--endpoints",
-                        &endpoint,
-                        "get",
-                        "--prefix",
-                        "--keys-only",
-                        ETCD_SUBNETS,
-                    ],
-                )?;
-                if !out.status.success() {
-                    return Err(LabError::Setup(format!(
-                        "etcdctl get {ETCD_SUBNETS} failed: {}",
-                        String::from_utf8_lossy(&out.stderr).trim()
-                    )));
-                }
-                Ok(String::from_utf8_lossy(&out.stdout)
-                    .lines()
-                    .filter(|l| !l.trim().is_empty())
-                    .count())
-            }
+            "etcd" => Ok(self.etcd_keys(ETCD_SUBNETS)?.len()),
             // A Node holds a lease once its agent has published its
             // record on it.
             "kube" => {
@@ -112,6 +88,35 @@ impl Lab {
                     .count())
             }
         }
+    }
+
+    /// The keys under `prefix` in the lab's etcd (`etcdctl get --prefix
+    /// --keys-only` in the underlay), in etcd's order.
+    pub fn etcd_keys(&self, prefix: &str) -> Result<Vec<String>, LabError> {
+        let endpoint = format!("http://{}:{ETCD_PORT}", topology::ROUTER_IPV4);
+        let out = self.exec_output(
+            "underlay",
+            &[
+                "etcdctl",
+                "--endpoints",
+                &endpoint,
+                "get",
+                "--prefix",
+                "--keys-only",
+                prefix,
+            ],
+        )?;
+        if !out.status.success() {
+            return Err(LabError::Setup(format!(
+                "etcdctl get {prefix} failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_string)
+            .collect())
     }
 
     /// The number of peers a node's agent has reconciled, from `/metrics`.

@@ -2,10 +2,9 @@
 //! killed by SIGPIPE (its no_main start-up skips Rust's own handling), it
 //! exits with the call's own code and still appends its call-log line.
 
-use std::os::unix::process::ExitStatusExt;
 use std::process::Command;
 
-use tweed_testkit::process::run_into_closed_pipe;
+use tweed_testkit::process::{assert_quiet_exit, run_into_closed_pipe};
 
 #[test]
 fn an_error_reply_into_a_closed_pipe_still_exits_1_and_logs_the_call() {
@@ -34,18 +33,7 @@ fn an_error_reply_into_a_closed_pipe_still_exits_1_and_logs_the_call() {
             .env("CNI_PATH", "/nonexistent")
             .stdin(std::fs::File::open(&conf).unwrap()),
     );
-    assert_eq!(
-        (out.status.code(), out.status.signal()),
-        (Some(1), None),
-        "{:?}, stderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.stderr.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_quiet_exit(&out, 1, "tweed ADD into a closed pipe");
     let logged = std::fs::read_to_string(&log).expect("the call log was written");
     assert!(
         logged.contains("CNI_CONTAINERID"),

@@ -4,6 +4,18 @@
 
 use clap::{Arg, Command};
 
+/// Panics listing every argument and subcommand of `cmd` without help
+/// text (and on clap's own consistency errors).
+pub fn assert_documented(cmd: &Command) {
+    cmd.clone().debug_assert();
+    let missing = undocumented(cmd);
+    assert!(
+        missing.is_empty(),
+        "without help text:\n{}",
+        missing.join("\n")
+    );
+}
+
 /// Each argument or subcommand of `cmd`, at any depth, that `--help`
 /// would show without a word of explanation, as `tweedctl lab up --nodes`.
 pub fn undocumented(cmd: &Command) -> Vec<String> {

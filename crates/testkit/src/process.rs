@@ -49,3 +49,21 @@ pub fn run_into_closed_pipe(cmd: &mut std::process::Command) -> Output {
     let what = format!("{cmd:?} writing into a closed pipe");
     wait_within(spawn_into_closed_pipe(cmd), Duration::from_secs(60), &what)
 }
+
+/// Asserts that a program exited by itself with `code` (not killed by a
+/// signal such as SIGPIPE) and wrote nothing to stderr.
+pub fn assert_quiet_exit(out: &Output, code: i32, what: &str) {
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        (out.status.code(), out.status.signal()),
+        (Some(code), None),
+        "{what}: {:?}, stderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{what} wrote to stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -96,13 +96,6 @@ mod tests {
 
     #[test]
     fn every_argument_and_subcommand_has_help_text() {
-        let cmd = super::Cli::command();
-        cmd.clone().debug_assert();
-        let missing = tweed_testkit::cli::undocumented(&cmd);
-        assert!(
-            missing.is_empty(),
-            "without help text:\n{}",
-            missing.join("\n")
-        );
+        tweed_testkit::cli::assert_documented(&super::Cli::command());
     }
 }

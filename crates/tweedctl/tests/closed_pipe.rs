@@ -2,28 +2,12 @@
 //! head -1`): no panic, nothing on stderr, and the exit code still says
 //! what the command found.
 
-use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Output};
 
-use tweed_testkit::process::run_into_closed_pipe;
+use tweed_testkit::process::{assert_quiet_exit as assert_quiet, run_into_closed_pipe};
 
 fn tweedctl(args: &[&str]) -> Output {
     run_into_closed_pipe(Command::new(env!("CARGO_BIN_EXE_tweedctl")).args(args))
-}
-
-fn assert_quiet(out: &Output, code: i32, what: &str) {
-    assert_eq!(
-        (out.status.code(), out.status.signal()),
-        (Some(code), None),
-        "{what}: {:?}, stderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.stderr.is_empty(),
-        "{what} wrote to stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 #[test]

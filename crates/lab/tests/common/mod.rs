@@ -169,32 +169,7 @@ pub fn tcp_send(ns: &NetNs, addr: SocketAddr, bytes: usize) -> std::io::Result<(
 
 /// The keys under `prefix` in the lab's etcd, sorted.
 pub fn etcd_keys(lab: &TestLab, prefix: &str) -> Vec<String> {
-    let endpoint = format!(
-        "http://{}:{}",
-        tweed_lab::topology::ROUTER_IPV4,
-        tweed_lab::ETCD_PORT
-    );
-    let out = lab
-        .lab()
-        .exec_output(
-            "underlay",
-            &[
-                "etcdctl",
-                "--endpoints",
-                &endpoint,
-                "get",
-                "--prefix",
-                "--keys-only",
-                prefix,
-            ],
-        )
-        .expect("etcdctl");
-    assert!(out.status.success(), "etcdctl get {prefix}: {out:?}");
-    let mut keys: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.is_empty())
-        .map(str::to_string)
-        .collect();
+    let mut keys = lab.lab().etcd_keys(prefix).expect("etcdctl get");
     keys.sort();
     keys
 }

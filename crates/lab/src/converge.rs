@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 
 use crate::{ETCD_PORT, Lab, LabError, NodeState, READY_TIMEOUT, kube, procs, topology};
 
+/// How often a wait for convergence counts the store's leases again.
+const LEASE_RECOUNT: Duration = Duration::from_millis(500);
+
 /// flannel's default etcd prefix, which the lab's agents use.
 const ETCD_SUBNETS: &str = "/coreos.com/network/subnets/";
 
@@ -23,10 +26,16 @@ impl Lab {
             .filter(|n| n.agent_pid.is_some_and(procs::alive))
             .collect();
         let deadline = Instant::now() + READY_TIMEOUT;
+        let mut want = self.expected_peers()?;
+        let mut counted = Instant::now();
         for node in &running {
             loop {
-                // Asked again each time: a lease may still be on its way.
-                let want = self.expected_peers()?;
+                // Counted again now and then: a lease may still be on its
+                // way (etcd's count costs an etcdctl run).
+                if counted.elapsed() > LEASE_RECOUNT {
+                    want = self.expected_peers()?;
+                    counted = Instant::now();
+                }
                 let have = self.peers_of(node);
                 if have == Some(want) {
                     break;

@@ -30,5 +30,5 @@ cargo build --release -p tweed-plugin -p tweedd -p tweedctl
 done_step
 bin="${CARGO_TARGET_DIR:-target}/x86_64-unknown-linux-gnu/release"   # see .cargo/config.toml
 "$bin/tweedctl" lab down --name tweed >/dev/null
-step "a 3-node lab (tweedctl lab up; each step below with its time)"
+step "the lab (tweedctl lab up --name tweed --nodes 3 $*; each step below with its time)"
 exec "$bin/tweedctl" lab up --name tweed --nodes 3 "$@"

@@ -284,7 +284,7 @@ impl Lab {
         }
         self.wait_converged()?;
         done(&format!(
-            "every agent has programmed its {} peers",
+            "every agent has programmed every peer ({} each)",
             self.state.nodes.len().saturating_sub(1)
         ));
         Ok(())

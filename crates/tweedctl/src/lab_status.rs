@@ -167,7 +167,7 @@ pub fn print_text(s: &LabStatus) {
             Some(pid) => format!("tweedd pid {pid} {}", n.agent),
             None => format!("tweedd {}", n.agent),
         };
-        let peers = n.peers.map(|p| format!(", {p} peers")).unwrap_or_default();
+        let peers = n.peers.map(|p| format!(", peers {p}")).unwrap_or_default();
         outln!(
             "  {:<4} {:<14} lease {:<18} {agent}{peers}",
             n.name,

@@ -12,9 +12,9 @@ run_packages=(
   nftables                      # tweedd's masquerade rules go through nft
   iproute2                      # ip/tc/bridge to look at what tweed programmed
   etcd-server etcd-client       # the lab's etcd store, and etcdctl to inspect it
+  iputils-ping                  # ping between pods: the demo's suggested next command
 )
 test_packages=(
-  iputils-ping                  # ping between pods
   iptables                      # the reference portmap 1.1.1 programs iptables (nft backend); tests read iptables-save
   podman runc conmon            # a real CNI runtime
   containernetworking-plugins   # reference bridge/host-local/portmap/bandwidth/tuning
@@ -26,6 +26,7 @@ test_packages=(
   cpio xz-utils zstd            # scripts/build-guest-image.sh: the guest's initramfs and kernel modules
   dnsmasq                       # DNS (and later DHCP) servers inside test namespaces
   buildah umoci                 # scripts/build-image.sh and its test (OCI image without a daemon)
+  graphviz                      # dot: scripts/render-docs.sh draws docs/architecture.svg from docs/architecture.dot
 )
 
 packages=("${run_packages[@]}")

@@ -187,7 +187,8 @@ pub fn check(backend: &BackendConfig, vxlan_elsewhere: bool) -> Outcome {
             };
             let lo = match nl.link_by_name("lo") {
                 Ok(Some(l)) => l.index,
-                other => return Outcome::NotProbed(format!("no loopback to probe on: {other:?}")),
+                Ok(None) => return Outcome::NotProbed("no loopback device to probe on".into()),
+                Err(e) => return Outcome::NotProbed(format!("no loopback to probe on: {e}")),
             };
             if let Err(e) = nl.set_link_up(lo, true) {
                 return Outcome::NotProbed(e.to_string());

@@ -265,3 +265,13 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_flag_has_help_text() {
+        tweed_testkit::cli::assert_documented(&super::Flags::command());
+    }
+}

@@ -10,6 +10,7 @@
 //! `down` removes every namespace, process and file.
 
 pub mod check;
+pub mod converge;
 pub mod kube;
 mod membership;
 pub mod pods;
@@ -101,7 +102,7 @@ pub struct LabSpec {
 
 pub const ETCD_PORT: u16 = 2379;
 const HEALTH_PORT: u16 = 9695;
-const READY_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A running lab.
 pub struct Lab {
@@ -116,8 +117,18 @@ fn valid_name(name: &str) -> bool {
         && name.starts_with(|c: char| c.is_ascii_alphabetic())
 }
 
+/// Told about each step of [`Lab::up_reporting`] once it is done: what
+/// was built or started, and how long it took.
+pub type Progress<'a> = &'a mut dyn FnMut(&str, Duration);
+
 impl Lab {
     pub fn up(spec: &LabSpec) -> Result<Lab, LabError> {
+        Lab::up_reporting(spec, &mut |_, _| {})
+    }
+
+    /// [`Lab::up`], reporting each step to `progress` (`tweedctl lab up`
+    /// prints them: a lab takes seconds to minutes to build).
+    pub fn up_reporting(spec: &LabSpec, progress: Progress<'_>) -> Result<Lab, LabError> {
         if !valid_name(&spec.name) {
             return Err(LabError::Usage(format!(
                 "lab name {:?}: letters, digits and '-', starting with a letter, at most 16 characters",
@@ -182,7 +193,7 @@ impl Lab {
             },
             binaries: spec.binaries.clone(),
         };
-        match lab.build(spec) {
+        match lab.build(spec, progress) {
             Ok(()) => Ok(lab),
             Err(e) => {
                 let logs = lab.agent_logs();
@@ -197,7 +208,12 @@ impl Lab {
         }
     }
 
-    fn build(&mut self, spec: &LabSpec) -> Result<(), LabError> {
+    fn build(&mut self, spec: &LabSpec, progress: Progress<'_>) -> Result<(), LabError> {
+        let mut step = Instant::now();
+        let mut done = |what: &str| {
+            progress(what, step.elapsed());
+            step = Instant::now();
+        };
         let dir = self.state.dir();
         let mut conf = serde_json::json!({
             "Network": "10.244.0.0/16",
@@ -219,14 +235,20 @@ impl Lab {
         self.state
             .save()
             .map_err(|e| LabError::io("save lab state", e))?;
+        done(&format!(
+            "underlay namespace {} (198.18.0.0/24)",
+            self.state.underlay_ns
+        ));
 
         self.state.store_url = match spec.store.as_str() {
             "etcd" => {
                 self.start_etcd()?;
+                done("etcd started in the underlay namespace");
                 format!("etcd://{}:{ETCD_PORT}", topology::ROUTER_IPV4)
             }
             "kube" => {
                 self.start_fake_api()?;
+                done("fake Kubernetes API server started in the underlay namespace");
                 "kube".to_string()
             }
             _ => format!("file://{}", dir.join("store").display()),
@@ -235,63 +257,38 @@ impl Lab {
             .save()
             .map_err(|e| LabError::io("save lab state", e))?;
         for _ in 0..spec.nodes {
-            self.add_node_no_wait(spec.ip_masq)?;
+            let node = self.add_node_no_wait(spec.ip_masq)?;
+            done(&format!(
+                "{node}: namespace cabled to the underlay, tweedd started"
+            ));
         }
         self.state
             .save()
             .map_err(|e| LabError::io("save lab state", e))?;
         for n in 0..self.state.nodes.len() {
             self.wait_ready(n)?;
+            let node = &self.state.nodes[n].name;
+            let lease = self.lease_of(node).unwrap_or_else(|| "-".into());
+            done(&format!("{node}: tweedd ready, lease {lease}"));
         }
         for n in 0..self.state.nodes.len() {
             for p in 0..spec.pods_per_node {
                 let node = self.state.nodes[n].name.clone();
                 self.add_pod(&node, &format!("p{}", p + 1))?;
             }
-        }
-        self.wait_converged()
-    }
-
-    /// Waits until every running agent has programmed every other node (its
-    /// `tweed_peers` metric, set after each reconcile pass, counts them all).
-    pub fn wait_converged(&self) -> Result<(), LabError> {
-        let running: Vec<&NodeState> = self
-            .state
-            .nodes
-            .iter()
-            .filter(|n| n.agent_pid.is_some_and(procs::alive))
-            .collect();
-        let want = running.len().saturating_sub(1);
-        let deadline = Instant::now() + READY_TIMEOUT;
-        for node in &running {
-            loop {
-                if self.peers_of(node) == Some(want) {
-                    break;
-                }
-                if Instant::now() > deadline {
-                    return Err(LabError::Setup(format!(
-                        "{} has not programmed all {want} peers within {}s (it reports {:?})",
-                        node.name,
-                        READY_TIMEOUT.as_secs(),
-                        self.peers_of(node)
-                    )));
-                }
-                std::thread::sleep(Duration::from_millis(20));
+            let node = &self.state.nodes[n].name;
+            match spec.pods_per_node {
+                0 => {}
+                1 => done(&format!("{node}: pod p1 added by the plugin")),
+                k => done(&format!("{node}: pods p1-p{k} added by the plugin")),
             }
         }
+        self.wait_converged()?;
+        done(&format!(
+            "every agent has programmed every peer ({} each)",
+            self.state.nodes.len().saturating_sub(1)
+        ));
         Ok(())
-    }
-
-    /// The number of peers a node's agent has reconciled, from `/metrics`.
-    pub fn peers_of(&self, node: &NodeState) -> Option<usize> {
-        let (code, body) = self.http_get(node, "/metrics")?;
-        if code != 200 {
-            return None;
-        }
-        body.lines()
-            .find_map(|l| l.strip_prefix("tweed_peers "))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .map(|v| v as usize)
     }
 
     pub fn load(name: &str, binaries: Binaries) -> Result<Lab, LabError> {
@@ -872,7 +869,7 @@ impl Lab {
         let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
         self.command(target, &argv)?
             .output()
-            .map_err(|e| LabError::io(format!("run {argv:?} in {target}"), e))
+            .map_err(|e| LabError::io(format!("run {} in {target}", argv.join(" ")), e))
     }
 
     pub fn target_ns(&self, target: &str) -> Result<String, LabError> {

@@ -254,3 +254,27 @@ fn ten_agents_starting_at_once_get_distinct_subnets() {
         assert_eq!(leases.len(), 10, "{store}: overlapping subnets: {leases:?}");
     }
 }
+
+/// A node joins while another node's agent is stopped: the stopped node's
+/// lease stays in the store, so every agent keeps it as a peer, and the
+/// join converges on one peer per other lease (not per running agent).
+#[test]
+fn a_node_joins_while_another_agent_is_stopped() {
+    let mut lab = TestLab::up("ljs", 3, "vxlan", "file");
+    lab.lab_mut().stop_agent("n2").unwrap();
+    let n4 = lab
+        .lab_mut()
+        .add_node()
+        .expect("a node joins while n2's agent is stopped");
+    assert_eq!(lab.lab().store_leases().unwrap(), 4);
+    for node in ["n1", "n3", n4.as_str()] {
+        let state = lab.lab().state.node(node).unwrap().clone();
+        assert_eq!(lab.lab().peers_of(&state), Some(3), "{node}'s tweed_peers");
+        let routes = lab.ip_json(node, &["route", "show", "proto", "77"]);
+        assert_eq!(
+            routes.as_array().unwrap().len(),
+            3,
+            "{node} routes to n2 too: {routes}"
+        );
+    }
+}

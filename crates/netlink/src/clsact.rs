@@ -25,6 +25,16 @@ pub enum Direction {
     Egress,
 }
 
+impl std::fmt::Display for Direction {
+    /// As tc says it: `ingress`, `egress`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Direction::Ingress => "ingress",
+            Direction::Egress => "egress",
+        })
+    }
+}
+
 impl Direction {
     fn parent(self) -> u32 {
         match self {
@@ -87,7 +97,7 @@ impl Netlink {
             TcOption::Bpf(TcFilterBpfOption::Flags(TcBpfFlags::DirectAction)),
         ]));
         self.execute(
-            || format!("attach BPF program {name} to link #{index} {direction:?}"),
+            || format!("attach BPF program {name} to link #{index} {direction}"),
             RouteNetlinkMessage::NewTrafficFilter(msg),
             NLM_F_CREATE | NLM_F_EXCL,
         )
@@ -98,7 +108,7 @@ impl Netlink {
         let mut msg = TcMessage::with_index(index as i32);
         msg.header.parent = TcHandle::from(direction.parent());
         let replies = self.dump(
-            || format!("list {direction:?} filters of link #{index}"),
+            || format!("list {direction} filters of link #{index}"),
             RouteNetlinkMessage::GetTrafficFilter(msg),
         )?;
         let mut names = Vec::new();

@@ -332,7 +332,10 @@ impl Netlink {
         msg.header.index = index;
         msg.attributes.push(LinkAttribute::AfSpecUnknown(af));
         self.execute(
-            || format!("set IPv4 settings {settings:?} on link #{index}"),
+            || {
+                let shown: Vec<String> = settings.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                format!("set IPv4 devconf {} on link #{index}", shown.join(" "))
+            },
             RouteNetlinkMessage::NewLink(msg),
             0,
         )

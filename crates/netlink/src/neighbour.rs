@@ -176,7 +176,10 @@ impl Netlink {
     ) -> Result<()> {
         let msg = fdb_message(index, mac, dst);
         self.execute(
-            || format!("set fdb {mac} dst {dst:?} on link #{index}"),
+            || match dst {
+                Some(dst) => format!("set fdb {mac} dst {dst} on link #{index}"),
+                None => format!("set fdb {mac} on link #{index}"),
+            },
             RouteNetlinkMessage::NewNeighbour(msg),
             flags,
         )

@@ -11,6 +11,15 @@
 /// The C entry point libc calls.
 #[unsafe(no_mangle)]
 pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
+    // Rust's start-up (skipped here) ignores SIGPIPE; without that, a
+    // runtime that closed our stdout early would kill the plugin before it
+    // appends its call-log line. Ignored, the write fails with EPIPE and
+    // the plugin finishes as usual (its writes already ignore errors).
+    // SAFETY: called first, before any thread exists; SIG_IGN is a valid
+    // disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
     // A detached helper DEL started to finish a device deletion.
     if let Ok(index) = std::env::var(tweed_plugin::dataplane::veth::DETACHED_DELETE_ENV) {
         return tweed_plugin::dataplane::veth::run_detached_delete(&index);

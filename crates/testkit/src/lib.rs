@@ -8,6 +8,7 @@
 //! tests, where a panic is the report.
 
 pub mod chain;
+pub mod cli;
 pub mod cni;
 pub mod dns;
 pub mod etcd;

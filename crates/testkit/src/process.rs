@@ -29,3 +29,41 @@ pub fn terminate_within(child: Child, within: Duration, what: &str) -> Output {
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     wait_within(child, within, what)
 }
+
+/// Starts `cmd` with stdout a pipe whose reader is already gone (as in
+/// `prog | head -c0`, or a reader that left early), stderr captured: its
+/// first write to stdout fails with EPIPE, or SIGPIPE kills it if it does
+/// not ignore the signal. stdin is the caller's to set.
+pub fn spawn_into_closed_pipe(cmd: &mut std::process::Command) -> Child {
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    cmd.stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn the program under test")
+}
+
+/// [`spawn_into_closed_pipe`] for a program that ends by itself, waited
+/// for up to 60 s.
+pub fn run_into_closed_pipe(cmd: &mut std::process::Command) -> Output {
+    let what = format!("{cmd:?} writing into a closed pipe");
+    wait_within(spawn_into_closed_pipe(cmd), Duration::from_secs(60), &what)
+}
+
+/// Asserts that a program exited by itself with `code` (not killed by a
+/// signal such as SIGPIPE) and wrote nothing to stderr.
+pub fn assert_quiet_exit(out: &Output, code: i32, what: &str) {
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        (out.status.code(), out.status.signal()),
+        (Some(code), None),
+        "{what}: {:?}, stderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{what} wrote to stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

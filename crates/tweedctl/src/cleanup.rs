@@ -18,6 +18,7 @@ pub struct CleanupArgs {
     /// The node bridge the plugin created.
     #[arg(long, default_value = "tweed0")]
     bridge: String,
+    /// The lease file tweedd wrote (its --subnet-file).
     #[arg(long, default_value = "/run/tweed/subnet.env")]
     subnet_file: PathBuf,
     /// flannel's lease file, if tweedd wrote one (--flannel-subnet-file).
@@ -135,9 +136,9 @@ pub fn run(args: CleanupArgs) -> Result<(), String> {
     let mut nl = Netlink::new().map_err(|e| e.to_string())?;
     let items = plan(&args, &mut nl)?;
     if !args.yes {
-        println!("would remove (run again with --yes):");
+        outln!("would remove (run again with --yes):");
         for i in &items {
-            println!("  {i}");
+            outln!("  {i}");
         }
         return Ok(());
     }
@@ -157,7 +158,7 @@ pub fn run(args: CleanupArgs) -> Result<(), String> {
             Item::File(p) => std::fs::remove_file(p).map_err(|e| e.to_string()),
         };
         match done {
-            Ok(()) => println!("removed {item}"),
+            Ok(()) => outln!("removed {item}"),
             Err(e) => failures.push(format!("{item}: {e}")),
         }
     }

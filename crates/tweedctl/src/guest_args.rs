@@ -93,6 +93,6 @@ pub fn run(args: GuestArgs) -> Result<(), GuestArgsError> {
             source,
         }
     })?;
-    println!("{out}");
+    outln!("{out}");
     Ok(())
 }

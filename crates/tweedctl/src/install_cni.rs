@@ -136,16 +136,18 @@ pub fn run(args: InstallCniArgs) -> Result<(), InstallError> {
     let mut set_aside = args.take_over.clone();
     if args.flannel_compat {
         let flannel = flannel_network::find(&args.conf_dir).map_err(io(&args.conf_dir))?;
-        println!(
+        outln!(
             "--flannel-compat: network {:?} on bridge {:?}, from {}",
-            flannel.name, flannel.bridge, flannel.source
+            flannel.name,
+            flannel.bridge,
+            flannel.source
         );
         flannel_network::adopt(&mut parsed, &flannel);
         set_aside.extend(flannel.active_file.filter(|f| !set_aside.contains(f)));
     }
     let fitted = crate::chain_version::fit(parsed, &args.bin_dir);
     for note in &fitted.notes {
-        println!("note: {note}");
+        outln!("note: {note}");
     }
     let mut conflist = serde_json::to_vec_pretty(&fitted.conflist).expect("JSON value");
     conflist.push(b'\n');
@@ -153,15 +155,15 @@ pub fn run(args: InstallCniArgs) -> Result<(), InstallError> {
     // The binary first: a conflist naming a plugin that is not there yet
     // would fail every pod in between.
     let bin = install_atomically(&args.bin_dir, "tweed", &plugin, 0o755)?;
-    println!("installed {}", bin.display());
+    outln!("installed {}", bin.display());
     let conf = install_atomically(&args.conf_dir, &args.conf_name, &conflist, 0o644)?;
-    println!("installed {}", conf.display());
+    outln!("installed {}", conf.display());
     // Only now: setting the other config aside first would leave the node
     // without any for a moment.
     for name in &set_aside {
         match take_over::set_aside(&args.conf_dir, name)? {
-            SetAside::Renamed(to) => println!("took over from {name}: renamed to {}", to.display()),
-            SetAside::Absent => println!(
+            SetAside::Renamed(to) => outln!("took over from {name}: renamed to {}", to.display()),
+            SetAside::Absent => outln!(
                 "note: no {name} in {} to take over",
                 args.conf_dir.display()
             ),

@@ -3,8 +3,13 @@
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 
+use std::time::{Duration, Instant};
+
 use clap::{Args, Subcommand};
 use tweed_lab::{Binaries, Lab, LabError, LabSpec};
+
+use crate::Verdict;
+use crate::status::Output;
 
 #[derive(Args)]
 pub struct LabArgs {
@@ -25,6 +30,7 @@ enum LabCmd {
     Up {
         #[command(flatten)]
         which: Which,
+        /// How many nodes (namespaces, each with its own tweedd).
         #[arg(long, default_value_t = 3)]
         nodes: usize,
         /// vxlan, geneve, host-gw or srv6.
@@ -35,6 +41,7 @@ enum LabCmd {
         /// CIDRs from it).
         #[arg(long, default_value = "file")]
         store: String,
+        /// Pods the plugin creates on each node (p1, p2, ...).
         #[arg(long, default_value_t = 1)]
         pods_per_node: usize,
         /// Dual-stack pods.
@@ -49,20 +56,31 @@ enum LabCmd {
         /// unless given here.
         #[arg(long)]
         topology: Option<PathBuf>,
+        /// The tweedd binary to run [default: next to tweedctl].
         #[arg(long)]
         tweedd: Option<PathBuf>,
+        /// The tweed plugin binary to run [default: next to tweedctl].
         #[arg(long)]
         plugin: Option<PathBuf>,
     },
-    /// Nodes, agents, leases and pods of a lab.
-    Status(Which),
-    /// Pod-to-pod reachability matrix; fails if any pair cannot talk.
+    /// Nodes, agents, leases and pods of a lab; exit 3 if an agent is not
+    /// ready or has not programmed every peer.
+    Status {
+        #[command(flatten)]
+        which: Which,
+        /// text for people, json for scripts (schema in docs/tweedctl.md).
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Pod-to-pod reachability matrix; exit 3 if any pair cannot talk.
     Check(Which),
     /// Run a command in a node (n1), a pod (n1/p1) or the underlay.
     Exec {
         #[command(flatten)]
         which: Which,
+        /// Where to run it: a node (n1), a pod (n1/p1) or `underlay`.
         target: String,
+        /// The command and its arguments, after `--`.
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
@@ -72,7 +90,9 @@ enum LabCmd {
         which: Which,
         /// add or del
         action: String,
+        /// The node the pod runs on (n1).
         node: String,
+        /// The pod's name (p1).
         pod: String,
         /// The pod's wires, as its `tweed.io/wires` annotation would say
         /// (`eth1=r2:eth1, eth2=r3:eth1`); add only.
@@ -90,12 +110,14 @@ enum LabCmd {
         which: Which,
         /// add, stop or start
         action: String,
+        /// The node to stop or start (n2); add picks the next free name.
         node: Option<String>,
     },
     /// Remove a lab (or every lab with --all): processes, namespaces, files.
     Down {
         #[command(flatten)]
         which: Which,
+        /// Every lab on this machine.
         #[arg(long)]
         all: bool,
     },
@@ -119,7 +141,13 @@ fn binaries(tweedd: Option<PathBuf>, plugin: Option<PathBuf>) -> Binaries {
     b
 }
 
-pub fn run(args: LabArgs) -> Result<(), LabError> {
+/// One finished step of `lab up`, with how long it took, so a build that
+/// takes minutes shows what it is doing.
+fn progress(what: &str, took: Duration) {
+    outln!("  {:>6.2}s  {what}", took.as_secs_f64());
+}
+
+pub fn run(args: LabArgs) -> Result<Verdict, LabError> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         return Err(LabError::Usage(
@@ -175,51 +203,57 @@ pub fn run(args: LabArgs) -> Result<(), LabError> {
                 },
                 binaries: binaries(tweedd, plugin),
             };
-            let started = std::time::Instant::now();
-            let mut lab = Lab::up(&spec)?;
-            if let Some(t) = &topo
-                && let Err(e) = tweed_lab::topology_file::build(&mut lab, t)
-            {
-                tweed_lab::teardown(&spec.name);
-                return Err(e);
-            }
-            println!(
-                "lab {} up in {:.1}s: {} nodes, backend {}, store {}\n",
+            let started = Instant::now();
+            outln!(
+                "building lab {}: {} nodes, backend {}, store {}",
                 spec.name,
-                started.elapsed().as_secs_f64(),
                 spec.nodes,
                 spec.backend,
                 spec.store
             );
-            print_status(&lab);
+            let mut lab = Lab::up_reporting(&spec, &mut progress)?;
+            if let Some(t) = &topo {
+                let step = Instant::now();
+                if let Err(e) = tweed_lab::topology_file::build(&mut lab, t) {
+                    tweed_lab::teardown(&spec.name);
+                    return Err(e);
+                }
+                progress(
+                    "the topology file's pods, wires and segments",
+                    step.elapsed(),
+                );
+            }
+            outln!(
+                "lab {} up in {:.1}s\n",
+                spec.name,
+                started.elapsed().as_secs_f64(),
+            );
+            let verdict = crate::lab_status::run(Output::Text, &lab)?;
+            let step = Instant::now();
             let m = lab.check()?;
-            println!("\npod-to-pod reachability (ICMP):\n{}", m.render());
+            outln!(
+                "\npod-to-pod reachability (ICMP, {:.2}s):\n{}",
+                step.elapsed().as_secs_f64(),
+                m.render().trim_end()
+            );
             if !m.all_ok() {
                 return Err(LabError::Setup("some pods cannot reach each other".into()));
             }
-            let first = lab
-                .pods()
-                .first()
-                .map(|(n, p)| format!("{}/{}", n.name, p.name))
-                .unwrap_or_else(|| "n1".into());
-            println!(
-                "tweedctl lab exec --name {0} {first} -- ping <ip>   |   tweedctl lab down --name {0}",
-                spec.name
-            );
-            Ok(())
+            outln!("\n{}", next_steps(&lab));
+            Ok(verdict)
         }
-        LabCmd::Status(w) => {
-            print_status(&Lab::load(&w.name, binaries(None, None))?);
-            Ok(())
+        LabCmd::Status { which, output } => {
+            crate::lab_status::run(output, &Lab::load(&which.name, binaries(None, None))?)
         }
         LabCmd::Check(w) => {
             let lab = Lab::load(&w.name, binaries(None, None))?;
             let m = lab.check()?;
-            print!("{}", m.render());
+            out!("{}", m.render());
             if m.all_ok() {
-                Ok(())
+                Ok(Verdict::Fine)
             } else {
-                Err(LabError::Setup("some pods cannot reach each other".into()))
+                outln!("  ! some pods cannot reach each other");
+                Ok(Verdict::Problems)
             }
         }
         LabCmd::Exec {
@@ -229,7 +263,7 @@ pub fn run(args: LabArgs) -> Result<(), LabError> {
         } => {
             let lab = Lab::load(&which.name, binaries(None, None))?;
             let err = lab.command(&target, &command)?.exec();
-            Err(LabError::io(format!("exec {command:?}"), err))
+            Err(LabError::io(format!("exec {}", command.join(" ")), err))
         }
         LabCmd::Pod {
             which,
@@ -259,7 +293,7 @@ pub fn run(args: LabArgs) -> Result<(), LabError> {
                         lab.check_segment(segment)?;
                     }
                     let p = lab.add_pod_wired(&node, &pod, &wires)?;
-                    println!(
+                    outln!(
                         "{node}/{} {}",
                         p.name,
                         [p.ipv4, p.ipv6]
@@ -277,14 +311,14 @@ pub fn run(args: LabArgs) -> Result<(), LabError> {
                                 return Err(e);
                             }
                         };
-                        println!(
+                        outln!(
                             "    {ifname} on segment {segment} {}",
                             port.addresses.join(" ")
                         );
                     }
-                    Ok(())
+                    Ok(Verdict::Fine)
                 }
-                "del" => lab.del_pod(&node, &pod),
+                "del" => lab.del_pod(&node, &pod).map(|()| Verdict::Fine),
                 other => Err(LabError::Usage(format!("pod {other:?}: add or del"))),
             }
         }
@@ -297,11 +331,11 @@ pub fn run(args: LabArgs) -> Result<(), LabError> {
             match (action.as_str(), node) {
                 ("add", _) => {
                     let n = lab.add_node()?;
-                    println!("{n} ready");
-                    Ok(())
+                    outln!("{n} ready");
+                    Ok(Verdict::Fine)
                 }
-                ("stop", Some(n)) => lab.stop_agent(&n),
-                ("start", Some(n)) => lab.start_agent(&n),
+                ("stop", Some(n)) => lab.stop_agent(&n).map(|()| Verdict::Fine),
+                ("start", Some(n)) => lab.start_agent(&n).map(|()| Verdict::Fine),
                 _ => Err(LabError::Usage(
                     "node add | node stop NODE | node start NODE".into(),
                 )),
@@ -315,51 +349,39 @@ pub fn run(args: LabArgs) -> Result<(), LabError> {
             };
             for n in names {
                 tweed_lab::teardown(&n);
-                println!("lab {n} removed");
+                outln!("lab {n} removed");
             }
-            Ok(())
+            Ok(Verdict::Fine)
         }
     }
 }
 
-fn print_status(lab: &Lab) {
-    let s = &lab.state;
-    println!("lab {} ({}, store {})", s.name, s.backend, s.store_url);
-    for n in &s.nodes {
-        let agent = match n.agent_pid {
-            Some(pid) if tweed_lab::procs::alive(pid) => {
-                if lab.ready(n) {
-                    format!("tweedd pid {pid} ready")
-                } else {
-                    format!("tweedd pid {pid} NOT READY")
-                }
-            }
-            Some(pid) => format!("tweedd pid {pid} DEAD"),
-            None => "tweedd stopped".to_string(),
-        };
-        let lease = lab.lease_of(&n.name).unwrap_or_else(|| "-".into());
-        println!(
-            "  {:<4} {:<14} lease {:<18} {agent}",
-            n.name, n.underlay_ipv4, lease
-        );
-        for p in &n.pods {
-            let addrs: Vec<&str> = [&p.ipv4, &p.ipv6]
-                .into_iter()
-                .flatten()
-                .map(|s| s.as_str())
-                .collect();
-            println!("       pod {:<6} {}", p.name, addrs.join(" "));
-            for port in &p.segments {
-                println!(
-                    "           {} on segment {} {}",
-                    port.ifname,
-                    port.segment,
-                    port.addresses.join(" ")
-                );
-            }
-        }
-        for w in lab.wire_status(&n.name) {
-            println!("       wire {w}");
+/// What to try next, as commands that work as printed: this very
+/// binary's path (tweedctl is not on PATH after a build) and a real pod
+/// address on another node.
+fn next_steps(lab: &Lab) -> String {
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "tweedctl".into());
+    let name = &lab.state.name;
+    let pods = lab.pods();
+    let mut text = String::new();
+    if let Some((from_node, from)) = pods.first() {
+        let to = pods
+            .iter()
+            .find(|(n, _)| n.name != from_node.name)
+            .or(pods.last())
+            .and_then(|(n, p)| Some((n, p, p.ipv4.as_deref().or(p.ipv6.as_deref())?)));
+        if let Some((to_node, to_pod, ip)) = to {
+            let ip = ip.split('/').next().unwrap_or(ip);
+            text.push_str(&format!(
+                "next: ping {}/{} from {}/{}:\n  {exe} lab exec --name {name} {}/{} -- ping -c 3 {ip}\n",
+                to_node.name, to_pod.name, from_node.name, from.name, from_node.name, from.name
+            ));
         }
     }
+    text.push_str(&format!(
+        "status: {exe} lab status --name {name}\nremove the lab: {exe} lab down --name {name}"
+    ));
+    text
 }

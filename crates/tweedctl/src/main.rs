@@ -1,4 +1,11 @@
 //! `tweedctl`: the operator's tool for tweed.
+//!
+//! Exit codes (docs/tweedctl.md): 0 done and nothing wrong, 1 the command
+//! failed, 2 bad usage, 3 `status`, `lab status` or `lab check` ran and
+//! found a problem.
+
+#[macro_use]
+mod out;
 
 mod chain_version;
 mod cleanup;
@@ -7,6 +14,7 @@ mod flannel_network;
 mod guest_args;
 mod install_cni;
 mod lab;
+mod lab_status;
 mod status;
 mod take_over;
 
@@ -16,6 +24,10 @@ use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(name = "tweedctl", version, about = "The tweed operator's tool")]
+#[command(after_help = "Exit codes: 0 ok, 1 failed, 2 bad usage, 3 status/check found a problem.")]
+// A flag given twice takes the last value, so scripts/demo.sh can pass
+// `--nodes 3` and still let its caller say `--nodes 5`.
+#[command(args_override_self = true)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -39,21 +51,51 @@ enum Cmd {
     FlannelCleanup(flannel_cleanup::FlannelCleanupArgs),
 }
 
+/// What a command that looks at state concluded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Nothing wrong (or a command that does not judge).
+    Fine,
+    /// It ran and found a problem (printed with the report): exit 3.
+    Problems,
+}
+
+/// The exit code of `status`, `lab status` and `lab check` when they
+/// found a problem, so scripts tell "unhealthy" from "could not look".
+const EXIT_PROBLEMS: u8 = 3;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let fine = |()| Verdict::Fine;
     let result = match cli.command {
         Cmd::Lab(args) => lab::run(args).map_err(|e| e.to_string()),
-        Cmd::GuestArgs(args) => guest_args::run(args).map_err(|e| e.to_string()),
-        Cmd::InstallCni(args) => install_cni::run(args).map_err(|e| e.to_string()),
-        Cmd::NodeCleanup(args) => cleanup::run(args),
-        Cmd::FlannelCleanup(args) => flannel_cleanup::run(args).map_err(|e| e.to_string()),
+        Cmd::GuestArgs(args) => guest_args::run(args).map(fine).map_err(|e| e.to_string()),
+        Cmd::InstallCni(args) => install_cni::run(args).map(fine).map_err(|e| e.to_string()),
+        Cmd::NodeCleanup(args) => cleanup::run(args).map(fine),
+        Cmd::FlannelCleanup(args) => flannel_cleanup::run(args)
+            .map(fine)
+            .map_err(|e| e.to_string()),
         Cmd::Status(args) => status::run(args),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tweedctl: {e}");
             ExitCode::FAILURE
         }
+        // The report did not reach stdout (other than by the reader
+        // leaving, which is not an error).
+        Ok(_) if out::failed() => ExitCode::FAILURE,
+        Ok(Verdict::Fine) => ExitCode::SUCCESS,
+        Ok(Verdict::Problems) => ExitCode::from(EXIT_PROBLEMS),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_argument_and_subcommand_has_help_text() {
+        tweed_testkit::cli::assert_documented(&super::Cli::command());
     }
 }

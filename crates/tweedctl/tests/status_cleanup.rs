@@ -1,6 +1,7 @@
-//! `tweedctl status` and `tweedctl node-cleanup` on a lab node: status reads
-//! the lease, the agent and the kernel, and warns when the agent is gone;
-//! cleanup removes everything tweed made on the node and nothing else.
+//! `tweedctl status`, `tweedctl lab status` and `tweedctl node-cleanup` on a
+//! lab: status reads the lease, the agent and the kernel, as text or JSON,
+//! and exits 3 naming the problem when the agent is gone; cleanup removes
+//! everything tweed made on the node and nothing else.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -12,13 +13,14 @@ fn bin_dir() -> PathBuf {
     exe.parent().unwrap().parent().unwrap().to_path_buf()
 }
 
-fn tweedctl(args: &[&str]) -> (bool, String) {
+/// tweedctl's exit code and its stdout followed by its stderr.
+fn tweedctl(args: &[&str]) -> (Option<i32>, String) {
     let out = Command::new(bin_dir().join("tweedctl"))
         .args(args)
         .output()
         .expect("run tweedctl");
     (
-        out.status.success(),
+        out.status.code(),
         format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),
@@ -62,7 +64,7 @@ fn status_reports_and_cleanup_removes_everything_on_a_lab_node() {
     let n1 = lab.state.node("n1").unwrap().clone();
     let subnet_file = lab.node_dir("n1").join("subnet.env");
     let subnet = subnet_file.to_str().unwrap().to_string();
-    let status = |lab: &Lab| {
+    let status_as = |lab: &Lab, output: &str| {
         let n = lab.state.node("n1").unwrap();
         tweedctl(&[
             "status",
@@ -72,11 +74,17 @@ fn status_reports_and_cleanup_removes_everything_on_a_lab_node() {
             &subnet,
             "--health-addr",
             &n.health_addr,
+            "--output",
+            output,
         ])
     };
+    let status = |lab: &Lab| status_as(lab, "text");
+    let json = |out: &str| -> serde_json::Value {
+        serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON ({e}):\n{out}"))
+    };
 
-    let (ok, out) = status(lab);
-    assert!(ok, "{out}");
+    let (code, out) = status(lab);
+    assert_eq!(code, Some(0), "{out}");
     for needle in [
         "TWEED_SUBNET=",
         "ready",
@@ -91,14 +99,67 @@ fn status_reports_and_cleanup_removes_everything_on_a_lab_node() {
         assert!(out.contains(needle), "{needle:?} missing:\n{out}");
     }
 
-    // The agent stops: the data plane stays, and status says what is wrong.
+    // The same as JSON, as the kernel has it.
+    let (code, out) = status_as(lab, "json");
+    assert_eq!(code, Some(0), "{out}");
+    let v = json(&out);
+    assert!(
+        v["lease"]["values"]["TWEED_SUBNET"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("10.244.")),
+        "{v}"
+    );
+    assert_eq!(v["agent"]["ready"], true, "{v}");
+    assert_eq!(v["agent"]["metrics"]["peers"], 1, "{v}");
+    assert_eq!(v["kernel"]["tunnels"][0]["name"], "tweed.1", "{v}");
+    assert_eq!(v["kernel"]["tunnels"][0]["vni"], 1, "{v}");
+    assert_eq!(v["kernel"]["routes"], 1, "{v}");
+    assert_eq!(v["kernel"]["segments"][0]["vni"], 4001, "{v}");
+    assert_eq!(v["kernel"]["segments"][0]["floods_to"], 1, "{v}");
+    assert_eq!(v["problems"], serde_json::json!([]), "{v}");
+
+    // lab status: both agents ready with their one peer.
+    let (code, out) = tweedctl(&["lab", "status", "--name", &name, "--output", "json"]);
+    assert_eq!(code, Some(0), "{out}");
+    let v = json(&out);
+    assert_eq!(v["leases"], 2, "{v}");
+    for node in v["nodes"].as_array().unwrap() {
+        assert_eq!(
+            (&node["agent"], &node["peers"]),
+            (&serde_json::json!("ready"), &serde_json::json!(1)),
+            "{v}"
+        );
+    }
+
+    // The agent stops: the data plane stays, and status says what is wrong
+    // and exits 3.
     lab.stop_agent("n1").unwrap();
-    let (_, out) = status(lab);
+    let (code, out) = status(lab);
+    assert_eq!(code, Some(3), "{out}");
     assert!(
         out.contains("cannot reach tweedd's health endpoint"),
         "{out}"
     );
     assert!(out.contains("routes by tweedd (proto 77): 1"), "{out}");
+    let (code, out) = status_as(lab, "json");
+    assert_eq!(code, Some(3), "{out}");
+    let v = json(&out);
+    assert_eq!(v["agent"]["reachable"], false, "{v}");
+    assert!(
+        v["problems"][0]
+            .as_str()
+            .is_some_and(|p| p.contains("cannot reach tweedd's health endpoint")),
+        "{v}"
+    );
+    let (code, out) = tweedctl(&["lab", "status", "--name", &name]);
+    assert_eq!(code, Some(3), "{out}");
+    assert!(out.contains("n1: tweedd is stopped"), "{out}");
+    // Into a pipe whose reader has gone: the same exit, nothing on stderr.
+    let closed = tweed_testkit::process::run_into_closed_pipe(
+        Command::new(bin_dir().join("tweedctl")).args(["lab", "status", "--name", &name]),
+    );
+    assert_eq!(closed.status.code(), Some(3), "{closed:?}");
+    assert!(closed.stderr.is_empty(), "{closed:?}");
 
     // A dry run changes nothing; --yes removes every tweed object.
     let ns = n1.ns.clone();

@@ -99,7 +99,7 @@ impl SegmentBlocks {
         let keep: Vec<&str> = claims.iter().map(|c| c.segment.as_str()).collect();
         match block::remove_others(&dir, &keep) {
             Ok(gone) if !gone.is_empty() => {
-                tracing::info!(segments = ?gone, "removed the block files of segments without a subnet")
+                tracing::info!(segments = %gone.join(", "), "removed the block files of segments without a subnet")
             }
             Ok(_) => {}
             Err(e) => {
@@ -250,7 +250,7 @@ impl SegmentBlocks {
                         .unwrap_or(usize::MAX)
                 });
                 let keys: Vec<String> = held.iter().map(|l| l.key.to_string()).collect();
-                tracing::info!(segment = %claim.segment, blocks = ?keys, "holding blocks of the segment's subnets");
+                tracing::info!(segment = %claim.segment, blocks = %keys.join(", "), "holding blocks of the segment's subnets");
                 claim.held = held;
                 self.write_file(i);
             }

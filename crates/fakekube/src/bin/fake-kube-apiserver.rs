@@ -3,6 +3,7 @@
 //! Prints `listening on ADDR` once it accepts connections; stops on
 //! SIGTERM or SIGINT.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
@@ -42,7 +43,9 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        println!("listening on {addr}");
+        // Not println!: a reader that went away must not end the server.
+        let mut stdout = std::io::stdout();
+        let _ = writeln!(stdout, "listening on {addr}").and_then(|()| stdout.flush());
         use tokio::signal::unix::{SignalKind, signal};
         let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
         let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");

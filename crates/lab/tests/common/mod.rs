@@ -179,41 +179,14 @@ pub fn tcp_send(ns: &NetNs, addr: SocketAddr, bytes: usize) -> std::io::Result<(
 
 /// The keys under `prefix` in the lab's etcd, sorted.
 pub fn etcd_keys(lab: &TestLab, prefix: &str) -> Vec<String> {
-    etcd_entries(lab, prefix)
-        .into_iter()
-        .map(|(k, _)| k)
-        .collect()
+    let mut keys = lab.lab().etcd_keys(prefix).expect("etcdctl get");
+    keys.sort();
+    keys
 }
 
 /// The (key, value) pairs under `prefix` in the lab's etcd, sorted by key.
-/// Values must be one line (tweed's and flannel's JSON are).
 pub fn etcd_entries(lab: &TestLab, prefix: &str) -> Vec<(String, String)> {
-    let endpoint = format!(
-        "http://{}:{}",
-        tweed_lab::topology::ROUTER_IPV4,
-        tweed_lab::ETCD_PORT
-    );
-    let out = lab
-        .lab()
-        .exec_output(
-            "underlay",
-            &[
-                "etcdctl",
-                "--endpoints",
-                &endpoint,
-                "get",
-                "--prefix",
-                prefix,
-            ],
-        )
-        .expect("etcdctl");
-    assert!(out.status.success(), "etcdctl get {prefix}: {out:?}");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let lines: Vec<&str> = text.lines().collect();
-    let mut entries: Vec<(String, String)> = lines
-        .chunks(2)
-        .map(|kv| (kv[0].to_string(), kv.get(1).unwrap_or(&"").to_string()))
-        .collect();
+    let mut entries = lab.lab().etcd_entries(prefix).expect("etcdctl get");
     entries.sort();
     entries
 }

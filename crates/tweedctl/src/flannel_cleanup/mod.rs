@@ -130,7 +130,7 @@ fn plan(args: &FlannelCleanupArgs, problems: &mut Vec<String>) -> Plan {
 fn remove(plan: &Plan, problems: &mut Vec<String>) {
     if !plan.nft.is_empty() {
         match nft::remove(&plan.nft) {
-            Ok(()) => plan.nft.iter().for_each(|i| println!("removed {i}")),
+            Ok(()) => plan.nft.iter().for_each(|i| outln!("removed {i}")),
             Err(e) => problems.push(format!(
                 "could not remove flannel's nftables objects (one transaction: none was \
                  removed): {e}"
@@ -139,7 +139,7 @@ fn remove(plan: &Plan, problems: &mut Vec<String>) {
     }
     for item in &plan.files {
         match files::remove(item) {
-            Ok(()) => println!("removed {item}"),
+            Ok(()) => outln!("removed {item}"),
             Err(e) => problems.push(format!("could not remove {item}: {e}")),
         }
     }
@@ -153,25 +153,25 @@ pub fn run(args: FlannelCleanupArgs) -> Result<(), Error> {
     let mut problems = Vec::new();
     let plan = plan(&args, &mut problems);
     if plan.is_empty() {
-        println!("nothing of flannel's left to remove");
+        outln!("nothing of flannel's left to remove");
     } else if args.yes {
         remove(&plan, &mut problems);
     } else {
-        println!("would remove (run again with --yes):");
-        plan.lines().for_each(|l| println!("  {l}"));
+        outln!("would remove (run again with --yes):");
+        plan.lines().for_each(|l| outln!("  {l}"));
         if !flanneld.is_empty() {
-            println!(
+            outln!(
                 "warning: flanneld is running (pid {}): --yes refuses until it stops",
                 list(&flanneld)
             );
         }
     }
     for k in kept::kept(&args.cni_state_dir) {
-        println!("kept: {k}");
+        outln!("kept: {k}");
     }
     let env = files::subnet_env(&args.flannel_run_dir);
     if args.keep_subnet_env && env.exists() {
-        println!("kept: {} (--keep-subnet-env)", env.display());
+        outln!("kept: {} (--keep-subnet-env)", env.display());
     }
     if !problems.is_empty() {
         return Err(Error::Incomplete(problems));
@@ -187,7 +187,7 @@ pub fn run(args: FlannelCleanupArgs) -> Result<(), Error> {
 /// a container (no hostPID) the default action would be to ignore them.
 fn wait_for_termination() {
     use nix::sys::signal::{SigSet, Signal};
-    println!("done; waiting for SIGTERM");
+    outln!("done; waiting for SIGTERM");
     let mut set = SigSet::empty();
     set.add(Signal::SIGTERM);
     set.add(Signal::SIGINT);

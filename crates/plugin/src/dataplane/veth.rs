@@ -4,6 +4,7 @@ use tweed_cni::error::CniError;
 use tweed_netlink::{Link, LinkKind, MacAddr, NetNs, Netlink, NewLink, VethPeer};
 
 use crate::errors;
+use crate::names;
 
 /// What to create.
 pub struct VethPlan<'a> {
@@ -86,17 +87,32 @@ pub fn create_replacing_leftover(nl: &mut Netlink, plan: &VethPlan) -> Result<Li
     }
 }
 
-/// Deletes, and waits for, the host veth `host_name` if it carries
-/// `deleting_alias` — the mark DEL of the same attachment left on a pair it
-/// handed to the detached deleter. `true` if there was one.
+/// Deletes, and waits for, the host end of the pod interface `pod_end` if
+/// a DEL of `network` marked it for the detached deleter (the pod end
+/// goes with it): a DEL that answered is done, even if the kernel has not
+/// finished yet, so the interface name is free for the next ADD — of this
+/// attachment or of another container in the same namespace. `true` if
+/// the host end was marked or is gone; a live attachment's (still
+/// carrying its normal alias) is never touched.
 pub fn finish_pending_delete(
     nl: &mut Netlink,
-    host_name: &str,
-    deleting_alias: &str,
+    pod_end: &Link,
+    network: &str,
 ) -> Result<bool, CniError> {
-    match nl.link_by_name(host_name).map_err(errors::kernel)? {
-        Some(old) if old.alias.as_deref() == Some(deleting_alias) => {
-            match nl.delete_link(old.index) {
+    let Some(peer) = pod_end.peer_index else {
+        return Ok(false);
+    };
+    match nl.link_by_index(peer).map_err(errors::kernel)? {
+        // The alias makes it tweed's, marked by DEL, whatever device the
+        // index names; it is on its way out in any case.
+        Some(host)
+            if host.kind.as_deref() == Some("veth")
+                && host
+                    .alias
+                    .as_deref()
+                    .is_some_and(|a| names::is_deleting_alias(a, network)) =>
+        {
+            match nl.delete_link(host.index) {
                 Ok(()) => Ok(true),
                 Err(e) if e.is_not_found() => Ok(true),
                 Err(e) => Err(errors::kernel(e)),

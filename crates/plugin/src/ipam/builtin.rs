@@ -139,18 +139,32 @@ pub fn held(
     guard.find_by_id(container_id, ifname).map_err(errors::ipam)
 }
 
-/// Releases every reservation not in `valid`.
+/// Releases every reservation not in `valid`; returns the released
+/// addresses with the attachment (container ID, ifname) each was held by,
+/// where the file names one.
 pub fn gc(
     data_dir: &Path,
     network: &str,
     valid: &[(String, String)],
-) -> Result<Vec<IpAddr>, CniError> {
+) -> Result<Vec<(IpAddr, Option<(String, String)>)>, CniError> {
     if !data_dir.join(network).is_dir() {
         return Ok(Vec::new());
     }
     let store = Store::open(data_dir, network).map_err(errors::ipam)?;
     let guard = store.lock().map_err(errors::ipam)?;
-    tweed_ipam::gc(&guard, valid).map_err(errors::ipam)
+    // Read under the same lock, so the owners are those of the released.
+    let owners = guard.reservations().unwrap_or_default();
+    let released = tweed_ipam::gc(&guard, valid).map_err(errors::ipam)?;
+    Ok(released
+        .into_iter()
+        .map(|ip| {
+            let owner = owners
+                .iter()
+                .find(|r| r.ip == ip)
+                .and_then(|r| Some((r.container_id.clone(), r.ifname.clone()?)));
+            (ip, owner)
+        })
+        .collect())
 }
 
 /// Can the store be used for ADD? (Opens, creates and locks it.)

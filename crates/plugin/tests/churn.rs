@@ -121,17 +121,14 @@ fn plugin_churn_with_kill_9_leaks_nothing() {
             }),
         })
         .collect();
-    let auditor = Auditor {
-        pods: slots
-            .iter()
-            .map(|s| {
-                let name = s.pod.lock().unwrap().as_ref().unwrap().name.clone();
-                (name, s.guest)
-            })
-            .chain(references.iter().map(|(p, g, ..)| (p.name.clone(), *g)))
-            .collect(),
-        guest_records: state_dir.join("guests"),
-    };
+    let pod_names: Vec<(String, bool)> = slots
+        .iter()
+        .map(|s| {
+            let name = s.pod.lock().unwrap().as_ref().unwrap().name.clone();
+            (name, s.guest)
+        })
+        .chain(references.iter().map(|(p, g, ..)| (p.name.clone(), *g)))
+        .collect();
 
     // The churn, with the auditor alongside.
     let churn_start = Instant::now();
@@ -141,13 +138,16 @@ fn plugin_churn_with_kill_9_leaks_nothing() {
     let stop_audit = AtomicBool::new(false);
     let audit_passes = AtomicUsize::new(0);
     let violations: Mutex<Vec<String>> = Mutex::new(Vec::new());
-    let auditor = &auditor;
+    let pod_names = &pod_names;
     std::thread::scope(|s| {
         s.spawn(|| {
+            let mut auditor = Auditor::new(&node.ns.name, &pod_names, state_dir.join("guests"));
             while !stop_audit.load(Ordering::SeqCst) {
                 let found = auditor.pass();
                 audit_passes.fetch_add(1, Ordering::SeqCst);
                 violations.lock().unwrap().extend(found);
+                // Leaves the workers most of the machine.
+                std::thread::sleep(Duration::from_millis(5));
             }
         });
         let workers: Vec<_> = (0..WORKERS)
@@ -174,13 +174,13 @@ fn plugin_churn_with_kill_9_leaks_nothing() {
                             Belief::Dirty { id } => (id.clone(), None),
                         };
                         let kill = (rng.u32(0..100) < KILL_PERCENT)
-                            .then(|| durations.mean(op).mul_f64(rng.f64()));
+                            .then(|| durations.mean(op, guest).mul_f64(rng.f64()));
                         let pod_guard = slots[i].pod.lock().unwrap();
                         let pod = pod_guard.as_ref().expect("pods live through the churn");
                         let out = model::call(node, conf, op, &id, pod, guest, prev.as_ref(), kill);
                         drop(pod_guard);
                         if !out.killed {
-                            durations.record(op, out.elapsed);
+                            durations.record(op, guest, out.elapsed);
                         }
                         let outcome = if out.killed {
                             "killed".to_string()
@@ -209,7 +209,7 @@ fn plugin_churn_with_kill_9_leaks_nothing() {
                                 t.unexpected.push(format!(
                                     "{} of {id} in {}: {} {}",
                                     op.name(),
-                                    auditor.pods[i].0,
+                                    pod_names[i].0,
                                     out.stdout.trim(),
                                     out.stderr.trim()
                                 ));
@@ -243,7 +243,7 @@ fn plugin_churn_with_kill_9_leaks_nothing() {
     let (mut deleted, mut forgotten, mut forgotten_kept) = (0, 0, 0);
     for (i, slot) in slots.iter().enumerate() {
         let st = slot.state.lock().unwrap();
-        let pod_name = auditor.pods[i].0.clone();
+        let pod_name = pod_names[i].0.clone();
         let (id, prev) = match &st.belief {
             Belief::Absent => continue,
             Belief::Present { id, result } => {
@@ -381,7 +381,7 @@ fn plugin_churn_with_kill_9_leaks_nothing() {
                 (&r.0.name, None)
             }
             Some(i) => match &slots[i].state.lock().unwrap().belief {
-                Belief::Present { result, .. } => (&auditor.pods[i].0, Some(result.clone())),
+                Belief::Present { result, .. } => (&pod_names[i].0, Some(result.clone())),
                 other => panic!("slot {i} valid but {other:?}"),
             },
         };

@@ -4,6 +4,7 @@ use tweed_cni::error::CniError;
 use tweed_netlink::{Link, LinkKind, MacAddr, NetNs, Netlink, NewLink, VethPeer};
 
 use crate::errors;
+use crate::faults;
 use crate::names;
 
 /// What to create.
@@ -37,11 +38,23 @@ pub fn create(nl: &mut Netlink, plan: &VethPlan) -> Result<Link, CniError> {
     spec.mtu = Some(plan.mtu);
     spec.master = Some(plan.bridge_index);
     spec.up = true;
-    spec.alias = Some(plan.alias.to_string());
-    spec.hairpin = Some(plan.hairpin);
     spec.queues = Some(1);
-    nl.create_link_and_get(&spec)
-        .map_err(|e| create_error(e, plan))
+    let mut link = nl
+        .create_link_and_get(&spec)
+        .map_err(|e| create_error(e, plan))?;
+    // The kernel takes no alias (and no bridge-port flag) in the creating
+    // request: until this second one the pair is unlabelled, which DEL
+    // and GC allow for (the host name is derived from the attachment).
+    let labelled = faults::step("add.veth-label").and_then(|()| {
+        nl.set_alias_and_hairpin(link.index, Some(plan.alias), Some(plan.hairpin))
+            .map_err(errors::kernel)
+    });
+    if let Err(e) = labelled {
+        delete_created(nl, link.index);
+        return Err(e);
+    }
+    link.alias = Some(plan.alias.to_string());
+    Ok(link)
 }
 
 fn create_error(e: tweed_netlink::NetlinkError, plan: &VethPlan) -> CniError {

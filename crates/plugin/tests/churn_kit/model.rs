@@ -83,35 +83,36 @@ pub fn next_op(belief: &Belief, rng: &mut fastrand::Rng) -> Op {
     }
 }
 
-/// Running mean duration of unkilled calls per command, in µs: the kill
-/// moment is drawn from it, so kills land all over a call.
+/// Running mean duration of unkilled calls per command and kind of pod
+/// (a guest's ADD runs nft and takes longer), in µs: the kill moment is
+/// drawn from it, so kills land all over a call.
 #[derive(Default)]
 pub struct Durations {
-    add_us: AtomicU64,
-    check_us: AtomicU64,
-    del_us: AtomicU64,
+    /// Indexed by [`Durations::cell`].
+    us: [AtomicU64; 6],
 }
 
 impl Durations {
-    fn cell(&self, op: Op) -> &AtomicU64 {
-        match op {
-            Op::Add | Op::AddRetry => &self.add_us,
-            Op::Check => &self.check_us,
-            Op::Del => &self.del_us,
-        }
+    fn cell(&self, op: Op, guest: bool) -> &AtomicU64 {
+        let k = match op {
+            Op::Add | Op::AddRetry => 0,
+            Op::Check => 1,
+            Op::Del => 2,
+        };
+        &self.us[k * 2 + usize::from(guest)]
     }
 
     /// The mean, or 30 ms before any call finished.
-    pub fn mean(&self, op: Op) -> Duration {
-        match self.cell(op).load(Ordering::Relaxed) {
+    pub fn mean(&self, op: Op, guest: bool) -> Duration {
+        match self.cell(op, guest).load(Ordering::Relaxed) {
             0 => Duration::from_millis(30),
             us => Duration::from_micros(us),
         }
     }
 
     /// Folds in one call (an exponential mean; races only blur it).
-    pub fn record(&self, op: Op, took: Duration) {
-        let cell = self.cell(op);
+    pub fn record(&self, op: Op, guest: bool, took: Duration) {
+        let cell = self.cell(op, guest);
         let old = cell.load(Ordering::Relaxed);
         let new = took.as_micros() as u64;
         let mixed = if old == 0 { new } else { (old * 7 + new) / 8 };

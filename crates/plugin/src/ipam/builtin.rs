@@ -60,8 +60,21 @@ pub fn allocate(
     let guard = store.lock().map_err(errors::ipam)?;
     let cursors_before = tweed_ipam::cursors(spec, &guard).map_err(errors::ipam)?;
     // ADD has already refused an attachment whose interface exists in the
-    // pod, so the store-wide duplicate scan (which grows with the pod
-    // count) is skipped; a failed ADD undoes only what this returned.
+    // pod, so anything the attachment still holds was left by an ADD that
+    // died before it made the interface (kill -9, a node losing power):
+    // released first, or a retried ADD would hold two addresses and a DEL
+    // with its result release only one. Only files naming exactly this
+    // attachment count (a legacy ID-only file may be another interface's).
+    let held = guard
+        .find_by_id(container_id, ifname)
+        .map_err(errors::ipam)?;
+    for ip in held {
+        let stale = guard.reservation(ip).map_err(errors::ipam)?;
+        if stale.is_some_and(|r| r.is_for(container_id, ifname)) {
+            guard.release(ip).map_err(errors::ipam)?;
+        }
+    }
+    // A failed ADD undoes only what this returns.
     let allocations = tweed_ipam::allocate_fresh(spec, &guard, container_id, ifname, requested)
         .map_err(errors::ipam)?;
     Ok(Reserved {

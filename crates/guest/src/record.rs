@@ -353,11 +353,11 @@ mod tests {
     fn temporary_files_name_their_record() {
         let rec = file_name("c-1", "eth0");
         let own = temp_name(&rec);
+        assert_eq!(temp_of(&own), Some(("c-1-eth0.json", std::process::id())));
         assert_eq!(
-            temp_of(&own),
-            Some(("c-1-eth0.json", std::process::id()))
+            temp_of(".c-1-eth0.json.12.tmp"),
+            Some(("c-1-eth0.json", 12))
         );
-        assert_eq!(temp_of(".c-1-eth0.json.12.tmp"), Some(("c-1-eth0.json", 12)));
         assert_eq!(temp_of("c-1-eth0.json"), None);
         assert_eq!(temp_of(".c-1-eth0.json.tmp"), None);
         assert_eq!(temp_of(".x.12a.tmp"), None);

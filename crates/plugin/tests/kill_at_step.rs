@@ -324,7 +324,11 @@ fn del_killed_at_every_step_never_frees_an_address_still_in_use() {
     for s in ["del.host-veth-down", "del.release", "del.host-veth"] {
         assert!(steps.iter().any(|x| x == s), "{s} not among {steps:?}");
     }
-    eprintln!("DEL killed at each of {} steps: {}", steps.len(), steps.join(" "));
+    eprintln!(
+        "DEL killed at each of {} steps: {}",
+        steps.len(),
+        steps.join(" ")
+    );
     assert_same_state(&before, &bench.snapshot_like(&before), "the traced DEL");
     for k in 1..=steps.len() {
         let what = format!("DEL killed at step {k} ({})", steps[k - 1]);

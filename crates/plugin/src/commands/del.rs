@@ -102,19 +102,22 @@ pub fn run(call: &mut Call) -> Result<(), CniError> {
     let known = addresses_in_prev_result(call);
     // Not while the pod may still be on the network (a retried DEL
     // releases it).
-    let released = down.clone().and_then(|()| faults::step("del.release")).and_then(|()| match &conf.ipam {
-        IpamPlan::Builtin(ipam) => {
-            builtin::release(&builtin::data_dir(ipam), network, id, ifname, &known)
-                .map(|ips| call.record.ips = ips.iter().map(|ip| ip.to_string()).collect())
-        }
-        IpamPlan::Delegate(plugin) => {
-            delegate::run(plugin, &call.env.path, "DEL", call.stdin).map(|_| ())
-        }
-        IpamPlan::SegmentBlock { data_dir } => {
-            builtin::release(data_dir, network, id, ifname, &known)
-                .map(|ips| call.record.ips = ips.iter().map(|ip| ip.to_string()).collect())
-        }
-    });
+    let released = down
+        .clone()
+        .and_then(|()| faults::step("del.release"))
+        .and_then(|()| match &conf.ipam {
+            IpamPlan::Builtin(ipam) => {
+                builtin::release(&builtin::data_dir(ipam), network, id, ifname, &known)
+                    .map(|ips| call.record.ips = ips.iter().map(|ip| ip.to_string()).collect())
+            }
+            IpamPlan::Delegate(plugin) => {
+                delegate::run(plugin, &call.env.path, "DEL", call.stdin).map(|_| ())
+            }
+            IpamPlan::SegmentBlock { data_dir } => {
+                builtin::release(data_dir, network, id, ifname, &known)
+                    .map(|ips| call.record.ips = ips.iter().map(|ip| ip.to_string()).collect())
+            }
+        });
 
     // The pair goes with its host end; if the pod namespace is already
     // gone, the kernel removed both.

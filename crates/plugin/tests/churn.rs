@@ -40,22 +40,13 @@ use common::{Node, bare, result_ip};
 use serde_json::json;
 use tweed_plugin::names;
 use tweed_testkit::TestNs;
+use tweed_testkit::stats::env_usize;
 
 const NETWORK: &str = "churn";
 /// Not used by any other plugin test: the tests share the machine.
 const SUBNET: &str = "10.244.140.0/24";
 const WORKERS: usize = 8;
 const KILL_PERCENT: u32 = 10;
-
-fn env_num(name: &str, default: u64) -> u64 {
-    match std::env::var(name) {
-        Ok(v) => v
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
-        Err(_) => default,
-    }
-}
 
 /// Calls by (call, outcome), kills, and whatever went wrong.
 #[derive(Default)]
@@ -77,9 +68,9 @@ struct Valid {
 
 #[test]
 fn plugin_churn_with_kill_9_leaks_nothing() {
-    let seed = env_num("TWEED_CHURN_SEED", fastrand::u64(..));
-    let calls = env_num("TWEED_CHURN_CALLS", 2000) as usize;
-    let containers = env_num("TWEED_CHURN_CONTAINERS", 200) as usize;
+    let seed = env_usize("TWEED_CHURN_SEED", fastrand::usize(..)) as u64;
+    let calls = env_usize("TWEED_CHURN_CALLS", 2000);
+    let containers = env_usize("TWEED_CHURN_CONTAINERS", 200);
     eprintln!("churn seed {seed} (TWEED_CHURN_SEED={seed} repeats the run's choices)");
     let start = Instant::now();
 
@@ -98,7 +89,12 @@ fn plugin_churn_with_kill_9_leaks_nothing() {
         .map(|guest| {
             let pod = TestNs::new("cref");
             let id = format!("ref-{}", if guest { "guest" } else { "plain" });
-            let result = model::call(&node, &conf, Op::Add, &id, &pod, guest, None, None)
+            let target = model::Target {
+                id: &id,
+                pod: &pod,
+                guest,
+            };
+            let result = model::call(&node, &conf, Op::Add, &target, None, None)
                 .expect_ok("ADD of a reference pod");
             let ip = bare(&result_ip(&result, true));
             (pod, guest, id, ip)
@@ -141,7 +137,7 @@ fn plugin_churn_with_kill_9_leaks_nothing() {
     let pod_names = &pod_names;
     std::thread::scope(|s| {
         s.spawn(|| {
-            let mut auditor = Auditor::new(&node.ns.name, &pod_names, state_dir.join("guests"));
+            let mut auditor = Auditor::new(&node.ns.name, pod_names, state_dir.join("guests"));
             while !stop_audit.load(Ordering::SeqCst) {
                 let found = auditor.pass();
                 audit_passes.fetch_add(1, Ordering::SeqCst);
@@ -177,7 +173,12 @@ fn plugin_churn_with_kill_9_leaks_nothing() {
                             .then(|| durations.mean(op, guest).mul_f64(rng.f64()));
                         let pod_guard = slots[i].pod.lock().unwrap();
                         let pod = pod_guard.as_ref().expect("pods live through the churn");
-                        let out = model::call(node, conf, op, &id, pod, guest, prev.as_ref(), kill);
+                        let target = model::Target {
+                            id: &id,
+                            pod,
+                            guest,
+                        };
+                        let out = model::call(node, conf, op, &target, prev.as_ref(), kill);
                         drop(pod_guard);
                         if !out.killed {
                             durations.record(op, guest, out.elapsed);
@@ -229,7 +230,7 @@ fn plugin_churn_with_kill_9_leaks_nothing() {
 
     // The runtime settles: keeps half of what it believes in, DELs or
     // forgets the rest.
-    let mut rng = fastrand::Rng::with_seed(seed ^ 0x5e77_1e);
+    let mut rng = fastrand::Rng::with_seed(seed ^ 0x005e_771e);
     let mut valid: Vec<Valid> = references
         .iter()
         .map(|(pod, guest, id, ip)| Valid {
@@ -263,16 +264,12 @@ fn plugin_churn_with_kill_9_leaks_nothing() {
         };
         if rng.bool() {
             let pod = slot.pod.lock().unwrap();
-            let out = model::call(
-                &node,
-                &conf,
-                Op::Del,
-                &id,
-                pod.as_ref().unwrap(),
-                slot.guest,
-                prev.as_ref(),
-                None,
-            );
+            let target = model::Target {
+                id: &id,
+                pod: pod.as_ref().unwrap(),
+                guest: slot.guest,
+            };
+            let out = model::call(&node, &conf, Op::Del, &target, prev.as_ref(), None);
             if !out.ok() {
                 tally.lock().unwrap().unexpected.push(format!(
                     "settling DEL of {id}: {} {}",

@@ -113,21 +113,6 @@ impl Bench {
         }
     }
 
-    /// The snapshot once it stops changing (link-local addresses of the
-    /// other pod finish duplicate address detection).
-    fn settled(&self) -> String {
-        let mut last = self.snapshot();
-        for _ in 0..40 {
-            std::thread::sleep(std::time::Duration::from_millis(500));
-            let now = self.snapshot();
-            if now == last && !now.contains(" tentative") {
-                return now;
-            }
-            last = now;
-        }
-        panic!("the node and pods never settled:\n{last}");
-    }
-
     /// ADD killed at step `k`; asserts it died of the signal.
     fn killed_add(&self, k: usize, what: &str) {
         self.killed("ADD", &self.conf, k, what);
@@ -207,7 +192,7 @@ fn traced_steps(bench: &Bench, min: usize, must_pass: &[&str]) -> Vec<String> {
 
 /// Every step killed, each followed by every recovery.
 fn every_step(bench: &Bench, min: usize, must_pass: &[&str], with_gc: bool) {
-    let before = bench.settled();
+    let before = common::state::settled(|| bench.snapshot());
     let steps = traced_steps(bench, min, must_pass);
     let after_trace = bench.snapshot_like(&before);
     assert_same_state(&before, &after_trace, "the traced ADD and its DEL");
@@ -299,7 +284,7 @@ fn on_the_network(pod: &TestNs) -> bool {
 #[test]
 fn del_killed_at_every_step_never_frees_an_address_still_in_use() {
     let bench = Bench::new("kdel", 143, false);
-    let before = bench.settled();
+    let before = common::state::settled(|| bench.snapshot());
     let trace = bench.node.dir.path().join("trace-DEL");
     let result = bench
         .run("ADD", &bench.conf, &[])

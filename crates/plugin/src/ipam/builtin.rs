@@ -152,14 +152,16 @@ pub fn held(
     guard.find_by_id(container_id, ifname).map_err(errors::ipam)
 }
 
-/// Releases every reservation not in `valid`; returns the released
-/// addresses with the attachment (container ID, ifname) each was held by,
-/// where the file names one.
+/// An address GC released, with the attachment (container ID, ifname)
+/// that held it, where its file names one.
+pub type Released = (IpAddr, Option<(String, String)>);
+
+/// Releases every reservation not in `valid`.
 pub fn gc(
     data_dir: &Path,
     network: &str,
     valid: &[(String, String)],
-) -> Result<Vec<(IpAddr, Option<(String, String)>)>, CniError> {
+) -> Result<Vec<Released>, CniError> {
     if !data_dir.join(network).is_dir() {
         return Ok(Vec::new());
     }

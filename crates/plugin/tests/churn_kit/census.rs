@@ -75,10 +75,10 @@ pub fn pod_fingerprint(ns: &str, ip: Option<&str>, id: Option<&str>) -> String {
             first = false;
             words.push(masked);
             // The word after these names a per-namespace counter or name.
-            if matches!(w, "index" | "link-netnsid" | "link-netns" | "ref" | "bind") {
-                if iter.next().is_some() {
-                    words.push("<n>".into());
-                }
+            if matches!(w, "index" | "link-netnsid" | "link-netns" | "ref" | "bind")
+                && iter.next().is_some()
+            {
+                words.push("<n>".into());
             }
         }
         out.push_str(&words.join(" ").replace(ns, "<pod>"));

@@ -131,16 +131,21 @@ pub fn cni_args(guest: bool) -> &'static str {
     }
 }
 
-/// Runs `op` for the attachment `id` of `pod` on `node`, killed after
-/// `kill` when given. `prev` is the cached ADD result (CHECK needs it;
-/// DEL passes it when the runtime has it, as libcni does).
+/// The attachment a call is for.
+pub struct Target<'a> {
+    pub id: &'a str,
+    pub pod: &'a TestNs,
+    pub guest: bool,
+}
+
+/// Runs `op` for `target` on `node`, killed after `kill` when given.
+/// `prev` is the cached ADD result (CHECK needs it; DEL passes it when
+/// the runtime has it, as libcni does).
 pub fn call(
     node: &Node,
     conf: &Value,
     op: Op,
-    id: &str,
-    pod: &TestNs,
-    guest: bool,
+    target: &Target,
     prev: Option<&Value>,
     kill: Option<Duration>,
 ) -> CniOutput {
@@ -150,8 +155,8 @@ pub fn call(
     }
     let mut c = node
         .call(op.command(), &conf)
-        .container(id, &pod.path(), "eth0")
-        .env("CNI_ARGS", cni_args(guest));
+        .container(target.id, &target.pod.path(), "eth0")
+        .env("CNI_ARGS", cni_args(target.guest));
     if let Some(after) = kill {
         c = c.kill_after(after);
     }

@@ -46,7 +46,12 @@ const NETWORK: &str = "churn";
 /// Not used by any other plugin test: the tests share the machine.
 const SUBNET: &str = "10.244.140.0/24";
 const WORKERS: usize = 8;
-const KILL_PERCENT: u32 = 10;
+/// The share of calls a kill is aimed at. The moment is drawn over the
+/// call's mean duration, so about a third of the aimed kills come after
+/// the call has finished: some 10 % of the processes die.
+const KILL_AIM_PERCENT: u32 = 15;
+/// The share of calls that must have died, or the run proved too little.
+const KILLED_AT_LEAST_PERCENT: usize = 7;
 
 /// Calls by (call, outcome), kills, and whatever went wrong.
 #[derive(Default)]
@@ -169,7 +174,7 @@ fn plugin_churn_with_kill_9_leaks_nothing() {
                             Belief::Present { id, result } => (id.clone(), Some(result.clone())),
                             Belief::Dirty { id } => (id.clone(), None),
                         };
-                        let kill = (rng.u32(0..100) < KILL_PERCENT)
+                        let kill = (rng.u32(0..100) < KILL_AIM_PERCENT)
                             .then(|| durations.mean(op, guest).mul_f64(rng.f64()));
                         let pod_guard = slots[i].pod.lock().unwrap();
                         let pod = pod_guard.as_ref().expect("pods live through the churn");
@@ -431,7 +436,7 @@ fn plugin_churn_with_kill_9_leaks_nothing() {
     assert_eq!(leaks.total(), 0, "{}:\n{:#?}", leaks.summary(), leaks);
     // A run in which the kills missed would prove nothing.
     assert!(
-        t.kills_landed * 100 >= total_calls * KILL_PERCENT as usize / 2,
+        t.kills_landed * 100 >= total_calls * KILLED_AT_LEAST_PERCENT,
         "only {} of {total_calls} calls were killed",
         t.kills_landed
     );

@@ -37,7 +37,7 @@ use churn_kit::audit::Auditor;
 use churn_kit::census::{self, Leaks};
 use churn_kit::model::{self, Belief, Durations, Op, Slot, SlotState};
 use common::{Node, bare, result_ip};
-use serde_json::json;
+use serde_json::{Value, json};
 use tweed_plugin::names;
 use tweed_testkit::TestNs;
 use tweed_testkit::stats::env_usize;
@@ -69,6 +69,17 @@ struct Valid {
     ip: String,
     guest: bool,
     pod: String,
+    /// Its ADD's result, for CHECK.
+    result: Value,
+}
+
+/// A pod of each kind with one clean attachment, never churned.
+struct Reference {
+    pod: TestNs,
+    guest: bool,
+    id: String,
+    ip: String,
+    result: Value,
 }
 
 #[test]
@@ -89,7 +100,7 @@ fn plugin_churn_with_kill_9_leaks_nothing() {
     // Reference pods: one clean attachment of each kind that the churn
     // never touches (it must come through GC as it was), and a bare pod.
     let bare_pod = TestNs::new("cbare");
-    let references: Vec<(TestNs, bool, String, String)> = [false, true]
+    let references: Vec<Reference> = [false, true]
         .into_iter()
         .map(|guest| {
             let pod = TestNs::new("cref");
@@ -102,12 +113,18 @@ fn plugin_churn_with_kill_9_leaks_nothing() {
             let result = model::call(&node, &conf, Op::Add, &target, None, None)
                 .expect_ok("ADD of a reference pod");
             let ip = bare(&result_ip(&result, true));
-            (pod, guest, id, ip)
+            Reference {
+                pod,
+                guest,
+                id,
+                ip,
+                result,
+            }
         })
         .collect();
     let fingerprint_of = |guest: bool| {
-        let (pod, _, id, ip) = &references[usize::from(guest)];
-        census::pod_fingerprint(&pod.name, Some(ip), Some(id))
+        let r = &references[usize::from(guest)];
+        census::pod_fingerprint(&r.pod.name, Some(&r.ip), Some(&r.id))
     };
     let reference_prints = [fingerprint_of(false), fingerprint_of(true)];
     let bare_print = census::pod_fingerprint(&bare_pod.name, None, None);
@@ -128,7 +145,7 @@ fn plugin_churn_with_kill_9_leaks_nothing() {
             let name = s.pod.lock().unwrap().as_ref().unwrap().name.clone();
             (name, s.guest)
         })
-        .chain(references.iter().map(|(p, g, ..)| (p.name.clone(), *g)))
+        .chain(references.iter().map(|r| (r.pod.name.clone(), r.guest)))
         .collect();
 
     // The churn, with the auditor alongside.
@@ -238,12 +255,13 @@ fn plugin_churn_with_kill_9_leaks_nothing() {
     let mut rng = fastrand::Rng::with_seed(seed ^ 0x005e_771e);
     let mut valid: Vec<Valid> = references
         .iter()
-        .map(|(pod, guest, id, ip)| Valid {
+        .map(|r| Valid {
             slot: None,
-            id: id.clone(),
-            ip: ip.clone(),
-            guest: *guest,
-            pod: pod.name.clone(),
+            id: r.id.clone(),
+            ip: r.ip.clone(),
+            guest: r.guest,
+            pod: r.pod.name.clone(),
+            result: r.result.clone(),
         })
         .collect();
     let (mut deleted, mut forgotten, mut forgotten_kept) = (0, 0, 0);
@@ -260,6 +278,7 @@ fn plugin_churn_with_kill_9_leaks_nothing() {
                         ip: bare(&result_ip(result, true)),
                         guest: slot.guest,
                         pod: pod_name,
+                        result: result.clone(),
                     });
                     continue;
                 }
@@ -377,25 +396,13 @@ fn plugin_churn_with_kill_9_leaks_nothing() {
 
     // The valid attachments still work as ADD left them.
     for v in &valid {
-        let (pod, result) = match v.slot {
-            None => {
-                let r = &references[usize::from(v.guest)];
-                (&r.0.name, None)
-            }
-            Some(i) => match &slots[i].state.lock().unwrap().belief {
-                Belief::Present { result, .. } => (&pod_names[i].0, Some(result.clone())),
-                other => panic!("slot {i} valid but {other:?}"),
-            },
-        };
-        if let Some(result) = result {
-            let mut c = conf.clone();
-            c["prevResult"] = result;
-            node.call("CHECK", &c)
-                .container(&v.id, &format!("/run/netns/{pod}"), "eth0")
-                .env("CNI_ARGS", model::cni_args(v.guest))
-                .run()
-                .expect_ok(&format!("CHECK of {} after GC", v.id));
-        }
+        let mut c = conf.clone();
+        c["prevResult"] = v.result.clone();
+        node.call("CHECK", &c)
+            .container(&v.id, &format!("/run/netns/{}", v.pod), "eth0")
+            .env("CNI_ARGS", model::cni_args(v.guest))
+            .run()
+            .expect_ok(&format!("CHECK of {} after GC", v.id));
     }
 
     let t = tally.into_inner().unwrap();

@@ -114,6 +114,17 @@ fn actual(lab: &TestLab, node: &str) -> Overlay {
     out
 }
 
+/// The lab's nodes that have not left.
+fn staying(lab: &TestLab, left: &[String]) -> Vec<String> {
+    lab.lab()
+        .state
+        .nodes
+        .iter()
+        .map(|n| n.name.clone())
+        .filter(|n| !left.contains(n))
+        .collect()
+}
+
 fn agent_pid(lab: &TestLab, node: &str) -> Option<i32> {
     lab.lab().state.node(node).and_then(|n| n.agent_pid)
 }
@@ -155,14 +166,7 @@ fn agents_killed_with_sigkill_while_nodes_and_pods_churn_converge_exactly() {
     let mut next_pod = 0;
     let mut events: BTreeMap<&str, usize> = BTreeMap::new();
     for round in 0..rounds {
-        let staying: Vec<String> = lab
-            .lab()
-            .state
-            .nodes
-            .iter()
-            .map(|n| n.name.clone())
-            .filter(|n| !left.contains(n))
-            .collect();
+        let staying = staying(&lab, &left);
         let victim = staying[rng.usize(..staying.len())].clone();
         let pid = agent_pid(&lab, &victim).expect("a running agent");
         sigkill(pid);
@@ -234,14 +238,7 @@ fn agents_killed_with_sigkill_while_nodes_and_pods_churn_converge_exactly() {
     lab.lab()
         .wait_converged()
         .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
-    let staying: Vec<String> = lab
-        .lab()
-        .state
-        .nodes
-        .iter()
-        .map(|n| n.name.clone())
-        .filter(|n| !left.contains(n))
-        .collect();
+    let staying = staying(&lab, &left);
     let mut mismatches = Vec::new();
     for node in &staying {
         let want = expected(&lab, node);

@@ -152,7 +152,46 @@ pub enum RecordError {
 pub fn path(state_dir: &Path, container_id: &str, ifname: &str) -> PathBuf {
     state_dir
         .join("guests")
-        .join(format!("{container_id}-{ifname}.json"))
+        .join(file_name(container_id, ifname))
+}
+
+/// `<container_id>-<ifname>.json`, the record's file name.
+pub fn file_name(container_id: &str, ifname: &str) -> String {
+    format!("{container_id}-{ifname}.json")
+}
+
+/// The temporary file [`GuestRecord::write`] renames into place:
+/// `.<record file>.<pid>.tmp`.
+fn temp_name(record_file: &str) -> String {
+    format!(".{record_file}.{}.tmp", std::process::id())
+}
+
+/// The record file a temporary file of [`GuestRecord::write`] was for,
+/// and the writer's pid.
+fn temp_of(name: &str) -> Option<(&str, u32)> {
+    let (record, pid) = name
+        .strip_prefix('.')?
+        .strip_suffix(".tmp")?
+        .rsplit_once('.')?;
+    Some((record, pid.parse().ok()?))
+}
+
+/// Temporary files whose writer is no longer running — killed before its
+/// rename — with the record file each was for (for GC). A writer still
+/// running (another network's ADD, say) keeps its file.
+pub fn temps(state_dir: &Path) -> Vec<(PathBuf, String)> {
+    let Ok(entries) = fs::read_dir(state_dir.join("guests")) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let (record, pid) = temp_of(&name)?;
+            let running = Path::new("/proc").join(pid.to_string()).exists();
+            (!running).then(|| (e.path(), record.to_string()))
+        })
+        .collect()
 }
 
 impl GuestRecord {
@@ -213,14 +252,7 @@ impl GuestRecord {
         };
         let dir = target.parent().expect("record path has a parent");
         fs::create_dir_all(dir).map_err(io_err(dir))?;
-        let tmp = dir.join(format!(
-            ".{}.{}.tmp",
-            target
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or("record"),
-            std::process::id()
-        ));
+        let tmp = dir.join(temp_name(&file_name(&self.container_id, &self.ifname)));
         let body = serde_json::to_vec_pretty(self).expect("a record always serializes");
         let result = (|| {
             let mut f = fs::File::create(&tmp)?;
@@ -278,8 +310,15 @@ impl GuestRecord {
         Ok(record)
     }
 
-    /// Removes the record; a missing one is fine.
+    /// Removes the record, and any temporary file of it a writer killed
+    /// mid-write left; a missing one is fine.
     pub fn remove(state_dir: &Path, container_id: &str, ifname: &str) -> Result<(), RecordError> {
+        let record_file = file_name(container_id, ifname);
+        for (tmp, of) in temps(state_dir) {
+            if of == record_file {
+                let _ = fs::remove_file(tmp);
+            }
+        }
         let p = path(state_dir, container_id, ifname);
         match fs::remove_file(&p) {
             Ok(()) => Ok(()),
@@ -309,6 +348,20 @@ pub fn list(state_dir: &Path) -> Vec<(PathBuf, Option<GuestRecord>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn temporary_files_name_their_record() {
+        let rec = file_name("c-1", "eth0");
+        let own = temp_name(&rec);
+        assert_eq!(temp_of(&own), Some(("c-1-eth0.json", std::process::id())));
+        assert_eq!(
+            temp_of(".c-1-eth0.json.12.tmp"),
+            Some(("c-1-eth0.json", 12))
+        );
+        assert_eq!(temp_of("c-1-eth0.json"), None);
+        assert_eq!(temp_of(".c-1-eth0.json.tmp"), None);
+        assert_eq!(temp_of(".x.12a.tmp"), None);
+    }
 
     fn sample() -> GuestRecord {
         GuestRecord {

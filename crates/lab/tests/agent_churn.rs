@@ -262,6 +262,20 @@ fn churn(tag: &str, store: &str) {
         "one lease per node, none left by nodes that left: {:?}",
         leases.iter().map(|l| &l.key).collect::<Vec<_>>()
     );
+    if store == "file" {
+        // Temporary files of lease writes a kill cut short.
+        let dir = lab.lab().state.dir().join("store");
+        for d in [dir.clone(), dir.join("subnets")] {
+            for e in std::fs::read_dir(&d).unwrap().flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                assert!(
+                    !name.starts_with('.'),
+                    "{} left over in the store",
+                    e.path().display()
+                );
+            }
+        }
+    }
     let settled = wait_for(30, || mismatches(&lab).is_empty());
     assert!(
         settled,

@@ -6,7 +6,10 @@
 //! (ADD rolls back, DEL carries on and reports it). With
 //! `TWEED_FAULT_TRACE=<file>` every step's name is appended to the file,
 //! one per line, so a test learns how many steps a call passes and can fail
-//! each in turn (`crates/plugin/tests/fault_injection.rs`).
+//! each in turn (`crates/plugin/tests/fault_injection.rs`). With
+//! `TWEED_FAULT_KILL_AT=<k>` the process SIGKILLs itself at the k-th step
+//! instead — a kill -9 at an exact point, with no unwinding and no
+//! rollback (`crates/plugin/tests/kill_at_step.rs`).
 //!
 //! Only debug builds have it (`cfg(debug_assertions)`): the tests run the
 //! binary Cargo builds for them in the dev profile, so they need no extra
@@ -23,6 +26,8 @@ use tweed_cni::error::CniError;
 
 /// The step (counted from 1, over the whole call) that fails.
 pub const AT_ENV: &str = "TWEED_FAULT_AT";
+/// The step (counted from 1) at which the process kills itself.
+pub const KILL_AT_ENV: &str = "TWEED_FAULT_KILL_AT";
 /// A file each step's name is appended to.
 pub const TRACE_ENV: &str = "TWEED_FAULT_TRACE";
 /// The code of an injected failure: in the plugin's own range but apart
@@ -55,17 +60,21 @@ mod injector {
 
     struct Settings {
         at: Option<usize>,
+        kill_at: Option<usize>,
         trace: Option<PathBuf>,
     }
 
     fn settings() -> &'static Settings {
         static SETTINGS: OnceLock<Settings> = OnceLock::new();
         SETTINGS.get_or_init(|| Settings {
-            at: std::env::var(super::AT_ENV)
-                .ok()
-                .and_then(|v| v.trim().parse().ok()),
+            at: number(super::AT_ENV),
+            kill_at: number(super::KILL_AT_ENV),
             trace: std::env::var_os(super::TRACE_ENV).map(PathBuf::from),
         })
+    }
+
+    fn number(var: &str) -> Option<usize> {
+        std::env::var(var).ok().and_then(|v| v.trim().parse().ok())
     }
 
     /// Steps passed so far in this process (one process is one CNI call).
@@ -85,6 +94,11 @@ mod injector {
             {
                 let _ = writeln!(f, "{name}");
             }
+        }
+        if s.kill_at == Some(n) {
+            // As the OOM killer or a power cut would: nothing after this
+            // runs, no destructor, no rollback. The trace line is written.
+            let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
         }
         if s.at == Some(n) {
             return Err(CniError::custom(

@@ -16,6 +16,22 @@ pub const ALIAS_PREFIX: &str = "tweed/";
 /// ADDed again, and ADD may then remove it at once.
 pub const DELETING_PREFIX: &str = "tweed-deleting/";
 
+/// Prefix of the name a guest's tap has between its creation and its
+/// labelling (see [`guest_tap_pending`]).
+pub const GUEST_TAP_PENDING_PREFIX: &str = "twg";
+
+/// The name a guest attachment's tap is created under, in the pod
+/// namespace: `twg` + 12 hex digits derived from the attachment. The
+/// kernel takes no alias when a tap is made (that is an ioctl), so a
+/// process killed before labelling it would leave a tap nobody could
+/// tell was tweed's; under this name it is the attachment's by
+/// construction, and DEL removes it whatever its label. The tap gets its
+/// final name once labelled.
+pub fn guest_tap_pending(container_id: &str, ifname: &str) -> String {
+    let h = fnv1a64(&[container_id.as_bytes(), ifname.as_bytes()]);
+    format!("{GUEST_TAP_PENDING_PREFIX}{:012x}", h & 0xffff_ffff_ffff)
+}
+
 /// The host-side veth name for an attachment: `tw` + 12 hex digits.
 pub fn host_veth(network: &str, container_id: &str, ifname: &str) -> String {
     let h = fnv1a64(&[
@@ -36,6 +52,15 @@ pub fn alias(network: &str, container_id: &str, ifname: &str) -> String {
 /// The alias a host veth gets when DEL hands it to the detached deleter.
 pub fn deleting_alias(network: &str, container_id: &str, ifname: &str) -> String {
     format!("{DELETING_PREFIX}{network}/{container_id}/{ifname}")
+}
+
+/// True for the alias DEL gives a host veth of `network` on its way out
+/// ([`deleting_alias`]).
+pub fn is_deleting_alias(alias: &str, network: &str) -> bool {
+    alias
+        .strip_prefix(DELETING_PREFIX)
+        .and_then(|rest| rest.strip_prefix(network))
+        .is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// The (container ID, ifname) of a tweed alias on `network`, if it is one.
@@ -109,5 +134,14 @@ mod tests {
             parse_alias(&deleting_alias("podnet", "ctr-1", "eth0"), "podnet"),
             None
         );
+        assert!(is_deleting_alias(
+            &deleting_alias("podnet", "ctr-1", "eth0"),
+            "podnet"
+        ));
+        assert!(!is_deleting_alias(
+            &deleting_alias("podnet", "ctr-1", "eth0"),
+            "pod"
+        ));
+        assert!(!is_deleting_alias(&a, "podnet"));
     }
 }

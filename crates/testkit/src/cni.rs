@@ -32,6 +32,9 @@ pub struct CniCall {
     pub stdin: Vec<u8>,
     /// Named namespace the plugin process runs in (the "node"), if any.
     pub node_netns: Option<String>,
+    /// Kill the plugin with SIGKILL this long after it was started, if it
+    /// is still running then ([`CniCall::kill_after`]).
+    pub kill_after: Option<Duration>,
 }
 
 /// What came back.
@@ -43,6 +46,9 @@ pub struct CniOutput {
     pub elapsed: Duration,
     /// Peak resident set size of the plugin process, in KiB.
     pub max_rss_kib: u64,
+    /// True when the process died of the SIGKILL that
+    /// [`CniCall::kill_after`] asked for (false when it finished first).
+    pub killed: bool,
 }
 
 impl CniOutput {
@@ -98,7 +104,18 @@ impl CniCall {
             env: vec![("CNI_COMMAND".into(), command.into())],
             stdin: Vec::new(),
             node_netns: None,
+            kill_after: None,
         }
+    }
+
+    /// SIGKILLs the plugin `after` its start if it is still running, as a
+    /// node losing power or the OOM killer would; [`CniOutput::killed`]
+    /// tells whether it died so. The signal goes to the plugin's own pid,
+    /// and only while that pid is still ours (not yet reaped), so it can
+    /// never hit another process.
+    pub fn kill_after(mut self, after: Duration) -> CniCall {
+        self.kill_after = Some(after);
+        self
     }
 
     pub fn env(mut self, k: &str, v: &str) -> CniCall {
@@ -173,6 +190,7 @@ impl CniCall {
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {}: {e}", self.plugin.display()));
         let pid = child.id() as libc::pid_t;
+        let killer = self.kill_after.map(|after| Killer::start(pid, after));
         {
             let mut stdin = child.stdin.take().expect("stdin");
             // A plugin may exit before reading (VERSION); ignore EPIPE.
@@ -188,6 +206,7 @@ impl CniCall {
             s
         });
         let _ = out_pipe.read_to_string(&mut stdout);
+        let kill_sent = killer.is_some_and(|k| k.stop_after_exit(pid));
         // wait4 instead of Child::wait: it also reports the peak RSS.
         let mut status = 0;
         // SAFETY: rusage is plain data that wait4 fills in.
@@ -209,6 +228,73 @@ impl CniCall {
             stderr,
             elapsed,
             max_rss_kib: usage.ru_maxrss as u64,
+            killed: kill_sent
+                && libc::WIFSIGNALED(status)
+                && libc::WTERMSIG(status) == libc::SIGKILL,
         }
+    }
+}
+
+/// The thread that SIGKILLs a plugin at a set moment unless told first
+/// that the plugin has exited.
+struct Killer {
+    /// (the plugin has exited, the signal was sent), with its wake-up.
+    state: std::sync::Arc<(std::sync::Mutex<(bool, bool)>, std::sync::Condvar)>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Killer {
+    fn start(pid: libc::pid_t, after: Duration) -> Killer {
+        let state = std::sync::Arc::new((
+            std::sync::Mutex::new((false, false)),
+            std::sync::Condvar::new(),
+        ));
+        let shared = state.clone();
+        let thread = std::thread::spawn(move || {
+            let (lock, wake) = &*shared;
+            let deadline = Instant::now() + after;
+            let mut s = lock.lock().expect("killer lock");
+            while !s.0 {
+                let now = Instant::now();
+                if now >= deadline {
+                    // SAFETY: kill(2) on our child, which has not been
+                    // reaped (the parent reaps only after setting the
+                    // flag checked above under this lock), so the pid
+                    // cannot have been reused.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                    s.1 = true;
+                    return;
+                }
+                s = wake.wait_timeout(s, deadline - now).expect("killer wait").0;
+            }
+        });
+        Killer { state, thread }
+    }
+
+    /// Waits (without reaping) until `pid` has exited, stops the killer
+    /// and says whether it sent the signal.
+    fn stop_after_exit(self, pid: libc::pid_t) -> bool {
+        // SAFETY: siginfo_t is plain data that waitid fills in.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: waits for our own child; WNOWAIT leaves it unreaped, so
+        // the killer's pid stays valid until it is told to stop.
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        assert_eq!(r, 0, "waitid: {}", std::io::Error::last_os_error());
+        let (lock, wake) = &*self.state;
+        let sent = {
+            let mut s = lock.lock().expect("killer lock");
+            s.0 = true;
+            s.1
+        };
+        wake.notify_all();
+        self.thread.join().expect("killer thread");
+        sent
     }
 }

@@ -50,7 +50,14 @@ impl FileStore {
         let root = root.into();
         let subnets = root.join("subnets");
         fs::create_dir_all(&subnets).map_err(|e| unavailable("creating", &subnets, e))?;
-        Ok(FileStore { root })
+        let store = FileStore { root };
+        // What agents killed mid-write left (an agent restarting after a
+        // kill -9 is when there is most likely one).
+        if let Ok(_lock) = store.lock() {
+            remove_stale_temps(&store.subnets());
+            remove_stale_temps(&store.root);
+        }
+        Ok(store)
     }
 
     /// Parses `file:///dir`.
@@ -133,7 +140,10 @@ impl FileStore {
             expires: lease.expires.map(epoch_secs).unwrap_or(u64::MAX),
         };
         let bytes = serde_json::to_vec(&record).expect("lease record serialises");
-        write_atomic(&self.subnets().join(lease.key.to_string()), &bytes)
+        write_atomic(&self.subnets().join(lease.key.to_string()), &bytes)?;
+        // Called with the writers' lock held: no other write is under way.
+        remove_stale_temps(&self.subnets());
+        Ok(())
     }
 
     /// Hands every unexpired lease on disk to `f`, one at a time, under
@@ -230,6 +240,27 @@ fn parse(key: &LeaseKey, bytes: &[u8]) -> Result<Lease, StoreError> {
     })
 }
 
+/// `.<name>.<pid>`: the temporary file [`write_atomic`] renames into place.
+fn is_temp_name(name: &str) -> bool {
+    name.strip_prefix('.')
+        .and_then(|rest| rest.rsplit_once('.'))
+        .is_some_and(|(_, pid)| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Removes the temporary files of writers that died between creating and
+/// renaming them (kill -9, a power cut). Only with the writers' lock held:
+/// then no write is under way and every one there is stale.
+fn remove_stale_temps(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_name().to_str().is_some_and(is_temp_name) {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+}
+
 /// Writes through a hidden temporary file and a rename, so readers never
 /// see half a record.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
@@ -305,6 +336,29 @@ mod tests {
             },
             expires: None,
         }
+    }
+
+    #[test]
+    fn stale_temporary_files_are_removed_on_open_and_write() {
+        assert!(is_temp_name(".10.244.1.0-24.17722"));
+        assert!(is_temp_name(".revision.5"));
+        assert!(!is_temp_name("10.244.1.0-24"));
+        assert!(!is_temp_name(".hidden"));
+        assert!(!is_temp_name(".x.12a"));
+        let dir = tempfile::tempdir().unwrap();
+        let s = FileStore::open(dir.path()).unwrap();
+        let stale = s.subnets().join(".10.244.1.0-24.4242");
+        std::fs::write(&stale, b"{").unwrap();
+        std::fs::write(dir.path().join(".revision.4242"), b"1").unwrap();
+        let other = s.subnets().join(".keep");
+        std::fs::write(&other, b"").unwrap();
+        FileStore::open(dir.path()).unwrap();
+        assert!(!stale.exists());
+        assert!(!dir.path().join(".revision.4242").exists());
+        assert!(other.exists(), "not a temporary file of the store's");
+        std::fs::write(&stale, b"{").unwrap();
+        s.write(&lease("10.244.2.0-24", "b")).unwrap();
+        assert!(!stale.exists());
     }
 
     #[tokio::test]

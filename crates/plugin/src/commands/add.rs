@@ -102,17 +102,11 @@ pub fn run(call: &mut Call) -> Result<Value, CniError> {
 
     // Refused before anything is reserved: the interface may be a live
     // attachment's (a runtime repeating its ADD), which must stay as it is.
-    // Only this very attachment's pair on its way out (DEL marked it and
-    // left the kernel's slow unregistration to a detached helper) is
-    // finished here, and then the interface is looked up again.
-    if pod_nl
-        .link_by_name(&ifname)
-        .map_err(errors::kernel)?
-        .is_some()
-    {
-        let leaving = names::host_veth(&network, &container_id, &ifname);
-        let deleting_alias = names::deleting_alias(&network, &container_id, &ifname);
-        let finished = veth::finish_pending_delete(&mut host, &leaving, &deleting_alias)?;
+    // Only a pair on its way out (a DEL of this network marked it and left
+    // the kernel's slow unregistration to a detached helper) is finished
+    // here, and then the interface is looked up again.
+    if let Some(existing) = pod_nl.link_by_name(&ifname).map_err(errors::kernel)? {
+        let finished = veth::finish_pending_delete(&mut host, &existing, &network)?;
         if !finished
             || pod_nl
                 .link_by_name(&ifname)

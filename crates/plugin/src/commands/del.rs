@@ -21,6 +21,34 @@ pub fn run(call: &mut Call) -> Result<(), CniError> {
     let network = conf.name();
     let (id, ifname) = (call.container_id(), call.ifname());
 
+    // The pod goes off the network before anything else, and above all
+    // before its address is released: a DEL killed after the release must
+    // not leave a pod answering on an address the next ADD hands out
+    // again (the pod's eth0 loses its carrier with the host end). The host
+    // end is found by name; a veth of that name without an alias is this
+    // attachment's too: an ADD killed between creating the pair and
+    // labelling it (the kernel takes no alias in the creating request).
+    let mut host = Netlink::new().map_err(errors::kernel)?;
+    let host_name = names::host_veth(network, id, ifname);
+    let alias = names::alias(network, id, ifname);
+    let host_link = host
+        .link_by_name(&host_name)
+        .map_err(errors::kernel)?
+        .filter(|link| {
+            link.kind.as_deref() == Some("veth")
+                && (link.alias.as_deref() == Some(alias.as_str()) || link.alias.is_none())
+        });
+    let down = match &host_link {
+        Some(link) if link.up => faults::step("del.host-veth-down").and_then(|()| {
+            match host.set_link_up(link.index, false) {
+                Ok(()) => Ok(()),
+                Err(e) if e.is_not_found() => Ok(()),
+                Err(e) => Err(errors::kernel(e)),
+            }
+        }),
+        _ => Ok(()),
+    };
+
     // A guest attachment: its record says what was made and whether tweed
     // was chained after another plugin (then the guest is all there is to
     // remove here).
@@ -72,33 +100,29 @@ pub fn run(call: &mut Call) -> Result<(), CniError> {
     // must not keep the address reserved. A failing release is reported
     // only after the interface is gone too, so one retry finishes the job.
     let known = addresses_in_prev_result(call);
-    let released = faults::step("del.release").and_then(|()| match &conf.ipam {
-        IpamPlan::Builtin(ipam) => {
-            builtin::release(&builtin::data_dir(ipam), network, id, ifname, &known)
-                .map(|ips| call.record.ips = ips.iter().map(|ip| ip.to_string()).collect())
-        }
-        IpamPlan::Delegate(plugin) => {
-            delegate::run(plugin, &call.env.path, "DEL", call.stdin).map(|_| ())
-        }
-        IpamPlan::SegmentBlock { data_dir } => {
-            builtin::release(data_dir, network, id, ifname, &known)
-                .map(|ips| call.record.ips = ips.iter().map(|ip| ip.to_string()).collect())
-        }
-    });
+    // Not while the pod may still be on the network (a retried DEL
+    // releases it).
+    let released = down
+        .clone()
+        .and_then(|()| faults::step("del.release"))
+        .and_then(|()| match &conf.ipam {
+            IpamPlan::Builtin(ipam) => {
+                builtin::release(&builtin::data_dir(ipam), network, id, ifname, &known)
+                    .map(|ips| call.record.ips = ips.iter().map(|ip| ip.to_string()).collect())
+            }
+            IpamPlan::Delegate(plugin) => {
+                delegate::run(plugin, &call.env.path, "DEL", call.stdin).map(|_| ())
+            }
+            IpamPlan::SegmentBlock { data_dir } => {
+                builtin::release(data_dir, network, id, ifname, &known)
+                    .map(|ips| call.record.ips = ips.iter().map(|ip| ip.to_string()).collect())
+            }
+        });
 
-    // The host end is found by name; the pod end goes with it. If the pod
-    // namespace is already gone, the kernel removed both. A veth of that
-    // name without an alias is this attachment's too: an ADD killed
-    // between creating the pair and labelling it (the kernel takes no
-    // alias in the creating request).
+    // The pair goes with its host end; if the pod namespace is already
+    // gone, the kernel removed both.
     faults::step("del.host-veth")?;
-    let mut host = Netlink::new().map_err(errors::kernel)?;
-    let host_name = names::host_veth(network, id, ifname);
-    let alias = names::alias(network, id, ifname);
-    if let Some(link) = host.link_by_name(&host_name).map_err(errors::kernel)?
-        && link.kind.as_deref() == Some("veth")
-        && (link.alias.as_deref() == Some(alias.as_str()) || link.alias.is_none())
-    {
+    if let Some(link) = host_link {
         // Marked first, so an ADD of the same attachment that meets the
         // device before the kernel has finished removing it knows it may
         // take it down (a live attachment's device keeps its alias).

@@ -23,19 +23,15 @@ pub fn run(call: &mut Call) -> Result<(), CniError> {
         .map(|a| (a.container_id, a.ifname))
         .collect();
 
-    match &conf.ipam {
-        IpamPlan::Builtin(ipam) => {
-            let released = builtin::gc(&builtin::data_dir(ipam), conf.name(), &valid)?;
-            call.record.ips = released.iter().map(|ip| ip.to_string()).collect();
-        }
+    let released = match &conf.ipam {
+        IpamPlan::Builtin(ipam) => builtin::gc(&builtin::data_dir(ipam), conf.name(), &valid)?,
         IpamPlan::Delegate(plugin) => {
             delegate::run(plugin, &call.env.path, "GC", call.stdin)?;
+            Vec::new()
         }
-        IpamPlan::SegmentBlock { data_dir } => {
-            let released = builtin::gc(data_dir, conf.name(), &valid)?;
-            call.record.ips = released.iter().map(|ip| ip.to_string()).collect();
-        }
-    }
+        IpamPlan::SegmentBlock { data_dir } => builtin::gc(data_dir, conf.name(), &valid)?,
+    };
+    call.record.ips = released.iter().map(|(ip, _)| ip.to_string()).collect();
 
     // Guest records (and what they describe, where the pod namespace still
     // exists) of this network's vanished attachments.
@@ -66,17 +62,36 @@ pub fn run(call: &mut Call) -> Result<(), CniError> {
         }
     }
 
+    // Records an ADD killed while writing left half-written (never read:
+    // only complete records are renamed into place).
+    for (path, record_file) in tweed_guest::record::temps(&state_dir) {
+        if !valid
+            .iter()
+            .any(|(id, ifname)| record_file == tweed_guest::record::file_name(id, ifname))
+        {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
     let mut host = Netlink::new().map_err(errors::kernel)?;
+    // The host veth of a released attachment that never got its label (an
+    // ADD killed between creating the pair and labelling it): its name is
+    // derived from the attachment the reservation names.
+    for (id, ifname) in released.iter().filter_map(|(_, owner)| owner.as_ref()) {
+        let name = names::host_veth(conf.name(), id, ifname);
+        if let Ok(Some(link)) = host.link_by_name(&name)
+            && link.kind.as_deref() == Some("veth")
+            && link.alias.is_none()
+        {
+            let _ = host.delete_link(link.index);
+        }
+    }
     for link in host.links().map_err(errors::kernel)? {
         let Some(alias) = link.alias.as_deref() else {
             continue;
         };
         // A device whose detached deletion died half-way.
-        if alias
-            .strip_prefix(names::DELETING_PREFIX)
-            .and_then(|rest| rest.strip_prefix(conf.name()))
-            .is_some_and(|rest| rest.starts_with('/'))
-        {
+        if names::is_deleting_alias(alias, conf.name()) {
             let _ = host.delete_link(link.index);
             continue;
         }

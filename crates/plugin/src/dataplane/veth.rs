@@ -4,6 +4,8 @@ use tweed_cni::error::CniError;
 use tweed_netlink::{Link, LinkKind, MacAddr, NetNs, Netlink, NewLink, VethPeer};
 
 use crate::errors;
+use crate::faults;
+use crate::names;
 
 /// What to create.
 pub struct VethPlan<'a> {
@@ -36,11 +38,23 @@ pub fn create(nl: &mut Netlink, plan: &VethPlan) -> Result<Link, CniError> {
     spec.mtu = Some(plan.mtu);
     spec.master = Some(plan.bridge_index);
     spec.up = true;
-    spec.alias = Some(plan.alias.to_string());
-    spec.hairpin = Some(plan.hairpin);
     spec.queues = Some(1);
-    nl.create_link_and_get(&spec)
-        .map_err(|e| create_error(e, plan))
+    let mut link = nl
+        .create_link_and_get(&spec)
+        .map_err(|e| create_error(e, plan))?;
+    // The kernel takes no alias (and no bridge-port flag) in the creating
+    // request: until this second one the pair is unlabelled, which DEL
+    // and GC allow for (the host name is derived from the attachment).
+    let labelled = faults::step("add.veth-label").and_then(|()| {
+        nl.set_alias_and_hairpin(link.index, Some(plan.alias), Some(plan.hairpin))
+            .map_err(errors::kernel)
+    });
+    if let Err(e) = labelled {
+        delete_created(nl, link.index);
+        return Err(e);
+    }
+    link.alias = Some(plan.alias.to_string());
+    Ok(link)
 }
 
 fn create_error(e: tweed_netlink::NetlinkError, plan: &VethPlan) -> CniError {
@@ -86,17 +100,32 @@ pub fn create_replacing_leftover(nl: &mut Netlink, plan: &VethPlan) -> Result<Li
     }
 }
 
-/// Deletes, and waits for, the host veth `host_name` if it carries
-/// `deleting_alias` — the mark DEL of the same attachment left on a pair it
-/// handed to the detached deleter. `true` if there was one.
+/// Deletes, and waits for, the host end of the pod interface `pod_end` if
+/// a DEL of `network` marked it for the detached deleter (the pod end
+/// goes with it): a DEL that answered is done, even if the kernel has not
+/// finished yet, so the interface name is free for the next ADD — of this
+/// attachment or of another container in the same namespace. `true` if
+/// the host end was marked or is gone; a live attachment's (still
+/// carrying its normal alias) is never touched.
 pub fn finish_pending_delete(
     nl: &mut Netlink,
-    host_name: &str,
-    deleting_alias: &str,
+    pod_end: &Link,
+    network: &str,
 ) -> Result<bool, CniError> {
-    match nl.link_by_name(host_name).map_err(errors::kernel)? {
-        Some(old) if old.alias.as_deref() == Some(deleting_alias) => {
-            match nl.delete_link(old.index) {
+    let Some(peer) = pod_end.peer_index else {
+        return Ok(false);
+    };
+    match nl.link_by_index(peer).map_err(errors::kernel)? {
+        // The alias makes it tweed's, marked by DEL, whatever device the
+        // index names; it is on its way out in any case.
+        Some(host)
+            if host.kind.as_deref() == Some("veth")
+                && host
+                    .alias
+                    .as_deref()
+                    .is_some_and(|a| names::is_deleting_alias(a, network)) =>
+        {
+            match nl.delete_link(host.index) {
                 Ok(()) => Ok(true),
                 Err(e) if e.is_not_found() => Ok(true),
                 Err(e) => Err(errors::kernel(e)),

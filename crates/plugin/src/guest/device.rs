@@ -43,6 +43,9 @@ pub struct Target<'a> {
     /// frames the guest addresses to its gateway; see `localhost`).
     pub tap_mac: Option<MacAddr>,
     pub alias: &'a str,
+    /// The name a tap is created under until it is labelled
+    /// ([`crate::names::guest_tap_pending`]).
+    pub pending_name: &'a str,
 }
 
 /// Creates the device and joins it to the pod interface. On error nothing
@@ -74,27 +77,37 @@ fn create_error(e: tweed_netlink::NetlinkError, name: &str) -> CniError {
 }
 
 fn create_tap_device(nl: &mut Netlink, req: &GuestRequest, t: &Target) -> Result<Device, CniError> {
+    // Made under the attachment's pending name, labelled, and only then
+    // given its final name: at every moment a kill can strike, the tap is
+    // recognisably this attachment's (by name, or by label).
     let spec = TapSpec {
-        name: req.device.clone(),
+        name: t.pending_name.to_string(),
         vnet_hdr: req.vnet_hdr,
         owner: req.owner,
         group: req.group,
     };
     faults::step("tap.create")?;
-    t.ns.run(|| create_tap(&spec))
+    let make = || t.ns.run(|| create_tap(&spec)).map_err(errors::kernel);
+    match make()? {
+        // A leftover of this very attachment's ADD killed before it got
+        // its final name: ours to replace.
+        Err(e) if e.is_exists() => {
+            delete_by_name(nl, t.pending_name);
+            make()?.map_err(errors::kernel)?;
+        }
+        other => other.map_err(errors::kernel)?,
+    }
+    let tap = nl
+        .link_by_name(t.pending_name)
         .map_err(errors::kernel)?
-        .map_err(|e| create_error(e, &req.device))?;
+        .ok_or_else(|| {
+            CniError::custom(
+                errors::KERNEL,
+                format!("tap {} vanished after creation", t.pending_name),
+            )
+        })?;
     let mut created_qdisc = false;
     let outcome = (|| -> Result<Device, CniError> {
-        let tap = nl
-            .link_by_name(&req.device)
-            .map_err(errors::kernel)?
-            .ok_or_else(|| {
-                CniError::custom(
-                    errors::KERNEL,
-                    format!("tap {} vanished after creation", req.device),
-                )
-            })?;
         faults::step("tap.mtu")?;
         nl.set_link_mtu(tap.index, t.eth.mtu)
             .map_err(errors::kernel)?;
@@ -105,6 +118,9 @@ fn create_tap_device(nl: &mut Netlink, req: &GuestRequest, t: &Target) -> Result
         faults::step("tap.alias")?;
         nl.set_link_alias(tap.index, t.alias)
             .map_err(errors::kernel)?;
+        faults::step("tap.name")?;
+        nl.set_link_name(tap.index, &req.device)
+            .map_err(|e| create_error(e, &req.device))?;
         faults::step("tap.pod-ingress-qdisc")?;
         match nl.add_ingress_qdisc(t.eth.index) {
             Ok(()) => created_qdisc = true,
@@ -139,9 +155,9 @@ fn create_tap_device(nl: &mut Netlink, req: &GuestRequest, t: &Target) -> Result
         })
     })();
     if outcome.is_err() {
-        // The tap was made by this call (creating it refused an existing
-        // name above), so removing it by name removes only ours.
-        delete_by_name(nl, &req.device);
+        // This call's tap, by index: under either name it is ours, and a
+        // device of the final name that refused the rename is not.
+        let _ = nl.delete_link(tap.index);
         if created_qdisc {
             let _ = nl.delete_ingress_qdisc(t.eth.index);
             let _ = nl.set_link_qlen(t.eth.index, t.eth.qlen);
@@ -273,15 +289,25 @@ pub fn delete_by_name(nl: &mut Netlink, name: &str) {
 }
 
 /// DEL's half: removes the guest device if it is ours (carries `alias`),
-/// and undoes what it did to the pod interface. Missing pieces are fine.
+/// and a tap still under the attachment's `pending` name (an ADD killed
+/// before it finished the tap); then undoes what the attachment did to
+/// the pod interface. Missing pieces are fine.
 pub fn remove(
     nl: &mut Netlink,
     mode: GuestMode,
     device: &str,
     alias: &str,
+    pending: &str,
     ifname: &str,
     pod_mac: Option<MacAddr>,
 ) -> Result<(), CniError> {
+    if let Some(link) = nl.link_by_name(pending).map_err(errors::kernel)? {
+        match nl.delete_link(link.index) {
+            Ok(()) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(errors::kernel(e)),
+        }
+    }
     if let Some(link) = nl.link_by_name(device).map_err(errors::kernel)?
         && link.alias.as_deref() == Some(alias)
     {

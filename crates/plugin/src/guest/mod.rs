@@ -165,7 +165,9 @@ pub fn attach(
     }
 
     let alias = device::alias(who.container_id, who.ifname);
+    let pending_name = crate::names::guest_tap_pending(who.container_id, who.ifname);
     let target = device::Target {
+        pending_name: &pending_name,
         ns: pod.ns,
         eth: pod.eth,
         guest_mac: pod.guest_mac,
@@ -225,7 +227,15 @@ pub fn attach(
         if !plan_ports.is_empty() {
             let _ = localhost::remove(pod.ns, who.ifname);
         }
-        let _ = device::remove(nl, req.mode, &dev.name, &alias, who.ifname, pod.eth.mac);
+        let _ = device::remove(
+            nl,
+            req.mode,
+            &dev.name,
+            &alias,
+            &pending_name,
+            who.ifname,
+            pod.eth.mac,
+        );
         return Err(e);
     }
     Ok(Attached {
@@ -253,12 +263,15 @@ pub fn detach(
             r.localhost.is_some(),
             r.mac.parse::<MacAddr>().ok(),
         ),
+        // No record: the ADD may have died anywhere after making the tap,
+        // its localhost plumbing included (removing a table that is not
+        // there is a no-op).
         (None, Some((req, id, ifname))) => (
             req.mode,
             req.device.clone(),
             id.to_string(),
             ifname.to_string(),
-            false,
+            req.mode == GuestMode::Tap,
             None,
         ),
         (None, None) => return Ok(()),
@@ -273,9 +286,12 @@ pub fn detach(
             first_error.get_or_insert(e);
         }
         let alias = device::alias(&container_id, &ifname);
+        let pending = crate::names::guest_tap_pending(&container_id, &ifname);
         let removed = faults::step("guest.del-device")
             .and_then(|()| Netlink::in_netns(ns).map_err(errors::kernel))
-            .and_then(|mut nl| device::remove(&mut nl, mode, &device, &alias, &ifname, pod_mac));
+            .and_then(|mut nl| {
+                device::remove(&mut nl, mode, &device, &alias, &pending, &ifname, pod_mac)
+            });
         if let Err(e) = removed {
             first_error.get_or_insert(e);
         }

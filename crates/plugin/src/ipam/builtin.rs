@@ -60,8 +60,21 @@ pub fn allocate(
     let guard = store.lock().map_err(errors::ipam)?;
     let cursors_before = tweed_ipam::cursors(spec, &guard).map_err(errors::ipam)?;
     // ADD has already refused an attachment whose interface exists in the
-    // pod, so the store-wide duplicate scan (which grows with the pod
-    // count) is skipped; a failed ADD undoes only what this returned.
+    // pod, so anything the attachment still holds was left by an ADD that
+    // died before it made the interface (kill -9, a node losing power):
+    // released first, or a retried ADD would hold two addresses and a DEL
+    // with its result release only one. Only files naming exactly this
+    // attachment count (a legacy ID-only file may be another interface's).
+    let held = guard
+        .find_by_id(container_id, ifname)
+        .map_err(errors::ipam)?;
+    for ip in held {
+        let stale = guard.reservation(ip).map_err(errors::ipam)?;
+        if stale.is_some_and(|r| r.is_for(container_id, ifname)) {
+            guard.release(ip).map_err(errors::ipam)?;
+        }
+    }
+    // A failed ADD undoes only what this returns.
     let allocations = tweed_ipam::allocate_fresh(spec, &guard, container_id, ifname, requested)
         .map_err(errors::ipam)?;
     Ok(Reserved {
@@ -139,18 +152,34 @@ pub fn held(
     guard.find_by_id(container_id, ifname).map_err(errors::ipam)
 }
 
+/// An address GC released, with the attachment (container ID, ifname)
+/// that held it, where its file names one.
+pub type Released = (IpAddr, Option<(String, String)>);
+
 /// Releases every reservation not in `valid`.
 pub fn gc(
     data_dir: &Path,
     network: &str,
     valid: &[(String, String)],
-) -> Result<Vec<IpAddr>, CniError> {
+) -> Result<Vec<Released>, CniError> {
     if !data_dir.join(network).is_dir() {
         return Ok(Vec::new());
     }
     let store = Store::open(data_dir, network).map_err(errors::ipam)?;
     let guard = store.lock().map_err(errors::ipam)?;
-    tweed_ipam::gc(&guard, valid).map_err(errors::ipam)
+    // Read under the same lock, so the owners are those of the released.
+    let owners = guard.reservations().unwrap_or_default();
+    let released = tweed_ipam::gc(&guard, valid).map_err(errors::ipam)?;
+    Ok(released
+        .into_iter()
+        .map(|ip| {
+            let owner = owners
+                .iter()
+                .find(|r| r.ip == ip)
+                .and_then(|r| Some((r.container_id.clone(), r.ifname.clone()?)));
+            (ip, owner)
+        })
+        .collect())
 }
 
 /// Can the store be used for ADD? (Opens, creates and locks it.)

@@ -116,3 +116,20 @@ pub fn assert_same_state(before: &str, after: &str, what: &str) {
     }
     panic!("{what} changed the node or pod:\n  gone: {gone:#?}\n  new: {new:#?}");
 }
+
+/// `snapshot()` once it stops changing and no IPv6 address is still in
+/// duplicate address detection (a link made a moment ago keeps its
+/// link-local address `tentative` a second or more on a busy machine);
+/// panics after 20 s.
+pub fn settled(snapshot: impl Fn() -> String) -> String {
+    let mut last = snapshot();
+    for _ in 0..40 {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let now = snapshot();
+        if now == last && !now.contains(" tentative") {
+            return now;
+        }
+        last = now;
+    }
+    panic!("the node and pods never settled:\n{last}");
+}

@@ -26,6 +26,7 @@ test_packages=(
   cpio xz-utils zstd            # scripts/build-guest-image.sh: the guest's initramfs and kernel modules
   dnsmasq                       # DNS (and later DHCP) servers inside test namespaces
   buildah umoci                 # scripts/build-image.sh and its test (OCI image without a daemon)
+  wireguard-tools               # wg: the wireguard backend's tests read devices and peers back with it
 )
 
 packages=("${run_packages[@]}")

@@ -27,7 +27,7 @@ enum LabCmd {
         which: Which,
         #[arg(long, default_value_t = 3)]
         nodes: usize,
-        /// vxlan, geneve, host-gw or srv6.
+        /// vxlan, geneve, host-gw, srv6 or wireguard.
         #[arg(long, default_value = "vxlan")]
         backend: String,
         /// file (embedded), etcd (Debian's etcd in the underlay namespace) or

@@ -142,6 +142,21 @@ fn agent_section(args: &StatusArgs, r: &mut Report) -> Option<f64> {
     metric(&text, "peers")
 }
 
+/// A WireGuard device as the kernel reports it over generic netlink.
+fn wireguard_params(index: u32) -> String {
+    match tweed_netlink::Wireguard::new().and_then(|mut wg| wg.device(index)) {
+        Ok(d) => format!(
+            "wireguard port {} public-key {} peers {}",
+            d.listen_port,
+            d.public_key
+                .map(|k| k.to_string())
+                .unwrap_or_else(|| "(none)".into()),
+            d.peers.len()
+        ),
+        Err(e) => format!("wireguard (cannot read: {e})"),
+    }
+}
+
 fn kernel_section(
     args: &StatusArgs,
     lease_mtu: Option<u32>,
@@ -152,19 +167,23 @@ fn kernel_section(
     println!("kernel");
     let links = nl.links().map_err(|e| e.to_string())?;
     // flannel.<VNI> is tweed's too on a node taken over with --flannel-compat.
-    let overlay = |name: &str| name.starts_with("tweed.") || name.starts_with("flannel.");
-    // The pod network's tunnel device: vxlan (tweed.<VNI>) or geneve
-    // (tweed.geneve, whose VNI is on each route, not on the device).
+    let overlay = |name: &str| {
+        name.starts_with("tweed.") || name.starts_with("tweed-wg") || name.starts_with("flannel.")
+    };
+    // The pod network's tunnel device: vxlan (tweed.<VNI>), geneve
+    // (tweed.geneve, whose VNI is on each route, not on the device) or
+    // wireguard (tweed-wg, tweed-wg-v6: its port, public key and peers).
     for l in links.iter().filter(|l| overlay(&l.name)) {
         let params = match (l.kind.as_deref(), &l.vxlan, &l.geneve) {
             (Some("vxlan"), Some(v), _) => format!("vxlan vni {} port {}", v.vni, v.port),
             (Some("geneve"), _, Some(g)) => format!("geneve port {}", g.port),
+            (Some("wireguard"), _, _) => wireguard_params(l.index),
             _ => continue,
         };
         println!(
-            "  {:<12} {params} mac {} mtu {} qlen {}{}",
+            "  {:<12} {params}{} mtu {} qlen {}{}",
             l.name,
-            l.mac.map(|m| m.to_string()).unwrap_or_default(),
+            l.mac.map(|m| format!(" mac {m}")).unwrap_or_default(),
             l.mtu,
             l.qlen,
             if l.up { "" } else { " DOWN" }

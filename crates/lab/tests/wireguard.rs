@@ -422,6 +422,12 @@ fn wireguard_restart_keeps_traffic_and_key_rotation_converges() {
         text.contains("400 packets transmitted, 400 received"),
         "traffic suffered from the restart:\n{text}"
     );
+    // No stall either: a lost session would hold replies back for a new
+    // handshake (5 s and more).
+    assert!(
+        max_rtt_ms(&text) < 2000.0,
+        "a stall across the restart: {text}"
+    );
     assert_eq!(
         key_file(&lab, "n2"),
         before,
@@ -546,13 +552,30 @@ fn wireguard_dual_stack_with_kube_store() {
     );
 }
 
-/// The `ping -q` summary line (`N packets transmitted, M received, X% packet loss`).
+/// The `ping -q` summary (`N packets transmitted, M received, X% packet
+/// loss` and `rtt min/avg/max/mdev`). Replies that come late still count as
+/// received, so the longest round trip is what shows a stall.
 fn loss_line(text: &str) -> String {
     text.lines()
-        .find(|l| l.contains("packets transmitted"))
-        .unwrap_or(text)
-        .trim()
-        .to_string()
+        .filter(|l| l.contains("packets transmitted") || l.starts_with("rtt"))
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The longest round trip in a `ping -q` summary, in ms.
+fn max_rtt_ms(text: &str) -> f64 {
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("rtt"))
+        .unwrap_or_else(|| panic!("no rtt line: {text}"));
+    let values = line.split('=').nth(1).expect("rtt values").trim();
+    values
+        .split('/')
+        .nth(2)
+        .expect("max")
+        .parse()
+        .expect("number")
 }
 
 /// `node`'s lease record in the lab's etcd.

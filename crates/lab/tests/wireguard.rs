@@ -10,7 +10,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::capture::Capture;
+use common::capture::{Capture, frame_bytes};
 use common::{
     TestLab, dual_stack_pods_talk, ping_in_background, pods_reach_outside_masqueraded, pods_talk,
     tcp_send, tcp_sink, wait_until,
@@ -237,25 +237,6 @@ fn assert_encrypted_on_the_wire(lab: &TestLab) {
     if let Some(leak) = plain.wait(Duration::from_secs(2)) {
         panic!("a pod packet crossed the underlay in the clear:\n{leak}");
     }
-}
-
-/// The bytes tcpdump printed with `-xx` (lines `\t0x0010:  4500 0054 ...`).
-fn frame_bytes(text: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let Some((offset, hex)) = line.trim_start().split_once(':') else {
-            continue;
-        };
-        if !offset.starts_with("0x") {
-            continue;
-        }
-        for word in hex.split_whitespace() {
-            for i in (0..word.len()).step_by(2) {
-                out.push(u8::from_str_radix(&word[i..i + 2], 16).expect("hex byte"));
-            }
-        }
-    }
-    out
 }
 
 /// Three nodes, leases in the file store: pods talk and reach outside,
@@ -584,25 +565,6 @@ fn etcd_record(lab: &TestLab, node: &str) -> Value {
         "/coreos.com/network/subnets/{}",
         lab.lab().lease_of(node).unwrap()
     );
-    let endpoint = format!(
-        "http://{}:{}",
-        tweed_lab::topology::ROUTER_IPV4,
-        tweed_lab::ETCD_PORT
-    );
-    let out = lab
-        .lab()
-        .exec_output(
-            "underlay",
-            &[
-                "etcdctl",
-                "--endpoints",
-                &endpoint,
-                "get",
-                "--print-value-only",
-                &key,
-            ],
-        )
-        .expect("etcdctl");
-    assert!(out.status.success(), "etcdctl get {key}: {out:?}");
+    let out = common::etcdctl(lab, &["get", "--print-value-only", &key]);
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{key}: {e}: {out:?}"))
 }

@@ -197,47 +197,38 @@ impl Wireguard {
     /// given ones, and its endpoint, keepalive and pre-shared key set (no
     /// pre-shared key: all zeros, which the kernel takes as none).
     pub fn set_peers(&mut self, index: u32, peers: &[WgPeer]) -> Result<()> {
-        for chunk in peers.chunks(PEERS_PER_MESSAGE) {
-            let list = chunk.iter().map(peer_attributes).collect();
-            let request = self.message(
-                WireguardCmd::SetDevice,
-                vec![
-                    WireguardAttribute::IfIndex(index),
-                    WireguardAttribute::Peers(list),
-                ],
-            );
-            self.channel.execute(
-                || format!("set {} peer(s) of WireGuard device #{index}", chunk.len()),
-                request,
-                0,
-            )?;
-        }
-        Ok(())
+        self.send_peers(index, "set", peers.iter().map(peer_attributes).collect())
     }
 
     /// Removes the peers with these public keys (absent ones are no error).
     pub fn remove_peers(&mut self, index: u32, keys: &[WgKey]) -> Result<()> {
-        for chunk in keys.chunks(PEERS_PER_MESSAGE) {
-            let list = chunk
-                .iter()
-                .map(|k| {
-                    WireguardPeer(vec![
-                        WireguardPeerAttribute::PublicKey(k.0),
-                        WireguardPeerAttribute::Flags(WireguardPeerFlags::RemoveMe),
-                    ])
-                })
-                .collect();
+        let list = keys
+            .iter()
+            .map(|k| {
+                WireguardPeer(vec![
+                    WireguardPeerAttribute::PublicKey(k.0),
+                    WireguardPeerAttribute::Flags(WireguardPeerFlags::RemoveMe),
+                ])
+            })
+            .collect();
+        self.send_peers(index, "remove", list)
+    }
+
+    /// Sends `peers` to the device in messages of [`PEERS_PER_MESSAGE`];
+    /// `verb` says what they do, for errors.
+    fn send_peers(&mut self, index: u32, verb: &str, peers: Vec<WireguardPeer>) -> Result<()> {
+        for chunk in peers.chunks(PEERS_PER_MESSAGE) {
             let request = self.message(
                 WireguardCmd::SetDevice,
                 vec![
                     WireguardAttribute::IfIndex(index),
-                    WireguardAttribute::Peers(list),
+                    WireguardAttribute::Peers(chunk.to_vec()),
                 ],
             );
             self.channel.execute(
                 || {
                     format!(
-                        "remove {} peer(s) of WireGuard device #{index}",
+                        "{verb} {} peer(s) of WireGuard device #{index}",
                         chunk.len()
                     )
                 },

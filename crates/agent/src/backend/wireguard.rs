@@ -451,19 +451,23 @@ mod tests {
         b
     }
 
+    /// n2 with both families and key [2; 32].
+    fn dual_stack_peer() -> Vec<Arc<Lease>> {
+        vec![Arc::new(lease(
+            "10.244.2.0/24",
+            "fd00:10:244:2::/64",
+            &WgKey([2; 32]).to_string(),
+            "198.18.0.2",
+            "fd00:198::2",
+        ))]
+    }
+
     #[test]
     fn separate_mode_has_a_device_per_family_with_its_own_endpoints() {
         let b = backend(WireguardMode::Separate, (true, true));
         assert_eq!(b.device_names(), ["tweed-wg", "tweed-wg-v6"]);
         assert_eq!(b.pod_mtu(), 1420, "an IPv6 device: underlay - 80");
-        let key = WgKey([2; 32]).to_string();
-        let peers = vec![Arc::new(lease(
-            "10.244.2.0/24",
-            "fd00:10:244:2::/64",
-            &key,
-            "198.18.0.2",
-            "fd00:198::2",
-        ))];
+        let peers = dual_stack_peer();
         let wanted = b.wanted(&local(), &peers);
         assert_eq!(
             wanted[0][0].endpoint,
@@ -504,14 +508,7 @@ mod tests {
 
     #[test]
     fn one_device_modes_carry_both_families_over_one_endpoint() {
-        let key = WgKey([2; 32]).to_string();
-        let peers = vec![Arc::new(lease(
-            "10.244.2.0/24",
-            "fd00:10:244:2::/64",
-            &key,
-            "198.18.0.2",
-            "fd00:198::2",
-        ))];
+        let peers = dual_stack_peer();
         for (mode, endpoint, mtu) in [
             (WireguardMode::Auto, "198.18.0.2:51820", 1440),
             (WireguardMode::Ipv4, "198.18.0.2:51820", 1440),

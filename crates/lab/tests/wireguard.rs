@@ -335,12 +335,22 @@ fn wireguard_with_file_store() {
     lab.lab_mut().stop_agent("n3").unwrap();
     lab.lab().delete_lease("n3").unwrap();
     for node in ["n1", "n2"] {
-        wait_until(15, "n3's peer to go", || {
-            !wg_dump(&lab, node, "tweed-wg")
+        // The peer goes first, its route in the same pass right after.
+        let gone = common::wait_for(15, || {
+            let peer_gone = !wg_dump(&lab, node, "tweed-wg")
                 .2
                 .iter()
-                .any(|p| p.public_key == n3_key)
+                .any(|p| p.public_key == n3_key);
+            let routes = lab.ip_json(node, &["route", "show", "proto", "77"]);
+            peer_gone && routes.as_array().unwrap().len() == 1
         });
+        assert!(
+            gone,
+            "{node} kept n3's peer or route: {:?}\n{}\n{}",
+            wg_dump(&lab, node, "tweed-wg"),
+            lab.ip_json(node, &["route", "show", "proto", "77"]),
+            lab.logs()
+        );
     }
     assert_n1_programmed(&lab, &["n2"], "(none)");
 }

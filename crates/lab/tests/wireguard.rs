@@ -4,7 +4,8 @@
 //! underlay interface: pods talk, the underlay carries WireGuard on the
 //! configured port and not one plaintext pod packet, an agent restart keeps
 //! traffic and the key, a key rotation converges, peers and devices
-//! changed by hand are put back, and a node's lease gone takes its peer.
+//! changed by hand are put back, a node's lease gone takes its peer, and
+//! IPv6 pods (a device of their own) and IPv6 endpoints (one device) work.
 
 mod common;
 
@@ -541,6 +542,57 @@ fn wireguard_dual_stack_with_kube_store() {
         cap.wait(Duration::from_secs(10)).is_some(),
         "no WireGuard over IPv6 on n2's underlay"
     );
+}
+
+/// `Mode: ipv6`: one device, `tweed-wg`, carries both pod families over
+/// IPv6 endpoints on `ListenPort`; IPv4 pod traffic crosses the underlay
+/// as WireGuard in IPv6.
+#[test]
+fn wireguard_one_device_over_ipv6_endpoints() {
+    if !on_a_kernel_with(&[KernelFeature::Wireguard]) {
+        return; // ran, and passed, in the VM runner
+    }
+    let lab = TestLab::up_with("cw6", 2, "wireguard", "file", |s| {
+        s.ipv6 = true;
+        s.net_conf_overrides.insert(
+            "Backend".into(),
+            serde_json::json!({"Type": "wireguard", "Mode": "ipv6", "ListenPort": 51000}),
+        );
+    });
+    wait_meshed(&lab);
+    pods_talk(&lab);
+    dual_stack_pods_talk(&lab);
+    let out = lab
+        .lab()
+        .exec_output("n1", &["ip", "link", "show", "tweed-wg-v6"])
+        .unwrap();
+    assert!(!out.status.success(), "one device only: {out:?}");
+    let (_, port, peers) = wg_dump(&lab, "n1", "tweed-wg");
+    assert_eq!(port, 51000);
+    assert_eq!(peers.len(), 1, "{peers:?}");
+    let n2 = lab.lab().state.node("n2").unwrap();
+    assert_eq!(peers[0].endpoint, format!("[{}]:51000", n2.underlay_ipv6));
+    let subnets: Vec<&str> = peers[0].allowed_ips.split(',').collect();
+    assert_eq!(subnets.len(), 2, "both pod subnets: {peers:?}");
+    assert_eq!(subnets[0], subnet_of(&lab, "n2").split('&').next().unwrap());
+    assert!(subnets[1].contains(':'), "{peers:?}");
+    let dev = lab.ip_json("n1", &["link", "show", "tweed-wg"]);
+    assert_eq!(dev[0]["mtu"], 1420, "over IPv6: underlay 1500 - 80");
+    let env = std::fs::read_to_string(lab.lab().node_dir("n1").join("subnet.env")).unwrap();
+    assert!(env.contains("TWEED_MTU=1420"), "{env}");
+
+    let n2ns = lab.lab().target_ns("n2").unwrap();
+    let cap = Capture::start(&n2ns, "eth0", "ip6 and udp dst port 51000");
+    let plain = Capture::start(&n2ns, "eth0", "net 10.244.0.0/16");
+    let pod1 = lab.lab().target_ns("n1/p1").unwrap();
+    assert!(common::ping_from(&pod1, &lab.pod_ip("n2").to_string(), 10));
+    assert!(
+        cap.wait(Duration::from_secs(10)).is_some(),
+        "IPv4 pod traffic did not leave as WireGuard over IPv6"
+    );
+    if let Some(leak) = plain.wait(Duration::from_secs(2)) {
+        panic!("a pod packet crossed the underlay in the clear:\n{leak}");
+    }
 }
 
 /// The `ping -q` summary (`N packets transmitted, M received, X% packet

@@ -80,24 +80,21 @@ fn lease(key: &str, public_ip: &str) -> Lease {
     }
 }
 
-#[test]
-fn a_pass_that_did_not_land_is_retried_soon() {
-    require_root();
-    let ns = TestNs::new("rretry");
-    // No dummy driver in this kernel: one end of a veth pair.
+/// Node n1 in `ns` on an underlay `ul0` (one end of a veth pair, up; no
+/// dummy driver in this kernel) meant to have 198.18.9.1/24, which the
+/// caller adds when it wants.
+fn node_on_veth(ns: &TestNs) -> LocalNode {
     ns.exec_ok(&[
         "ip", "link", "add", "ul0", "type", "veth", "peer", "name", "ul1",
     ]);
     ns.exec_ok(&["ip", "link", "set", "ul1", "up"]);
     ns.exec_ok(&["ip", "link", "set", "ul0", "up"]);
-    let netns = NetNs::named(&ns.name).unwrap();
-    let nl = Netlink::in_netns(&netns).unwrap();
     let index = ns
         .exec_ok(&["cat", "/sys/class/net/ul0/ifindex"])
         .trim()
         .parse()
         .unwrap();
-    let local = LocalNode {
+    LocalNode {
         name: "n1".into(),
         lease: lease("10.244.1.0-24", "198.18.9.1"),
         underlay: Underlay {
@@ -111,7 +108,15 @@ fn a_pass_that_did_not_land_is_retried_soon() {
             reason: "test".into(),
         },
         underlay_networks: vec!["198.18.9.0/24".parse().unwrap()],
-    };
+    }
+}
+
+#[test]
+fn a_pass_that_did_not_land_is_retried_soon() {
+    require_root();
+    let ns = TestNs::new("rretry");
+    let local = node_on_veth(&ns);
+    let nl = Netlink::in_netns(&NetNs::named(&ns.name).unwrap()).unwrap();
     let passes = Arc::new(AtomicU32::new(0));
     let mailbox = Arc::new(PeersMailbox::default());
     let reconciler = Reconciler::new(
@@ -174,33 +179,9 @@ fn a_pass_that_did_not_land_is_retried_soon() {
 fn a_peer_that_leaves_takes_its_route_without_a_full_pass() {
     require_root();
     let ns = TestNs::new("rleave");
-    ns.exec_ok(&[
-        "ip", "link", "add", "ul0", "type", "veth", "peer", "name", "ul1",
-    ]);
-    ns.exec_ok(&["ip", "link", "set", "ul1", "up"]);
-    ns.exec_ok(&["ip", "link", "set", "ul0", "up"]);
+    let local = Arc::new(node_on_veth(&ns));
     ns.exec_ok(&["ip", "addr", "add", "198.18.9.1/24", "dev", "ul0"]);
     let netns = NetNs::named(&ns.name).unwrap();
-    let index = ns
-        .exec_ok(&["cat", "/sys/class/net/ul0/ifindex"])
-        .trim()
-        .parse()
-        .unwrap();
-    let local = Arc::new(LocalNode {
-        name: "n1".into(),
-        lease: lease("10.244.1.0-24", "198.18.9.1"),
-        underlay: Underlay {
-            iface: "ul0".into(),
-            index,
-            mtu: 1500,
-            ipv4: Some(Ipv4Addr::new(198, 18, 9, 1)),
-            ipv6: None,
-            public_ipv4: Some(Ipv4Addr::new(198, 18, 9, 1)),
-            public_ipv6: None,
-            reason: "test".into(),
-        },
-        underlay_networks: vec!["198.18.9.0/24".parse().unwrap()],
-    });
     let passes = Arc::new(AtomicU32::new(0));
     let mailbox = Arc::new(PeersMailbox::default());
     let reconciler = Reconciler::new(

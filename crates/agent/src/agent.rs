@@ -302,7 +302,7 @@ pub async fn run(opts: AgentOptions, config: NetConfig, store: AnyStore) -> Resu
     // (`tweed.<VNI>`), Geneve (`tweed.geneve`) or WireGuard (`tweed-wg`,
     // `tweed-wg-v6`) device and the segments' bridges and VXLAN devices.
     let monitor_prefix: &'static [&'static str] = if opts.flannel_compat {
-        &["flannel.", "twx.", "tws-"]
+        &["flannel.", "tweed-wg", "twx.", "tws-"]
     } else {
         &["tweed.", "tweed-wg", "twx.", "tws-"]
     };

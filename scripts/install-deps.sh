@@ -27,6 +27,7 @@ test_packages=(
   dnsmasq                       # DNS (and later DHCP) servers inside test namespaces
   buildah umoci                 # scripts/build-image.sh and its test (OCI image without a daemon)
   graphviz                      # dot: scripts/render-docs.sh draws docs/architecture.svg from docs/architecture.dot
+  wireguard-tools               # wg: the wireguard backend's tests read devices and peers back with it
 )
 
 packages=("${run_packages[@]}")

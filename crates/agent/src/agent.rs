@@ -17,6 +17,7 @@ use tweed_netlink::{Monitor, Netlink};
 
 use crate::backend::LocalNode;
 use crate::backend::factory::BackendFactory;
+use crate::backend::wg_key::{self, KeyPair};
 use crate::backend::{geneve, vxlan};
 use crate::config::{BackendConfig, NetConfig};
 use crate::health::Health;
@@ -74,11 +75,29 @@ pub enum AgentError {
     SegmentBlocks(StoreError),
     #[error("health server: {0}")]
     Health(std::io::Error),
+    #[error("{0}")]
+    WireguardKey(#[from] crate::backend::wg_key::KeyError),
 }
 
 /// How often the segment bridges' learnt MACs and the wire records are
 /// read for publishing.
 const ATTRS_SCAN: Duration = Duration::from_secs(1);
+
+/// The node's WireGuard key pair from the state directory (made on the
+/// first start) and the configured pre-shared key.
+fn wireguard_keys(
+    opts: &AgentOptions,
+    wg: &crate::config::WireguardConfig,
+) -> Result<(KeyPair, Option<tweed_netlink::WgKey>), AgentError> {
+    let (keys, created) = wg_key::load_or_create(&opts.state_dir)?;
+    let file = opts.state_dir.join(wg_key::KEY_FILE);
+    if created {
+        tracing::info!(public_key = %keys.public, file = %file.display(), "made a new WireGuard key pair");
+    } else {
+        tracing::info!(public_key = %keys.public, file = %file.display(), "WireGuard key pair kept from the key file");
+    }
+    Ok((keys, wg_key::load_psk(&wg.psk)?))
+}
 
 /// How often a kernel that lacks what the backend needs is probed again.
 const KERNEL_RECHECK: Duration = Duration::from_secs(30);
@@ -154,6 +173,9 @@ pub async fn run(opts: AgentOptions, config: NetConfig, store: AnyStore) -> Resu
     let mut id_opts = opts.identity.clone();
     match &config.backend {
         BackendConfig::Srv6 { .. } => id_opts.need_ipv6 = true,
+        BackendConfig::Wireguard(wg) if wg.mode == crate::config::WireguardMode::Ipv6 => {
+            id_opts.need_ipv6 = true
+        }
         _ => id_opts.need_ipv4 = !id_opts.need_ipv6,
     }
     let underlay = identity::choose(&mut nl, &id_opts)?;
@@ -203,11 +225,16 @@ pub async fn run(opts: AgentOptions, config: NetConfig, store: AnyStore) -> Resu
         Some(mac) => mac,
         None => existing_mac(vxlan_prefix).unwrap_or_else(|| state::derived_mac(&opts.node_name)),
     };
+    let wireguard_keys = match &config.backend {
+        BackendConfig::Wireguard(wg) => Some(wireguard_keys(&opts, wg)?),
+        _ => None,
+    };
     let factory = BackendFactory {
         config: config.clone(),
         underlay: underlay.clone(),
         vtep_mac,
         vxlan_prefix,
+        wireguard_keys,
     };
     let previous: Option<LeaseKey> = saved.lease.as_deref().and_then(|s| s.parse().ok());
 
@@ -272,12 +299,12 @@ pub async fn run(opts: AgentOptions, config: NetConfig, store: AnyStore) -> Resu
         .expect("spawn reconciler");
     let monitor = Monitor::new()?;
     // The devices whose loss calls for a pass: the pod network's VXLAN
-    // (`tweed.<VNI>`) or Geneve (`tweed.geneve`) device and the segments'
-    // bridges and VXLAN devices.
+    // (`tweed.<VNI>`), Geneve (`tweed.geneve`) or WireGuard (`tweed-wg`,
+    // `tweed-wg-v6`) device and the segments' bridges and VXLAN devices.
     let monitor_prefix: &'static [&'static str] = if opts.flannel_compat {
-        &["flannel.", "twx.", "tws-"]
+        &["flannel.", "tweed-wg", "twx.", "tws-"]
     } else {
-        &["tweed.", "twx.", "tws-"]
+        &["tweed.", "tweed-wg", "twx.", "tws-"]
     };
     let monitor_tx = tx.clone();
     std::thread::Builder::new()

@@ -78,6 +78,18 @@ struct RawBackend {
     qlen: Option<u32>,
     /// SRv6: the prefix node SIDs are carved from.
     locator: Option<String>,
+    /// WireGuard (flannel's keys): the pre-shared key, base64.
+    #[serde(rename = "PSK")]
+    psk: Option<String>,
+    /// WireGuard (tweed's addition): a file holding the pre-shared key,
+    /// so it need not sit in a ConfigMap.
+    #[serde(rename = "PSKFile")]
+    psk_file: Option<String>,
+    listen_port: Option<u16>,
+    #[serde(rename = "ListenPortV6")]
+    listen_port_v6: Option<u16>,
+    persistent_keepalive_interval: Option<u16>,
+    mode: Option<String>,
 }
 
 /// The pool node subnets of one family are cut from.
@@ -109,7 +121,51 @@ pub enum BackendConfig {
         /// Node SIDs are carved from this prefix.
         locator: Ipv6Net,
     },
+    /// WireGuard between nodes (see `backend::wireguard`).
+    Wireguard(WireguardConfig),
 }
+
+/// The wireguard backend's settings, flannel's names and defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireguardConfig {
+    /// UDP port of the IPv4 device, or of the one device (`ListenPort`).
+    pub listen_port: u16,
+    /// UDP port of the IPv6 device in `separate` mode (`ListenPortV6`).
+    pub listen_port_v6: u16,
+    /// Seconds between keepalives to each peer; 0: none
+    /// (`PersistentKeepaliveInterval`).
+    pub keepalive: u16,
+    pub mode: WireguardMode,
+    pub psk: Option<PskSource>,
+}
+
+/// Where the pre-shared key comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PskSource {
+    /// `PSK`, checked to be a key.
+    Inline(tweed_netlink::WgKey),
+    /// `PSKFile`, read when the agent starts.
+    File(std::path::PathBuf),
+}
+
+/// How many devices, and which underlay family reaches a peer
+/// (flannel's `Mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WireguardMode {
+    /// One device per pod family: IPv4 pods over IPv4 endpoints
+    /// (`tweed-wg`), IPv6 pods over IPv6 endpoints (`tweed-wg-v6`).
+    Separate,
+    /// One device for both families; a peer's IPv4 address when both
+    /// nodes have one, else its IPv6 address.
+    Auto,
+    /// One device for both families, over IPv4 endpoints.
+    Ipv4,
+    /// One device for both families, over IPv6 endpoints.
+    Ipv6,
+}
+
+pub const DEFAULT_WIREGUARD_PORT: u16 = 51820;
+pub const DEFAULT_WIREGUARD_PORT_V6: u16 = 51821;
 
 impl BackendConfig {
     pub fn type_name(&self) -> &'static str {
@@ -118,6 +174,7 @@ impl BackendConfig {
             BackendConfig::Geneve { .. } => "geneve",
             BackendConfig::HostGw => "host-gw",
             BackendConfig::Srv6 { .. } => "srv6",
+            BackendConfig::Wireguard(_) => "wireguard",
         }
     }
 }
@@ -242,13 +299,33 @@ impl NetConfig {
                     locator: locator.trunc(),
                 }
             }
+            "wireguard" => BackendConfig::Wireguard(wireguard(&raw_backend)?),
             other => {
                 return Err(err(
                     "Backend.Type",
-                    format!("unknown backend {other:?}; tweed has vxlan, geneve, host-gw and srv6"),
+                    format!(
+                        "unknown backend {other:?}; tweed has vxlan, geneve, host-gw, srv6 and wireguard"
+                    ),
                 ));
             }
         };
+        if !matches!(backend, BackendConfig::Wireguard(_)) {
+            for (present, field) in [
+                (raw_backend.psk.is_some(), "Backend.PSK"),
+                (raw_backend.psk_file.is_some(), "Backend.PSKFile"),
+                (raw_backend.listen_port.is_some(), "Backend.ListenPort"),
+                (raw_backend.listen_port_v6.is_some(), "Backend.ListenPortV6"),
+                (
+                    raw_backend.persistent_keepalive_interval.is_some(),
+                    "Backend.PersistentKeepaliveInterval",
+                ),
+                (raw_backend.mode.is_some(), "Backend.Mode"),
+            ] {
+                if present {
+                    return Err(err(field, "only the wireguard backend has it"));
+                }
+            }
+        }
         if let Some(mtu) = raw_backend.mtu
             && !(576..=65535).contains(&mtu)
         {
@@ -344,6 +421,79 @@ impl NetConfig {
         }
         out
     }
+}
+
+/// The wireguard backend's settings, checked.
+fn wireguard(raw: &RawBackend) -> Result<WireguardConfig, ConfigError> {
+    for (present, field) in [
+        (raw.vni.is_some(), "Backend.VNI"),
+        (raw.port.is_some(), "Backend.Port"),
+        (raw.direct_routing.is_some(), "Backend.DirectRouting"),
+    ] {
+        if present {
+            return Err(err(
+                field,
+                "the wireguard backend has no such setting (ports: ListenPort, ListenPortV6)",
+            ));
+        }
+    }
+    let listen_port = raw.listen_port.unwrap_or(DEFAULT_WIREGUARD_PORT);
+    let listen_port_v6 = raw.listen_port_v6.unwrap_or(DEFAULT_WIREGUARD_PORT_V6);
+    for (port, field) in [
+        (listen_port, "Backend.ListenPort"),
+        (listen_port_v6, "Backend.ListenPortV6"),
+    ] {
+        if port == 0 {
+            return Err(err(field, "must not be 0"));
+        }
+        if port == DEFAULT_VXLAN_PORT {
+            return Err(err(
+                field,
+                format!("{port} is the VXLAN port of segments and wires"),
+            ));
+        }
+    }
+    let mode = match raw.mode.as_deref().unwrap_or("separate") {
+        "separate" => WireguardMode::Separate,
+        "auto" => WireguardMode::Auto,
+        "ipv4" => WireguardMode::Ipv4,
+        "ipv6" => WireguardMode::Ipv6,
+        other => {
+            return Err(err(
+                "Backend.Mode",
+                format!("unknown mode {other:?}; one of separate, auto, ipv4, ipv6"),
+            ));
+        }
+    };
+    if mode == WireguardMode::Separate && listen_port == listen_port_v6 {
+        return Err(err(
+            "Backend.ListenPortV6",
+            format!(
+                "{listen_port_v6} is ListenPort too; separate mode has two devices, each on its own port"
+            ),
+        ));
+    }
+    let psk = match (&raw.psk, &raw.psk_file) {
+        (Some(_), Some(_)) => {
+            return Err(err("Backend.PSKFile", "give PSK or PSKFile, not both"));
+        }
+        (Some(text), None) => Some(PskSource::Inline(
+            text.parse()
+                .map_err(|e: tweed_netlink::InvalidKey| err("Backend.PSK", e.to_string()))?,
+        )),
+        (None, Some(path)) if path.is_empty() => {
+            return Err(err("Backend.PSKFile", "must not be empty"));
+        }
+        (None, Some(path)) => Some(PskSource::File(path.into())),
+        (None, None) => None,
+    };
+    Ok(WireguardConfig {
+        listen_port,
+        listen_port_v6,
+        keepalive: raw.persistent_keepalive_interval.unwrap_or(0),
+        mode,
+        psk,
+    })
 }
 
 /// `Backend.VNI` and `Backend.Port` of a tunnel backend, checked.
@@ -893,7 +1043,7 @@ mod tests {
             (
                 r#"{"Type": "gre"}"#,
                 "Backend.Type",
-                "vxlan, geneve, host-gw and srv6",
+                "vxlan, geneve, host-gw, srv6 and wireguard",
             ),
         ] {
             let e = NetConfig::parse(&format!(
@@ -915,5 +1065,151 @@ mod tests {
                 locator: "fd00:5::/48".parse().unwrap()
             }
         );
+    }
+
+    #[test]
+    fn wireguard_defaults_are_flannels() {
+        let c =
+            NetConfig::parse(r#"{"Network": "10.244.0.0/16", "Backend": {"Type": "wireguard"}}"#)
+                .unwrap();
+        assert_eq!(c.backend.type_name(), "wireguard");
+        assert_eq!(
+            c.backend,
+            BackendConfig::Wireguard(WireguardConfig {
+                listen_port: 51820,
+                listen_port_v6: 51821,
+                keepalive: 0,
+                mode: WireguardMode::Separate,
+                psk: None,
+            })
+        );
+    }
+
+    #[test]
+    fn wireguard_settings_in_flannels_names() {
+        let psk = "YLvHZ1gwN2kaQ7jkmGl6EYf5IvTPrYDtJ1yg0WJDLWs=";
+        let c = NetConfig::parse(&format!(
+            r#"{{"Network": "10.244.0.0/16", "Backend": {{"Type": "wireguard", "PSK": "{psk}", "ListenPort": 51000, "ListenPortV6": 51001, "PersistentKeepaliveInterval": 25, "Mode": "auto", "MTU": 1400}}}}"#
+        ))
+        .unwrap();
+        assert_eq!(
+            c.backend,
+            BackendConfig::Wireguard(WireguardConfig {
+                listen_port: 51000,
+                listen_port_v6: 51001,
+                keepalive: 25,
+                mode: WireguardMode::Auto,
+                psk: Some(PskSource::Inline(psk.parse().unwrap())),
+            })
+        );
+        assert_eq!(c.mtu, Some(1400));
+        for (mode, want) in [
+            ("separate", WireguardMode::Separate),
+            ("ipv4", WireguardMode::Ipv4),
+            ("ipv6", WireguardMode::Ipv6),
+        ] {
+            let c = NetConfig::parse(&format!(
+                r#"{{"Network": "10.244.0.0/16", "Backend": {{"Type": "wireguard", "Mode": "{mode}", "PSKFile": "/etc/tweed/psk"}}}}"#
+            ))
+            .unwrap();
+            let BackendConfig::Wireguard(w) = c.backend else {
+                panic!("{mode}")
+            };
+            assert_eq!(w.mode, want);
+            assert_eq!(w.psk, Some(PskSource::File("/etc/tweed/psk".into())));
+        }
+    }
+
+    #[test]
+    fn wireguard_errors_name_the_field() {
+        for (backend, field, says) in [
+            (
+                r#"{"Type": "wireguard", "PSK": "not-a-key"}"#,
+                "Backend.PSK",
+                "not a WireGuard key",
+            ),
+            (
+                r#"{"Type": "wireguard", "PSK": "AAAA"}"#,
+                "Backend.PSK",
+                "3 bytes",
+            ),
+            (
+                r#"{"Type": "wireguard", "PSK": "YLvHZ1gwN2kaQ7jkmGl6EYf5IvTPrYDtJ1yg0WJDLWs=", "PSKFile": "/k"}"#,
+                "Backend.PSKFile",
+                "not both",
+            ),
+            (
+                r#"{"Type": "wireguard", "PSKFile": ""}"#,
+                "Backend.PSKFile",
+                "empty",
+            ),
+            (
+                r#"{"Type": "wireguard", "ListenPort": 0}"#,
+                "Backend.ListenPort",
+                "must not be 0",
+            ),
+            (
+                r#"{"Type": "wireguard", "ListenPortV6": 8472}"#,
+                "Backend.ListenPortV6",
+                "VXLAN port",
+            ),
+            (
+                r#"{"Type": "wireguard", "ListenPort": 70000}"#,
+                "Backend.ListenPort",
+                "",
+            ),
+            (
+                r#"{"Type": "wireguard", "ListenPort": 51821}"#,
+                "Backend.ListenPortV6",
+                "two devices",
+            ),
+            (
+                r#"{"Type": "wireguard", "Mode": "both"}"#,
+                "Backend.Mode",
+                "separate, auto, ipv4, ipv6",
+            ),
+            (
+                r#"{"Type": "wireguard", "PersistentKeepaliveInterval": -1}"#,
+                "Backend.PersistentKeepaliveInterval",
+                "",
+            ),
+            (
+                r#"{"Type": "wireguard", "Port": 51820}"#,
+                "Backend.Port",
+                "ListenPort",
+            ),
+            (
+                r#"{"Type": "wireguard", "VNI": 2}"#,
+                "Backend.VNI",
+                "no such setting",
+            ),
+            (
+                r#"{"Type": "wireguard", "Qlen": 100}"#,
+                "Backend.Qlen",
+                "wireguard backend has no tunnel device",
+            ),
+            (
+                r#"{"Type": "vxlan", "PSK": "x"}"#,
+                "Backend.PSK",
+                "only the wireguard backend",
+            ),
+            (
+                r#"{"Type": "geneve", "Mode": "auto"}"#,
+                "Backend.Mode",
+                "only the wireguard backend",
+            ),
+        ] {
+            let e = NetConfig::parse(&format!(
+                r#"{{"Network": "10.244.0.0/16", "Backend": {backend}}}"#
+            ))
+            .unwrap_err();
+            assert_eq!(e.field, field, "{backend}: {e}");
+            assert!(e.reason.contains(says), "{backend}: {e}");
+        }
+        // The same port for both is fine when there is one device.
+        NetConfig::parse(
+            r#"{"Network": "10.244.0.0/16", "Backend": {"Type": "wireguard", "Mode": "auto", "ListenPort": 51821}}"#,
+        )
+        .unwrap();
     }
 }

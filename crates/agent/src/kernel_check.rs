@@ -42,6 +42,8 @@ enum Feature {
     Geneve,
     /// `encap ip` routes (IP tunnel metadata) on the Geneve device.
     IpTunnelEncap,
+    /// WireGuard devices and their generic netlink family.
+    Wireguard,
 }
 
 impl Feature {
@@ -61,6 +63,9 @@ impl Feature {
             Feature::IpTunnelEncap => {
                 "routes with IP tunnel metadata (encap ip), which the geneve backend sends each peer's traffic with"
             }
+            Feature::Wireguard => {
+                "WireGuard devices, which the wireguard backend encrypts pod traffic with"
+            }
         }
     }
 
@@ -72,6 +77,7 @@ impl Feature {
             Feature::Vxlan => "CONFIG_VXLAN",
             Feature::Geneve => "CONFIG_GENEVE",
             Feature::IpTunnelEncap => "CONFIG_LWTUNNEL",
+            Feature::Wireguard => "CONFIG_WIREGUARD",
         }
     }
 
@@ -115,6 +121,11 @@ impl Feature {
                 PROBE_GENEVE,
                 LinkKind::Geneve(GeneveSpec { port: 6081 }),
             )),
+            // The device over rtnetlink, then its keys over the family.
+            Feature::Wireguard => {
+                nl.create_link(&NewLink::new("probe-wg", LinkKind::Wireguard))?;
+                tweed_netlink::Wireguard::new().map(drop)
+            }
             // Runs after Feature::Geneve, on the device it made.
             Feature::IpTunnelEncap => {
                 let Some(dev) = nl.link_by_name(PROBE_GENEVE)? else {
@@ -143,6 +154,7 @@ fn needed(backend: &BackendConfig, vxlan_elsewhere: bool) -> Vec<Feature> {
         BackendConfig::Vxlan { .. } => vec![Feature::Vxlan],
         BackendConfig::Geneve { .. } => vec![Feature::Geneve, Feature::IpTunnelEncap],
         BackendConfig::HostGw => vec![],
+        BackendConfig::Wireguard(_) => vec![Feature::Wireguard],
         BackendConfig::Srv6 { .. } => vec![
             Feature::Seg6Encap,
             Feature::Seg6LocalDx4,
@@ -259,6 +271,30 @@ mod tests {
             Outcome::Missing(m) => {
                 assert!(!has, "probe says missing, ip says present: {m}");
                 assert_eq!(m.option, "CONFIG_GENEVE", "{m}");
+            }
+            Outcome::NotProbed(why) => panic!("the probe could not run: {why}"),
+        }
+    }
+
+    /// The same for WireGuard: on this host (no CONFIG_WIREGUARD) the
+    /// agent's readiness error names the option; in a kernel with it the
+    /// probe passes.
+    #[test]
+    fn the_wireguard_probe_agrees_with_the_kernel() {
+        let wg = crate::config::NetConfig::parse(
+            r#"{"Network": "10.244.0.0/16", "Backend": {"Type": "wireguard"}}"#,
+        )
+        .unwrap()
+        .backend;
+        assert_eq!(needed(&wg, false), vec![Feature::Wireguard]);
+        let has = tweed_testkit::vm::KernelFeature::Wireguard.present();
+        match check(&wg, false) {
+            Outcome::Present => assert!(has, "probe says present, ip says absent"),
+            Outcome::Missing(m) => {
+                assert!(!has, "probe says missing, ip says present: {m}");
+                assert_eq!(m.option, "CONFIG_WIREGUARD", "{m}");
+                let text = m.to_string();
+                assert!(text.contains("wireguard backend"), "{text}");
             }
             Outcome::NotProbed(why) => panic!("the probe could not run: {why}"),
         }

@@ -80,24 +80,21 @@ fn lease(key: &str, public_ip: &str) -> Lease {
     }
 }
 
-#[test]
-fn a_pass_that_did_not_land_is_retried_soon() {
-    require_root();
-    let ns = TestNs::new("rretry");
-    // No dummy driver in this kernel: one end of a veth pair.
+/// Node n1 in `ns` on an underlay `ul0` (one end of a veth pair, up; no
+/// dummy driver in this kernel) meant to have 198.18.9.1/24, which the
+/// caller adds when it wants.
+fn node_on_veth(ns: &TestNs) -> LocalNode {
     ns.exec_ok(&[
         "ip", "link", "add", "ul0", "type", "veth", "peer", "name", "ul1",
     ]);
     ns.exec_ok(&["ip", "link", "set", "ul1", "up"]);
     ns.exec_ok(&["ip", "link", "set", "ul0", "up"]);
-    let netns = NetNs::named(&ns.name).unwrap();
-    let nl = Netlink::in_netns(&netns).unwrap();
     let index = ns
         .exec_ok(&["cat", "/sys/class/net/ul0/ifindex"])
         .trim()
         .parse()
         .unwrap();
-    let local = LocalNode {
+    LocalNode {
         name: "n1".into(),
         lease: lease("10.244.1.0-24", "198.18.9.1"),
         underlay: Underlay {
@@ -111,7 +108,15 @@ fn a_pass_that_did_not_land_is_retried_soon() {
             reason: "test".into(),
         },
         underlay_networks: vec!["198.18.9.0/24".parse().unwrap()],
-    };
+    }
+}
+
+#[test]
+fn a_pass_that_did_not_land_is_retried_soon() {
+    require_root();
+    let ns = TestNs::new("rretry");
+    let local = node_on_veth(&ns);
+    let nl = Netlink::in_netns(&NetNs::named(&ns.name).unwrap()).unwrap();
     let passes = Arc::new(AtomicU32::new(0));
     let mailbox = Arc::new(PeersMailbox::default());
     let reconciler = Reconciler::new(
@@ -164,4 +169,64 @@ fn a_pass_that_did_not_land_is_retried_soon() {
         passes.load(Ordering::SeqCst)
     );
     eprintln!("route in the kernel {took:?} after its gateway became reachable");
+}
+
+/// A peer that leaves takes its route in the peers pass that follows,
+/// without a full pass (the resync an hour away, no neighbour whose
+/// removal would kick one): the route is deleted as the protocol it was
+/// installed with (77), not the backend's description of it.
+#[test]
+fn a_peer_that_leaves_takes_its_route_without_a_full_pass() {
+    require_root();
+    let ns = TestNs::new("rleave");
+    let local = Arc::new(node_on_veth(&ns));
+    ns.exec_ok(&["ip", "addr", "add", "198.18.9.1/24", "dev", "ul0"]);
+    let netns = NetNs::named(&ns.name).unwrap();
+    let passes = Arc::new(AtomicU32::new(0));
+    let mailbox = Arc::new(PeersMailbox::default());
+    let reconciler = Reconciler::new(
+        Netlink::in_netns(&netns).unwrap(),
+        Box::new(Routes {
+            passes: passes.clone(),
+        }),
+        Arc::new(Metrics::new()),
+        Duration::from_secs(3600),
+        Arc::new(AtomicU32::new(0)),
+        mailbox.clone(),
+    );
+    let (tx, rx) = mpsc::channel();
+    let thread = std::thread::spawn(move || reconciler.run(rx));
+    let routes = || ns.exec_ok(&["ip", "route", "show", "proto", "77"]);
+    let wait = |what: &str, f: &dyn Fn(&str) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !f(&routes()) {
+            assert!(Instant::now() < deadline, "{what}: {}", routes());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    mailbox.post((
+        local.clone(),
+        Arc::new(vec![
+            Arc::new(lease("10.244.2.0-24", "198.18.9.2")),
+            Arc::new(lease("10.244.3.0-24", "198.18.9.3")),
+        ]),
+    ));
+    tx.send(Input::Peers).unwrap();
+    wait("both routes", &|r| r.lines().count() == 2);
+    let before = passes.load(Ordering::SeqCst);
+    mailbox.post((
+        local,
+        Arc::new(vec![Arc::new(lease("10.244.2.0-24", "198.18.9.2"))]),
+    ));
+    tx.send(Input::Peers).unwrap();
+    wait("the leaving peer's route to go", &|r| {
+        r.lines().count() == 1 && !r.contains("10.244.3.0/24")
+    });
+    tx.send(Input::Stop).unwrap();
+    thread.join().unwrap();
+    assert_eq!(
+        passes.load(Ordering::SeqCst),
+        before + 1,
+        "one peers pass did it"
+    );
 }

@@ -87,7 +87,7 @@ impl Binaries {
 pub struct LabSpec {
     pub name: String,
     pub nodes: usize,
-    /// `vxlan`, `geneve`, `host-gw` or `srv6`.
+    /// `vxlan`, `geneve`, `host-gw`, `srv6` or `wireguard`.
     pub backend: String,
     /// `file`, `etcd` or `kube`.
     pub store: String,
@@ -141,9 +141,9 @@ impl Lab {
                 topology::MAX_NODES
             )));
         }
-        if !["vxlan", "geneve", "host-gw", "srv6"].contains(&spec.backend.as_str()) {
+        if !["vxlan", "geneve", "host-gw", "srv6", "wireguard"].contains(&spec.backend.as_str()) {
             return Err(LabError::Usage(format!(
-                "--backend {:?}: vxlan, geneve, host-gw or srv6",
+                "--backend {:?}: vxlan, geneve, host-gw, srv6 or wireguard",
                 spec.backend
             )));
         }

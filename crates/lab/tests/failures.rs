@@ -149,6 +149,18 @@ fn geneve_readiness_agrees_with_the_kernel() {
     );
 }
 
+/// The same for wireguard and CONFIG_WIREGUARD (the ready side runs in
+/// the VM runner with the lab tests in wireguard.rs).
+#[test]
+fn wireguard_readiness_agrees_with_the_kernel() {
+    readiness_agrees_with_the_kernel(
+        "fkw",
+        "wireguard",
+        tweed_testkit::vm::KernelFeature::Wireguard,
+        "CONFIG_WIREGUARD",
+    );
+}
+
 /// An agent of `backend` in a one-node lab: ready where the kernel has
 /// `feature`, else not ready naming `option` (log, /readyz, `tweedctl
 /// status`), no lease, and a prompt stop on SIGTERM.

@@ -9,7 +9,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::capture::Capture;
+use common::capture::{Capture, frame_bytes};
 use common::{TestLab, dual_stack_pods_talk, pods_reach_outside_masqueraded, pods_talk};
 use tweed_testkit::vm::{KernelFeature, on_a_kernel_with};
 
@@ -22,25 +22,6 @@ struct GenevePacket {
     protocol: u16,
     inner_dst_mac: String,
     inner_src_ip: String,
-}
-
-/// The bytes tcpdump printed with `-xx` (lines `\t0x0010:  4500 0054 ...`).
-fn frame_bytes(text: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let Some((offset, hex)) = line.trim_start().split_once(':') else {
-            continue;
-        };
-        if !offset.starts_with("0x") {
-            continue;
-        }
-        for word in hex.split_whitespace() {
-            for i in (0..word.len()).step_by(2) {
-                out.push(u8::from_str_radix(&word[i..i + 2], 16).expect("hex byte"));
-            }
-        }
-    }
-    out
 }
 
 /// Decodes Ethernet / IPv4 / UDP / Geneve / inner Ethernet / IPv4.

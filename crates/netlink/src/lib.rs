@@ -6,7 +6,8 @@
 //! handle is bound to one network namespace; [`NetNs`] opens and enters
 //! namespaces; [`sysctl`] writes per-namespace kernel parameters. Links,
 //! addresses, routes, neighbours, FDB entries, ingress qdiscs and redirect
-//! filters each have their own module.
+//! filters each have their own module; WireGuard devices' keys and peers
+//! ([`Wireguard`]) go over generic netlink.
 
 mod address;
 pub mod bpf;
@@ -24,6 +25,7 @@ mod socket;
 pub mod sysctl;
 mod tap;
 mod tc;
+mod wireguard;
 
 pub use address::Address;
 pub use clsact::Direction;
@@ -37,6 +39,7 @@ pub use netns::{NAMED_NETNS_DIR, NetNs};
 pub use route::{PROTO_BOOT, PROTO_STATIC, Route, RouteEncap, RouteLookup, TABLE_MAIN};
 pub use socket::Netlink;
 pub use tap::{TapSpec, create_tap};
+pub use wireguard::{InvalidKey, WgDevice, WgKey, WgPeer, Wireguard};
 
 /// `IPV4_DEVCONF_ARP_NOTIFY`: announce the address when the link comes up.
 pub const IPV4_DEVCONF_ARP_NOTIFY: u16 = 22;

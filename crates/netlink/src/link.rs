@@ -78,6 +78,9 @@ pub enum LinkKind<'a> {
     MacVtap {
         lower: u32,
     },
+    /// A WireGuard device; its keys and peers are set over generic
+    /// netlink ([`Wireguard`](crate::Wireguard)).
+    Wireguard,
 }
 
 /// The far end of a veth pair. Creating it directly in its target namespace
@@ -558,6 +561,7 @@ fn new_link_message(spec: &NewLink) -> (String, LinkMessage) {
             (InfoKind::Vxlan, Some(InfoData::Vxlan(opts)))
         }
         LinkKind::Geneve(g) => (InfoKind::Geneve, Some(geneve::info_data(g))),
+        LinkKind::Wireguard => (InfoKind::Wireguard, None),
         LinkKind::MacVtap { lower } => {
             msg.attributes.push(LinkAttribute::Link(*lower));
             (
@@ -579,6 +583,7 @@ fn new_link_message(spec: &NewLink) -> (String, LinkMessage) {
         LinkKind::Vxlan(v) => format!("vxlan (VNI {})", v.vni),
         LinkKind::Geneve(g) => format!("geneve (external, port {})", g.port),
         LinkKind::MacVtap { lower } => format!("macvtap on link #{lower}"),
+        LinkKind::Wireguard => "wireguard".to_string(),
     };
     (format!("{what} {}", spec.name), msg)
 }

@@ -6,7 +6,8 @@
 //! netavark pattern) instead of switching namespaces around each request.
 
 use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_DUMP, NLM_F_ECHO, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+    NLM_F_ACK, NLM_F_DUMP, NLM_F_ECHO, NLM_F_REQUEST, NetlinkDeserializable, NetlinkHeader,
+    NetlinkMessage, NetlinkPayload, NetlinkSerializable,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
@@ -20,18 +21,25 @@ const RECV_BUFFER: usize = 64 * 1024;
 
 /// A synchronous rtnetlink client bound to one network namespace.
 pub struct Netlink {
+    channel: Channel,
+}
+
+/// One netlink socket and its request/reply exchange, whatever the
+/// protocol (route here, generic netlink for WireGuard).
+pub(crate) struct Channel {
     socket: Socket,
     seq: u32,
     buf: Vec<u8>,
 }
 
-impl Netlink {
-    /// Opens a handle in the calling thread's current network namespace.
-    pub fn new() -> Result<Self> {
+impl Channel {
+    /// Opens a socket of `protocol` in the calling thread's current
+    /// network namespace.
+    pub(crate) fn open(protocol: isize) -> Result<Self> {
         // No explicit bind or connect: the kernel binds the socket on the
         // first send, and every request names the kernel as its peer. Three
         // system calls fewer per socket, on a path that runs per CNI call.
-        let socket = Socket::new(NETLINK_ROUTE).map_err(NetlinkError::Socket)?;
+        let socket = Socket::new(protocol).map_err(NetlinkError::Socket)?;
         // Short acks (no echo of our request) with the kernel's explanation
         // attached: the explanation ends up in our error messages.
         socket.set_cap_ack(true).map_err(NetlinkError::Socket)?;
@@ -41,38 +49,33 @@ impl Netlink {
         socket
             .set_netlink_get_strict_chk(true)
             .map_err(NetlinkError::Socket)?;
-        Ok(Netlink {
+        Ok(Channel {
             socket,
             seq: 0,
             buf: Vec::with_capacity(RECV_BUFFER),
         })
     }
 
-    /// Opens a handle inside `ns` without leaving the caller there.
-    pub fn in_netns(ns: &NetNs) -> Result<Self> {
-        ns.run(Netlink::new)?
-    }
-
     /// Sends a request that changes state and waits for the kernel's ack.
-    pub(crate) fn execute(
+    pub(crate) fn execute<M: NetlinkSerializable + NetlinkDeserializable>(
         &mut self,
         op: impl FnOnce() -> String,
-        message: RouteNetlinkMessage,
+        message: M,
         flags: u16,
     ) -> Result<()> {
         let seq = self.send(message, NLM_F_REQUEST | NLM_F_ACK | flags)?;
-        self.receive(seq, op, true, |_| {})
+        self.receive::<M>(seq, op, true, |_| {})
     }
 
     /// Like [`execute`](Self::execute) with `NLM_F_ECHO`: also returns the
     /// object the kernel created, as its notification describes it, which
     /// saves looking it up afterwards.
-    pub(crate) fn execute_echo(
+    pub(crate) fn execute_echo<M: NetlinkSerializable + NetlinkDeserializable>(
         &mut self,
         op: impl FnOnce() -> String,
-        message: RouteNetlinkMessage,
+        message: M,
         flags: u16,
-    ) -> Result<Vec<RouteNetlinkMessage>> {
+    ) -> Result<Vec<M>> {
         let seq = self.send(message, NLM_F_REQUEST | NLM_F_ACK | NLM_F_ECHO | flags)?;
         let mut out = Vec::new();
         self.receive(seq, op, true, |m| out.push(m))?;
@@ -80,11 +83,11 @@ impl Netlink {
     }
 
     /// Sends a dump request and collects every object of the reply.
-    pub(crate) fn dump(
+    pub(crate) fn dump<M: NetlinkSerializable + NetlinkDeserializable>(
         &mut self,
         op: impl FnOnce() -> String,
-        message: RouteNetlinkMessage,
-    ) -> Result<Vec<RouteNetlinkMessage>> {
+        message: M,
+    ) -> Result<Vec<M>> {
         let seq = self.send(message, NLM_F_REQUEST | NLM_F_DUMP)?;
         let mut out = Vec::new();
         self.receive(seq, op, false, |m| out.push(m))?;
@@ -92,11 +95,11 @@ impl Netlink {
     }
 
     /// Sends a request for a single object (a `GET` without `NLM_F_DUMP`).
-    pub(crate) fn get(
+    pub(crate) fn get<M: NetlinkSerializable + NetlinkDeserializable>(
         &mut self,
         op: impl FnOnce() -> String,
-        message: RouteNetlinkMessage,
-    ) -> Result<Option<RouteNetlinkMessage>> {
+        message: M,
+    ) -> Result<Option<M>> {
         let seq = self.send(message, NLM_F_REQUEST)?;
         let mut out = None;
         match self.receive(seq, op, false, |m| out = Some(m)) {
@@ -106,7 +109,7 @@ impl Netlink {
         }
     }
 
-    fn send(&mut self, message: RouteNetlinkMessage, flags: u16) -> Result<u32> {
+    fn send<M: NetlinkSerializable>(&mut self, message: M, flags: u16) -> Result<u32> {
         self.seq = self.seq.wrapping_add(1);
         let mut header = NetlinkHeader::default();
         header.flags = flags;
@@ -124,12 +127,12 @@ impl Netlink {
     /// Reads replies to `seq` until the kernel says it is finished: an ack
     /// (error code 0), an error, or the end of a dump. With `until_ack`,
     /// single (echoed) objects do not end the exchange; only the ack does.
-    fn receive(
+    fn receive<M: NetlinkDeserializable>(
         &mut self,
         seq: u32,
         op: impl FnOnce() -> String,
         until_ack: bool,
-        mut on_message: impl FnMut(RouteNetlinkMessage),
+        mut on_message: impl FnMut(M),
     ) -> Result<()> {
         let mut op = Some(op);
         loop {
@@ -147,7 +150,7 @@ impl Netlink {
             let mut offset = 0;
             while offset < n {
                 let bytes = &self.buf[offset..n];
-                let message = NetlinkMessage::<RouteNetlinkMessage>::deserialize(bytes)
+                let message = NetlinkMessage::<M>::deserialize(bytes)
                     .map_err(|e| NetlinkError::Decode(e.to_string()))?;
                 let length = message.header.length as usize;
                 if length == 0 {
@@ -192,6 +195,58 @@ impl Netlink {
                 }
             }
         }
+    }
+}
+
+impl Netlink {
+    /// Opens a handle in the calling thread's current network namespace.
+    pub fn new() -> Result<Self> {
+        Ok(Netlink {
+            channel: Channel::open(NETLINK_ROUTE)?,
+        })
+    }
+
+    /// Opens a handle inside `ns` without leaving the caller there.
+    pub fn in_netns(ns: &NetNs) -> Result<Self> {
+        ns.run(Netlink::new)?
+    }
+
+    /// See [`Channel::execute`].
+    pub(crate) fn execute(
+        &mut self,
+        op: impl FnOnce() -> String,
+        message: RouteNetlinkMessage,
+        flags: u16,
+    ) -> Result<()> {
+        self.channel.execute(op, message, flags)
+    }
+
+    /// See [`Channel::execute_echo`].
+    pub(crate) fn execute_echo(
+        &mut self,
+        op: impl FnOnce() -> String,
+        message: RouteNetlinkMessage,
+        flags: u16,
+    ) -> Result<Vec<RouteNetlinkMessage>> {
+        self.channel.execute_echo(op, message, flags)
+    }
+
+    /// See [`Channel::dump`].
+    pub(crate) fn dump(
+        &mut self,
+        op: impl FnOnce() -> String,
+        message: RouteNetlinkMessage,
+    ) -> Result<Vec<RouteNetlinkMessage>> {
+        self.channel.dump(op, message)
+    }
+
+    /// See [`Channel::get`].
+    pub(crate) fn get(
+        &mut self,
+        op: impl FnOnce() -> String,
+        message: RouteNetlinkMessage,
+    ) -> Result<Option<RouteNetlinkMessage>> {
+        self.channel.get(op, message)
     }
 }
 

@@ -72,6 +72,8 @@ fn plan(args: &CleanupArgs, nl: &mut Netlink) -> Result<Vec<Item>, String> {
             "tweedd's VXLAN device"
         } else if l.name.starts_with("tweed.") && kind == Some("geneve") {
             "tweedd's Geneve device"
+        } else if l.name.starts_with("tweed-wg") && kind == Some("wireguard") {
+            "tweedd's WireGuard device"
         } else if l.name.starts_with("twx.") && kind == Some("vxlan") {
             "a layer-2 segment's VXLAN device"
         } else if l.name.starts_with("tws-") && kind == Some("bridge") {

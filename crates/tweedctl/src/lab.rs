@@ -33,7 +33,7 @@ enum LabCmd {
         /// How many nodes (namespaces, each with its own tweedd).
         #[arg(long, default_value_t = 3)]
         nodes: usize,
-        /// vxlan, geneve, host-gw or srv6.
+        /// vxlan, geneve, host-gw, srv6 or wireguard.
         #[arg(long, default_value = "vxlan")]
         backend: String,
         /// file (embedded), etcd (Debian's etcd in the underlay namespace) or

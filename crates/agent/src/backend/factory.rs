@@ -12,6 +12,8 @@ use super::hostgw::HostGwBackend;
 use super::segments::WithSegments;
 use super::srv6::Srv6Backend;
 use super::vxlan::VxlanBackend;
+use super::wg_key::KeyPair;
+use super::wireguard::WireguardBackend;
 use crate::config::{BackendConfig, Family, NetConfig};
 use crate::identity::Underlay;
 use crate::lease::{LeaseAttrs, LeaseKey};
@@ -23,6 +25,9 @@ pub struct BackendFactory {
     pub vtep_mac: MacAddr,
     /// `tweed`, or `flannel` under `--flannel-compat`.
     pub vxlan_prefix: &'static str,
+    /// The wireguard backend's node key pair and pre-shared key, read
+    /// at start (see [`super::wg_key`]).
+    pub wireguard_keys: Option<(KeyPair, Option<tweed_netlink::WgKey>)>,
 }
 
 impl BackendFactory {
@@ -76,6 +81,21 @@ impl BackendFactory {
             BackendConfig::HostGw => {
                 Box::new(HostGwBackend::new(self.underlay.mtu, self.config.mtu))
             }
+            BackendConfig::Wireguard(wg) => {
+                let (keys, psk) = self
+                    .wireguard_keys
+                    .clone()
+                    .expect("the agent loads the WireGuard keys before building the backend");
+                Box::new(WireguardBackend::new(
+                    wg,
+                    keys,
+                    psk,
+                    (self.config.ipv4.is_some(), self.config.ipv6.is_some()),
+                    self.underlay.mtu,
+                    ipv6_underlay,
+                    self.config.mtu,
+                ))
+            }
             BackendConfig::Srv6 { locator } => Box::new(Srv6Backend::new(
                 *locator,
                 node_number(&self.config, key),
@@ -92,7 +112,7 @@ impl BackendFactory {
             public_ipv6: self.underlay.public_ipv6,
             backend_type: backend.kind().to_string(),
             backend_data: backend.lease_data().into(),
-            backend_v6_data: crate::lease::BackendData::null(),
+            backend_v6_data: backend.lease_v6_data().into(),
             node_name: node_name.to_string(),
             segment_macs: Default::default(),
             wire_ends: Default::default(),

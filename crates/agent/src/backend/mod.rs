@@ -9,6 +9,8 @@ pub mod segments;
 pub mod srv6;
 pub mod tunnel;
 pub mod vxlan;
+pub mod wg_key;
+pub mod wireguard;
 
 use ipnet::IpNet;
 use serde_json::Value;
@@ -46,12 +48,30 @@ pub trait Backend: Send {
     /// The backend's part of this node's lease record.
     fn lease_data(&self) -> Value;
 
+    /// flannel's `BackendV6Data`: what the backend publishes for its IPv6
+    /// side, when it has a separate one.
+    fn lease_v6_data(&self) -> Value {
+        Value::Null
+    }
+
     /// MTU for pod interfaces (written to the lease file).
     fn pod_mtu(&self) -> u32;
 
     /// Creates or repairs this node's devices and settings; called before
     /// every reconcile pass, so a device deleted by hand comes back.
     fn ensure_devices(&mut self, nl: &mut Netlink, local: &LocalNode) -> Result<(), BackendError>;
+
+    /// Brings state that is not routes, neighbours or FDB entries (a
+    /// WireGuard device's peers) to what `peers` want; called after
+    /// [`ensure_devices`](Backend::ensure_devices) and before the routes
+    /// are applied, on every pass.
+    fn sync_peers(
+        &mut self,
+        _local: &LocalNode,
+        _peers: &[Arc<Lease>],
+    ) -> Result<(), BackendError> {
+        Ok(())
+    }
 
     /// The routes, neighbours and FDB entries wanted for `peers`.
     fn desired(&self, local: &LocalNode, peers: &[Arc<Lease>]) -> Desired;

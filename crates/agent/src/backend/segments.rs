@@ -172,8 +172,16 @@ impl Backend for WithSegments {
         self.inner.lease_data()
     }
 
+    fn lease_v6_data(&self) -> Value {
+        self.inner.lease_v6_data()
+    }
+
     fn pod_mtu(&self) -> u32 {
         self.inner.pod_mtu()
+    }
+
+    fn sync_peers(&mut self, local: &LocalNode, peers: &[Arc<Lease>]) -> Result<(), BackendError> {
+        self.inner.sync_peers(local, peers)
     }
 
     fn ensure_devices(&mut self, nl: &mut Netlink, local: &LocalNode) -> Result<(), BackendError> {

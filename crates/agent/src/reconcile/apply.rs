@@ -172,8 +172,16 @@ fn note(
 pub fn execute(nl: &mut Netlink, plan: &Plan) -> Result<Changes, NetlinkError> {
     let mut c = Changes::default();
     for r in &plan.routes_del {
+        // A route the last pass applied is the backend's description,
+        // whose protocol is not the one it was installed with; the kernel
+        // deletes only a route of the protocol named (ESRCH otherwise, which
+        // looks like "already gone"). Until the wireguard backend, a peer's
+        // route was removed only because its neighbour's removal kicked a
+        // full pass.
+        let mut route = r.clone();
+        route.protocol = ROUTE_PROTOCOL;
         note(
-            nl.delete_route(r),
+            nl.delete_route(&route),
             true,
             "removing a route",
             &mut c.removed,

@@ -220,6 +220,11 @@ impl Reconciler {
             self.metrics.reconcile_errors.inc();
         }
         let mut landed = setup.is_ok();
+        if let Err(e) = self.backend.sync_peers(local, peers) {
+            tracing::error!(error = %e, "reconcile: backend peers could not be set");
+            self.metrics.reconcile_errors.inc();
+            landed = false;
+        }
         if let Some(tx) = self.first_pass.take() {
             let _ = tx.send(setup.map_err(|e| e.to_string()));
         }

@@ -80,3 +80,22 @@ impl Drop for Capture {
         let _ = self.child.wait();
     }
 }
+
+/// The bytes tcpdump printed with `-xx` (lines `\t0x0010:  4500 0054 ...`).
+pub fn frame_bytes(text: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let Some((offset, hex)) = line.trim_start().split_once(':') else {
+            continue;
+        };
+        if !offset.starts_with("0x") {
+            continue;
+        }
+        for word in hex.split_whitespace() {
+            for i in (0..word.len()).step_by(2) {
+                out.push(u8::from_str_radix(&word[i..i + 2], 16).expect("hex byte"));
+            }
+        }
+    }
+    out
+}

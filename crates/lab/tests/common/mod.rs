@@ -177,6 +177,21 @@ pub fn tcp_send(ns: &NetNs, addr: SocketAddr, bytes: usize) -> std::io::Result<(
     s.shutdown(std::net::Shutdown::Write)
 }
 
+/// `etcdctl <args>` against the lab's etcd, from the underlay namespace;
+/// panics unless it succeeds.
+pub fn etcdctl(lab: &TestLab, args: &[&str]) -> std::process::Output {
+    let endpoint = format!(
+        "http://{}:{}",
+        tweed_lab::topology::ROUTER_IPV4,
+        tweed_lab::ETCD_PORT
+    );
+    let mut argv = vec!["etcdctl", "--endpoints", &endpoint];
+    argv.extend_from_slice(args);
+    let out = lab.lab().exec_output("underlay", &argv).expect("etcdctl");
+    assert!(out.status.success(), "etcdctl {args:?}: {out:?}");
+    out
+}
+
 /// The keys under `prefix` in the lab's etcd, sorted.
 pub fn etcd_keys(lab: &TestLab, prefix: &str) -> Vec<String> {
     let mut keys = lab.lab().etcd_keys(prefix).expect("etcdctl get");

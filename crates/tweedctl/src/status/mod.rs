@@ -205,14 +205,25 @@ fn kernel_section(
     let mut nl = Netlink::new().map_err(|e| e.to_string())?;
     let links = nl.links().map_err(|e| e.to_string())?;
     // flannel.<VNI> is tweed's too on a node taken over with --flannel-compat.
-    let overlay = |name: &str| name.starts_with("tweed.") || name.starts_with("flannel.");
-    // The pod network's tunnel device: vxlan (tweed.<VNI>) or geneve
-    // (tweed.geneve, whose VNI is on each route, not on the device).
+    let overlay = |name: &str| {
+        name.starts_with("tweed.") || name.starts_with("tweed-wg") || name.starts_with("flannel.")
+    };
+    // The pod network's tunnel device: vxlan (tweed.<VNI>), geneve
+    // (tweed.geneve, whose VNI is on each route, not on the device) or
+    // wireguard (tweed-wg, tweed-wg-v6: its port, public key and peers,
+    // read over generic netlink).
     let mut tunnels = Vec::new();
     for l in links.iter().filter(|l| overlay(&l.name)) {
+        let mut wg = None;
         let (kind, vni, port) = match (l.kind.as_deref(), &l.vxlan, &l.geneve) {
             (Some("vxlan"), Some(v), _) => ("vxlan", Some(v.vni), v.port),
             (Some("geneve"), _, Some(g)) => ("geneve", None, g.port),
+            (Some("wireguard"), _, _) => {
+                let device = tweed_netlink::Wireguard::new().and_then(|mut w| w.device(l.index));
+                let port = device.as_ref().map(|d| d.listen_port).unwrap_or_default();
+                wg = Some(device);
+                ("wireguard", None, port)
+            }
             _ => continue,
         };
         if let Some(m) = lease_mtu
@@ -229,6 +240,11 @@ fn kernel_section(
             vni,
             port,
             mac: l.mac.map(|m| m.to_string()).unwrap_or_default(),
+            public_key: wg
+                .as_ref()
+                .and_then(|d| d.as_ref().ok()?.public_key.as_ref().map(|k| k.to_string())),
+            peers: wg.as_ref().and_then(|d| Some(d.as_ref().ok()?.peers.len())),
+            error: wg.and_then(|d| d.err().map(|e| e.to_string())),
             mtu: l.mtu,
             qlen: l.qlen,
             up: l.up,

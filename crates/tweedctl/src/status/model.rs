@@ -58,13 +58,23 @@ pub struct KernelStatus {
 #[derive(Debug, Serialize)]
 pub struct Tunnel {
     pub name: String,
-    /// `vxlan` or `geneve`.
+    /// `vxlan`, `geneve` or `wireguard`.
     pub kind: String,
     /// The device's VNI (VXLAN; Geneve carries it per route).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vni: Option<u32>,
     pub port: u16,
+    /// Empty for a WireGuard device, which has no MAC.
     pub mac: String,
+    /// WireGuard: the node's public key (base64), as the kernel holds it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
+    /// WireGuard: the number of peers on the device.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peers: Option<usize>,
+    /// Why the device could not be read in full, if it could not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     pub mtu: u32,
     pub qlen: u32,
     pub up: bool,
@@ -141,14 +151,25 @@ pub fn print_text(s: &NodeStatus) {
     let k = &s.kernel;
     outln!("kernel");
     for t in &k.tunnels {
-        let params = match t.vni {
+        let mut params = match t.vni {
             Some(vni) => format!("{} vni {vni} port {}", t.kind, t.port),
             None => format!("{} port {}", t.kind, t.port),
         };
+        if let Some(e) = &t.error {
+            params = format!("{} (cannot read: {e})", t.kind);
+        }
+        if let Some(key) = &t.public_key {
+            params.push_str(&format!(" public-key {key}"));
+        }
+        if let Some(n) = t.peers {
+            params.push_str(&format!(" peers {n}"));
+        }
+        if !t.mac.is_empty() {
+            params.push_str(&format!(" mac {}", t.mac));
+        }
         outln!(
-            "  {:<12} {params} mac {} mtu {} qlen {}{}",
+            "  {:<12} {params} mtu {} qlen {}{}",
             t.name,
-            t.mac,
             t.mtu,
             t.qlen,
             if t.up { "" } else { " DOWN" }

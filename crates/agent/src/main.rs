@@ -179,6 +179,12 @@ fn kube_options(flags: &Flags, node_name: &str, config: &NetConfig) -> KubeOptio
 fn main() -> ExitCode {
     let flags = Flags::parse();
     init_logging(flags.log_json);
+    // A container started without NET_ADMIN can program nothing: say so
+    // and stop, rather than lease a subnet and fail every request after.
+    if let Err(e) = tweedd::capabilities::check() {
+        tracing::error!("{e}");
+        return ExitCode::from(2);
+    }
 
     // Configuration errors end the program before anything is programmed;
     // a file is read at once, etcd's key once the store answers.

@@ -9,6 +9,7 @@
 //! `/run/tweed-lab/<name>/`, so labs with different names never collide and
 //! `down` removes every namespace, process and file.
 
+pub mod capabilities;
 pub mod check;
 pub mod converge;
 pub mod kube;
@@ -516,7 +517,9 @@ impl Lab {
         let log = self.node_dir(node).join("tweedd.log");
         // Append across restarts: keep the history for post-mortems.
         let previous = std::fs::read(&log).unwrap_or_default();
-        let pid = procs::spawn_in(&self.state.nodes[idx].ns, &argv, &log)?;
+        // With the DaemonSet's capabilities and no other.
+        let caps: Vec<u32> = capabilities::AGENT.iter().map(|(_, c)| *c).collect();
+        let pid = procs::spawn_in_with(&self.state.nodes[idx].ns, &argv, &log, Some(&caps))?;
         if !previous.is_empty() {
             let _ = std::fs::write(self.node_dir(node).join("tweedd.log.prev"), previous);
         }

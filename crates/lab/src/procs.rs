@@ -14,6 +14,16 @@ use crate::LabError;
 /// Starts `argv` inside the named namespace with output to `log`; returns
 /// its pid.
 pub fn spawn_in(ns: &str, argv: &[String], log: &Path) -> Result<i32, LabError> {
+    spawn_in_with(ns, argv, log, None)
+}
+
+/// [`spawn_in`] with no capability but `caps` (numbers), when given.
+pub fn spawn_in_with(
+    ns: &str,
+    argv: &[String],
+    log: &Path,
+    caps: Option<&[u32]>,
+) -> Result<i32, LabError> {
     let ns_file = File::open(format!("/run/netns/{ns}"))
         .map_err(|e| LabError::io(format!("open netns {ns}"), e))?;
     let out =
@@ -35,6 +45,10 @@ pub fn spawn_in(ns: &str, argv: &[String], log: &Path) -> Result<i32, LabError> 
             libc::setsid();
             Ok(())
         });
+    }
+    if let Some(caps) = caps {
+        crate::capabilities::keep_only(&mut cmd, caps)
+            .map_err(|e| LabError::io("read the kernel's capabilities", e))?;
     }
     let child = cmd
         .spawn()

@@ -28,6 +28,19 @@ fn tweedd_in_with(
     store: &str,
     extra: &[&str],
 ) -> std::process::Child {
+    tweedd_command(lab, dir, net_conf, store, extra)
+        .spawn()
+        .expect("start tweedd")
+}
+
+/// The command [`tweedd_in_with`] runs.
+fn tweedd_command(
+    lab: &TestLab,
+    dir: &std::path::Path,
+    net_conf: &str,
+    store: &str,
+    extra: &[&str],
+) -> std::process::Command {
     std::fs::write(dir.join("net-conf.json"), net_conf).unwrap();
     let mut argv: Vec<String> = vec![
         binaries().tweedd.display().to_string(),
@@ -45,13 +58,9 @@ fn tweedd_in_with(
         dir.join("state").display().to_string(),
     ];
     argv.extend(extra.iter().map(|a| a.to_string()));
-    lab.lab()
-        .command("n1", &argv)
-        .unwrap()
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start tweedd")
+    let mut cmd = lab.lab().command("n1", &argv).unwrap();
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd
 }
 
 /// Sends SIGTERM and asserts tweedd has exited within 2 s; its log.
@@ -400,4 +409,51 @@ fn sigterm_is_heard_when_ready_and_while_re_acquiring_a_lost_lease() {
         log.contains("retrying"),
         "it was not retrying when told to stop: {log}"
     );
+}
+
+/// The lab runs every agent with the DaemonSet's capabilities and no other
+/// (so every lab test shows they are enough); without NET_ADMIN, tweedd
+/// refuses to start, naming it, and takes no lease.
+#[test]
+fn agents_run_with_the_daemonset_capabilities_and_need_net_admin() {
+    use tweed_lab::capabilities::{self, AGENT};
+    let lab = TestLab::up_with("fcp", 1, "vxlan", "file", |s| s.pods_per_node = 0);
+    let pid = lab.lab().state.node("n1").unwrap().agent_pid.unwrap();
+    let want: Vec<u32> = AGENT.iter().map(|(_, c)| *c).collect();
+    assert_eq!(
+        capabilities::effective(pid).unwrap(),
+        capabilities::mask(&want),
+        "the lab's agent runs with exactly {AGENT:?}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    std::fs::create_dir_all(&store).unwrap();
+    let conf = r#"{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan", "VNI": 43}}"#;
+    let mut cmd = tweedd_command(
+        &lab,
+        dir.path(),
+        conf,
+        &format!("file://{}", store.display()),
+        &[],
+    );
+    let without: Vec<u32> = want.iter().copied().filter(|c| *c != 12).collect();
+    capabilities::keep_only(&mut cmd, &without).unwrap();
+    let out = cmd.output().expect("run tweedd");
+    let log = String::from_utf8_lossy(&out.stderr);
+    println!("tweedd without NET_ADMIN:\n{log}");
+    assert_eq!(out.status.code(), Some(2), "it refuses to start");
+    assert!(
+        log.contains("CAP_NET_ADMIN"),
+        "the log names the missing capability: {log}"
+    );
+    assert!(
+        std::fs::read_dir(store.join("subnets")).map_or(true, |mut d| d.next().is_none()),
+        "no lease taken"
+    );
+    let out = lab
+        .lab()
+        .exec_output("n1", &["ip", "link", "show", "tweed.43"])
+        .unwrap();
+    assert!(!out.status.success(), "no VXLAN device without NET_ADMIN");
 }

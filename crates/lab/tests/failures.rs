@@ -345,7 +345,8 @@ fn etcd_wiped_agents_reclaim_their_own_subnets() {
     lab.lab_mut().stop_store().unwrap();
     std::fs::remove_dir_all(lab.lab().state.dir().join("etcd")).unwrap();
     lab.lab_mut().start_store().unwrap();
-    assert!(etcd_leases(&lab).is_empty(), "etcd came back empty");
+    // etcd starts empty; the agents may have claimed again before any
+    // read here could see it so, hence no check that it was empty.
     let wiped = Instant::now();
     wait_until(90, "both agents to claim their subnets again", || {
         etcd_leases(&lab).len() == 2

@@ -299,6 +299,9 @@ fn wireguard_with_file_store() {
     lab.lab_mut()
         .start_agent_args("n1", &["--resync-interval", "5"])
         .unwrap();
+    // Its first pass done, the next full one is 5 s away: the removal
+    // below is seen before it is repaired.
+    lab.lab().wait_converged().unwrap();
     let n2_key = record_of(&records, "n2")["BackendData"]["PublicKey"]
         .as_str()
         .unwrap()

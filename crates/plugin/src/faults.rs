@@ -6,7 +6,9 @@
 //! (ADD rolls back, DEL carries on and reports it). With
 //! `TWEED_FAULT_TRACE=<file>` every step's name is appended to the file,
 //! one per line, so a test learns how many steps a call passes and can fail
-//! each in turn (`crates/plugin/tests/fault_injection.rs`).
+//! each in turn (`crates/plugin/tests/fault_injection.rs`). With
+//! `TWEED_FAULT_PANIC_AT=<k>` the k-th step panics instead, which tests
+//! the panic hook (`crates/plugin/tests/panic.rs`).
 //!
 //! Only debug builds have it (`cfg(debug_assertions)`): the tests run the
 //! binary Cargo builds for them in the dev profile, so they need no extra
@@ -25,6 +27,9 @@ use tweed_cni::error::CniError;
 pub const AT_ENV: &str = "TWEED_FAULT_AT";
 /// A file each step's name is appended to.
 pub const TRACE_ENV: &str = "TWEED_FAULT_TRACE";
+/// The step (counted like [`AT_ENV`]) that panics instead, to test the
+/// panic hook (`panic_hook.rs`, `tests/panic.rs`).
+pub const PANIC_AT_ENV: &str = "TWEED_FAULT_PANIC_AT";
 /// The code of an injected failure: in the plugin's own range but apart
 /// from its real codes (100 to 107), so a test never takes a real failure
 /// for the injected one. Not 999: the reference plugins answer that for
@@ -55,17 +60,21 @@ mod injector {
 
     struct Settings {
         at: Option<usize>,
+        panic_at: Option<usize>,
         trace: Option<PathBuf>,
     }
 
     fn settings() -> &'static Settings {
         static SETTINGS: OnceLock<Settings> = OnceLock::new();
         SETTINGS.get_or_init(|| Settings {
-            at: std::env::var(super::AT_ENV)
-                .ok()
-                .and_then(|v| v.trim().parse().ok()),
+            at: number(super::AT_ENV),
+            panic_at: number(super::PANIC_AT_ENV),
             trace: std::env::var_os(super::TRACE_ENV).map(PathBuf::from),
         })
+    }
+
+    fn number(var: &str) -> Option<usize> {
+        std::env::var(var).ok().and_then(|v| v.trim().parse().ok())
     }
 
     /// Steps passed so far in this process (one process is one CNI call).
@@ -85,6 +94,9 @@ mod injector {
             {
                 let _ = writeln!(f, "{name}");
             }
+        }
+        if s.panic_at == Some(n) {
+            panic!("injected panic at step {n}: {name}");
         }
         if s.at == Some(n) {
             return Err(CniError::custom(

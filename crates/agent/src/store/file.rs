@@ -121,19 +121,17 @@ impl FileStore {
     pub(super) fn read(&self, key: &LeaseKey) -> Result<Option<Lease>, StoreError> {
         let path = self.subnets().join(key.to_string());
         match fs::read(&path) {
-            Ok(bytes) => parse(key, &bytes).map(Some),
+            Ok(bytes) => parse_record(key, &bytes).map(Some),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(unavailable("reading", &path, e)),
         }
     }
 
     fn write(&self, lease: &Lease) -> Result<(), StoreError> {
-        let record = Record {
-            attrs: lease.attrs.clone(),
-            expires: lease.expires.map(epoch_secs).unwrap_or(u64::MAX),
-        };
-        let bytes = serde_json::to_vec(&record).expect("lease record serialises");
-        write_atomic(&self.subnets().join(lease.key.to_string()), &bytes)
+        write_atomic(
+            &self.subnets().join(lease.key.to_string()),
+            &render_record(lease),
+        )
     }
 
     /// Hands every unexpired lease on disk to `f`, one at a time, under
@@ -156,7 +154,7 @@ impl FileStore {
                 continue;
             };
             match fs::read(entry.path()) {
-                Ok(bytes) => match parse(&key, &bytes) {
+                Ok(bytes) => match parse_record(&key, &bytes) {
                     Ok(lease) if !lease.is_expired(now) => f(lease),
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "ignoring unreadable lease file"),
@@ -217,7 +215,17 @@ impl FileStore {
     }
 }
 
-fn parse(key: &LeaseKey, bytes: &[u8]) -> Result<Lease, StoreError> {
+/// A lease file's bytes.
+pub fn render_record(lease: &Lease) -> Vec<u8> {
+    let record = Record {
+        attrs: lease.attrs.clone(),
+        expires: lease.expires.map(epoch_secs).unwrap_or(u64::MAX),
+    };
+    serde_json::to_vec(&record).expect("lease record serialises")
+}
+
+/// Reads a lease file's bytes (public for the fuzz targets).
+pub fn parse_record(key: &LeaseKey, bytes: &[u8]) -> Result<Lease, StoreError> {
     let record: Record = serde_json::from_slice(bytes).map_err(|e| StoreError::BadRecord {
         key: key.to_string(),
         reason: e.to_string(),

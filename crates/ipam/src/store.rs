@@ -397,9 +397,15 @@ impl StoreGuard<'_> {
     }
 }
 
-/// The address a reservation file's name holds, if it is one.
+/// The address whose reservation file is called `name`, if it is one.
+///
+/// Only the name the store itself writes (and host-local: Go prints the
+/// same text) counts. Other spellings of an address (`fd00:0::7`,
+/// `::ffff:10.244.1.7`) would give one address a second file, so two
+/// owners, and releasing one would delete the other's file.
 pub fn reservation_file_ip(name: &str) -> Option<IpAddr> {
-    name.parse::<IpAddr>().ok().map(|ip| ip.to_canonical())
+    let ip = name.parse::<IpAddr>().ok()?.to_canonical();
+    (ip.to_string() == name).then_some(ip)
 }
 
 /// Writes a small file with the store's file mode, replacing its content.

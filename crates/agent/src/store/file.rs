@@ -230,11 +230,21 @@ pub fn parse_record(key: &LeaseKey, bytes: &[u8]) -> Result<Lease, StoreError> {
         key: key.to_string(),
         reason: e.to_string(),
     })?;
+    let expires = match record.expires {
+        u64::MAX => None,
+        secs => Some(
+            UNIX_EPOCH
+                .checked_add(Duration::from_secs(secs))
+                .ok_or_else(|| StoreError::BadRecord {
+                    key: key.to_string(),
+                    reason: format!("Expires {secs} is not a time this system can represent"),
+                })?,
+        ),
+    };
     Ok(Lease {
         key: *key,
         attrs: record.attrs,
-        expires: (record.expires != u64::MAX)
-            .then(|| UNIX_EPOCH + Duration::from_secs(record.expires)),
+        expires,
     })
 }
 
@@ -313,6 +323,23 @@ mod tests {
             },
             expires: None,
         }
+    }
+
+    /// Found by the file_store_record fuzz target: an `Expires` past what
+    /// `SystemTime` holds panicked (an overflowing addition).
+    #[test]
+    fn an_expiry_out_of_range_is_a_bad_record() {
+        let key: LeaseKey = "10.244.1.0-24".parse().unwrap();
+        let bytes = br#"{"BackendType":"host-gw","Expires":18446744073709551614}"#;
+        match parse_record(&key, bytes) {
+            Err(StoreError::BadRecord { key, reason }) => {
+                assert_eq!(key, "10.244.1.0-24");
+                assert!(reason.contains("Expires 18446744073709551614"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let never = br#"{"BackendType":"host-gw","Expires":18446744073709551615}"#;
+        assert_eq!(parse_record(&key, never).unwrap().expires, None);
     }
 
     #[tokio::test]

@@ -295,17 +295,20 @@ impl GuestRecord {
                 });
             }
         };
-        let invalid = |reason: String| RecordError::Invalid {
+        Self::parse(&bytes).map_err(|reason| RecordError::Invalid {
             path: path.to_path_buf(),
             reason,
-        };
-        let record: GuestRecord =
-            serde_json::from_slice(&bytes).map_err(|e| invalid(e.to_string()))?;
+        })
+    }
+
+    /// A record file's content, checked for a format this tool reads.
+    pub fn parse(bytes: &[u8]) -> Result<GuestRecord, String> {
+        let record: GuestRecord = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
         if record.version > RECORD_VERSION {
-            return Err(invalid(format!(
+            return Err(format!(
                 "format version {} is newer than this tool understands ({RECORD_VERSION})",
                 record.version
-            )));
+            ));
         }
         Ok(record)
     }

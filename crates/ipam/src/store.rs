@@ -60,7 +60,7 @@ pub struct Reservation {
 impl Reservation {
     /// Parses a reservation file's content the way host-local compares it:
     /// the whole content, trimmed, is either `<id>\r\n<ifname>` or `<id>`.
-    fn parse(ip: IpAddr, content: &[u8]) -> Reservation {
+    pub fn parse(ip: IpAddr, content: &[u8]) -> Reservation {
         let text = String::from_utf8_lossy(content);
         let text = text.trim();
         match text.split_once(LINE_BREAK) {
@@ -355,11 +355,7 @@ impl StoreGuard<'_> {
         let mut out = Vec::new();
         for entry in fs::read_dir(dir).map_err(|e| IpamError::io(dir, e))? {
             let entry = entry.map_err(|e| IpamError::io(dir, e))?;
-            let Some(ip) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<IpAddr>().ok())
-            else {
+            let Some(ip) = entry.file_name().to_str().and_then(reservation_file_ip) else {
                 continue;
             };
             let path = entry.path();
@@ -367,7 +363,7 @@ impl StoreGuard<'_> {
             if file_type.is_dir() {
                 continue;
             }
-            out.push((ip.to_canonical(), path));
+            out.push((ip, path));
         }
         out.sort();
         Ok(out)
@@ -399,6 +395,17 @@ impl StoreGuard<'_> {
             .map(|r| r.ip)
             .collect()
     }
+}
+
+/// The address whose reservation file is called `name`, if it is one.
+///
+/// Only the name the store itself writes (and host-local: Go prints the
+/// same text) counts. Other spellings of an address (`fd00:0::7`,
+/// `::ffff:10.244.1.7`) would give one address a second file, so two
+/// owners, and releasing one would delete the other's file.
+pub fn reservation_file_ip(name: &str) -> Option<IpAddr> {
+    let ip = name.parse::<IpAddr>().ok()?.to_canonical();
+    (ip.to_string() == name).then_some(ip)
 }
 
 /// Writes a small file with the store's file mode, replacing its content.

@@ -254,3 +254,36 @@ fn lock_excludes_a_second_store() {
         .expect("second store gets the lock once it is released");
     t.join().unwrap();
 }
+
+/// Found by the ipam_store fuzz target: a file named by another spelling of
+/// an address (`fd00:0::7`, `::ffff:10.244.1.7`) counted as that address's
+/// reservation, so the address had two owners, and releasing the foreign
+/// file's "owner" deleted the real reservation. Only the store's own name
+/// for an address counts.
+#[test]
+fn only_the_canonical_file_name_holds_an_address() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path(), "net1").unwrap();
+    let g = store.lock().unwrap();
+    assert!(g.reserve(ip("fd00::7"), "live", "eth0", 0).unwrap());
+    assert!(g.reserve(ip("10.244.1.7"), "live", "eth0", 0).unwrap());
+    fs::write(store.dir().join("fd00:0::7"), "other\r\neth0").unwrap();
+    fs::write(store.dir().join("::ffff:10.244.1.7"), "other\r\neth0").unwrap();
+
+    let owners: Vec<(String, String)> = g
+        .reservations()
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.ip.to_string(), r.container_id))
+        .collect();
+    assert_eq!(
+        owners,
+        [
+            ("10.244.1.7".to_string(), "live".to_string()),
+            ("fd00::7".to_string(), "live".to_string())
+        ]
+    );
+    assert!(g.release_by_id("other", "eth0").unwrap().is_empty());
+    assert!(store.dir().join("fd00::7").exists());
+    assert!(store.dir().join("10.244.1.7").exists());
+}

@@ -18,7 +18,7 @@ pub use rotation::{DEFAULT_BACKUPS, DEFAULT_MAX_BYTES, LogFile};
 pub const DEFAULT_LOG_FILE: &str = "/var/log/tweed/cni.log";
 
 /// What one call did, filled in as the call goes.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct CallRecord {
     pub command: String,
     pub container_id: Option<String>,

@@ -9,7 +9,9 @@
 //! each in turn (`crates/plugin/tests/fault_injection.rs`). With
 //! `TWEED_FAULT_KILL_AT=<k>` the process SIGKILLs itself at the k-th step
 //! instead — a kill -9 at an exact point, with no unwinding and no
-//! rollback (`crates/plugin/tests/kill_at_step.rs`).
+//! rollback (`crates/plugin/tests/kill_at_step.rs`). With
+//! `TWEED_FAULT_PANIC_AT=<k>` the k-th step panics instead, which tests
+//! the panic hook (`crates/plugin/tests/panic.rs`).
 //!
 //! Only debug builds have it (`cfg(debug_assertions)`): the tests run the
 //! binary Cargo builds for them in the dev profile, so they need no extra
@@ -30,6 +32,9 @@ pub const AT_ENV: &str = "TWEED_FAULT_AT";
 pub const KILL_AT_ENV: &str = "TWEED_FAULT_KILL_AT";
 /// A file each step's name is appended to.
 pub const TRACE_ENV: &str = "TWEED_FAULT_TRACE";
+/// The step (counted like [`AT_ENV`]) that panics instead, to test the
+/// panic hook (`panic_hook.rs`, `tests/panic.rs`).
+pub const PANIC_AT_ENV: &str = "TWEED_FAULT_PANIC_AT";
 /// The code of an injected failure: in the plugin's own range but apart
 /// from its real codes (100 to 107), so a test never takes a real failure
 /// for the injected one. Not 999: the reference plugins answer that for
@@ -61,6 +66,7 @@ mod injector {
     struct Settings {
         at: Option<usize>,
         kill_at: Option<usize>,
+        panic_at: Option<usize>,
         trace: Option<PathBuf>,
     }
 
@@ -69,6 +75,7 @@ mod injector {
         SETTINGS.get_or_init(|| Settings {
             at: number(super::AT_ENV),
             kill_at: number(super::KILL_AT_ENV),
+            panic_at: number(super::PANIC_AT_ENV),
             trace: std::env::var_os(super::TRACE_ENV).map(PathBuf::from),
         })
     }
@@ -99,6 +106,9 @@ mod injector {
             // As the OOM killer or a power cut would: nothing after this
             // runs, no destructor, no rollback. The trace line is written.
             let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+        }
+        if s.panic_at == Some(n) {
+            panic!("injected panic at step {n}: {name}");
         }
         if s.at == Some(n) {
             return Err(CniError::custom(

@@ -103,8 +103,8 @@ impl Lease {
                 .map(|(_, v)| (key, v.to_string()))
         };
 
-        let ipv4 = family(get("SUBNET"), get("NETWORK"))?;
-        let ipv6 = family(get("IPV6_SUBNET"), get("IPV6_NETWORK"))?;
+        let ipv4 = family(get("SUBNET"), get("NETWORK"), true)?;
+        let ipv6 = family(get("IPV6_SUBNET"), get("IPV6_NETWORK"), false)?;
         if ipv4.is_none() && ipv6.is_none() {
             return Err((
                 format!("{prefix}SUBNET"),
@@ -140,6 +140,7 @@ impl Lease {
 fn family(
     subnet: Option<(String, String)>,
     network: Option<(String, String)>,
+    ipv4: bool,
 ) -> Result<Option<FamilyLease>, (String, String)> {
     let Some((key, value)) = subnet else {
         return Ok(None);
@@ -150,6 +151,12 @@ fn family(
             format!("{value:?} is not an address with prefix length"),
         )
     })?;
+    // An IPv6 subnet under the IPv4 key (or the reverse) would be set up
+    // as the other family's: the bridge, IPAM and routes would disagree.
+    if with_gateway.addr().is_ipv4() != ipv4 {
+        let want = if ipv4 { "IPv4" } else { "IPv6" };
+        return Err((key, format!("{value:?} is not an {want} address")));
+    }
     let subnet = with_gateway.trunc();
     if with_gateway.addr() == subnet.network() {
         return Err((
@@ -187,6 +194,17 @@ fn family(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refuses_a_subnet_of_the_other_family() {
+        // Found by the subnet_env fuzz target.
+        let (key, why) = Lease::parse("TWEED_SUBNET=1::1/64\n").unwrap_err();
+        assert_eq!(key, "TWEED_SUBNET");
+        assert!(why.contains("not an IPv4 address"), "{why}");
+        let (key, why) = Lease::parse("TWEED_IPV6_SUBNET=10.244.1.1/24\n").unwrap_err();
+        assert_eq!(key, "TWEED_IPV6_SUBNET");
+        assert!(why.contains("not an IPv6 address"), "{why}");
+    }
 
     #[test]
     fn reads_tweed_keys() {

@@ -16,6 +16,7 @@ pub mod guest;
 pub mod ipam;
 pub mod lease;
 pub mod names;
+pub mod panic_hook;
 pub mod wires;
 
 use std::io::{Read, Write};
@@ -37,6 +38,7 @@ pub fn run() -> i32 {
     let mut record = CallRecord::default();
     let mut log = calllog::default_log();
     let mut reply_version = CniVersion::LATEST.as_str().to_string();
+    panic_hook::install(started, clock, &reply_version);
 
     let outcome = dispatch(&mut record, &mut log, &mut reply_version);
     let code = match outcome {
@@ -92,6 +94,7 @@ fn dispatch(
             *reply_version = v.to_string();
         }
     }
+    panic_hook::remember(record, log, reply_version);
     let conf = Conf::parse(&stdin, command)?;
     *log = conf.log.clone();
     record.network = Some(conf.name().to_string());
@@ -100,6 +103,7 @@ fn dispatch(
     record.container_id = env.container_id.clone();
     record.netns = env.netns.as_ref().map(|p| p.display().to_string());
     record.ifname = env.ifname.clone();
+    panic_hook::remember(record, log, reply_version);
 
     let mut call = Call {
         env: &env,

@@ -136,20 +136,22 @@ fn read_path(path: &Path) -> Result<Option<WireRecord>, RecordError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_err("read", path)(e)),
     };
-    let rec: WireRecord = serde_json::from_slice(&bytes).map_err(|e| RecordError::Invalid {
+    parse(&bytes).map(Some).map_err(|why| RecordError::Invalid {
         path: path.to_path_buf(),
-        why: e.to_string(),
-    })?;
+        why,
+    })
+}
+
+/// A record file's content, checked for the format this tweed reads.
+pub fn parse(bytes: &[u8]) -> Result<WireRecord, String> {
+    let rec: WireRecord = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
     if rec.version != RECORD_VERSION {
-        return Err(RecordError::Invalid {
-            path: path.to_path_buf(),
-            why: format!(
-                "version {} (this tweed reads {RECORD_VERSION})",
-                rec.version
-            ),
-        });
+        return Err(format!(
+            "version {} (this tweed reads {RECORD_VERSION})",
+            rec.version
+        ));
     }
-    Ok(Some(rec))
+    Ok(rec)
 }
 
 /// Removes a pod's record (absent is fine).

@@ -99,6 +99,19 @@ mod tests {
         assert_eq!(back, d);
     }
 
+    /// Found by the file_store_record fuzz target: without serde_json's
+    /// correctly rounded float parser, a number written back read back as
+    /// another number.
+    #[test]
+    fn numbers_survive_a_round_trip() {
+        let text = r#"{"X":1000000020000100.2000000000000000000000000006666666666666666666}"#;
+        let first: BackendData = serde_json::from_str(text).unwrap();
+        let again: BackendData = serde_json::to_string(&first)
+            .and_then(|t| serde_json::from_str(&t))
+            .unwrap();
+        assert_eq!(again, first);
+    }
+
     #[test]
     fn null_is_absent() {
         let d = BackendData::from(Value::Null);

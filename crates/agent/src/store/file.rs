@@ -128,19 +128,17 @@ impl FileStore {
     pub(super) fn read(&self, key: &LeaseKey) -> Result<Option<Lease>, StoreError> {
         let path = self.subnets().join(key.to_string());
         match fs::read(&path) {
-            Ok(bytes) => parse(key, &bytes).map(Some),
+            Ok(bytes) => parse_record(key, &bytes).map(Some),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(unavailable("reading", &path, e)),
         }
     }
 
     fn write(&self, lease: &Lease) -> Result<(), StoreError> {
-        let record = Record {
-            attrs: lease.attrs.clone(),
-            expires: lease.expires.map(epoch_secs).unwrap_or(u64::MAX),
-        };
-        let bytes = serde_json::to_vec(&record).expect("lease record serialises");
-        write_atomic(&self.subnets().join(lease.key.to_string()), &bytes)?;
+        write_atomic(
+            &self.subnets().join(lease.key.to_string()),
+            &render_record(lease),
+        )?;
         // Called with the writers' lock held: no other write is under way.
         remove_stale_temps(&self.subnets());
         Ok(())
@@ -166,7 +164,7 @@ impl FileStore {
                 continue;
             };
             match fs::read(entry.path()) {
-                Ok(bytes) => match parse(&key, &bytes) {
+                Ok(bytes) => match parse_record(&key, &bytes) {
                     Ok(lease) if !lease.is_expired(now) => f(lease),
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "ignoring unreadable lease file"),
@@ -227,16 +225,36 @@ impl FileStore {
     }
 }
 
-fn parse(key: &LeaseKey, bytes: &[u8]) -> Result<Lease, StoreError> {
+/// A lease file's bytes.
+pub fn render_record(lease: &Lease) -> Vec<u8> {
+    let record = Record {
+        attrs: lease.attrs.clone(),
+        expires: lease.expires.map(epoch_secs).unwrap_or(u64::MAX),
+    };
+    serde_json::to_vec(&record).expect("lease record serialises")
+}
+
+/// Reads a lease file's bytes (public for the fuzz targets).
+pub fn parse_record(key: &LeaseKey, bytes: &[u8]) -> Result<Lease, StoreError> {
     let record: Record = serde_json::from_slice(bytes).map_err(|e| StoreError::BadRecord {
         key: key.to_string(),
         reason: e.to_string(),
     })?;
+    let expires = match record.expires {
+        u64::MAX => None,
+        secs => Some(
+            UNIX_EPOCH
+                .checked_add(Duration::from_secs(secs))
+                .ok_or_else(|| StoreError::BadRecord {
+                    key: key.to_string(),
+                    reason: format!("Expires {secs} is not a time this system can represent"),
+                })?,
+        ),
+    };
     Ok(Lease {
         key: *key,
         attrs: record.attrs,
-        expires: (record.expires != u64::MAX)
-            .then(|| UNIX_EPOCH + Duration::from_secs(record.expires)),
+        expires,
     })
 }
 
@@ -359,6 +377,23 @@ mod tests {
         std::fs::write(&stale, b"{").unwrap();
         s.write(&lease("10.244.2.0-24", "b")).unwrap();
         assert!(!stale.exists());
+    }
+
+    /// Found by the file_store_record fuzz target: an `Expires` past what
+    /// `SystemTime` holds panicked (an overflowing addition).
+    #[test]
+    fn an_expiry_out_of_range_is_a_bad_record() {
+        let key: LeaseKey = "10.244.1.0-24".parse().unwrap();
+        let bytes = br#"{"BackendType":"host-gw","Expires":18446744073709551614}"#;
+        match parse_record(&key, bytes) {
+            Err(StoreError::BadRecord { key, reason }) => {
+                assert_eq!(key, "10.244.1.0-24");
+                assert!(reason.contains("Expires 18446744073709551614"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let never = br#"{"BackendType":"host-gw","Expires":18446744073709551615}"#;
+        assert_eq!(parse_record(&key, never).unwrap().expires, None);
     }
 
     #[tokio::test]

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# libFuzzer runs of tweed's parsers (cargo-fuzz, on the stable toolchain).
+#
+#   scripts/fuzz.sh run <target|all> <seconds>  fuzz, adding what is new to
+#                                               fuzz/corpus/<target>/
+#   scripts/fuzz.sh check <seconds>             every target for <seconds>
+#                                               from the committed corpus,
+#                                               which is left unchanged
+#   scripts/fuzz.sh cmin <target|all>           minimize the committed corpus
+#   scripts/fuzz.sh list                        the targets
+#
+# The target bodies are crates/fuzz-targets; its replay test runs every
+# committed corpus in the ordinary `cargo test` without libFuzzer.
+# A crash leaves its input in fuzz/artifacts/<target>/ and fails the run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CARGO_FUZZ_VERSION=0.13.2
+TARGET_DIR=${TWEED_FUZZ_TARGET_DIR:-/var/cache/tweed/fuzz-target}
+# Stable Rust has no -Zsanitizer: libFuzzer's coverage instrumentation
+# (sancov) works without one, and every target's invariants are asserts.
+FUZZ_FLAGS=(--fuzz-dir fuzz --sanitizer none --target-dir "$TARGET_DIR")
+
+usage() {
+  sed -n '2,13p' "$0" >&2
+  exit 2
+}
+
+ensure_cargo_fuzz() {
+  if ! cargo fuzz --version 2>/dev/null | grep -qF "$CARGO_FUZZ_VERSION"; then
+    cargo install --locked cargo-fuzz --version "$CARGO_FUZZ_VERSION"
+  fi
+}
+
+targets() {
+  cargo fuzz list --fuzz-dir fuzz
+}
+
+# fuzz_one TARGET SECONDS CORPUS...: new inputs go to the first corpus dir.
+fuzz_one() {
+  local target=$1 seconds=$2
+  shift 2
+  echo "fuzz.sh: $target for ${seconds}s" >&2
+  cargo fuzz run "${FUZZ_FLAGS[@]}" "$target" "$@" -- \
+    -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
+}
+
+selected() {
+  if [ "$1" = all ]; then targets; else echo "$1"; fi
+}
+
+cmd=${1:-}
+case "$cmd" in
+  list)
+    targets
+    ;;
+  run)
+    [ $# -eq 3 ] || usage
+    ensure_cargo_fuzz
+    cargo fuzz build "${FUZZ_FLAGS[@]}"
+    for t in $(selected "$2"); do
+      mkdir -p "fuzz/corpus/$t"
+      fuzz_one "$t" "$3" "fuzz/corpus/$t"
+    done
+    ;;
+  check)
+    [ $# -eq 2 ] || usage
+    ensure_cargo_fuzz
+    cargo fuzz build "${FUZZ_FLAGS[@]}"
+    scratch=$(mktemp -d)
+    trap 'rm -rf "$scratch"' EXIT
+    for t in $(targets); do
+      mkdir -p "$scratch/$t"
+      fuzz_one "$t" "$2" "$scratch/$t" "fuzz/corpus/$t"
+    done
+    echo "fuzz.sh: every target ran ${2}s without a failure" >&2
+    ;;
+  cmin)
+    [ $# -eq 2 ] || usage
+    ensure_cargo_fuzz
+    for t in $(selected "$2"); do
+      cargo fuzz cmin "${FUZZ_FLAGS[@]}" "$t" "fuzz/corpus/$t"
+    done
+    ;;
+  *)
+    usage
+    ;;
+esac

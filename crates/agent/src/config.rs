@@ -11,6 +11,8 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::Deserialize;
 use serde_json::Value;
 use thiserror::Error;
+
+use crate::backend::srv6;
 pub use tweed_segment::Segment;
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -100,6 +102,13 @@ pub struct Pool<N> {
     /// First and last subnet that may be handed out.
     pub min: N,
     pub max: N,
+}
+
+impl<N: Family> Pool<N> {
+    /// log2 of the number of subnets in the network.
+    pub fn subnet_bits(&self) -> u8 {
+        self.subnet_len - self.network.prefix()
+    }
 }
 
 /// Which overlay carries traffic between nodes.
@@ -294,6 +303,16 @@ impl NetConfig {
                             locator.prefix_len()
                         ),
                     ));
+                }
+                // Nodes are numbered by their subnet in the pool that
+                // numbers them (IPv4 when there is one).
+                let pool_bits = match (&ipv4, &ipv6) {
+                    (Some(p), _) => p.subnet_bits(),
+                    (None, Some(p)) => p.subnet_bits(),
+                    (None, None) => 0,
+                };
+                if let Some(why) = srv6::locator_too_long(locator, pool_bits) {
+                    return Err(err("Backend.Locator", why));
                 }
                 BackendConfig::Srv6 {
                     locator: locator.trunc(),

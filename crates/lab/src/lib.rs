@@ -96,6 +96,9 @@ pub struct LabSpec {
     pub ip_masq: bool,
     /// Dual-stack pods (IPv6 network fd00:10:244::/56 next to 10.244.0.0/16).
     pub ipv6: bool,
+    /// Underlay subnets behind the lab's router; nodes take turns. 1 is
+    /// one L2 segment, more a routed underlay.
+    pub underlay_subnets: u8,
     /// Keys merged into the generated net-conf.json (e.g. `SubnetMax`).
     pub net_conf_overrides: serde_json::Map<String, serde_json::Value>,
     pub binaries: Binaries,
@@ -188,6 +191,7 @@ impl Lab {
                 store: spec.store.clone(),
                 store_url: String::new(),
                 underlay_ns: format!("{}.ul", spec.name),
+                underlay_subnets: spec.underlay_subnets.max(1),
                 etcd_pid: None,
                 api_pid: None,
                 nodes: Vec::new(),
@@ -232,14 +236,21 @@ impl Lab {
             &dir.join("net-conf.json"),
             &serde_json::to_vec_pretty(&conf).expect("json"),
         )?;
-        topology::create_underlay(&self.state.underlay_ns)?;
+        topology::create_underlay(&self.state.underlay_ns, self.state.underlay_subnets)?;
         self.state
             .save()
             .map_err(|e| LabError::io("save lab state", e))?;
-        done(&format!(
-            "underlay namespace {} (198.18.0.0/24)",
-            self.state.underlay_ns
-        ));
+        done(&match self.state.underlay_subnets {
+            1 => format!(
+                "underlay namespace {} (198.18.0.0/24)",
+                self.state.underlay_ns
+            ),
+            k => format!(
+                "underlay namespace {} routing 198.18.0.0/24 to 198.18.{}.0/24",
+                self.state.underlay_ns,
+                k - 1
+            ),
+        });
 
         self.state.store_url = match spec.store.as_str() {
             "etcd" => {
@@ -442,14 +453,15 @@ impl Lab {
             .ok_or_else(|| LabError::Usage("the lab is full".into()))?;
         let name = format!("n{i}");
         let ns = format!("{}.{name}", self.state.name);
-        topology::create_node(&self.state.underlay_ns, &ns, i)?;
+        let subnet = topology::subnet_of(i, self.state.underlay_subnets);
+        topology::create_node(&self.state.underlay_ns, &ns, i, subnet)?;
         let node = NodeState {
             name: name.clone(),
             ns,
-            underlay_ipv4: topology::node_ipv4(i).to_string(),
-            underlay_ipv6: topology::node_ipv6(i).to_string(),
+            underlay_ipv4: topology::node_ipv4(i, subnet).to_string(),
+            underlay_ipv6: topology::node_ipv6(i, subnet).to_string(),
             agent_pid: None,
-            health_addr: format!("{}:{HEALTH_PORT}", topology::node_ipv4(i)),
+            health_addr: format!("{}:{HEALTH_PORT}", topology::node_ipv4(i, subnet)),
             pods: Vec::new(),
         };
         std::fs::create_dir_all(self.node_dir(&name))

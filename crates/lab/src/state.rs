@@ -18,11 +18,18 @@ pub struct LabState {
     /// The store URL the agents use.
     pub store_url: String,
     pub underlay_ns: String,
+    /// How many underlay subnets the router joins (1: one L2 segment).
+    #[serde(default = "one_subnet")]
+    pub underlay_subnets: u8,
     pub etcd_pid: Option<i32>,
     /// The fake API server of a `kube` store.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_pid: Option<i32>,
     pub nodes: Vec<NodeState>,
+}
+
+fn one_subnet() -> u8 {
+    1
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

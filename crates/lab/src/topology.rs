@@ -1,7 +1,10 @@
-//! The emulated underlay: one namespace with a bridge (the "switch" and
-//! also the router to the "outside"), and per node a namespace whose eth0
-//! is cabled to that bridge. Node i has 198.18.0.i/24 and fd00:198::i/64;
-//! the underlay namespace is 198.18.0.254 / fd00:198::fe.
+//! The emulated underlay: one namespace with a bridge per underlay subnet
+//! (the "switches"), which is also the router between them and to the
+//! "outside", and per node a namespace whose eth0 is cabled to its subnet's
+//! bridge. Node i on subnet s has 198.18.s.i/24 and fd00:198:0:s::i/64;
+//! the router is 198.18.s.254 / fd00:198:0:s::fe there. One subnet (the
+//! default) is one L2 segment; more make a routed underlay, where nodes on
+//! different subnets reach each other only through the router.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -10,19 +13,42 @@ use tweed_netlink::{LinkKind, MacAddr, NetNs, Netlink, NewLink, Route, VethPeer,
 
 use crate::LabError;
 
-pub const UNDERLAY_BRIDGE: &str = "ul0";
 pub const MAX_NODES: usize = 250;
 
-pub fn node_ipv4(i: usize) -> Ipv4Addr {
-    Ipv4Addr::new(198, 18, 0, i as u8)
+/// At most this many underlay subnets (198.18.0.0/24 to 198.18.15.0/24).
+pub const MAX_UNDERLAY_SUBNETS: u8 = 16;
+
+pub fn node_ipv4(i: usize, subnet: u8) -> Ipv4Addr {
+    Ipv4Addr::new(198, 18, subnet, i as u8)
 }
 
-pub fn node_ipv6(i: usize) -> Ipv6Addr {
-    Ipv6Addr::new(0xfd00, 0x198, 0, 0, 0, 0, 0, i as u16)
+pub fn node_ipv6(i: usize, subnet: u8) -> Ipv6Addr {
+    Ipv6Addr::new(0xfd00, 0x198, 0, u16::from(subnet), 0, 0, 0, i as u16)
 }
 
+fn router_ipv4(subnet: u8) -> Ipv4Addr {
+    Ipv4Addr::new(198, 18, subnet, 254)
+}
+
+fn router_ipv6(subnet: u8) -> Ipv6Addr {
+    Ipv6Addr::new(0xfd00, 0x198, 0, u16::from(subnet), 0, 0, 0, 0xfe)
+}
+
+/// The underlay's address on the first subnet, where etcd and the API
+/// server listen.
 pub const ROUTER_IPV4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 254);
 pub const ROUTER_IPV6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x198, 0, 0, 0, 0, 0, 0xfe);
+
+/// The bridge of underlay subnet `subnet` (`ul0` for the first).
+pub fn underlay_bridge(subnet: u8) -> String {
+    format!("ul{subnet}")
+}
+
+/// The subnet node `i` sits on when the lab has `subnets` of them: the
+/// nodes take turns, so n1 and n2 are on different subnets from two up.
+pub fn subnet_of(i: usize, subnets: u8) -> u8 {
+    ((i - 1) % usize::from(subnets.max(1))) as u8
+}
 
 fn net(addr: IpAddr, len: u8) -> IpNet {
     IpNet::new(addr, len).expect("valid prefix")
@@ -35,37 +61,48 @@ fn lo_up(nl: &mut Netlink) -> Result<(), LabError> {
     Ok(())
 }
 
-/// Creates the underlay namespace and its bridge.
-pub fn create_underlay(ns_name: &str) -> Result<(), LabError> {
+/// Creates the underlay namespace with one bridge per underlay subnet,
+/// routing between them.
+pub fn create_underlay(ns_name: &str, subnets: u8) -> Result<(), LabError> {
     let ns = NetNs::create_named(ns_name)?;
     let mut nl = Netlink::in_netns(&ns)?;
     lo_up(&mut nl)?;
-    let mut br = NewLink::new(UNDERLAY_BRIDGE, LinkKind::Bridge);
-    // A fixed address: a bridge otherwise takes its lowest port's MAC and
-    // changes it as nodes join, leaving every node with a stale ARP entry
-    // for the router (and etcd) behind it.
-    br.mac = Some(MacAddr::random());
-    br.up = true;
-    nl.create_link(&br)?;
-    let index = nl
-        .link_by_name(UNDERLAY_BRIDGE)?
-        .ok_or_else(|| LabError::Setup("underlay bridge vanished".into()))?
-        .index;
-    nl.add_address(index, net(IpAddr::V4(ROUTER_IPV4), 24), true)?;
-    nl.add_address(index, net(IpAddr::V6(ROUTER_IPV6), 64), true)?;
+    for subnet in 0..subnets.max(1) {
+        let name = underlay_bridge(subnet);
+        let mut br = NewLink::new(&name, LinkKind::Bridge);
+        // A fixed address: a bridge otherwise takes its lowest port's MAC and
+        // changes it as nodes join, leaving every node with a stale ARP entry
+        // for the router (and etcd) behind it.
+        br.mac = Some(MacAddr::random());
+        br.up = true;
+        nl.create_link(&br)?;
+        let index = nl
+            .link_by_name(&name)?
+            .ok_or_else(|| LabError::Setup(format!("underlay bridge {name} vanished")))?
+            .index;
+        nl.add_address(index, net(IpAddr::V4(router_ipv4(subnet)), 24), true)?;
+        nl.add_address(index, net(IpAddr::V6(router_ipv6(subnet)), 64), true)?;
+    }
+    if subnets > 1 {
+        ns.run(|| -> Result<(), tweed_netlink::NetlinkError> {
+            sysctl::write(&["net", "ipv4", "ip_forward"], "1")?;
+            sysctl::write(&["net", "ipv6", "conf", "all", "forwarding"], "1")
+        })??;
+    }
     Ok(())
 }
 
-/// Creates node `i`'s namespace, cabled to the underlay bridge.
-pub fn create_node(underlay_ns: &str, node_ns: &str, i: usize) -> Result<(), LabError> {
+/// Creates node `i`'s namespace, cabled to the bridge of its underlay
+/// subnet.
+pub fn create_node(underlay_ns: &str, node_ns: &str, i: usize, subnet: u8) -> Result<(), LabError> {
     let ul = NetNs::named(underlay_ns)?;
     let node = NetNs::create_named(node_ns)?;
     let mut unl = Netlink::in_netns(&ul)?;
     let mut nnl = Netlink::in_netns(&node)?;
     lo_up(&mut nnl)?;
     let bridge = unl
-        .link_by_name(UNDERLAY_BRIDGE)?
-        .ok_or_else(|| LabError::Setup("underlay bridge missing".into()))?;
+        .link_by_name(&underlay_bridge(subnet))?
+        .ok_or_else(|| LabError::Setup(format!("underlay subnet {subnet} has no bridge")))?;
     let port = format!("n{i}");
     let mut veth = NewLink::new(
         &port,
@@ -81,17 +118,17 @@ pub fn create_node(underlay_ns: &str, node_ns: &str, i: usize) -> Result<(), Lab
     let eth0 = nnl
         .link_by_name("eth0")?
         .ok_or_else(|| LabError::Setup(format!("{node_ns}: eth0 missing")))?;
-    nnl.add_address(eth0.index, net(IpAddr::V4(node_ipv4(i)), 24), true)?;
-    nnl.add_address(eth0.index, net(IpAddr::V6(node_ipv6(i)), 64), true)?;
+    nnl.add_address(eth0.index, net(IpAddr::V4(node_ipv4(i, subnet)), 24), true)?;
+    nnl.add_address(eth0.index, net(IpAddr::V6(node_ipv6(i, subnet)), 64), true)?;
     nnl.set_link_up(eth0.index, true)?;
     nnl.add_route(
         &Route::new(net(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0))
-            .via(IpAddr::V4(ROUTER_IPV4))
+            .via(IpAddr::V4(router_ipv4(subnet)))
             .dev(eth0.index),
     )?;
     nnl.add_route(
         &Route::new(net(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0))
-            .via(IpAddr::V6(ROUTER_IPV6))
+            .via(IpAddr::V6(router_ipv6(subnet)))
             .dev(eth0.index),
     )?;
     node.run(|| -> Result<(), tweed_netlink::NetlinkError> {

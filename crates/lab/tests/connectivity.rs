@@ -135,7 +135,7 @@ fn srv6_with_file_store() {
     );
     // Pods get the underlay MTU minus the encapsulation.
     let env = std::fs::read_to_string(lab.lab().state.dir().join("n1").join("subnet.env")).unwrap();
-    assert!(env.contains("TWEED_MTU=1436"), "{env}");
+    assert!(env.contains("TWEED_MTU=1420"), "{env}");
 }
 
 #[test]
@@ -276,4 +276,72 @@ fn host_gw_refuses_a_peer_off_the_segment() {
 fn dual_stack_pods_over_vxlan() {
     let lab = TestLab::up_with("cds", 2, "vxlan", "file", |s| s.ipv6 = true);
     dual_stack_pods_talk(&lab);
+}
+
+/// IPv6 pods next to IPv4 ones over SRv6: End.DX6 on each node's `::6`
+/// SID carries the IPv6 pod traffic.
+#[test]
+fn dual_stack_pods_over_srv6() {
+    if !on_a_kernel_with(&[KernelFeature::Seg6]) {
+        return; // ran, and passed, in the VM runner
+    }
+    let lab = TestLab::up_with("csd", 2, "srv6", "file", |s| s.ipv6 = true);
+    dual_stack_pods_talk(&lab);
+    let routes = lab.ip_json("n1", &["-6", "-d", "route", "show", "proto", "77"]);
+    let peer_pods = lab.lab().state.node("n2").unwrap().pods[0]
+        .ipv6
+        .clone()
+        .unwrap();
+    assert!(
+        routes
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["encap"] == "seg6"
+                && r["dst"]
+                    .as_str()
+                    .is_some_and(|d| d.starts_with(&peer_pods[..peer_pods.len() - 2]))),
+        "an SRv6 route to n2's IPv6 pod subnet: {routes}"
+    );
+}
+
+/// A routed underlay: n1 and n3 share 198.18.0.0/24, n2 is on
+/// 198.18.1.0/24 behind the lab's router, which knows nothing of SIDs.
+/// Routed peers are reached with two segments (the peer's underlay
+/// address, then its SID); the peer on the same subnet with one.
+#[test]
+fn srv6_across_a_routed_underlay() {
+    if !on_a_kernel_with(&[KernelFeature::Seg6]) {
+        return; // ran, and passed, in the VM runner
+    }
+    let lab = TestLab::up_with("csu", 3, "srv6", "file", |s| s.underlay_subnets = 2);
+    let n2 = lab.lab().state.node("n2").unwrap().underlay_ipv6.clone();
+    assert!(
+        n2.starts_with("fd00:198:0:1::"),
+        "n2 is on the second subnet: {n2}"
+    );
+    pods_talk(&lab);
+    let routes = lab
+        .lab()
+        .exec_output("n1", &["ip", "route", "show", "proto", "77"])
+        .unwrap();
+    let routes = String::from_utf8_lossy(&routes.stdout);
+    assert!(
+        routes.contains(&format!("segs 2 [ {n2} ")),
+        "n2 is reached through its underlay address first:\n{routes}"
+    );
+    assert!(
+        routes.contains("segs 1 ["),
+        "n3, on n1's subnet, with its SID alone:\n{routes}"
+    );
+}
+
+/// The same routed underlay carries VXLAN as it is: the tunnel is UDP
+/// between the nodes' addresses.
+#[test]
+fn vxlan_across_a_routed_underlay() {
+    let lab = TestLab::up_with("cvu", 3, "vxlan", "file", |s| s.underlay_subnets = 2);
+    let n2 = lab.lab().state.node("n2").unwrap().underlay_ipv4.clone();
+    assert_eq!(n2, "198.18.1.2");
+    pods_talk(&lab);
 }

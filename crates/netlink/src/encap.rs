@@ -94,6 +94,8 @@ pub(crate) fn parse(items: Vec<RouteLwTunnelEncap>) -> Option<RouteEncap> {
     for item in items {
         match item {
             RouteLwTunnelEncap::Seg6(RouteSeg6IpTunnel::Seg6(h)) => {
+                // In visiting order both ways (the header itself holds the
+                // last segment first; the crate turns the list around).
                 return Some(RouteEncap::Seg6 {
                     segments: h.segments,
                 });
@@ -117,5 +119,37 @@ pub(crate) fn parse(items: Vec<RouteLwTunnelEncap>) -> Option<RouteEncap> {
         Seg6LocalAction::EndDx4 => Some(RouteEncap::EndDx4 { nh4 }),
         Seg6LocalAction::EndDx6 => Some(RouteEncap::EndDx6 { nh6 }),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use netlink_packet_core::{Emitable, NlaBuffer, ParseableParametrized};
+
+    use super::*;
+
+    /// What `parse` reads back from the bytes `to_attributes` sends.
+    fn round_trip(encap: &RouteEncap) -> Option<RouteEncap> {
+        let (kind, items) = to_attributes(encap);
+        let parsed = items
+            .iter()
+            .map(|item| {
+                let mut buf = vec![0u8; item.buffer_len()];
+                item.emit(&mut buf);
+                let nla = NlaBuffer::new_checked(&buf[..]).expect("an attribute");
+                RouteLwTunnelEncap::parse_with_param(&nla, kind).expect("parses back")
+            })
+            .collect();
+        parse(parsed)
+    }
+
+    #[test]
+    fn seg6_segments_read_back_in_visiting_order() {
+        let segments: Vec<Ipv6Addr> = vec![
+            "fd00:198:0:1::3".parse().unwrap(),
+            "fd00:5:0:2::4".parse().unwrap(),
+        ];
+        let encap = RouteEncap::Seg6 { segments };
+        assert_eq!(round_trip(&encap), Some(encap));
     }
 }

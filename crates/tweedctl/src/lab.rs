@@ -47,6 +47,11 @@ enum LabCmd {
         /// Dual-stack pods.
         #[arg(long)]
         ipv6: bool,
+        /// Underlay subnets (198.18.0.0/24, 198.18.1.0/24, ...) joined by the
+        /// lab's router; nodes take turns, so from 2 up n1 and n2 reach each
+        /// other only through the router (a routed underlay).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=16))]
+        underlay_subnets: u8,
         /// Do not masquerade pod traffic leaving the cluster network.
         #[arg(long)]
         no_ip_masq: bool,
@@ -162,6 +167,7 @@ pub fn run(args: LabArgs) -> Result<Verdict, LabError> {
             store,
             pods_per_node,
             ipv6,
+            underlay_subnets,
             no_ip_masq,
             topology,
             tweedd,
@@ -192,6 +198,7 @@ pub fn run(args: LabArgs) -> Result<Verdict, LabError> {
                 pods_per_node,
                 ip_masq: !no_ip_masq,
                 ipv6,
+                underlay_subnets,
                 net_conf_overrides: match &topo {
                     Some(t) if !t.segments.is_empty() => [(
                         "Segments".to_string(),

@@ -51,6 +51,7 @@ fn status_reports_and_cleanup_removes_everything_on_a_lab_node() {
         pods_per_node: 1,
         ip_masq: true,
         ipv6: false,
+        underlay_subnets: 1,
         // A layer-2 segment too: its bridge and VXLAN device are tweed's.
         net_conf_overrides: serde_json::json!({"Segments": [{"Name": "lab1", "VNI": 4001, "Subnet": "192.168.90.0/24"}]})
             .as_object()

@@ -10,7 +10,7 @@ use super::Backend;
 use super::geneve::GeneveBackend;
 use super::hostgw::HostGwBackend;
 use super::segments::WithSegments;
-use super::srv6::Srv6Backend;
+use super::srv6::{self, Srv6Backend};
 use super::vxlan::VxlanBackend;
 use super::wg_key::KeyPair;
 use super::wireguard::WireguardBackend;
@@ -120,13 +120,12 @@ impl BackendFactory {
     }
 }
 
-/// The node's number: its subnet's position in the pool (SRv6 SID blocks
-/// are numbered by it).
-fn node_number(config: &NetConfig, key: &LeaseKey) -> u16 {
-    let n = match (&config.ipv4, key.ipv4, &config.ipv6, key.ipv6) {
-        (Some(p), Some(k), _, _) => k.index_in(&p.network),
-        (_, _, Some(p), Some(k)) => k.index_in(&p.network),
-        _ => 0,
-    };
-    (n % 65536) as u16
+/// The node's number, its subnet's position in the pool, and how many bits
+/// SRv6 SID blocks give it: every subnet of the pool gets its own block.
+fn node_number(config: &NetConfig, key: &LeaseKey) -> (u128, u8) {
+    match (&config.ipv4, key.ipv4, &config.ipv6, key.ipv6) {
+        (Some(p), Some(k), _, _) => (k.index_in(&p.network), srv6::node_bits(p.subnet_bits())),
+        (_, _, Some(p), Some(k)) => (k.index_in(&p.network), srv6::node_bits(p.subnet_bits())),
+        _ => (0, srv6::node_bits(0)),
+    }
 }

@@ -101,6 +101,7 @@ fn main() {
         pods_per_node: 0,
         ip_masq: true,
         ipv6: false,
+        underlay_subnets: 1,
         net_conf_overrides: overrides,
         binaries: binaries.clone(),
     };

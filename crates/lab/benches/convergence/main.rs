@@ -78,6 +78,7 @@ fn main() {
         pods_per_node: 1,
         ip_masq: true,
         ipv6: false,
+        underlay_subnets: 1,
         net_conf_overrides: Default::default(),
         binaries: binaries.clone(),
     };

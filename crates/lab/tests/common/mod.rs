@@ -68,6 +68,7 @@ impl TestLab {
             pods_per_node: 1,
             ip_masq: true,
             ipv6: false,
+            underlay_subnets: 1,
             net_conf_overrides: Default::default(),
             binaries: binaries(),
         };

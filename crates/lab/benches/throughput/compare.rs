@@ -153,6 +153,20 @@ pub fn compare_state(lab: &Lab, hand: &str, backend: &str) {
             println!("  route tweed: {}", route_line(&n1.ns, "-4", &peer_subnet));
             println!("  route hand:  {}", route_line(&hn1, "-4", "10.244.2.0/24"));
         }
+        "geneve" => {
+            compare_link("geneve device", (&n1.ns, "tweed.geneve"), (&hn1, "gnv0"));
+            println!("  route tweed: {}", route_line(&n1.ns, "-4", &peer_subnet));
+            println!("  route hand:  {}", route_line(&hn1, "-4", "10.244.2.0/24"));
+        }
+        "wireguard" => {
+            compare_link(
+                "wireguard device",
+                (&n1.ns, "tweed-wg"),
+                (&hn1, "flannel-wg"),
+            );
+            println!("  route tweed: {}", route_line(&n1.ns, "-4", &peer_subnet));
+            println!("  route hand:  {}", route_line(&hn1, "-4", "10.244.2.0/24"));
+        }
         "srv6" => {
             println!("  route tweed: {}", route_line(&n1.ns, "-4", &peer_subnet));
             println!("  route hand:  {}", route_line(&hn1, "-4", "10.244.2.0/24"));

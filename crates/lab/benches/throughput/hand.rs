@@ -18,8 +18,9 @@ pub fn hand_built(s: &mut Scratch, prefix: &str, backend: &str) -> Path {
     ipn(&ul, "addr add 198.18.0.254/24 dev ul0");
     ipn(&ul, "addr add fd00:198::fe/64 dev ul0 nodad");
     let pod_mtu = match backend {
-        "vxlan" => 1450,
-        "srv6" => 1436,
+        "vxlan" | "geneve" => 1450,
+        "wireguard" => 1440,
+        "srv6" => 1420,
         _ => 1500,
     };
     let mut nodes = Vec::new();
@@ -66,6 +67,11 @@ pub fn hand_built(s: &mut Scratch, prefix: &str, backend: &str) -> Path {
         nodes.push(node);
     }
     let mac = |i: u8| format!("02:42:0a:f4:{i:02x}:00");
+    let keys = if backend == "wireguard" {
+        [wg_keypair(), wg_keypair()]
+    } else {
+        Default::default()
+    };
     for i in 1..=2u8 {
         let node = &nodes[usize::from(i - 1)];
         let j = 3 - i;
@@ -105,6 +111,59 @@ pub fn hand_built(s: &mut Scratch, prefix: &str, backend: &str) -> Path {
                     &format!("route add 10.244.{j}.0/24 via 10.244.{j}.0 dev flannel.1 onlink"),
                 );
             }
+            "geneve" => {
+                ipn(
+                    node,
+                    &format!(
+                        "link add gnv0 address {} mtu 1450 type geneve external dstport 6081",
+                        mac(i)
+                    ),
+                );
+                ipn(node, &format!("addr add 10.244.{i}.0/32 dev gnv0"));
+                ipn(node, "link set gnv0 up");
+                ipn(
+                    node,
+                    &format!(
+                        "neigh replace 10.244.{j}.0 lladdr {} dev gnv0 nud permanent",
+                        mac(j)
+                    ),
+                );
+                ipn(
+                    node,
+                    &format!(
+                        "route add 10.244.{j}.0/24 via 10.244.{j}.0 dev gnv0 onlink encap ip id 1 dst 198.18.0.{j}"
+                    ),
+                );
+            }
+            "wireguard" => {
+                let (private, _) = &keys[usize::from(i - 1)];
+                let (_, peer_public) = &keys[usize::from(j - 1)];
+                ipn(node, "link add flannel-wg mtu 1440 type wireguard");
+                let key_file = format!("/run/{prefix}.n{i}.key");
+                std::fs::write(&key_file, private).expect("write the private key");
+                run(Command::new("ip").args([
+                    "netns",
+                    "exec",
+                    node,
+                    "wg",
+                    "set",
+                    "flannel-wg",
+                    "listen-port",
+                    "51820",
+                    "private-key",
+                    &key_file,
+                    "peer",
+                    peer_public,
+                    "endpoint",
+                    &format!("198.18.0.{j}:51820"),
+                    "allowed-ips",
+                    &format!("10.244.{j}.0/24"),
+                ]));
+                let _ = std::fs::remove_file(&key_file);
+                ipn(node, &format!("addr add 10.244.{i}.0/32 dev flannel-wg"));
+                ipn(node, "link set flannel-wg up");
+                ipn(node, &format!("route add 10.244.{j}.0/24 dev flannel-wg"));
+            }
             "srv6" => {
                 sysctl(node, "net/ipv6/conf/all/seg6_enabled", "1");
                 sysctl(node, "net/ipv6/conf/eth0/seg6_enabled", "1");
@@ -121,7 +180,7 @@ pub fn hand_built(s: &mut Scratch, prefix: &str, backend: &str) -> Path {
                 ipn(
                     node,
                     &format!(
-                        "route add 10.244.{j}.0/24 encap seg6 mode encap segs fd00:5:0:{j}::4 dev eth0 mtu 1436"
+                        "route add 10.244.{j}.0/24 encap seg6 mode encap segs fd00:5:0:{j}::4 dev eth0 mtu 1420"
                     ),
                 );
             }
@@ -138,6 +197,30 @@ pub fn hand_built(s: &mut Scratch, prefix: &str, backend: &str) -> Path {
         &format!("{prefix}.n1.p"),
         &format!("{prefix}.n2.p"),
         "10.244.2.2",
+    )
+}
+
+/// A WireGuard key pair from `wg genkey` / `wg pubkey`.
+fn wg_keypair() -> (String, String) {
+    let private = run(Command::new("wg").arg("genkey")).trim().to_string();
+    let mut child = Command::new("wg")
+        .arg("pubkey")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("wg pubkey (wireguard-tools)");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(private.as_bytes())
+        .expect("write to wg pubkey");
+    let out = child.wait_with_output().expect("wg pubkey");
+    assert!(out.status.success(), "wg pubkey failed");
+    (
+        private,
+        String::from_utf8_lossy(&out.stdout).trim().to_string(),
     )
 }
 

@@ -13,15 +13,22 @@
 //!
 //! Paths, each one TCP stream with iperf3 (server in one namespace, client
 //! in another):
-//! - `tweed <backend>`: a 2-node lab per backend (vxlan, srv6, host-gw;
-//!   file store), pod n1/p1 to pod n2/p1;
+//! - `tweed <backend>`: a 2-node lab per backend (vxlan, geneve, wireguard,
+//!   srv6, host-gw; file store), pod n1/p1 to pod n2/p1; a backend whose
+//!   kernel feature this kernel lacks is not measured, and the report says
+//!   so: `TWEED_BENCH_VM=1` runs the whole bench in the VM runner, whose
+//!   kernel has them all;
 //! - `hand <backend>`: a copy of the lab's topology built with `ip`
 //!   (underlay bridge, two node namespaces cabled by veth, a bridge and a
 //!   single-queue veth pod per node, the same MTUs), with the overlay
 //!   configured as flannel does it: VXLAN device `flannel.1` (VNI 1, port
 //!   8472, nolearning, one permanent neighbour, one FDB entry, one onlink
-//!   route per peer); SRv6 (seg6 encap route to the peer's End.DX4 SID, a
-//!   local `seg6local End.DX4` SID); host-gw (one plain route);
+//!   route per peer); Geneve as tweed builds it (flannel has none: one
+//!   external device, one neighbour and one onlink route with `encap ip id
+//!   1 dst <peer>` per peer); WireGuard as flannel does it (device
+//!   `flannel-wg`, `wg set` with the peer's key, endpoint and allowed IPs,
+//!   one route); SRv6 (seg6 encap route to the peer's End.DX4 SID, a local
+//!   `seg6local End.DX4` SID); host-gw (one plain route);
 //! - `underlay`: node n1 to node n2 of the host-gw lab, their eth0
 //!   addresses (no pods, no overlay).
 //!
@@ -33,6 +40,7 @@
 mod common;
 mod compare;
 mod hand;
+mod in_vm;
 mod iperf;
 
 use std::collections::BTreeMap;
@@ -49,6 +57,10 @@ fn main() {
         return;
     }
     require_root("throughput");
+    if in_vm::wanted() {
+        in_vm::run();
+        return;
+    }
     catch_interrupts();
     let reps = env_usize("TWEED_BENCH_REPS", 7).max(1);
     let secs = env_usize("TWEED_BENCH_SECS", 5).max(2);
@@ -66,18 +78,34 @@ fn main() {
     );
     println!("date: {}", today());
 
-    // SRv6 needs seg6 lwtunnel in this kernel; without it the srv6 paths
-    // are not measured here (the VM runner has a kernel with it), and the
-    // report says so instead of failing the whole bench.
-    let seg6 = tweed_testkit::vm::KernelFeature::Seg6.present();
-    let backends: Vec<(&str, &str)> = [("vxlan", "vx"), ("srv6", "s6"), ("host-gw", "gw")]
-        .into_iter()
-        .filter(|(b, _)| seg6 || *b != "srv6")
+    // A backend whose kernel feature is missing here is not measured, and
+    // the report says so instead of failing the whole bench; the VM runner
+    // (TWEED_BENCH_VM=1) has them all.
+    use tweed_testkit::vm::KernelFeature;
+    let all: [(&str, &str, Option<KernelFeature>); 5] = [
+        ("vxlan", "vx", None),
+        ("geneve", "gn", Some(KernelFeature::Geneve)),
+        ("wireguard", "wg", Some(KernelFeature::Wireguard)),
+        ("srv6", "s6", Some(KernelFeature::Seg6)),
+        ("host-gw", "gw", None),
+    ];
+    let mut missing: Vec<&str> = Vec::new();
+    let backends: Vec<(&str, &str)> = all
+        .iter()
+        .filter(|(b, _, f)| match f {
+            Some(f) if !f.present() => {
+                println!(
+                    "{b}: not measured, this kernel lacks {} (TWEED_BENCH_VM=1 runs the bench in a VM that has it)",
+                    f.config_option()
+                );
+                missing.push(b);
+                false
+            }
+            _ => true,
+        })
+        .map(|(b, s, _)| (*b, *s))
         .collect();
-    if !seg6 {
-        println!("srv6: not measured, this kernel lacks seg6 lwtunnel (CONFIG_IPV6_SEG6_LWTUNNEL)");
-    }
-    let measured = |name: &str| seg6 || !name.contains("srv6");
+    let measured = |name: &str| !missing.iter().any(|b| name.ends_with(&format!(" {b}")));
 
     let mut scratch = Scratch::default();
     let mut labs: Vec<LabGuard> = Vec::new();
@@ -95,6 +123,7 @@ fn main() {
             pods_per_node: 1,
             ip_masq,
             ipv6: false,
+            underlay_subnets: 1,
             net_conf_overrides: Default::default(),
             binaries: binaries.clone(),
         };
@@ -177,6 +206,10 @@ fn main() {
         "hand host-gw",
         "tweed vxlan",
         "hand vxlan",
+        "tweed geneve",
+        "hand geneve",
+        "tweed wireguard",
+        "hand wireguard",
         "tweed srv6",
         "hand srv6",
     ]
@@ -215,11 +248,15 @@ fn main() {
     println!("ratios of medians [median of the per-round ratios of the same pair]:");
     for (a, b, target) in [
         ("tweed vxlan", "hand vxlan", Some(0.95)),
+        ("tweed geneve", "hand geneve", Some(0.95)),
+        ("tweed wireguard", "hand wireguard", Some(0.95)),
         ("tweed srv6", "hand srv6", Some(0.95)),
+        ("tweed host-gw", "hand host-gw", Some(0.95)),
         ("tweed host-gw", "underlay", Some(0.9)),
         ("hand host-gw", "underlay", None),
-        ("tweed host-gw", "hand host-gw", None),
         ("hand vxlan", "underlay", None),
+        ("hand geneve", "underlay", None),
+        ("hand wireguard", "underlay", None),
         ("hand srv6", "underlay", None),
     ] {
         if !measured(a) || !measured(b) {
@@ -231,10 +268,10 @@ fn main() {
         let pr = median(&per_round);
         match target {
             Some(t) => println!(
-                "  {a:<14} / {b:<13} {r:.3} [{pr:.3}]   target >= {t}: {}",
+                "  {a:<15} / {b:<14} {r:.3} [{pr:.3}]   target >= {t}: {}",
                 yes_no(r >= t)
             ),
-            None => println!("  {a:<14} / {b:<13} {r:.3} [{pr:.3}]   (for reference)"),
+            None => println!("  {a:<15} / {b:<14} {r:.3} [{pr:.3}]   (for reference)"),
         }
     }
 

@@ -14,6 +14,7 @@ use crate::shutdown::Shutdown;
 use ipnet::IpNet;
 use thiserror::Error;
 use tweed_netlink::{Monitor, Netlink};
+use tweed_node::{Family, Prefix, SubnetEnv};
 
 use crate::backend::LocalNode;
 use crate::backend::factory::BackendFactory;
@@ -31,7 +32,6 @@ use crate::segment_blocks::SegmentBlocks;
 use crate::state::{self, NodeState};
 use crate::store::any::AnyStore;
 use crate::store::{LeaseStore, StoreError, WatchEvent};
-use crate::subnet_file::{self, SubnetInfo};
 
 #[derive(Debug, Clone)]
 pub struct AgentOptions {
@@ -630,25 +630,29 @@ fn write_subnet_files(
     lease: &Lease,
     mtu: u32,
 ) -> Result<(), AgentError> {
-    let info = SubnetInfo {
-        ipv4_network: config.ipv4.as_ref().map(|p| IpNet::V4(p.network)),
-        ipv4_subnet: lease.key.ipv4.map(IpNet::V4),
-        ipv6_network: config.ipv6.as_ref().map(|p| IpNet::V6(p.network)),
-        ipv6_subnet: lease.key.ipv6.map(IpNet::V6),
-        mtu,
+    let info = SubnetEnv {
+        ipv4: lease.key.ipv4.map(|s| {
+            let network = config.ipv4.as_ref().map(|p| IpNet::V4(p.network));
+            Family::new(network, IpNet::V4(s))
+        }),
+        ipv6: lease.key.ipv6.map(|s| {
+            let network = config.ipv6.as_ref().map(|p| IpNet::V6(p.network));
+            Family::new(network, IpNet::V6(s))
+        }),
+        mtu: Some(mtu),
         ip_masq: opts.ip_masq,
     };
-    subnet_file::write(&opts.subnet_file, &info, "TWEED").map_err(|source| {
-        AgentError::SubnetFile {
+    info.write(&opts.subnet_file, Prefix::Tweed)
+        .map_err(|source| AgentError::SubnetFile {
             path: opts.subnet_file.clone(),
             source,
-        }
-    })?;
-    if let Some(path) = &opts.flannel_subnet_file {
-        subnet_file::write(path, &info, "FLANNEL").map_err(|source| AgentError::SubnetFile {
-            path: path.clone(),
-            source,
         })?;
+    if let Some(path) = &opts.flannel_subnet_file {
+        info.write(path, Prefix::Flannel)
+            .map_err(|source| AgentError::SubnetFile {
+                path: path.clone(),
+                source,
+            })?;
     }
     Ok(())
 }

@@ -175,12 +175,12 @@ pub enum SegmentError {
 
 /// The node bridge of segment `name`.
 pub fn bridge_name(name: &str) -> String {
-    format!("tws-{name}")
+    format!("{}{name}", tweed_node::names::SEGMENT_BRIDGE_PREFIX)
 }
 
 /// The VXLAN device of the segment with `vni`.
 pub fn vxlan_name(vni: u32) -> String {
-    format!("twx.{vni}")
+    format!("{}{vni}", tweed_node::names::SEGMENT_VXLAN_PREFIX)
 }
 
 /// Checks one name: it becomes part of an interface name.

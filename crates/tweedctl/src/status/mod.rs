@@ -13,19 +13,20 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use serde_json::{Map, Value};
 use tweed_netlink::{NetNs, Netlink, TABLE_MAIN};
+use tweed_node::names::ROUTE_PROTOCOL;
+use tweed_node::{kv, subnet_env};
 use tweed_segment::block::BlockFile;
-use tweedd::reconcile::desired::ROUTE_PROTOCOL;
 
 #[derive(Args, Debug)]
 pub struct StatusArgs {
     /// The lease file tweedd writes and the plugin reads.
-    #[arg(long, default_value = "/run/tweed/subnet.env")]
+    #[arg(long, default_value = tweed_node::subnet_env::DEFAULT_PATH)]
     subnet_file: PathBuf,
     /// tweedd's --health-addr.
     #[arg(long, default_value = "127.0.0.1:9797")]
     health_addr: SocketAddr,
     /// The node bridge the plugin uses.
-    #[arg(long, default_value = "tweed0")]
+    #[arg(long, default_value = tweed_node::names::DEFAULT_BRIDGE)]
     bridge: String,
     /// Where the plugin records wires and tweedd reports on them
     /// (tweedd's --wire-dir).
@@ -123,11 +124,8 @@ fn lease_section(args: &StatusArgs, r: &mut Problems) -> LeaseStatus {
     match std::fs::read_to_string(&args.subnet_file) {
         Ok(text) => {
             lease.present = true;
-            for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                let (k, v) = line.split_once('=').unwrap_or((line, ""));
-                lease
-                    .values
-                    .insert(k.trim().to_string(), Value::from(v.trim()));
+            for (k, v) in kv::Pairs::parse(&text).iter() {
+                lease.values.insert(k.to_string(), Value::from(v));
             }
         }
         Err(e) => {
@@ -139,7 +137,8 @@ fn lease_section(args: &StatusArgs, r: &mut Problems) -> LeaseStatus {
 }
 
 fn lease_mtu(lease: &LeaseStatus) -> Option<u32> {
-    lease.values.get("TWEED_MTU")?.as_str()?.parse().ok()
+    let key = subnet_env::Prefix::Tweed.key(subnet_env::MTU);
+    lease.values.get(&key)?.as_str()?.parse().ok()
 }
 
 fn agent_section(args: &StatusArgs, r: &mut Problems) -> AgentStatus {

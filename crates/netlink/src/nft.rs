@@ -1,7 +1,8 @@
 //! Running `nft`: one JSON batch on `nft -j -f -` (a single kernel
 //! transaction), and the ruleset read back with `nft -j list ruleset`.
 //!
-//! Shared by tweedd's masquerade and `tweedctl flannel-cleanup`. Batches
+//! Shared by tweedd's masquerade, `tweedctl node-cleanup` (which deletes
+//! tweedd's table) and `tweedctl flannel-cleanup`. Batches
 //! are fed to `nft` here rather than through the `nftables` crate's
 //! `apply_ruleset`, because that helper does not capture `nft`'s stderr and
 //! the error text is what an operator needs.
@@ -9,7 +10,9 @@
 use std::io::{self, Write};
 use std::process::{Command, Output, Stdio};
 
-use nftables::schema::Nftables;
+use nftables::batch::Batch;
+use nftables::schema::{NfListObject, Nftables, Table};
+use nftables::types::NfFamily;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NftError {
@@ -43,6 +46,22 @@ pub fn apply(ruleset: &Nftables, action: &'static str) -> Result<(), NftError> {
     }
     let out = child.wait_with_output().map_err(NftError::Spawn)?;
     check(out, action).map(drop)
+}
+
+/// Deletes table `family name` with everything in it; a missing table is
+/// fine (the batch adds it first, so the delete always finds one).
+pub fn delete_table(family: NfFamily, name: &str, action: &'static str) -> Result<(), NftError> {
+    let table = || {
+        NfListObject::Table(Table {
+            family,
+            name: name.to_string().into(),
+            handle: None,
+        })
+    };
+    let mut batch = Batch::new();
+    batch.add(table());
+    batch.delete(table());
+    apply(&batch.to_nftables(), action)
 }
 
 /// The whole ruleset of the calling thread's network namespace, as nft's

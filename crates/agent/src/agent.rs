@@ -16,9 +16,9 @@ use thiserror::Error;
 use tweed_netlink::{Monitor, Netlink};
 use tweed_node::{Family, Prefix, SubnetEnv};
 
-use crate::backend::LocalNode;
 use crate::backend::factory::BackendFactory;
 use crate::backend::wg_key::{self, KeyPair};
+use crate::backend::{BackendError, LocalNode};
 use crate::backend::{geneve, vxlan};
 use crate::config::{BackendConfig, NetConfig};
 use crate::health::Health;
@@ -62,7 +62,9 @@ pub enum AgentError {
     #[error("netlink: {0}")]
     Netlink(#[from] tweed_netlink::NetlinkError),
     #[error("backend: {0}")]
-    Backend(String),
+    Backend(#[from] BackendError),
+    #[error("backend: reconciler stopped")]
+    ReconcilerStopped,
     #[error("writing the lease file {path}: {source}")]
     SubnetFile {
         path: PathBuf,
@@ -70,7 +72,7 @@ pub enum AgentError {
         source: std::io::Error,
     },
     #[error("masquerade: {0}")]
-    Masq(String),
+    Masq(#[from] crate::masq::MasqError),
     #[error("segment addresses: {0}")]
     SegmentBlocks(StoreError),
     #[error("health server: {0}")]
@@ -353,7 +355,7 @@ pub async fn run(opts: AgentOptions, config: NetConfig, store: AnyStore) -> Resu
     match first_rx.await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return Err(AgentError::Backend(e)),
-        Err(_) => return Err(AgentError::Backend("reconciler stopped".into())),
+        Err(_) => return Err(AgentError::ReconcilerStopped),
     }
     write_subnet_files(&opts, &config, &lease, pod_mtu)?;
     if opts.ip_masq {
@@ -368,7 +370,7 @@ pub async fn run(opts: AgentOptions, config: NetConfig, store: AnyStore) -> Resu
             },
             &node_subnets,
         )
-        .map_err(|e| AgentError::Masq(e.to_string()))?;
+        .map_err(AgentError::Masq)?;
     }
     health.set_ready();
     metrics.ready.set(1);

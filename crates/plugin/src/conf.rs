@@ -150,7 +150,8 @@ impl Conf {
             Some(name) => tweed_segment::bridge_name(name),
             None => fields.bridge.unwrap_or_else(|| DEFAULT_BRIDGE.to_string()),
         };
-        validate_ifname(&bridge).map_err(|why| CniError::invalid_config("bridge", why))?;
+        validate_ifname(&bridge)
+            .map_err(|why| CniError::invalid_config("bridge", why.to_string()))?;
         if let Some(mtu) = fields.mtu
             && !(68..=65535).contains(&mtu)
         {

@@ -306,7 +306,7 @@ pub fn resolve(src: &Sources) -> Result<Option<GuestRequest>, CniError> {
 
     let device = match merged.device {
         Some((name, field)) => {
-            validate_ifname(&name).map_err(|why| named_error(&field, why))?;
+            validate_ifname(&name).map_err(|why| named_error(&field, why.to_string()))?;
             if name == src.ifname {
                 return Err(named_error(
                     &field,

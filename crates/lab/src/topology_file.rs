@@ -163,20 +163,9 @@ impl TopologyFile {
             .collect::<Result<Vec<Segment>, String>>()?;
         tweed_segment::validate(&parsed).map_err(|e| {
             // `Segments[i].Field: why` → `segments.<name>: Field: why`.
-            let text = e.to_string();
-            let i = text
-                .strip_prefix("Segments[")
-                .and_then(|r| r.split(']').next())
-                .and_then(|n| n.parse::<usize>().ok());
-            match i.and_then(|i| names.get(i)) {
-                Some(name) => {
-                    let rest = text.split_once(']').map_or("", |(_, r)| r);
-                    format!(
-                        "segments.{name}: {}",
-                        kebab_keys(rest.trim_start_matches(['.', ':', ' ']))
-                    )
-                }
-                None => text,
+            match names.get(e.index) {
+                Some(name) => format!("segments.{name}: {}", kebab_keys(&e.problem.to_string())),
+                None => e.to_string(),
             }
         })?;
         Ok(entries)

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use tweed_netlink::nft;
-use tweed_netlink::{Netlink, TABLE_MAIN};
+use tweed_netlink::{Netlink, NetlinkError, TABLE_MAIN};
 use tweed_node::names::{self, MASQ_TABLE, ROUTE_PROTOCOL};
 
 #[derive(Args, Debug)]
@@ -60,9 +60,19 @@ impl std::fmt::Display for Item {
     }
 }
 
-fn plan(args: &CleanupArgs, nl: &mut Netlink) -> Result<Vec<Item>, String> {
+/// Why `node-cleanup` did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum CleanupError {
+    #[error("{0}")]
+    Netlink(#[from] NetlinkError),
+    /// What could not be removed, each with why.
+    #[error("could not remove: {}", .0.join("; "))]
+    NotRemoved(Vec<String>),
+}
+
+fn plan(args: &CleanupArgs, nl: &mut Netlink) -> Result<Vec<Item>, NetlinkError> {
     let mut items = Vec::new();
-    let links = nl.links().map_err(|e| e.to_string())?;
+    let links = nl.links()?;
     let bridge = links
         .iter()
         .find(|l| l.name == args.bridge)
@@ -97,7 +107,7 @@ fn plan(args: &CleanupArgs, nl: &mut Netlink) -> Result<Vec<Item>, String> {
         });
     }
     for v6 in [false, true] {
-        for r in nl.routes(v6, TABLE_MAIN).map_err(|e| e.to_string())? {
+        for r in nl.routes(v6, TABLE_MAIN)? {
             if r.protocol == ROUTE_PROTOCOL {
                 items.push(Item::Route(r));
             }
@@ -135,8 +145,8 @@ fn segment_files(dir: &std::path::Path) -> Vec<PathBuf> {
     files
 }
 
-pub fn run(args: CleanupArgs) -> Result<(), String> {
-    let mut nl = Netlink::new().map_err(|e| e.to_string())?;
+pub fn run(args: CleanupArgs) -> Result<(), CleanupError> {
+    let mut nl = Netlink::new()?;
     let items = plan(&args, &mut nl)?;
     if !args.yes {
         outln!("would remove (run again with --yes):");
@@ -173,6 +183,6 @@ pub fn run(args: CleanupArgs) -> Result<(), String> {
     if failures.is_empty() {
         Ok(())
     } else {
-        Err(format!("could not remove: {}", failures.join("; ")))
+        Err(CleanupError::NotRemoved(failures))
     }
 }

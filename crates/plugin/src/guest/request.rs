@@ -141,7 +141,7 @@ fn parse_id(s: &str, origin: Origin, field: &str) -> Result<u32, CniError> {
 }
 
 fn parse_ports(s: &str, origin: Origin, field: &str) -> Result<Vec<Port>, CniError> {
-    tweed_guest::port::parse_list(s).map_err(|e| origin.error(field, e))
+    tweed_guest::port::parse_list(s).map_err(|e| origin.error(field, e.to_string()))
 }
 
 fn section_layer(s: &GuestSection) -> Result<Layer, CniError> {

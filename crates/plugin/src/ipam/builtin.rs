@@ -183,7 +183,7 @@ pub fn gc(
 }
 
 /// Can the store be used for ADD? (Opens, creates and locks it.)
-pub fn status(data_dir: &Path, network: &str) -> Result<(), String> {
-    let store = Store::open(data_dir, network).map_err(|e| e.to_string())?;
-    store.lock().map(|_| ()).map_err(|e| e.to_string())
+pub fn status(data_dir: &Path, network: &str) -> Result<(), tweed_ipam::IpamError> {
+    let store = Store::open(data_dir, network)?;
+    store.lock().map(|_| ())
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use serde_json::{Map, Value};
-use tweed_netlink::{NetNs, Netlink, TABLE_MAIN};
+use tweed_netlink::{NetNs, Netlink, NetlinkError, TABLE_MAIN};
 use tweed_node::names::ROUTE_PROTOCOL;
 use tweed_node::{kv, subnet_env};
 use tweed_segment::block::BlockFile;
@@ -200,9 +200,9 @@ fn kernel_section(
     lease_mtu: Option<u32>,
     peers: Option<f64>,
     r: &mut Problems,
-) -> Result<KernelStatus, String> {
-    let mut nl = Netlink::new().map_err(|e| e.to_string())?;
-    let links = nl.links().map_err(|e| e.to_string())?;
+) -> Result<KernelStatus, NetlinkError> {
+    let mut nl = Netlink::new()?;
+    let links = nl.links()?;
     // flannel.<VNI> is tweed's too on a node taken over with --flannel-compat.
     let overlay = |name: &str| {
         name.starts_with("tweed.") || name.starts_with("tweed-wg") || name.starts_with("flannel.")
@@ -274,8 +274,7 @@ fn kernel_section(
     let mut routes = 0;
     for v6 in [false, true] {
         routes += nl
-            .routes(v6, TABLE_MAIN)
-            .map_err(|e| e.to_string())?
+            .routes(v6, TABLE_MAIN)?
             .iter()
             .filter(|r| r.protocol == ROUTE_PROTOCOL)
             .count();
@@ -297,14 +296,11 @@ fn kernel_section(
 }
 
 /// Prints this node's status; `Problems` (exit 3) when it found any.
-pub fn run(args: StatusArgs) -> Result<crate::Verdict, String> {
+pub fn run(args: StatusArgs) -> Result<crate::Verdict, NetlinkError> {
     let status = match &args.netns {
         // Everything, the agent's health address included, as seen from
         // inside that namespace.
-        Some(name) => NetNs::named(name)
-            .map_err(|e| e.to_string())?
-            .run(|| gather(&args))
-            .map_err(|e| e.to_string())??,
+        Some(name) => NetNs::named(name)?.run(|| gather(&args))??,
         None => gather(&args)?,
     };
     match args.output {
@@ -318,7 +314,7 @@ pub fn run(args: StatusArgs) -> Result<crate::Verdict, String> {
     })
 }
 
-fn gather(args: &StatusArgs) -> Result<NodeStatus, String> {
+fn gather(args: &StatusArgs) -> Result<NodeStatus, NetlinkError> {
     let mut problems = Problems::default();
     let lease = lease_section(args, &mut problems);
     let agent = agent_section(args, &mut problems);
@@ -425,7 +421,7 @@ fn segments_section(
     peers: Option<f64>,
     segment_dir: &Path,
     r: &mut Problems,
-) -> Result<Vec<Segment>, String> {
+) -> Result<Vec<Segment>, NetlinkError> {
     let mut segments = Vec::new();
     for b in links
         .iter()
@@ -457,8 +453,7 @@ fn segments_section(
             continue;
         };
         seg.floods_to = nl
-            .fdb(vx.index)
-            .map_err(|e| e.to_string())?
+            .fdb(vx.index)?
             .iter()
             .filter(|e| e.index == vx.index && e.mac.is_zero() && e.dst.is_some())
             .count();

@@ -14,10 +14,11 @@ use crate::shutdown::Shutdown;
 use ipnet::IpNet;
 use thiserror::Error;
 use tweed_netlink::{Monitor, Netlink};
+use tweed_node::{Family, Prefix, SubnetEnv};
 
-use crate::backend::LocalNode;
 use crate::backend::factory::BackendFactory;
 use crate::backend::wg_key::{self, KeyPair};
+use crate::backend::{BackendError, LocalNode};
 use crate::backend::{geneve, vxlan};
 use crate::config::{BackendConfig, NetConfig};
 use crate::health::Health;
@@ -31,7 +32,6 @@ use crate::segment_blocks::SegmentBlocks;
 use crate::state::{self, NodeState};
 use crate::store::any::AnyStore;
 use crate::store::{LeaseStore, StoreError, WatchEvent};
-use crate::subnet_file::{self, SubnetInfo};
 
 #[derive(Debug, Clone)]
 pub struct AgentOptions {
@@ -62,7 +62,9 @@ pub enum AgentError {
     #[error("netlink: {0}")]
     Netlink(#[from] tweed_netlink::NetlinkError),
     #[error("backend: {0}")]
-    Backend(String),
+    Backend(#[from] BackendError),
+    #[error("backend: reconciler stopped")]
+    ReconcilerStopped,
     #[error("writing the lease file {path}: {source}")]
     SubnetFile {
         path: PathBuf,
@@ -70,7 +72,7 @@ pub enum AgentError {
         source: std::io::Error,
     },
     #[error("masquerade: {0}")]
-    Masq(String),
+    Masq(#[from] crate::masq::MasqError),
     #[error("segment addresses: {0}")]
     SegmentBlocks(StoreError),
     #[error("health server: {0}")]
@@ -353,7 +355,7 @@ pub async fn run(opts: AgentOptions, config: NetConfig, store: AnyStore) -> Resu
     match first_rx.await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return Err(AgentError::Backend(e)),
-        Err(_) => return Err(AgentError::Backend("reconciler stopped".into())),
+        Err(_) => return Err(AgentError::ReconcilerStopped),
     }
     write_subnet_files(&opts, &config, &lease, pod_mtu)?;
     if opts.ip_masq {
@@ -368,7 +370,7 @@ pub async fn run(opts: AgentOptions, config: NetConfig, store: AnyStore) -> Resu
             },
             &node_subnets,
         )
-        .map_err(|e| AgentError::Masq(e.to_string()))?;
+        .map_err(AgentError::Masq)?;
     }
     health.set_ready();
     metrics.ready.set(1);
@@ -630,25 +632,29 @@ fn write_subnet_files(
     lease: &Lease,
     mtu: u32,
 ) -> Result<(), AgentError> {
-    let info = SubnetInfo {
-        ipv4_network: config.ipv4.as_ref().map(|p| IpNet::V4(p.network)),
-        ipv4_subnet: lease.key.ipv4.map(IpNet::V4),
-        ipv6_network: config.ipv6.as_ref().map(|p| IpNet::V6(p.network)),
-        ipv6_subnet: lease.key.ipv6.map(IpNet::V6),
-        mtu,
+    let info = SubnetEnv {
+        ipv4: lease.key.ipv4.map(|s| {
+            let network = config.ipv4.as_ref().map(|p| IpNet::V4(p.network));
+            Family::new(network, IpNet::V4(s))
+        }),
+        ipv6: lease.key.ipv6.map(|s| {
+            let network = config.ipv6.as_ref().map(|p| IpNet::V6(p.network));
+            Family::new(network, IpNet::V6(s))
+        }),
+        mtu: Some(mtu),
         ip_masq: opts.ip_masq,
     };
-    subnet_file::write(&opts.subnet_file, &info, "TWEED").map_err(|source| {
-        AgentError::SubnetFile {
+    info.write(&opts.subnet_file, Prefix::Tweed)
+        .map_err(|source| AgentError::SubnetFile {
             path: opts.subnet_file.clone(),
             source,
-        }
-    })?;
-    if let Some(path) = &opts.flannel_subnet_file {
-        subnet_file::write(path, &info, "FLANNEL").map_err(|source| AgentError::SubnetFile {
-            path: path.clone(),
-            source,
         })?;
+    if let Some(path) = &opts.flannel_subnet_file {
+        info.write(path, Prefix::Flannel)
+            .map_err(|source| AgentError::SubnetFile {
+                path: path.clone(),
+                source,
+            })?;
     }
     Ok(())
 }

@@ -49,6 +49,20 @@ pub struct Health {
     startup_grace: Duration,
 }
 
+/// Why the agent is not ready (what the agent said when it set it).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct NotReady(pub String);
+
+/// Why the agent's loop counts as stuck.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unhealthy {
+    #[error("no heartbeat from the agent's loop since it started {:.1}s ago", since_start.as_secs_f64())]
+    NoBeat { since_start: Duration },
+    #[error("the agent's loop last beat {:.1}s ago (limit {:.1}s)", age.as_secs_f64(), limit.as_secs_f64())]
+    Stale { age: Duration, limit: Duration },
+}
+
 impl Health {
     /// Not ready ("starting"), alive for [`DEFAULT_STALE_AFTER`] after start
     /// and after each beat.
@@ -86,32 +100,28 @@ impl Health {
     }
 
     /// `Err(reason)` while not ready.
-    pub fn readiness(&self) -> Result<(), String> {
+    pub fn readiness(&self) -> Result<(), NotReady> {
         match &*self.lock_ready() {
             None => Ok(()),
-            Some(reason) => Err(reason.clone()),
+            Some(reason) => Err(NotReady(reason.clone())),
         }
     }
 
-    /// `Err(reason)` when the heartbeat is stale.
-    pub fn liveness(&self) -> Result<(), String> {
+    /// `Err(why)` when the heartbeat is stale.
+    pub fn liveness(&self) -> Result<(), Unhealthy> {
         let now = self.started.elapsed();
         match self.last_beat.load(Ordering::Relaxed) {
             0 if now <= self.startup_grace => Ok(()),
-            0 => Err(format!(
-                "no heartbeat from the agent's loop since it started {:.1}s ago",
-                now.as_secs_f64()
-            )),
+            0 => Err(Unhealthy::NoBeat { since_start: now }),
             n => {
                 let age = now.saturating_sub(Duration::from_millis(n - 1));
                 if age <= self.stale_after {
                     Ok(())
                 } else {
-                    Err(format!(
-                        "the agent's loop last beat {:.1}s ago (limit {:.1}s)",
-                        age.as_secs_f64(),
-                        self.stale_after.as_secs_f64()
-                    ))
+                    Err(Unhealthy::Stale {
+                        age,
+                        limit: self.stale_after,
+                    })
                 }
             }
         }
@@ -322,11 +332,16 @@ mod tests {
         let h = Health::with_limits(Duration::from_millis(50), Duration::from_millis(50));
         assert!(h.liveness().is_ok());
         std::thread::sleep(Duration::from_millis(80));
-        assert!(h.liveness().unwrap_err().contains("no heartbeat"));
+        assert!(
+            h.liveness()
+                .unwrap_err()
+                .to_string()
+                .contains("no heartbeat")
+        );
         h.beat();
         assert!(h.liveness().is_ok());
         std::thread::sleep(Duration::from_millis(80));
-        assert!(h.liveness().unwrap_err().contains("last beat"));
+        assert!(h.liveness().unwrap_err().to_string().contains("last beat"));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::hash::{BuildHasher, RandomState};
 use std::time::Duration;
 
-use ipnet::{Ipv4Net, Ipv6Net};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use thiserror::Error;
 
 use crate::config::{Family, NetConfig, Pool};
@@ -17,9 +17,14 @@ use crate::store::{Assignment, Created, LeaseStore, StoreError};
 #[derive(Debug, Error)]
 pub enum AcquireError {
     #[error(
-        "no free subnet: all {size} subnets of the pool ({pool}) are leased; raise SubnetMax/shorten SubnetLen or remove stale leases"
+        "no free subnet: all {size} subnets of the pool ({network} /{subnet_len}) are leased; raise SubnetMax/shorten SubnetLen or remove stale leases"
     )]
-    NoFreeSubnet { pool: String, size: u128 },
+    NoFreeSubnet {
+        /// The pool's network: says which family ran out.
+        network: IpNet,
+        subnet_len: u8,
+        size: u128,
+    },
     #[error(
         "lost the race for a subnet {0} times in a row; is something creating leases in a loop?"
     )]
@@ -250,7 +255,7 @@ fn pick_free(
     Ok(key)
 }
 
-fn random_free<N: Family + std::hash::Hash>(
+fn random_free<N: Family + std::hash::Hash + Into<IpNet>>(
     pool: &Pool<N>,
     taken: &HashSet<N>,
     seed: u64,
@@ -276,7 +281,8 @@ fn random_free<N: Family + std::hash::Hash>(
         }
     }
     Err(AcquireError::NoFreeSubnet {
-        pool: format!("{} /{}", pool.network, pool.subnet_len),
+        network: pool.network.into(),
+        subnet_len: pool.subnet_len,
         size,
     })
 }

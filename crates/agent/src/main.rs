@@ -84,7 +84,7 @@ struct Flags {
     #[arg(long)]
     public_ipv6: Option<Ipv6Addr>,
     /// Where the node lease file for the CNI plugin goes.
-    #[arg(long, default_value = "/run/tweed/subnet.env")]
+    #[arg(long, default_value = tweed_node::subnet_env::DEFAULT_PATH)]
     subnet_file: PathBuf,
     /// Also write flannel's lease file (FLANNEL_* keys) here.
     #[arg(long)]

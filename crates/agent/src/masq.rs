@@ -41,7 +41,7 @@
 //! transaction: it recreates the table (`add`, `delete`, `add` — the `add`
 //! first makes the `delete` safe when the table is missing), so calling it
 //! again leaves one copy of each rule, and new networks replace the old
-//! ([`crate::nft`] runs `nft`).
+//! ([`tweed_netlink::nft`] runs `nft`).
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -56,10 +56,10 @@ use nftables::schema::{Chain, NfListObject, Nftables, Rule, Table};
 use nftables::stmt::{Accept, Match, NAT, NATFlag, Operator, Return, Statement};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 
-use crate::nft::{self, NftError};
+use tweed_netlink::nft::{self, NftError};
 
 /// The nftables table (family `inet`) that holds all of tweed's rules.
-pub const TABLE: &str = "tweed";
+pub const TABLE: &str = tweed_node::names::MASQ_TABLE;
 /// NAT chain on the postrouting hook.
 pub const POSTROUTING_CHAIN: &str = "postrouting";
 /// Filter chain on the forward hook.
@@ -105,13 +105,12 @@ pub fn install_for_node(rules: &MasqRules, node_subnets: &[IpNet]) -> Result<(),
     Ok(nft::apply(&ruleset, "install the masquerade rules")?)
 }
 
-/// Deletes tweed's table; a missing table is fine.
+/// Deletes tweed's table; a missing table is fine. (`tweedctl
+/// node-cleanup` does the same through [`nft::delete_table`].)
 pub fn remove() -> Result<(), MasqError> {
-    let mut batch = Batch::new();
-    batch.add(NfListObject::Table(table()));
-    batch.delete(NfListObject::Table(table()));
-    Ok(nft::apply(
-        &batch.to_nftables(),
+    Ok(nft::delete_table(
+        NfFamily::INet,
+        TABLE,
         "remove the masquerade rules",
     )?)
 }

@@ -57,7 +57,7 @@ impl CniArgs {
                 "MAC" => {
                     args.mac = match value {
                         "" => None,
-                        v => Some(parse_mac(v).map_err(bad)?),
+                        v => Some(parse_mac(v).map_err(|e| bad(e.to_string()))?),
                     }
                 }
                 "K8S_POD_NAMESPACE" => args.k8s_pod_namespace = text(),
@@ -95,14 +95,24 @@ fn parse_ips(v: &str) -> Result<Vec<IpAddr>, String> {
         .collect()
 }
 
+/// Why a MAC address is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidMac {
+    #[error("{0:?} is not a MAC address (expected six hex octets like 02:42:ac:11:00:02)")]
+    Syntax(String),
+    #[error("{0:?} is a multicast MAC address")]
+    Multicast(String),
+    #[error("{0:?} is the all-zero MAC address")]
+    Zero(String),
+}
+
 /// Validates a MAC address (`aa:bb:cc:dd:ee:ff` or with `-`) for use on an Ethernet
 /// interface and normalises it to lower case with `:`.
 ///
 /// Multicast and all-zero addresses are rejected here because the kernel would refuse
 /// them later with a much less helpful error.
-pub fn parse_mac(s: &str) -> Result<String, String> {
-    let bad =
-        || format!("{s:?} is not a MAC address (expected six hex octets like 02:42:ac:11:00:02)");
+pub fn parse_mac(s: &str) -> Result<String, InvalidMac> {
+    let bad = || InvalidMac::Syntax(s.into());
     let sep = if s.contains('-') { '-' } else { ':' };
     let mut octets = [0u8; 6];
     let mut parts = s.split(sep);
@@ -117,10 +127,10 @@ pub fn parse_mac(s: &str) -> Result<String, String> {
         return Err(bad());
     }
     if octets[0] & 1 == 1 {
-        return Err(format!("{s:?} is a multicast MAC address"));
+        return Err(InvalidMac::Multicast(s.into()));
     }
     if octets == [0; 6] {
-        return Err(format!("{s:?} is the all-zero MAC address"));
+        return Err(InvalidMac::Zero(s.into()));
     }
     Ok(octets
         .iter()

@@ -184,10 +184,11 @@ impl Environment {
         }
 
         if let Some(id) = &container_id {
-            validate_container_id(id).map_err(|m| CniError::invalid_env(CNI_CONTAINERID, m))?;
+            validate_container_id(id)
+                .map_err(|m| CniError::invalid_env(CNI_CONTAINERID, m.to_string()))?;
         }
         if let Some(name) = &ifname {
-            validate_ifname(name).map_err(|m| CniError::invalid_env(CNI_IFNAME, m))?;
+            validate_ifname(name).map_err(|m| CniError::invalid_env(CNI_IFNAME, m.to_string()))?;
         }
         env.args = CniArgs::parse(&var(CNI_ARGS).unwrap_or_default())?;
         env.container_id = container_id;
@@ -203,56 +204,82 @@ impl Environment {
     }
 }
 
+/// Why a name is refused. The text describes the problem without naming a
+/// variable, so callers can prefix their own context.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidName {
+    #[error("interface name is empty")]
+    EmptyIfname,
+    #[error("name {0:?} is not a valid interface name")]
+    Dots(String),
+    #[error("name {name:?} is longer than {MAX_IFNAME_LEN} characters ({} bytes)", name.len())]
+    TooLong { name: String },
+    #[error("name {name:?} contains {c:?}; '/', ':' and whitespace are not allowed")]
+    IfnameChar { name: String, c: char },
+    #[error("{what} is empty")]
+    Empty { what: &'static str },
+    #[error("{what} {name:?} must start with an ASCII letter or digit")]
+    Start { what: &'static str, name: String },
+    #[error(
+        "{what} {name:?} contains {c:?}; only ASCII letters, digits, '_', '.' and '-' are allowed"
+    )]
+    Char {
+        what: &'static str,
+        name: String,
+        c: char,
+    },
+}
+
 /// Checks an interface name the way the kernel does (`dev_valid_name`): not empty, not
-/// `.` or `..`, at most 15 bytes, no `/`, `:` or whitespace. The error text describes the
-/// problem without naming a variable, so callers can prefix their own context.
-pub fn validate_ifname(name: &str) -> Result<(), String> {
+/// `.` or `..`, at most 15 bytes, no `/`, `:` or whitespace.
+pub fn validate_ifname(name: &str) -> Result<(), InvalidName> {
     if name.is_empty() {
-        return Err("interface name is empty".into());
+        return Err(InvalidName::EmptyIfname);
     }
     if name == "." || name == ".." {
-        return Err(format!("name {name:?} is not a valid interface name"));
+        return Err(InvalidName::Dots(name.into()));
     }
     if name.len() > MAX_IFNAME_LEN {
-        return Err(format!(
-            "name {name:?} is longer than {MAX_IFNAME_LEN} characters ({} bytes)",
-            name.len()
-        ));
+        return Err(InvalidName::TooLong { name: name.into() });
     }
     if let Some(c) = name
         .chars()
         .find(|&c| c == '/' || c == ':' || c.is_whitespace())
     {
-        return Err(format!(
-            "name {name:?} contains {c:?}; '/', ':' and whitespace are not allowed"
-        ));
+        return Err(InvalidName::IfnameChar {
+            name: name.into(),
+            c,
+        });
     }
     Ok(())
 }
 
 /// Checks a container ID against the spec: an ASCII letter or digit, then letters,
 /// digits, `_`, `.` or `-`. The same rule applies to network names.
-pub fn validate_container_id(id: &str) -> Result<(), String> {
+pub fn validate_container_id(id: &str) -> Result<(), InvalidName> {
     validate_cni_name(id, "container ID")
 }
 
 /// The shared CNI name rule, with `what` naming the thing in the message.
-pub(crate) fn validate_cni_name(name: &str, what: &str) -> Result<(), String> {
+pub(crate) fn validate_cni_name(name: &str, what: &'static str) -> Result<(), InvalidName> {
     let Some(first) = name.chars().next() else {
-        return Err(format!("{what} is empty"));
+        return Err(InvalidName::Empty { what });
     };
     if !first.is_ascii_alphanumeric() {
-        return Err(format!(
-            "{what} {name:?} must start with an ASCII letter or digit"
-        ));
+        return Err(InvalidName::Start {
+            what,
+            name: name.into(),
+        });
     }
     if let Some(c) = name
         .chars()
         .find(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
     {
-        return Err(format!(
-            "{what} {name:?} contains {c:?}; only ASCII letters, digits, '_', '.' and '-' are allowed"
-        ));
+        return Err(InvalidName::Char {
+            what,
+            name: name.into(),
+            c,
+        });
     }
     Ok(())
 }

@@ -7,12 +7,11 @@ use std::net::IpAddr;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use k8s_openapi::api::core::v1::Node;
 use serde_json::Value;
-use tweed_plugin::lease::{FamilyLease, Lease as SubnetLease};
+use tweed_node::{Family, Prefix, SubnetEnv};
 use tweedd::config::NetConfig;
 use tweedd::lease::{LeaseAttrs, LeaseKey};
 use tweedd::store::file::{parse_record, render_record};
 use tweedd::store::kube::node::{Networks, annotations_patch, node_lease_or_flannel};
-use tweedd::subnet_file::{SubnetInfo, render};
 
 /// `/etc/tweed/net-conf.json` (and flannel's `<prefix>/config`): an
 /// accepted configuration's pools hand out subnets inside their network.
@@ -50,10 +49,10 @@ pub fn subnet_env(data: &[u8]) {
     let Some(text) = crate::text(data) else {
         return;
     };
-    let Ok(lease) = SubnetLease::parse(text) else {
+    let Ok(lease) = SubnetEnv::parse(text) else {
         return;
     };
-    let family_ok = |f: &Option<FamilyLease>, v4: bool| {
+    let family_ok = |f: &Option<Family>, v4: bool| {
         f.as_ref().is_none_or(|f| {
             f.subnet.addr().is_ipv4() == v4
                 && f.gateway.is_ipv4() == v4
@@ -71,31 +70,38 @@ pub fn subnet_env(data: &[u8]) {
         lease.ipv6
     );
 
-    let info = SubnetInfo {
-        ipv4_network: lease.ipv4.as_ref().and_then(|f| f.network),
-        ipv4_subnet: lease.ipv4.as_ref().map(|f| f.subnet),
-        ipv6_network: lease.ipv6.as_ref().and_then(|f| f.network),
-        ipv6_subnet: lease.ipv6.as_ref().map(|f| f.subnet),
-        mtu: lease.mtu.unwrap_or(1500),
+    // What tweedd writes for the same lease: the gateway is always the
+    // subnet's first usable address, the MTU always given.
+    let info = SubnetEnv {
+        ipv4: lease
+            .ipv4
+            .as_ref()
+            .map(|f| Family::new(f.network, f.subnet)),
+        ipv6: lease
+            .ipv6
+            .as_ref()
+            .map(|f| Family::new(f.network, f.subnet)),
+        mtu: Some(lease.mtu.unwrap_or(1500)),
         ip_masq: lease.ip_masq,
     };
-    let written = render(&info, "TWEED");
-    let again = SubnetLease::parse(&written)
+    let written = info.render(Prefix::Tweed);
+    let again = SubnetEnv::parse(&written)
         .unwrap_or_else(|e| panic!("tweedd's {written:?} does not parse: {e:?}"));
-    let first_usable = |f: &FamilyLease| match f.subnet.network() {
+    let first_usable = |f: &Family| match f.subnet.network() {
         IpAddr::V4(a) => IpAddr::V4((u32::from(a) + 1).into()),
         IpAddr::V6(a) => IpAddr::V6((u128::from(a) + 1).into()),
     };
-    let expected = |f: &Option<FamilyLease>| {
-        f.as_ref().map(|f| FamilyLease {
+    let expected = |f: &Option<Family>| {
+        f.as_ref().map(|f| Family {
             gateway: first_usable(f),
             ..f.clone()
         })
     };
     assert_eq!(again.ipv4, expected(&lease.ipv4), "IPv4 via {written:?}");
     assert_eq!(again.ipv6, expected(&lease.ipv6), "IPv6 via {written:?}");
-    assert_eq!(again.mtu, Some(info.mtu));
+    assert_eq!(again.mtu, info.mtu);
     assert_eq!(again.ip_masq, lease.ip_masq);
+    assert_eq!(again, info, "via {written:?}");
 }
 
 /// flannel's etcd layout: a key line (`10.244.1.0-24`, dual stack with

@@ -49,17 +49,28 @@ impl fmt::Display for Port {
     }
 }
 
-impl FromStr for Port {
-    type Err = String;
+/// Why a port (or a list of them) is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidPort {
+    #[error("{0:?}: protocol must be tcp or udp")]
+    Protocol(String),
+    #[error("{0:?} is not a port (1-65535, optionally /tcp or /udp)")]
+    Number(String),
+    #[error("{0} is listed twice")]
+    Twice(Port),
+}
 
-    fn from_str(s: &str) -> Result<Port, String> {
+impl FromStr for Port {
+    type Err = InvalidPort;
+
+    fn from_str(s: &str) -> Result<Port, InvalidPort> {
         let (number, protocol) = match s.trim().split_once('/') {
             None => (s.trim(), Protocol::Tcp),
             Some((n, p)) => {
                 let protocol = match p.to_ascii_lowercase().as_str() {
                     "tcp" => Protocol::Tcp,
                     "udp" => Protocol::Udp,
-                    _ => return Err(format!("{s:?}: protocol must be tcp or udp")),
+                    _ => return Err(InvalidPort::Protocol(s.into())),
                 };
                 (n, protocol)
             }
@@ -69,20 +80,18 @@ impl FromStr for Port {
                 number: n,
                 protocol,
             }),
-            _ => Err(format!(
-                "{s:?} is not a port (1-65535, optionally /tcp or /udp)"
-            )),
+            _ => Err(InvalidPort::Number(s.into())),
         }
     }
 }
 
 /// Parses a comma-separated list (`"8080,53/udp"`), refusing duplicates.
-pub fn parse_list(s: &str) -> Result<Vec<Port>, String> {
+pub fn parse_list(s: &str) -> Result<Vec<Port>, InvalidPort> {
     let mut out: Vec<Port> = Vec::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let port: Port = part.parse()?;
         if out.contains(&port) {
-            return Err(format!("{port} is listed twice"));
+            return Err(InvalidPort::Twice(port));
         }
         out.push(port);
     }
@@ -130,7 +139,12 @@ mod tests {
             parse_list("80, 53/udp,"),
             Ok(vec![Port::tcp(80), Port::udp(53)])
         );
-        assert!(parse_list("80,80/tcp").unwrap_err().contains("twice"));
+        assert!(
+            parse_list("80,80/tcp")
+                .unwrap_err()
+                .to_string()
+                .contains("twice")
+        );
     }
 
     #[test]

@@ -136,6 +136,15 @@ pub struct GuestRecord {
     pub localhost: Option<Localhost>,
 }
 
+/// Why a record file's content is not a record this tool reads.
+#[derive(Debug, Error)]
+pub enum ParseError {
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+    #[error("format version {0} is newer than this tool understands ({RECORD_VERSION})")]
+    Newer(u32),
+}
+
 #[derive(Debug, Error)]
 pub enum RecordError {
     #[error(
@@ -145,7 +154,7 @@ pub enum RecordError {
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
     #[error("{path} is not a guest record: {reason}")]
-    Invalid { path: PathBuf, reason: String },
+    Invalid { path: PathBuf, reason: ParseError },
 }
 
 /// `<state_dir>/guests/<container_id>-<ifname>.json`.
@@ -302,13 +311,10 @@ impl GuestRecord {
     }
 
     /// A record file's content, checked for a format this tool reads.
-    pub fn parse(bytes: &[u8]) -> Result<GuestRecord, String> {
-        let record: GuestRecord = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    pub fn parse(bytes: &[u8]) -> Result<GuestRecord, ParseError> {
+        let record: GuestRecord = serde_json::from_slice(bytes)?;
         if record.version > RECORD_VERSION {
-            return Err(format!(
-                "format version {} is newer than this tool understands ({RECORD_VERSION})",
-                record.version
-            ));
+            return Err(ParseError::Newer(record.version));
         }
         Ok(record)
     }

@@ -36,6 +36,26 @@ use tweed_segment::Segment;
 
 use crate::LabError;
 
+/// Why a topology file is refused; the text names the file's field.
+#[derive(Debug, thiserror::Error)]
+pub enum TopologyError {
+    #[error("{0}")]
+    Yaml(#[from] serde_saphyr::Error),
+    #[error("{field}: {reason}")]
+    Invalid { field: String, reason: String },
+    /// A segment problem the file's words cannot name (not expected:
+    /// every entry comes from a named segment).
+    #[error(transparent)]
+    Segment(tweed_segment::SegmentError),
+}
+
+fn invalid(field: impl Into<String>, reason: impl Into<String>) -> TopologyError {
+    TopologyError::Invalid {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
 /// The namespace lab pods are in (wires name pods `namespace/name`).
 pub const POD_NAMESPACE: &str = "default";
 
@@ -133,8 +153,8 @@ impl TopologyFile {
         Self::parse(&text).map_err(|e| LabError::Usage(format!("{}: {e}", path.display())))
     }
 
-    pub fn parse(text: &str) -> Result<TopologyFile, String> {
-        let t: TopologyFile = serde_saphyr::from_str(text).map_err(|e| e.to_string())?;
+    pub fn parse(text: &str) -> Result<TopologyFile, TopologyError> {
+        let t: TopologyFile = serde_saphyr::from_str(text)?;
         t.net_conf_segments()?;
         t.pods()?;
         Ok(t)
@@ -142,7 +162,7 @@ impl TopologyFile {
 
     /// The file's segments as net-conf `Segments` entries, checked as
     /// tweedd checks them (errors name `segments.<name>`).
-    pub fn net_conf_segments(&self) -> Result<Vec<serde_json::Value>, String> {
+    pub fn net_conf_segments(&self) -> Result<Vec<serde_json::Value>, TopologyError> {
         let entries: Vec<serde_json::Value> = self
             .segments
             .iter()
@@ -157,52 +177,48 @@ impl TopologyFile {
             .iter()
             .zip(&names)
             .map(|(e, name)| {
-                serde_json::from_value::<Segment>(e.clone())
-                    .map_err(|err| format!("segments.{name}: {}", kebab_keys(&err.to_string())))
+                serde_json::from_value::<Segment>(e.clone()).map_err(|err| {
+                    invalid(format!("segments.{name}"), kebab_keys(&err.to_string()))
+                })
             })
-            .collect::<Result<Vec<Segment>, String>>()?;
+            .collect::<Result<Vec<Segment>, TopologyError>>()?;
         tweed_segment::validate(&parsed).map_err(|e| {
             // `Segments[i].Field: why` → `segments.<name>: Field: why`.
-            let text = e.to_string();
-            let i = text
-                .strip_prefix("Segments[")
-                .and_then(|r| r.split(']').next())
-                .and_then(|n| n.parse::<usize>().ok());
-            match i.and_then(|i| names.get(i)) {
-                Some(name) => {
-                    let rest = text.split_once(']').map_or("", |(_, r)| r);
-                    format!(
-                        "segments.{name}: {}",
-                        kebab_keys(rest.trim_start_matches(['.', ':', ' ']))
-                    )
-                }
-                None => text,
+            match names.get(e.index) {
+                Some(name) => invalid(
+                    format!("segments.{name}"),
+                    kebab_keys(&e.problem.to_string()),
+                ),
+                None => TopologyError::Segment(e),
             }
         })?;
         Ok(entries)
     }
 
     /// The number of lab nodes: `nodes`, else the highest one a pod uses.
-    pub fn node_count(&self) -> Result<usize, String> {
+    pub fn node_count(&self) -> Result<usize, TopologyError> {
         let mut highest = 1;
         for (pod, spec) in &self.topology.nodes {
             let n = node_number(&spec.node).ok_or_else(|| {
-                format!(
-                    "topology.nodes.{pod}.node: {:?} is not a lab node (n1, n2, ...)",
-                    spec.node
+                invalid(
+                    format!("topology.nodes.{pod}.node"),
+                    format!("{:?} is not a lab node (n1, n2, ...)", spec.node),
                 )
             })?;
             highest = highest.max(n);
         }
         match self.nodes {
-            Some(n) if n < highest => Err(format!("nodes: {n}, but a pod is placed on n{highest}")),
+            Some(n) if n < highest => Err(invalid(
+                "nodes",
+                format!("{n}, but a pod is placed on n{highest}"),
+            )),
             Some(n) => Ok(n),
             None => Ok(highest),
         }
     }
 
     /// The pods with their wires, in a stable order.
-    pub fn pods(&self) -> Result<Vec<PlannedPod>, String> {
+    pub fn pods(&self) -> Result<Vec<PlannedPod>, TopologyError> {
         self.node_count()?;
         let mut wires: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         let mut segments: BTreeMap<&str, Vec<(String, String)>> = BTreeMap::new();
@@ -214,28 +230,34 @@ impl TopologyFile {
             for e in &link.endpoints {
                 if self.segments.contains_key(e.as_str()) {
                     if segment.replace(e.as_str()).is_some() {
-                        return Err(format!(
-                            "{field}: both ends are segments; a link joins a pod interface to a pod interface or to a segment"
+                        return Err(invalid(
+                            field,
+                            "both ends are segments; a link joins a pod interface to a pod interface or to a segment",
                         ));
                     }
                     continue;
                 }
                 let (pod, ifname) = e.split_once(':').ok_or_else(|| {
-                    format!("{field}: {e:?} must be <pod>:<interface> or a segment of `segments`")
+                    invalid(
+                        &field,
+                        format!("{e:?} must be <pod>:<interface> or a segment of `segments`"),
+                    )
                 })?;
                 if !self.topology.nodes.contains_key(pod) {
-                    return Err(format!("{field}: {pod:?} is not in topology.nodes"));
+                    return Err(invalid(field, format!("{pod:?} is not in topology.nodes")));
                 }
                 tweed_wire::Endpoint::new(&format!("{POD_NAMESPACE}/{pod}"), ifname)
-                    .map_err(|err| format!("{field}: {e:?}: {err}"))?;
+                    .map_err(|err| invalid(&field, format!("{e:?}: {err}")))?;
                 if ifname == "eth0" {
-                    return Err(format!(
-                        "{field}: {e:?}: eth0 is the pod network's interface"
+                    return Err(invalid(
+                        field,
+                        format!("{e:?}: eth0 is the pod network's interface"),
                     ));
                 }
                 if let Some(j) = used.insert((pod.to_string(), ifname.to_string()), i) {
-                    return Err(format!(
-                        "{field}: {e:?} is already cabled by topology.links[{j}]"
+                    return Err(invalid(
+                        field,
+                        format!("{e:?} is already cabled by topology.links[{j}]"),
                     ));
                 }
                 ends.push((pod, ifname));
@@ -250,7 +272,7 @@ impl TopologyFile {
             }
             let [(a, ai), (b, bi)] = [ends[0], ends[1]];
             if a == b {
-                return Err(format!("{field}: both ends are in pod {a}"));
+                return Err(invalid(field, format!("both ends are in pod {a}")));
             }
             wires.entry(a).or_default().push(format!("{ai}={b}:{bi}"));
             wires.entry(b).or_default().push(format!("{bi}={a}:{ai}"));
@@ -275,8 +297,8 @@ impl TopologyFile {
 /// Creates the file's pods in a running lab (whose nodes it fits) and
 /// waits until every wire is up.
 pub fn build(lab: &mut crate::Lab, t: &TopologyFile) -> Result<(), LabError> {
-    let pods = t.pods().map_err(LabError::Usage)?;
-    let needed = t.node_count().map_err(LabError::Usage)?;
+    let pods = t.pods().map_err(|e| LabError::Usage(e.to_string()))?;
+    let needed = t.node_count().map_err(|e| LabError::Usage(e.to_string()))?;
     if lab.state.nodes.len() < needed {
         return Err(LabError::Usage(format!(
             "the topology needs {needed} nodes; the lab has {}",
@@ -458,7 +480,7 @@ topology:
                 "or a segment of `segments`",
             ),
         ] {
-            let e = TopologyFile::parse(text).unwrap_err();
+            let e = TopologyFile::parse(text).unwrap_err().to_string();
             assert!(e.contains(needle), "{text}: {e}");
         }
     }

@@ -7,7 +7,9 @@
 //! namespaces; [`sysctl`] writes per-namespace kernel parameters. Links,
 //! addresses, routes, neighbours, FDB entries, ingress qdiscs and redirect
 //! filters each have their own module; WireGuard devices' keys and peers
-//! ([`Wireguard`]) go over generic netlink.
+//! ([`Wireguard`]) go over generic netlink. nftables rulesets go through
+//! the `nft` program ([`nft`]), the one kernel interface here that is not
+//! a socket of our own.
 
 mod address;
 pub mod bpf;
@@ -20,6 +22,7 @@ mod mac;
 mod monitor;
 mod neighbour;
 mod netns;
+pub mod nft;
 mod route;
 mod socket;
 pub mod sysctl;

@@ -14,9 +14,9 @@ use tweed_cni::version::CniVersion;
 use crate::calllog::{DEFAULT_LOG_FILE, LogFile};
 use crate::guest::request::GuestSection;
 use crate::ipam::IpamPlan;
-use crate::lease::DEFAULT_SUBNET_FILE;
+use tweed_node::subnet_env::DEFAULT_PATH as DEFAULT_SUBNET_FILE;
 
-pub const DEFAULT_BRIDGE: &str = "tweed0";
+pub const DEFAULT_BRIDGE: &str = tweed_node::names::DEFAULT_BRIDGE;
 /// Used when neither the config nor the node lease gives an MTU.
 pub const DEFAULT_MTU: u32 = 1500;
 
@@ -150,7 +150,8 @@ impl Conf {
             Some(name) => tweed_segment::bridge_name(name),
             None => fields.bridge.unwrap_or_else(|| DEFAULT_BRIDGE.to_string()),
         };
-        validate_ifname(&bridge).map_err(|why| CniError::invalid_config("bridge", why))?;
+        validate_ifname(&bridge)
+            .map_err(|why| CniError::invalid_config("bridge", why.to_string()))?;
         if let Some(mtu) = fields.mtu
             && !(68..=65535).contains(&mtu)
         {

@@ -16,7 +16,7 @@ use tweed_cni::error::CniError;
 use tweed_ipam::IpamError;
 use tweed_netlink::NetlinkError;
 
-use crate::lease::LeaseError;
+use tweed_node::SubnetEnvError;
 
 pub const KERNEL: u32 = 100;
 pub const IPAM_EXHAUSTED: u32 = 101;
@@ -53,11 +53,11 @@ pub fn ipam(e: IpamError) -> CniError {
     }
 }
 
-pub fn lease(e: LeaseError) -> CniError {
+pub fn lease(e: SubnetEnvError) -> CniError {
     match e {
-        LeaseError::Missing { .. } => CniError::try_again_later(e.to_string()),
-        LeaseError::Unreadable { .. } => CniError::io(e.to_string()),
-        LeaseError::Invalid { .. } => CniError::custom(LEASE_INVALID, e.to_string()),
+        SubnetEnvError::Missing { .. } => CniError::try_again_later(e.to_string()),
+        SubnetEnvError::Unreadable { .. } => CniError::io(e.to_string()),
+        SubnetEnvError::Invalid { .. } => CniError::custom(LEASE_INVALID, e.to_string()),
     }
 }
 

@@ -14,7 +14,6 @@ pub mod errors;
 pub mod faults;
 pub mod guest;
 pub mod ipam;
-pub mod lease;
 pub mod names;
 pub mod panic_hook;
 pub mod wires;

@@ -9,12 +9,12 @@
 pub const HOST_VETH_PREFIX: &str = "tw";
 
 /// Prefix of the alias tweed puts on the host-side veth.
-pub const ALIAS_PREFIX: &str = "tweed/";
+pub const ALIAS_PREFIX: &str = tweed_node::names::HOST_VETH_ALIAS_PREFIX;
 
 /// Prefix of the alias of a host veth whose DEL is under way: its
 /// detached deletion may still be running when the same attachment is
 /// ADDed again, and ADD may then remove it at once.
-pub const DELETING_PREFIX: &str = "tweed-deleting/";
+pub const DELETING_PREFIX: &str = tweed_node::names::DELETING_ALIAS_PREFIX;
 
 /// Prefix of the name a guest's tap has between its creation and its
 /// labelling (see [`guest_tap_pending`]).

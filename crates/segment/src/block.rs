@@ -5,7 +5,7 @@
 //!
 //! One file per segment, `<dir>/<name>.env` (default dir
 //! `/run/tweed/segments`), in the same `KEY=value` shape as
-//! `/run/tweed/subnet.env`, with the lines of the families the segment
+//! `/run/tweed/subnet.env` (the codec is [`tweed_node::kv`]), with the lines of the families the segment
 //! has:
 //!
 //! ```text
@@ -38,6 +38,7 @@ use std::str::FromStr;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use thiserror::Error;
+use tweed_node::kv;
 
 /// Where tweedd writes the block files by default (`--segment-dir`).
 pub const DEFAULT_DIR: &str = "/run/tweed/segments";
@@ -113,42 +114,41 @@ const UNCLAIMED: &str = "TWEED_SEGMENT_UNCLAIMED";
 
 impl BlockFile {
     pub fn render(&self, name: &str) -> String {
-        let mut text = format!("TWEED_SEGMENT={name}\n");
-        let line = |text: &mut String, key: &str, value: &dyn Display| {
-            text.push_str(&format!("{key}={value}\n"));
-        };
+        let mut w = kv::Writer::new();
+        w.line("TWEED_SEGMENT", name);
         match self {
             BlockFile::Claimed(claims) => {
                 let subnets = claims.first().map(Blocks::subnets).unwrap_or_default();
                 let list = |blocks: Vec<String>| blocks.join(",");
                 if let Some(v4) = subnets.ipv4 {
-                    line(&mut text, SUBNET, &v4);
+                    w.line(SUBNET, v4);
                     let blocks = claims
                         .iter()
                         .filter_map(|c| c.ipv4)
                         .map(|b| b.block.to_string());
-                    line(&mut text, BLOCK, &list(blocks.collect()));
+                    w.line(BLOCK, list(blocks.collect()));
                 }
                 if let Some(v6) = subnets.ipv6 {
-                    line(&mut text, IPV6_SUBNET, &v6);
+                    w.line(IPV6_SUBNET, v6);
                     let blocks = claims
                         .iter()
                         .filter_map(|c| c.ipv6)
                         .map(|b| b.block.to_string());
-                    line(&mut text, IPV6_BLOCK, &list(blocks.collect()));
+                    w.line(IPV6_BLOCK, list(blocks.collect()));
                 }
             }
             BlockFile::Unclaimed { subnets, reason } => {
                 if let Some(v4) = subnets.ipv4 {
-                    line(&mut text, SUBNET, &v4);
+                    w.line(SUBNET, v4);
                 }
                 if let Some(v6) = subnets.ipv6 {
-                    line(&mut text, IPV6_SUBNET, &v6);
+                    w.line(IPV6_SUBNET, v6);
                 }
-                line(&mut text, UNCLAIMED, &reason.replace('\n', " "));
+                // The writer keeps the reason on one line.
+                w.line(UNCLAIMED, reason);
             }
         }
-        text
+        w.finish()
     }
 
     /// Parses a block file's text; `path` only names it in errors.
@@ -158,11 +158,8 @@ impl BlockFile {
             key,
             reason,
         };
-        let raw = |key: &str| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
-                .map(str::trim)
-        };
+        let pairs = kv::Pairs::parse(text);
+        let raw = |key: &str| pairs.get(key);
         fn net<N: FromStr>(
             value: Option<&str>,
             key: &'static str,
@@ -241,13 +238,7 @@ impl BlockFile {
 
     /// Writes the block file of segment `name` into `dir`.
     pub fn write(&self, dir: &Path, name: &str) -> io::Result<()> {
-        fs::create_dir_all(dir)?;
-        let file = path(dir, name);
-        let tmp = file.with_extension("env.tmp");
-        fs::write(&tmp, self.render(name))?;
-        fs::rename(&tmp, &file).inspect_err(|_| {
-            let _ = fs::remove_file(&tmp);
-        })
+        kv::write_atomic(&path(dir, name), &self.render(name))
     }
 
     /// The block file of segment `name`, or `None` when tweedd wrote none

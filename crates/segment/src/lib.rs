@@ -143,44 +143,48 @@ impl Segment {
     }
 }
 
+/// What is wrong with one entry of `Segments`, in its own terms (the
+/// field first, where one field is wrong).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum SegmentError {
-    #[error("Segments[{index}].Name: {name:?} {reason}")]
-    BadName {
-        index: usize,
-        name: String,
-        reason: &'static str,
-    },
-    #[error("Segments[{index}].VNI: {vni} is outside 1..{MAX_VNI}")]
-    BadVni { index: usize, vni: u32 },
-    #[error("Segments[{index}].MTU: {mtu} is outside 576..65535")]
-    BadMtu { index: usize, mtu: u32 },
-    #[error("Segments[{index}].VLAN: {vlan} is outside 1..4094")]
-    BadVlan { index: usize, vlan: u16 },
-    #[error("Segments[{index}].Subnet: {reason}")]
-    BadSubnet { index: usize, reason: String },
-    #[error("Segments[{index}].BlockLen: {reason}")]
-    BadBlockLen { index: usize, reason: String },
-    #[error("Segments[{index}].IPv6Subnet: {reason}")]
-    BadIpv6Subnet { index: usize, reason: String },
-    #[error("Segments[{index}].IPv6BlockLen: {reason}")]
-    BadIpv6BlockLen { index: usize, reason: String },
-    #[error("Segments[{index}]: {what} {value} is used by an earlier segment")]
-    Duplicate {
-        index: usize,
-        what: &'static str,
-        value: String,
-    },
+pub enum SegmentProblem {
+    #[error("Name: {name:?} {reason}")]
+    BadName { name: String, reason: &'static str },
+    #[error("VNI: {vni} is outside 1..{MAX_VNI}")]
+    BadVni { vni: u32 },
+    #[error("MTU: {mtu} is outside 576..65535")]
+    BadMtu { mtu: u32 },
+    #[error("VLAN: {vlan} is outside 1..4094")]
+    BadVlan { vlan: u16 },
+    #[error("Subnet: {reason}")]
+    BadSubnet { reason: String },
+    #[error("BlockLen: {reason}")]
+    BadBlockLen { reason: String },
+    #[error("IPv6Subnet: {reason}")]
+    BadIpv6Subnet { reason: String },
+    #[error("IPv6BlockLen: {reason}")]
+    BadIpv6BlockLen { reason: String },
+    #[error("{what} {value} is used by an earlier segment")]
+    Duplicate { what: &'static str, value: String },
+}
+
+/// A problem of entry `index` of `Segments`: `Segments[2].VNI: ...`, or
+/// `Segments[2]: ...` when no one field is wrong. Other front ends (the
+/// lab's topology files) name the entry their own way from `index`.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("Segments[{index}]{}{problem}", if matches!(problem, SegmentProblem::Duplicate { .. }) { ": " } else { "." })]
+pub struct SegmentError {
+    pub index: usize,
+    pub problem: SegmentProblem,
 }
 
 /// The node bridge of segment `name`.
 pub fn bridge_name(name: &str) -> String {
-    format!("tws-{name}")
+    format!("{}{name}", tweed_node::names::SEGMENT_BRIDGE_PREFIX)
 }
 
 /// The VXLAN device of the segment with `vni`.
 pub fn vxlan_name(vni: u32) -> String {
-    format!("twx.{vni}")
+    format!("{}{vni}", tweed_node::names::SEGMENT_VXLAN_PREFIX)
 }
 
 /// Checks one name: it becomes part of an interface name.
@@ -208,45 +212,45 @@ pub fn validate(segments: &[Segment]) -> Result<(), SegmentError> {
     let mut names = HashSet::new();
     let mut vnis = HashSet::new();
     for (index, s) in segments.iter().enumerate() {
-        check_name(&s.name).map_err(|reason| SegmentError::BadName {
-            index,
-            name: s.name.clone(),
-            reason,
+        let bad = |problem| SegmentError { index, problem };
+        check_name(&s.name).map_err(|reason| {
+            bad(SegmentProblem::BadName {
+                name: s.name.clone(),
+                reason,
+            })
         })?;
         if s.vni == 0 || s.vni > MAX_VNI {
-            return Err(SegmentError::BadVni { index, vni: s.vni });
+            return Err(bad(SegmentProblem::BadVni { vni: s.vni }));
         }
         if let Some(mtu) = s.mtu
             && !(576..=65535).contains(&mtu)
         {
-            return Err(SegmentError::BadMtu { index, mtu });
+            return Err(bad(SegmentProblem::BadMtu { mtu }));
         }
         if let Some(vlan) = s.vlan
             && !(1..=4094).contains(&vlan)
         {
-            return Err(SegmentError::BadVlan { index, vlan });
+            return Err(bad(SegmentProblem::BadVlan { vlan }));
         }
-        check_addressing(index, s)?;
+        check_addressing(s).map_err(bad)?;
         if !names.insert(s.name.as_str()) {
-            return Err(SegmentError::Duplicate {
-                index,
+            return Err(bad(SegmentProblem::Duplicate {
                 what: "name",
                 value: s.name.clone(),
-            });
+            }));
         }
         if !vnis.insert(s.vni) {
-            return Err(SegmentError::Duplicate {
-                index,
+            return Err(bad(SegmentProblem::Duplicate {
                 what: "VNI",
                 value: s.vni.to_string(),
-            });
+            }));
         }
     }
     Ok(())
 }
 
-/// `Subnet`, `BlockLen`, `IPv6Subnet` and `IPv6BlockLen` of entry `index`.
-fn check_addressing(index: usize, s: &Segment) -> Result<(), SegmentError> {
+/// `Subnet`, `BlockLen`, `IPv6Subnet` and `IPv6BlockLen` of one entry.
+fn check_addressing(s: &Segment) -> Result<(), SegmentProblem> {
     check_family(
         s.subnet.map(|n| (n.into(), n.trunc().into())),
         s.block_len,
@@ -254,8 +258,8 @@ fn check_addressing(index: usize, s: &Segment) -> Result<(), SegmentError> {
         ("Subnet", MAX_BLOCK_LEN),
     )
     .map_err(|e| match e {
-        FamilyError::Subnet(reason) => SegmentError::BadSubnet { index, reason },
-        FamilyError::BlockLen(reason) => SegmentError::BadBlockLen { index, reason },
+        FamilyError::Subnet(reason) => SegmentProblem::BadSubnet { reason },
+        FamilyError::BlockLen(reason) => SegmentProblem::BadBlockLen { reason },
     })?;
     check_family(
         s.ipv6_subnet.map(|n| (n.into(), n.trunc().into())),
@@ -264,8 +268,8 @@ fn check_addressing(index: usize, s: &Segment) -> Result<(), SegmentError> {
         ("IPv6Subnet", MAX_IPV6_BLOCK_LEN),
     )
     .map_err(|e| match e {
-        FamilyError::Subnet(reason) => SegmentError::BadIpv6Subnet { index, reason },
-        FamilyError::BlockLen(reason) => SegmentError::BadIpv6BlockLen { index, reason },
+        FamilyError::Subnet(reason) => SegmentProblem::BadIpv6Subnet { reason },
+        FamilyError::BlockLen(reason) => SegmentProblem::BadIpv6BlockLen { reason },
     })
 }
 

@@ -7,8 +7,9 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use tweed_netlink::{Netlink, TABLE_MAIN};
-use tweedd::reconcile::desired::ROUTE_PROTOCOL;
+use tweed_netlink::nft;
+use tweed_netlink::{Netlink, NetlinkError, TABLE_MAIN};
+use tweed_node::names::{self, MASQ_TABLE, ROUTE_PROTOCOL};
 
 #[derive(Args, Debug)]
 pub struct CleanupArgs {
@@ -16,10 +17,10 @@ pub struct CleanupArgs {
     #[arg(long)]
     yes: bool,
     /// The node bridge the plugin created.
-    #[arg(long, default_value = "tweed0")]
+    #[arg(long, default_value = names::DEFAULT_BRIDGE)]
     bridge: String,
     /// The lease file tweedd wrote (its --subnet-file).
-    #[arg(long, default_value = "/run/tweed/subnet.env")]
+    #[arg(long, default_value = tweed_node::subnet_env::DEFAULT_PATH)]
     subnet_file: PathBuf,
     /// flannel's lease file, if tweedd wrote one (--flannel-subnet-file).
     #[arg(long)]
@@ -53,38 +54,48 @@ impl std::fmt::Display for Item {
         match self {
             Item::Link { name, why, .. } => write!(f, "link {name} ({why})"),
             Item::Route(r) => write!(f, "route {r} (proto {ROUTE_PROTOCOL})"),
-            Item::Nft => write!(f, "nftables table inet {}", tweedd::masq::TABLE),
+            Item::Nft => write!(f, "nftables table inet {MASQ_TABLE}"),
             Item::File(p) => write!(f, "file {}", p.display()),
         }
     }
 }
 
-fn plan(args: &CleanupArgs, nl: &mut Netlink) -> Result<Vec<Item>, String> {
+/// Why `node-cleanup` did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum CleanupError {
+    #[error("{0}")]
+    Netlink(#[from] NetlinkError),
+    /// What could not be removed, each with why.
+    #[error("could not remove: {}", .0.join("; "))]
+    NotRemoved(Vec<String>),
+}
+
+fn plan(args: &CleanupArgs, nl: &mut Netlink) -> Result<Vec<Item>, NetlinkError> {
     let mut items = Vec::new();
-    let links = nl.links().map_err(|e| e.to_string())?;
+    let links = nl.links()?;
     let bridge = links
         .iter()
         .find(|l| l.name == args.bridge)
         .map(|l| l.index);
     for l in &links {
         let kind = l.kind.as_deref();
-        let why = if l.name.starts_with("tweed.") && kind == Some("vxlan") {
+        let tunnel = format!("{}.", names::VXLAN_DEVICE_PREFIX);
+        let why = if l.name.starts_with(&tunnel) && kind == Some("vxlan") {
             "tweedd's VXLAN device"
-        } else if l.name.starts_with("tweed.") && kind == Some("geneve") {
+        } else if l.name.starts_with(&tunnel) && kind == Some("geneve") {
             "tweedd's Geneve device"
-        } else if l.name.starts_with("tweed-wg") && kind == Some("wireguard") {
+        } else if l.name.starts_with(names::WIREGUARD_DEVICE) && kind == Some("wireguard") {
             "tweedd's WireGuard device"
-        } else if l.name.starts_with("twx.") && kind == Some("vxlan") {
+        } else if l.name.starts_with(names::SEGMENT_VXLAN_PREFIX) && kind == Some("vxlan") {
             "a layer-2 segment's VXLAN device"
-        } else if l.name.starts_with("tws-") && kind == Some("bridge") {
+        } else if l.name.starts_with(names::SEGMENT_BRIDGE_PREFIX) && kind == Some("bridge") {
             "a layer-2 segment's bridge"
         } else if Some(l.index) == bridge {
             "the plugin's node bridge"
-        } else if l
-            .alias
-            .as_deref()
-            .is_some_and(|a| a.starts_with("tweed/") || a.starts_with("tweed-deleting/"))
-        {
+        } else if l.alias.as_deref().is_some_and(|a| {
+            a.starts_with(names::HOST_VETH_ALIAS_PREFIX)
+                || a.starts_with(names::DELETING_ALIAS_PREFIX)
+        }) {
             "a pod's host veth"
         } else {
             continue;
@@ -96,7 +107,7 @@ fn plan(args: &CleanupArgs, nl: &mut Netlink) -> Result<Vec<Item>, String> {
         });
     }
     for v6 in [false, true] {
-        for r in nl.routes(v6, TABLE_MAIN).map_err(|e| e.to_string())? {
+        for r in nl.routes(v6, TABLE_MAIN)? {
             if r.protocol == ROUTE_PROTOCOL {
                 items.push(Item::Route(r));
             }
@@ -134,8 +145,8 @@ fn segment_files(dir: &std::path::Path) -> Vec<PathBuf> {
     files
 }
 
-pub fn run(args: CleanupArgs) -> Result<(), String> {
-    let mut nl = Netlink::new().map_err(|e| e.to_string())?;
+pub fn run(args: CleanupArgs) -> Result<(), CleanupError> {
+    let mut nl = Netlink::new()?;
     let items = plan(&args, &mut nl)?;
     if !args.yes {
         outln!("would remove (run again with --yes):");
@@ -156,7 +167,12 @@ pub fn run(args: CleanupArgs) -> Result<(), String> {
                 Err(e) if !e.is_not_found() => Err(e.to_string()),
                 _ => Ok(()),
             },
-            Item::Nft => tweedd::masq::remove().map_err(|e| e.to_string()),
+            Item::Nft => nft::delete_table(
+                nftables::types::NfFamily::INet,
+                MASQ_TABLE,
+                "remove the masquerade rules",
+            )
+            .map_err(|e| e.to_string()),
             Item::File(p) => std::fs::remove_file(p).map_err(|e| e.to_string()),
         };
         match done {
@@ -167,6 +183,6 @@ pub fn run(args: CleanupArgs) -> Result<(), String> {
     if failures.is_empty() {
         Ok(())
     } else {
-        Err(format!("could not remove: {}", failures.join("; ")))
+        Err(CleanupError::NotRemoved(failures))
     }
 }

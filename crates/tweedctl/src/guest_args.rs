@@ -35,7 +35,7 @@ pub struct GuestArgs {
     guest_ifname: Option<String>,
 }
 
-fn parse_format(s: &str) -> Result<Format, String> {
+fn parse_format(s: &str) -> Result<Format, tweed_guest::render::UnknownFormat> {
     s.parse()
 }
 

@@ -183,7 +183,8 @@ pub fn run(args: LabArgs) -> Result<Verdict, LabError> {
                     explicit(&which.name, "tweed")
                         .or(t.name.clone())
                         .unwrap_or(which.name),
-                    explicit(&nodes, 3usize).unwrap_or(t.node_count().map_err(LabError::Usage)?),
+                    explicit(&nodes, 3usize)
+                        .unwrap_or(t.node_count().map_err(|e| LabError::Usage(e.to_string()))?),
                     explicit(&backend, "vxlan".to_string())
                         .or(t.backend.clone())
                         .unwrap_or(backend),
@@ -202,7 +203,10 @@ pub fn run(args: LabArgs) -> Result<Verdict, LabError> {
                 net_conf_overrides: match &topo {
                     Some(t) if !t.segments.is_empty() => [(
                         "Segments".to_string(),
-                        serde_json::Value::from(t.net_conf_segments().map_err(LabError::Usage)?),
+                        serde_json::Value::from(
+                            t.net_conf_segments()
+                                .map_err(|e| LabError::Usage(e.to_string()))?,
+                        ),
                     )]
                     .into_iter()
                     .collect(),

@@ -71,11 +71,11 @@ fn main() -> ExitCode {
         Cmd::Lab(args) => lab::run(args).map_err(|e| e.to_string()),
         Cmd::GuestArgs(args) => guest_args::run(args).map(fine).map_err(|e| e.to_string()),
         Cmd::InstallCni(args) => install_cni::run(args).map(fine).map_err(|e| e.to_string()),
-        Cmd::NodeCleanup(args) => cleanup::run(args).map(fine),
+        Cmd::NodeCleanup(args) => cleanup::run(args).map(fine).map_err(|e| e.to_string()),
         Cmd::FlannelCleanup(args) => flannel_cleanup::run(args)
             .map(fine)
             .map_err(|e| e.to_string()),
-        Cmd::Status(args) => status::run(args),
+        Cmd::Status(args) => status::run(args).map_err(|e| e.to_string()),
     };
     match result {
         Err(e) => {

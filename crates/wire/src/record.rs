@@ -66,7 +66,7 @@ pub enum RecordError {
         source: io::Error,
     },
     #[error("{path} is not a wire record: {why}")]
-    Invalid { path: PathBuf, why: String },
+    Invalid { path: PathBuf, why: ParseError },
 }
 
 fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> RecordError + use<> {
@@ -142,14 +142,20 @@ fn read_path(path: &Path) -> Result<Option<WireRecord>, RecordError> {
     })
 }
 
+/// Why a record file's content is not a record this tweed reads.
+#[derive(Debug, Error)]
+pub enum ParseError {
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+    #[error("version {0} (this tweed reads {RECORD_VERSION})")]
+    Version(u32),
+}
+
 /// A record file's content, checked for the format this tweed reads.
-pub fn parse(bytes: &[u8]) -> Result<WireRecord, String> {
-    let rec: WireRecord = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+pub fn parse(bytes: &[u8]) -> Result<WireRecord, ParseError> {
+    let rec: WireRecord = serde_json::from_slice(bytes)?;
     if rec.version != RECORD_VERSION {
-        return Err(format!(
-            "version {} (this tweed reads {RECORD_VERSION})",
-            rec.version
-        ));
+        return Err(ParseError::Version(rec.version));
     }
     Ok(rec)
 }

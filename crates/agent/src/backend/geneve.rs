@@ -30,7 +30,7 @@ use crate::lease::Lease;
 use crate::reconcile::desired::{Desired, DeviceWant, NeighbourWant};
 
 /// The device. One per node whatever the VNI: the VNI is per route.
-pub const DEVICE_NAME: &str = "tweed.geneve";
+pub const DEVICE_NAME: &str = tweed_node::names::GENEVE_DEVICE;
 
 pub struct GeneveBackend {
     pub vni: u32,

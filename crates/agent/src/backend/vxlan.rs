@@ -17,14 +17,12 @@ use crate::reconcile::desired::{Desired, DeviceWant, FdbWant, NeighbourWant};
 
 pub use super::tunnel::OVERHEAD_V4;
 
-/// tweed's own device prefix: `tweed.<VNI>`.
-pub const DEVICE_PREFIX: &str = "tweed";
-/// flannel's: `flannel.<VNI>`, adopted under `--flannel-compat`.
-pub const FLANNEL_DEVICE_PREFIX: &str = "flannel";
-
-pub fn device_name(prefix: &str, vni: u32) -> String {
-    format!("{prefix}.{vni}")
-}
+/// tweed's own device prefix (`tweed.<VNI>`), flannel's (`flannel.<VNI>`,
+/// adopted under `--flannel-compat`), and the name they make.
+pub use tweed_node::names::{
+    FLANNEL_VXLAN_DEVICE_PREFIX as FLANNEL_DEVICE_PREFIX, VXLAN_DEVICE_PREFIX as DEVICE_PREFIX,
+    vxlan_device as device_name,
+};
 
 pub struct VxlanBackend {
     pub vni: u32,

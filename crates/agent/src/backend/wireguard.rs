@@ -32,9 +32,9 @@ use crate::lease::Lease;
 use crate::reconcile::desired::Desired;
 
 /// The IPv4 device in `separate` mode, the one device otherwise.
-pub const DEVICE_NAME: &str = "tweed-wg";
+pub const DEVICE_NAME: &str = tweed_node::names::WIREGUARD_DEVICE;
 /// The IPv6 device in `separate` mode.
-pub const DEVICE_NAME_V6: &str = "tweed-wg-v6";
+pub const DEVICE_NAME_V6: &str = tweed_node::names::WIREGUARD_DEVICE_V6;
 
 /// Outer overhead over IPv4: IPv4 (20) + UDP (8) + WireGuard's data
 /// header (16) and authentication tag (16). No inner Ethernet: WireGuard

@@ -4,10 +4,9 @@ use std::net::IpAddr;
 
 use tweed_netlink::{MacAddr, Route};
 
-/// Routes tweedd installs carry this protocol number (`ip route show proto
-/// 77`), so a restarted agent finds exactly the routes it owns and removes
-/// those of peers that are gone.
-pub const ROUTE_PROTOCOL: u8 = 77;
+/// The protocol number of tweedd's routes (in the node contract, because
+/// tweedctl finds them by it too).
+pub use tweed_node::names::ROUTE_PROTOCOL;
 
 /// A permanent neighbour entry on a device tweedd owns.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use tweed_netlink::{Event, Monitor, Netlink};
 
-use crate::backend::{Backend, LocalNode};
+use crate::backend::{Backend, BackendError, LocalNode};
 use crate::lease::Lease;
 use crate::metrics::Metrics;
 use desired::ROUTE_PROTOCOL;
@@ -90,7 +90,7 @@ pub struct Reconciler {
     managed: Arc<AtomicU32>,
     /// Told once the first pass is done (with its device setup outcome),
     /// so the agent writes the lease file only when the overlay is up.
-    first_pass: Option<tokio::sync::oneshot::Sender<Result<(), String>>>,
+    first_pass: Option<tokio::sync::oneshot::Sender<Result<(), BackendError>>>,
     /// What the last pass put in the kernel, when it all landed.
     applied: Option<desired::Desired>,
     mailbox: Arc<PeersMailbox>,
@@ -119,7 +119,7 @@ impl Reconciler {
 
     pub fn on_first_pass(
         mut self,
-        tx: tokio::sync::oneshot::Sender<Result<(), String>>,
+        tx: tokio::sync::oneshot::Sender<Result<(), BackendError>>,
     ) -> Reconciler {
         self.first_pass = Some(tx);
         self
@@ -226,7 +226,7 @@ impl Reconciler {
             landed = false;
         }
         if let Some(tx) = self.first_pass.take() {
-            let _ = tx.send(setup.map_err(|e| e.to_string()));
+            let _ = tx.send(setup);
         }
         let desired = self.backend.desired(local, peers);
         let managed = desired

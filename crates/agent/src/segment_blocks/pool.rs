@@ -1,7 +1,7 @@
 //! A segment's subnets as a lease pool, and why a claim from it failed in
 //! the segment's own terms.
 
-use ipnet::{Ipv4Net, Ipv6Net};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use crate::config::{BackendConfig, NetConfig, Pool};
 use crate::leasing::AcquireError;
@@ -43,22 +43,22 @@ pub(super) fn unclaimed_reason(segment: &str, pool: &NetConfig, e: &AcquireError
     let v4 = pool
         .ipv4
         .as_ref()
-        .map(|p| (p.network.to_string(), p.subnet_len, "Subnet", "BlockLen"));
+        .map(|p| (IpNet::V4(p.network), p.subnet_len, "Subnet", "BlockLen"));
     let v6 = pool.ipv6.as_ref().map(|p| {
         (
-            p.network.to_string(),
+            IpNet::V6(p.network),
             p.subnet_len,
             "IPv6Subnet",
             "IPv6BlockLen",
         )
     });
     match e {
-        AcquireError::NoFreeSubnet { pool, size } => {
+        AcquireError::NoFreeSubnet { network, size, .. } => {
             // The family that ran out is the one the error names.
             let full = [&v4, &v6]
                 .into_iter()
                 .flatten()
-                .find(|f| pool.starts_with(&format!("{} ", f.0)))
+                .find(|f| f.0 == *network)
                 .or(v4.as_ref().or(v6.as_ref()))
                 .expect("a segment's pool has a family");
             let (subnet, len, subnet_key, len_key) = full;
@@ -112,17 +112,18 @@ mod tests {
             Some(("192.168.50.0/24".parse().unwrap(), 28)),
             Some(("fd00:50::/120".parse().unwrap(), 124)),
         );
-        let full = |pool: &str| AcquireError::NoFreeSubnet {
-            pool: pool.into(),
+        let full = |network: &str, subnet_len| AcquireError::NoFreeSubnet {
+            network: network.parse().unwrap(),
+            subnet_len,
             size: 16,
         };
-        let text = unclaimed_reason("lab1", &pool, &full("192.168.50.0/24 /28"));
+        let text = unclaimed_reason("lab1", &pool, &full("192.168.50.0/24", 28));
         assert!(
             text.contains("all 16 blocks (/28) of Subnet 192.168.50.0/24"),
             "{text}"
         );
         assert!(text.contains("BlockLen"), "{text}");
-        let text = unclaimed_reason("lab1", &pool, &full("fd00:50::/120 /124"));
+        let text = unclaimed_reason("lab1", &pool, &full("fd00:50::/120", 124));
         assert!(
             text.contains("all 16 blocks (/124) of IPv6Subnet fd00:50::/120"),
             "{text}"

@@ -6,8 +6,29 @@
 
 use std::net::IpAddr;
 
-use tweed_netlink::{LinkKind, NetNs, Netlink, NewLink, VethPeer, VxlanSpec};
+use tweed_netlink::{LinkKind, NetNs, Netlink, NetlinkError, NewLink, VethPeer, VxlanSpec};
 use tweed_wire::{ALIAS_PREFIX, end_alias};
+
+/// Why a wire end is not cabled.
+#[derive(Debug, thiserror::Error)]
+pub enum CableError {
+    #[error("{0}")]
+    Netlink(#[from] NetlinkError),
+    #[error("the pod already has an interface {0} that tweed did not make")]
+    Foreign(String),
+    #[error("the pod already has an interface {0} that tweed did not make (peer pod)")]
+    ForeignPeer(String),
+    #[error("creating the veth pair: {0}")]
+    CreateVeth(#[source] NetlinkError),
+    #[error("creating the tunnel end (VNI {vni}): {source}")]
+    CreateTunnel { vni: u32, source: NetlinkError },
+    #[error("{0} vanished right after it was made")]
+    Vanished(String),
+    #[error(
+        "the wire's VNI {0} is taken by the pod network or a segment; rename an interface of the wire"
+    )]
+    VniTaken(u32),
+}
 
 /// A pod interface that is (or is to be) a wire end.
 pub struct PodEnd<'a> {
@@ -27,8 +48,8 @@ enum Existing {
     Foreign,
 }
 
-fn existing(nl: &mut Netlink, ifname: &str) -> Result<Existing, String> {
-    match nl.link_by_name(ifname).map_err(|e| e.to_string())? {
+fn existing(nl: &mut Netlink, ifname: &str) -> Result<Existing, CableError> {
+    match nl.link_by_name(ifname)? {
         None => Ok(Existing::Absent),
         Some(l) => match l.alias {
             Some(a) if a.starts_with(ALIAS_PREFIX) => Ok(Existing::Ours {
@@ -40,23 +61,19 @@ fn existing(nl: &mut Netlink, ifname: &str) -> Result<Existing, String> {
     }
 }
 
-fn foreign(ifname: &str) -> String {
-    format!("the pod already has an interface {ifname} that tweed did not make")
-}
-
 /// Makes sure `a` and `b` are the two ends of one veth pair. Returns
 /// whether anything was created.
-pub fn ensure_veth(a: &PodEnd, b: &PodEnd, vni: u32, mtu: u32) -> Result<bool, String> {
+pub fn ensure_veth(a: &PodEnd, b: &PodEnd, vni: u32, mtu: u32) -> Result<bool, CableError> {
     let alias = end_alias(vni, "veth");
-    let mut nl_a = Netlink::in_netns(a.ns).map_err(|e| e.to_string())?;
-    let mut nl_b = Netlink::in_netns(b.ns).map_err(|e| e.to_string())?;
+    let mut nl_a = Netlink::in_netns(a.ns)?;
+    let mut nl_b = Netlink::in_netns(b.ns)?;
     let ea = existing(&mut nl_a, a.ifname)?;
     let eb = existing(&mut nl_b, b.ifname)?;
     if matches!(ea, Existing::Foreign) {
-        return Err(foreign(a.ifname));
+        return Err(CableError::Foreign(a.ifname.into()));
     }
     if matches!(eb, Existing::Foreign) {
-        return Err(format!("{} (peer pod)", foreign(b.ifname)));
+        return Err(CableError::ForeignPeer(b.ifname.into()));
     }
     if let (Existing::Ours { alias: x, .. }, Existing::Ours { alias: y, .. }) = (&ea, &eb)
         && *x == alias
@@ -86,15 +103,14 @@ pub fn ensure_veth(a: &PodEnd, b: &PodEnd, vni: u32, mtu: u32) -> Result<bool, S
     spec.alias = Some(alias.clone());
     let made = nl_a
         .create_link_and_get(&spec)
-        .map_err(|e| format!("creating the veth pair: {e}"))?;
+        .map_err(CableError::CreateVeth)?;
     let label = nl_b
-        .link_by_name(b.ifname)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("{} vanished right after it was made", b.ifname))
+        .link_by_name(b.ifname)?
+        .ok_or_else(|| CableError::Vanished(b.ifname.into()))
         .and_then(|l| {
             nl_b.set_link_alias(l.index, &alias)
                 .and_then(|()| nl_b.set_link_up(l.index, true))
-                .map_err(|e| e.to_string())
+                .map_err(CableError::from)
         });
     if let Err(e) = label {
         let _ = nl_a.delete_link(made.index);
@@ -115,11 +131,11 @@ pub struct Tunnel {
 /// Makes sure the pod's interface is a VXLAN device of the wire's VNI
 /// towards `remote`, its UDP socket in this (the node's) namespace.
 /// Returns whether anything was created.
-pub fn ensure_vxlan(node: &mut Netlink, end: &PodEnd, t: &Tunnel) -> Result<bool, String> {
+pub fn ensure_vxlan(node: &mut Netlink, end: &PodEnd, t: &Tunnel) -> Result<bool, CableError> {
     let alias = end_alias(t.vni, &format!("vxlan to {}", t.remote));
-    let mut nl = Netlink::in_netns(end.ns).map_err(|e| e.to_string())?;
+    let mut nl = Netlink::in_netns(end.ns)?;
     match existing(&mut nl, end.ifname)? {
-        Existing::Foreign => return Err(foreign(end.ifname)),
+        Existing::Foreign => return Err(CableError::Foreign(end.ifname.into())),
         Existing::Ours { alias: a, .. } if a == alias => return Ok(false),
         Existing::Ours { index, .. } => {
             // Stale (the far pod moved, or it was a veth): replace it.
@@ -142,14 +158,13 @@ pub fn ensure_vxlan(node: &mut Netlink, end: &PodEnd, t: &Tunnel) -> Result<bool
     spec.up = true;
     spec.netns = Some(end.ns);
     node.create_link(&spec)
-        .map_err(|e| format!("creating the tunnel end (VNI {}): {e}", t.vni))?;
+        .map_err(|source| CableError::CreateTunnel { vni: t.vni, source })?;
     let label = nl
-        .link_by_name(end.ifname)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("{} vanished right after it was made", end.ifname))
+        .link_by_name(end.ifname)?
+        .ok_or_else(|| CableError::Vanished(end.ifname.into()))
         .and_then(|l| {
             nl.set_link_alias(l.index, &alias)
-                .map_err(|e| e.to_string())
+                .map_err(CableError::from)
                 .inspect_err(|_| {
                     // Unlabelled, it would pass for the pod's own device.
                     let _ = nl.delete_link(l.index);
@@ -159,13 +174,13 @@ pub fn ensure_vxlan(node: &mut Netlink, end: &PodEnd, t: &Tunnel) -> Result<bool
 }
 
 /// Removes the pod's interface if tweedd made it; returns whether it did.
-pub fn remove(end: &PodEnd) -> Result<bool, String> {
-    let mut nl = Netlink::in_netns(end.ns).map_err(|e| e.to_string())?;
+pub fn remove(end: &PodEnd) -> Result<bool, CableError> {
+    let mut nl = Netlink::in_netns(end.ns)?;
     match existing(&mut nl, end.ifname)? {
         Existing::Ours { index, .. } => nl
             .delete_link(index)
             .map(|()| true)
-            .map_err(|e| e.to_string()),
+            .map_err(CableError::from),
         _ => Ok(false),
     }
 }

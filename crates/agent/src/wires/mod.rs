@@ -24,7 +24,7 @@ use tweed_wire::status::{self, WireState, WireStatus};
 use tweed_wire::{Endpoint, WireRecord, wire_name, wire_vni};
 
 use crate::lease::{Lease, WireEnds};
-use cable::{PodEnd, Tunnel};
+use cable::{CableError, PodEnd, Tunnel};
 use plan::{RemoteEnd, Target};
 
 /// How often the records are read and the wires checked.
@@ -160,9 +160,7 @@ impl WireController {
             };
             let vni = wire_vni(end, peer);
             let state = if self.reserved_vnis.contains(&vni) {
-                Err(format!(
-                    "the wire's VNI {vni} is taken by the pod network or a segment; rename an interface of the wire"
-                ))
+                Err(CableError::VniTaken(vni))
             } else {
                 self.apply(st, &pod_end, end, peer, vni, target, &where_is, &live)
             };
@@ -170,7 +168,9 @@ impl WireController {
                 Ok(s) => s,
                 Err(why) => {
                     tracing::warn!(pod = %rec.pod, end = %end, %why, "wire end not cabled");
-                    WireState::Error { why }
+                    WireState::Error {
+                        why: why.to_string(),
+                    }
                 }
             };
             report.push(WireStatus {
@@ -201,7 +201,7 @@ impl WireController {
         target: &Target,
         where_is: &BTreeMap<Endpoint, (usize, Endpoint)>,
         live: &[(WireRecord, NetNs)],
-    ) -> Result<WireState, String> {
+    ) -> Result<WireState, CableError> {
         match target {
             Target::Veth { maker } => {
                 if *maker {

@@ -142,7 +142,7 @@ impl NetConf {
         }
         if command != Command::Version {
             validate_cni_name(&self.name, "network name")
-                .map_err(|m| CniError::invalid_config("name", m))?;
+                .map_err(|m| CniError::invalid_config("name", m.to_string()))?;
         }
         Ok(version)
     }

@@ -75,10 +75,17 @@ impl fmt::Display for Format {
     }
 }
 
-impl FromStr for Format {
-    type Err = String;
+/// A format name no guest type has.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown format {name:?}; use one of {}", Format::ALL.map(|f| f.as_str()).join(", "))]
+pub struct UnknownFormat {
+    pub name: String,
+}
 
-    fn from_str(s: &str) -> Result<Format, String> {
+impl FromStr for Format {
+    type Err = UnknownFormat;
+
+    fn from_str(s: &str) -> Result<Format, UnknownFormat> {
         let s = s.to_ascii_lowercase();
         if s == "mirage" || s == "mirageos" {
             return Ok(Format::Solo5);
@@ -86,10 +93,7 @@ impl FromStr for Format {
         Format::ALL
             .into_iter()
             .find(|f| f.as_str() == s)
-            .ok_or_else(|| {
-                let names: Vec<&str> = Format::ALL.iter().map(|f| f.as_str()).collect();
-                format!("unknown format {s:?}; use one of {}", names.join(", "))
-            })
+            .ok_or(UnknownFormat { name: s })
     }
 }
 

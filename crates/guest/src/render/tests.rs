@@ -224,6 +224,6 @@ fn gateway_falls_back_to_the_default_route() {
 fn format_names() {
     assert_eq!("Unikraft".parse::<Format>(), Ok(Format::Unikraft));
     assert_eq!("mirage".parse::<Format>(), Ok(Format::Solo5));
-    let err = "xen".parse::<Format>().unwrap_err();
+    let err = "xen".parse::<Format>().unwrap_err().to_string();
     assert!(err.contains("linux, unikraft"), "{err}");
 }

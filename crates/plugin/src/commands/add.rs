@@ -25,8 +25,8 @@ use crate::errors;
 use crate::faults;
 use crate::guest;
 use crate::ipam::{IpamPlan, builtin, delegate, segment_block};
-use crate::lease::Lease;
 use crate::names;
+use tweed_node::SubnetEnv;
 
 /// What IPAM handed out.
 struct Grant {
@@ -77,7 +77,7 @@ pub fn run(call: &mut Call) -> Result<Value, CniError> {
         Some(_) => None,
     };
     let lease = if conf.ipam.needs_lease() {
-        Some(Lease::read(&conf.subnet_file).map_err(errors::lease)?)
+        Some(SubnetEnv::read(&conf.subnet_file).map_err(errors::lease)?)
     } else {
         None
     };
@@ -397,7 +397,7 @@ fn requested_ips(call: &Call) -> Result<Vec<IpAddr>, CniError> {
 
 fn reserve(
     call: &mut Call,
-    lease: Option<&Lease>,
+    lease: Option<&SubnetEnv>,
     requested: &[IpAddr],
 ) -> Result<Grant, CniError> {
     match &call.conf.ipam {
@@ -514,7 +514,7 @@ fn unreserve(call: &Call, reserved: Option<&builtin::Reserved>) {
 /// gateway), then a default route per family unless one was given or
 /// `isDefaultGateway` is off — in which case the cluster network from the
 /// lease is routed instead.
-fn pod_routes(call: &Call, grant: &Grant, lease: Option<&Lease>) -> Vec<PodRoute> {
+fn pod_routes(call: &Call, grant: &Grant, lease: Option<&SubnetEnv>) -> Vec<PodRoute> {
     let gateway_for = |v4: bool| {
         grant
             .addresses

@@ -4,14 +4,14 @@ use tweed_cni::error::CniError;
 
 use super::Call;
 use crate::ipam::{IpamPlan, builtin, delegate, segment_block};
-use crate::lease::Lease;
+use tweed_node::SubnetEnv;
 
 pub fn run(call: &mut Call) -> Result<(), CniError> {
     let conf = call.conf;
     match &conf.ipam {
         IpamPlan::Builtin(ipam) => {
             if conf.ipam.needs_lease() {
-                Lease::read(&conf.subnet_file)
+                SubnetEnv::read(&conf.subnet_file)
                     .map_err(|e| CniError::status_unavailable(e.to_string()))?;
             }
             builtin::status(&builtin::data_dir(ipam), conf.name())

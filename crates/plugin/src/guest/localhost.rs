@@ -20,6 +20,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::{IpNet, Ipv4Net};
+use nftables::types::NfFamily;
 use tweed_cni::error::CniError;
 use tweed_guest::Port;
 use tweed_netlink::{IPV4_DEVCONF_ROUTE_LOCALNET, MacAddr, NetNs, Netlink, Route};
@@ -101,7 +102,9 @@ pub fn install(ns: &NetNs, nl: &mut Netlink, tap: &Device, plan: &Plan) -> Resul
         pod_services: services,
     });
     faults::step("localhost.nft")?;
-    let applied = ns.run(|| nft::apply(&rules)).map_err(k)?;
+    let applied = ns
+        .run(|| tweed_netlink::nft::apply(&rules, "apply the guest's table"))
+        .map_err(k)?;
     applied.map_err(|e| {
         CniError::custom(
             errors::KERNEL,
@@ -112,8 +115,8 @@ pub fn install(ns: &NetNs, nl: &mut Netlink, tap: &Device, plan: &Plan) -> Resul
 
 /// Removes the nft table (the rest goes with the tap).
 pub fn remove(ns: &NetNs, ifname: &str) -> Result<(), CniError> {
-    let removal = nft::removal(ifname);
-    ns.run(|| nft::apply(&removal))
+    let table = nft::table_name(ifname);
+    ns.run(|| tweed_netlink::nft::delete_table(NfFamily::IP, &table, "delete the guest's table"))
         .map_err(errors::kernel)?
         .map_err(|e| CniError::custom(errors::KERNEL, format!("guest localhost plumbing: {e}")))
 }

@@ -1,6 +1,7 @@
 //! The NAT rules of a guest's localhost plumbing, in a table of their own
 //! inside the pod namespace (`ip tweed-guest-<ifname>`), built with the
-//! `nftables` crate and applied by `nft -j -f -` as one transaction.
+//! `nftables` crate and applied as one transaction by
+//! [`tweed_netlink::nft`], which also deletes it.
 //!
 //! ```text
 //! table ip tweed-guest-eth0 {
@@ -21,10 +22,7 @@
 //! ```
 
 use std::borrow::Cow;
-use std::io::{self, Write};
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use nftables::batch::Batch;
 use nftables::expr::{Expression, Meta, MetaKey, NamedExpression, Payload, PayloadField, Prefix};
@@ -198,68 +196,6 @@ pub fn ruleset(p: &Plumbing) -> Nftables<'static> {
         )));
     }
     batch.to_nftables()
-}
-
-/// The transaction that removes the table (a missing one included).
-pub fn removal(ifname: &str) -> Nftables<'static> {
-    let name = table_name(ifname);
-    let mut batch = Batch::new();
-    batch.add(NfListObject::Table(table(&name)));
-    batch.delete(NfListObject::Table(table(&name)));
-    batch.to_nftables()
-}
-
-/// Where `nft` is: PATH first (runtimes often pass a short one), then the
-/// places distributions install it.
-fn nft_binary() -> Option<PathBuf> {
-    let from_path = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default();
-    from_path
-        .into_iter()
-        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
-        .map(|d| d.join("nft"))
-        .find(|p| is_executable(p))
-}
-
-fn is_executable(p: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
-
-/// Feeds one transaction to `nft` in the calling thread's network
-/// namespace (the child inherits it); returns nft's complaint on failure.
-pub fn apply(ruleset: &Nftables) -> Result<(), String> {
-    let nft = nft_binary().ok_or_else(|| {
-        "nft (from the nftables package) was not found in PATH or /usr/sbin; \
-         the guest's localhost plumbing needs it"
-            .to_string()
-    })?;
-    let payload = serde_json::to_vec(ruleset).map_err(|e| e.to_string())?;
-    let mut child = Command::new(&nft)
-        .args(["-j", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("{}: {e}", nft.display()))?;
-    // A few hundred bytes: far below a pipe's buffer, no deadlock.
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(&payload)
-            .map_err(|e: io::Error| e.to_string())?;
-    }
-    let out = child.wait_with_output().map_err(|e| e.to_string())?;
-    if out.status.success() {
-        return Ok(());
-    }
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let msg: Vec<&str> = stderr
-        .lines()
-        .map(|l| l.trim().trim_start_matches("internal:0:0-0:").trim())
-        .filter(|l| !l.is_empty())
-        .collect();
-    Err(format!("nft failed ({}): {}", out.status, msg.join("; ")))
 }
 
 #[cfg(test)]

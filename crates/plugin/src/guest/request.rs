@@ -141,7 +141,7 @@ fn parse_id(s: &str, origin: Origin, field: &str) -> Result<u32, CniError> {
 }
 
 fn parse_ports(s: &str, origin: Origin, field: &str) -> Result<Vec<Port>, CniError> {
-    tweed_guest::port::parse_list(s).map_err(|e| origin.error(field, e))
+    tweed_guest::port::parse_list(s).map_err(|e| origin.error(field, e.to_string()))
 }
 
 fn section_layer(s: &GuestSection) -> Result<Layer, CniError> {
@@ -306,7 +306,7 @@ pub fn resolve(src: &Sources) -> Result<Option<GuestRequest>, CniError> {
 
     let device = match merged.device {
         Some((name, field)) => {
-            validate_ifname(&name).map_err(|why| named_error(&field, why))?;
+            validate_ifname(&name).map_err(|why| named_error(&field, why.to_string()))?;
             if name == src.ifname {
                 return Err(named_error(
                     &field,

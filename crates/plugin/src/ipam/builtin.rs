@@ -7,11 +7,11 @@ use tweed_cni::error::CniError;
 use tweed_ipam::{Allocation, Cursors, DEFAULT_DATA_DIR, IpamConf, IpamSpec, RangeConf, Store};
 
 use crate::errors;
-use crate::lease::Lease;
+use tweed_node::SubnetEnv;
 
 /// The validated IPAM spec, with ranges from the config or, when the
 /// config has none, from the node lease.
-pub fn spec(conf: &IpamConf, lease: Option<&Lease>) -> Result<IpamSpec, CniError> {
+pub fn spec(conf: &IpamConf, lease: Option<&SubnetEnv>) -> Result<IpamSpec, CniError> {
     let mut conf = conf.clone();
     if conf.ranges.is_none() && conf.subnet.is_none() {
         let lease = lease.expect("caller reads the lease when the config has no ranges");
@@ -183,7 +183,7 @@ pub fn gc(
 }
 
 /// Can the store be used for ADD? (Opens, creates and locks it.)
-pub fn status(data_dir: &Path, network: &str) -> Result<(), String> {
-    let store = Store::open(data_dir, network).map_err(|e| e.to_string())?;
-    store.lock().map(|_| ()).map_err(|e| e.to_string())
+pub fn status(data_dir: &Path, network: &str) -> Result<(), tweed_ipam::IpamError> {
+    let store = Store::open(data_dir, network)?;
+    store.lock().map(|_| ())
 }

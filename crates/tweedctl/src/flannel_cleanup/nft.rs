@@ -16,7 +16,7 @@ use nftables::batch::Batch;
 use nftables::schema::{Chain, FlushObject, NfCmd, NfListObject, Nftables, Rule, Table};
 use nftables::types::NfFamily;
 use serde_json::Value;
-use tweedd::nft::NftError;
+use tweed_netlink::nft::{self, NftError};
 
 /// The iptables-nft tables flannel's rules can be in: flannel uses `nat`
 /// and `filter`; `mangle` is searched too, because a chain named
@@ -131,12 +131,12 @@ pub enum Error {
 
 /// flannel's leftovers in this network namespace's ruleset.
 pub fn find_leftovers() -> Result<Vec<Item>, Error> {
-    find(&tweedd::nft::list_ruleset()?)
+    find(&nft::list_ruleset()?)
 }
 
 /// Removes `items` in one transaction: if any part fails, nothing changed.
 pub fn remove(items: &[Item]) -> Result<(), NftError> {
-    tweedd::nft::apply(&batch(items), "remove flannel's rules, chains and tables")
+    nft::apply(&batch(items), "remove flannel's rules, chains and tables")
 }
 
 /// The objects of one `nft -j list ruleset` listing, by kind.

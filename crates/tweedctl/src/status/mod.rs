@@ -12,20 +12,21 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use serde_json::{Map, Value};
-use tweed_netlink::{NetNs, Netlink, TABLE_MAIN};
+use tweed_netlink::{NetNs, Netlink, NetlinkError, TABLE_MAIN};
+use tweed_node::names::ROUTE_PROTOCOL;
+use tweed_node::{kv, subnet_env};
 use tweed_segment::block::BlockFile;
-use tweedd::reconcile::desired::ROUTE_PROTOCOL;
 
 #[derive(Args, Debug)]
 pub struct StatusArgs {
     /// The lease file tweedd writes and the plugin reads.
-    #[arg(long, default_value = "/run/tweed/subnet.env")]
+    #[arg(long, default_value = tweed_node::subnet_env::DEFAULT_PATH)]
     subnet_file: PathBuf,
     /// tweedd's --health-addr.
     #[arg(long, default_value = "127.0.0.1:9797")]
     health_addr: SocketAddr,
     /// The node bridge the plugin uses.
-    #[arg(long, default_value = "tweed0")]
+    #[arg(long, default_value = tweed_node::names::DEFAULT_BRIDGE)]
     bridge: String,
     /// Where the plugin records wires and tweedd reports on them
     /// (tweedd's --wire-dir).
@@ -123,11 +124,8 @@ fn lease_section(args: &StatusArgs, r: &mut Problems) -> LeaseStatus {
     match std::fs::read_to_string(&args.subnet_file) {
         Ok(text) => {
             lease.present = true;
-            for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                let (k, v) = line.split_once('=').unwrap_or((line, ""));
-                lease
-                    .values
-                    .insert(k.trim().to_string(), Value::from(v.trim()));
+            for (k, v) in kv::Pairs::parse(&text).iter() {
+                lease.values.insert(k.to_string(), Value::from(v));
             }
         }
         Err(e) => {
@@ -139,7 +137,8 @@ fn lease_section(args: &StatusArgs, r: &mut Problems) -> LeaseStatus {
 }
 
 fn lease_mtu(lease: &LeaseStatus) -> Option<u32> {
-    lease.values.get("TWEED_MTU")?.as_str()?.parse().ok()
+    let key = subnet_env::Prefix::Tweed.key(subnet_env::MTU);
+    lease.values.get(&key)?.as_str()?.parse().ok()
 }
 
 fn agent_section(args: &StatusArgs, r: &mut Problems) -> AgentStatus {
@@ -201,9 +200,9 @@ fn kernel_section(
     lease_mtu: Option<u32>,
     peers: Option<f64>,
     r: &mut Problems,
-) -> Result<KernelStatus, String> {
-    let mut nl = Netlink::new().map_err(|e| e.to_string())?;
-    let links = nl.links().map_err(|e| e.to_string())?;
+) -> Result<KernelStatus, NetlinkError> {
+    let mut nl = Netlink::new()?;
+    let links = nl.links()?;
     // flannel.<VNI> is tweed's too on a node taken over with --flannel-compat.
     let overlay = |name: &str| {
         name.starts_with("tweed.") || name.starts_with("tweed-wg") || name.starts_with("flannel.")
@@ -275,8 +274,7 @@ fn kernel_section(
     let mut routes = 0;
     for v6 in [false, true] {
         routes += nl
-            .routes(v6, TABLE_MAIN)
-            .map_err(|e| e.to_string())?
+            .routes(v6, TABLE_MAIN)?
             .iter()
             .filter(|r| r.protocol == ROUTE_PROTOCOL)
             .count();
@@ -298,14 +296,11 @@ fn kernel_section(
 }
 
 /// Prints this node's status; `Problems` (exit 3) when it found any.
-pub fn run(args: StatusArgs) -> Result<crate::Verdict, String> {
+pub fn run(args: StatusArgs) -> Result<crate::Verdict, NetlinkError> {
     let status = match &args.netns {
         // Everything, the agent's health address included, as seen from
         // inside that namespace.
-        Some(name) => NetNs::named(name)
-            .map_err(|e| e.to_string())?
-            .run(|| gather(&args))
-            .map_err(|e| e.to_string())??,
+        Some(name) => NetNs::named(name)?.run(|| gather(&args))??,
         None => gather(&args)?,
     };
     match args.output {
@@ -319,7 +314,7 @@ pub fn run(args: StatusArgs) -> Result<crate::Verdict, String> {
     })
 }
 
-fn gather(args: &StatusArgs) -> Result<NodeStatus, String> {
+fn gather(args: &StatusArgs) -> Result<NodeStatus, NetlinkError> {
     let mut problems = Problems::default();
     let lease = lease_section(args, &mut problems);
     let agent = agent_section(args, &mut problems);
@@ -426,7 +421,7 @@ fn segments_section(
     peers: Option<f64>,
     segment_dir: &Path,
     r: &mut Problems,
-) -> Result<Vec<Segment>, String> {
+) -> Result<Vec<Segment>, NetlinkError> {
     let mut segments = Vec::new();
     for b in links
         .iter()
@@ -458,8 +453,7 @@ fn segments_section(
             continue;
         };
         seg.floods_to = nl
-            .fdb(vx.index)
-            .map_err(|e| e.to_string())?
+            .fdb(vx.index)?
             .iter()
             .filter(|e| e.index == vx.index && e.mac.is_zero() && e.dst.is_some())
             .count();

@@ -35,6 +35,58 @@ pub fn kernel(e: NetlinkError) -> CniError {
     }
 }
 
+/// What a guest attachment needs from the kernel, by build option.
+#[derive(Debug, Clone, Copy)]
+pub struct KernelOption {
+    pub option: &'static str,
+    pub what: &'static str,
+}
+
+pub const TUN: KernelOption = KernelOption {
+    option: "CONFIG_TUN",
+    what: "tap devices (/dev/net/tun)",
+};
+pub const MACVTAP: KernelOption = KernelOption {
+    option: "CONFIG_MACVTAP",
+    what: "macvtap devices",
+};
+pub const SCH_INGRESS: KernelOption = KernelOption {
+    option: "CONFIG_NET_SCH_INGRESS",
+    what: "the tc ingress qdisc",
+};
+pub const REDIRECT: KernelOption = KernelOption {
+    option: "CONFIG_NET_CLS_U32 and CONFIG_NET_ACT_MIRRED",
+    what: "the tc u32 filter with the mirred redirect action",
+};
+
+/// A kernel refusal that, for this step, means the kernel was built (or
+/// booted) without `need`: the error names the option instead of leaving
+/// the operator with "Operation not supported". Unknown device kinds
+/// answer EOPNOTSUPP, unknown qdisc, filter and action kinds ENOENT; a
+/// missing /dev/net/tun is ENOENT (no node) or ENODEV (no driver).
+pub fn kernel_needing(e: NetlinkError, need: KernelOption) -> CniError {
+    let missing = match &e {
+        NetlinkError::Netns { source, .. } => {
+            matches!(source.raw_os_error(), Some(libc::ENOENT | libc::ENODEV))
+        }
+        other => matches!(
+            other.errno(),
+            Some(libc::ENOENT | libc::EOPNOTSUPP | libc::ENODEV)
+        ),
+    };
+    if missing {
+        CniError::custom(
+            KERNEL,
+            format!(
+                "this kernel has no {} ({} is not built or its module not loaded): {e}",
+                need.what, need.option
+            ),
+        )
+    } else {
+        kernel(e)
+    }
+}
+
 pub fn ipam(e: IpamError) -> CniError {
     match &e {
         IpamError::InvalidConfig { field, reason } => CniError::invalid_config(field, reason),

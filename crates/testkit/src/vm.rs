@@ -183,6 +183,40 @@ pub fn on_a_kernel_with(features: &[KernelFeature]) -> bool {
 /// Runs `test` of the current test binary inside the VM runner and panics
 /// unless it passed.
 pub fn run_test_in_vm(test: &str) {
+    run_test_in_vm_without(test, &[]);
+}
+
+/// Decides where a test of the kernel *lacking* something runs: inside
+/// the VM runner booted without the kernel modules `modules` (the VM
+/// cannot load a module it was not given, so they are truly absent).
+/// `true`: we are that VM, and the modules are indeed not there — the
+/// caller runs its body. `false`: this very test has just run in such a VM
+/// and passed there — the caller returns.
+pub fn on_a_kernel_without(modules: &[&str]) -> bool {
+    crate::require_root();
+    if std::env::var_os(IN_VM_ENV).is_some() {
+        for m in modules {
+            assert!(
+                !Path::new("/sys/module").join(m).exists(),
+                "the VM runner was to boot without {m}, but it is loaded"
+            );
+        }
+        return true;
+    }
+    let test = std::thread::current()
+        .name()
+        .filter(|n| *n != "main")
+        .map(str::to_string)
+        .expect("libtest names each test's thread after the test");
+    eprintln!(
+        "vm runner: running {test} in a VM without {}",
+        modules.join(", ")
+    );
+    run_test_in_vm_without(&test, modules);
+    false
+}
+
+fn run_test_in_vm_without(test: &str, modules: &[&str]) {
     let exe = std::env::current_exe().expect("the test binary's path");
     let cwd = std::env::current_dir().expect("the working directory");
     let argv = vec![
@@ -195,7 +229,7 @@ pub fn run_test_in_vm(test: &str) {
     ];
     // A test binary filtered to one test still says "1 passed"; an empty
     // filter match would say "0 passed" and exit 0, so the count is checked.
-    let run = Job::new(&cwd, &argv).run();
+    let run = Job::new(&cwd, &argv).without_modules(modules).run();
     let summary = run
         .output
         .lines()
@@ -220,6 +254,9 @@ pub fn run_test_in_vm(test: &str) {
 /// process's environment.
 pub struct Job {
     dir: PathBuf,
+    /// Modules the VM's init leaves out (`tweed.without=` on the kernel
+    /// command line; guest/runner-init reads it).
+    without: Vec<String>,
 }
 
 /// What a [`Job`] left: its exit status (`None` when it never finished),
@@ -271,7 +308,16 @@ impl Job {
         }
         let keep: String = keep.iter().map(|p| format!("{}\n", p.display())).collect();
         std::fs::write(dir.join("keep"), keep).expect("write keep");
-        Job { dir }
+        Job {
+            dir,
+            without: Vec::new(),
+        }
+    }
+
+    /// Boots the VM without these of the runner's modules.
+    pub fn without_modules(mut self, modules: &[&str]) -> Job {
+        self.without = modules.iter().map(|m| m.to_string()).collect();
+        self
     }
 
     /// Boots the VM, waits for it to power off (or the timeout), and
@@ -285,6 +331,10 @@ impl Job {
             .and_then(|s| s.parse().ok())
             .unwrap_or(1200);
         let qemu_log = std::fs::File::create(self.dir.join("qemu.out")).expect("qemu.out");
+        let mut cmdline = String::from("console=ttyS0 quiet loglevel=3 panic=-1");
+        if !self.without.is_empty() {
+            cmdline.push_str(&format!(" tweed.without={}", self.without.join(",")));
+        }
         let started = Instant::now();
         let mut child = Command::new(QEMU)
             .args(["-accel", &accel, "-m", "3072", "-smp", "2"])
@@ -303,7 +353,7 @@ impl Job {
             .arg(&image.kernel)
             .arg("-initrd")
             .arg(&image.initrd)
-            .args(["-append", "console=ttyS0 quiet loglevel=3 panic=-1"])
+            .args(["-append", &cmdline])
             .arg("-virtfs")
             // multidevs=remap: the host's root spans several file systems,
             // whose inode numbers would otherwise collide in the guest.

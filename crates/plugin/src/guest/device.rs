@@ -88,14 +88,15 @@ fn create_tap_device(nl: &mut Netlink, req: &GuestRequest, t: &Target) -> Result
     };
     faults::step("tap.create")?;
     let make = || t.ns.run(|| create_tap(&spec)).map_err(errors::kernel);
+    let tun = |e| errors::kernel_needing(e, errors::TUN);
     match make()? {
         // A leftover of this very attachment's ADD killed before it got
         // its final name: ours to replace.
         Err(e) if e.is_exists() => {
             delete_by_name(nl, t.pending_name);
-            make()?.map_err(errors::kernel)?;
+            make()?.map_err(tun)?;
         }
-        other => other.map_err(errors::kernel)?,
+        other => other.map_err(tun)?,
     }
     let tap = nl
         .link_by_name(t.pending_name)
@@ -126,7 +127,7 @@ fn create_tap_device(nl: &mut Netlink, req: &GuestRequest, t: &Target) -> Result
             Ok(()) => created_qdisc = true,
             // Another plugin in the chain made one; the filters go in it.
             Err(e) if e.is_exists() => {}
-            Err(e) => return Err(errors::kernel(e)),
+            Err(e) => return Err(errors::kernel_needing(e, errors::SCH_INGRESS)),
         }
         if created_qdisc && t.eth.qlen == 0 {
             // The kernel gives a device without a transmit queue one of
@@ -138,13 +139,14 @@ fn create_tap_device(nl: &mut Netlink, req: &GuestRequest, t: &Target) -> Result
             nl.set_link_qlen(t.eth.index, 0).map_err(errors::kernel)?;
         }
         faults::step("tap.tap-ingress-qdisc")?;
-        nl.add_ingress_qdisc(tap.index).map_err(errors::kernel)?;
+        nl.add_ingress_qdisc(tap.index)
+            .map_err(|e| errors::kernel_needing(e, errors::SCH_INGRESS))?;
         faults::step("tap.redirect-pod-to-tap")?;
         nl.add_redirect(t.eth.index, tap.index)
-            .map_err(errors::kernel)?;
+            .map_err(|e| errors::kernel_needing(e, errors::REDIRECT))?;
         faults::step("tap.redirect-tap-to-pod")?;
         nl.add_redirect(tap.index, t.eth.index)
-            .map_err(errors::kernel)?;
+            .map_err(|e| errors::kernel_needing(e, errors::REDIRECT))?;
         faults::step("tap.up")?;
         nl.set_link_up(tap.index, true).map_err(errors::kernel)?;
         Ok(Device {
@@ -180,8 +182,13 @@ fn create_macvtap(nl: &mut Netlink, req: &GuestRequest, t: &Target) -> Result<De
     spec.alias = Some(t.alias.to_string());
     spec.up = true;
     let outcome = match faults::step("macvtap.create").and_then(|()| {
-        nl.create_link_and_get(&spec)
-            .map_err(|e| create_error(e, &req.device))
+        nl.create_link_and_get(&spec).map_err(|e| {
+            if e.is_exists() {
+                create_error(e, &req.device)
+            } else {
+                errors::kernel_needing(e, errors::MACVTAP)
+            }
+        })
     }) {
         Ok(link) => faults::step("macvtap.device-number")
             .and_then(|()| device_number(t.ns, &link))

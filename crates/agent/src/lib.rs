@@ -4,6 +4,7 @@
 
 pub mod agent;
 pub mod backend;
+pub mod backoff;
 pub mod capabilities;
 pub mod config;
 pub mod health;

@@ -79,6 +79,7 @@ use etcd_client::{
 use tokio::sync::mpsc;
 
 use super::{Created, LeaseStore, Snapshot, StoreError, WatchEvent};
+use crate::backoff::Backoff;
 use crate::lease::{Lease, LeaseAttrs, LeaseKey};
 
 /// flannel's default key prefix (`--etcd-prefix`).
@@ -94,9 +95,6 @@ const LIST_PAGE: i64 = 500;
 /// than every 5 s by default.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Watch reconnect backoff: first delay and cap.
-const BACKOFF_START: Duration = Duration::from_millis(200);
-const BACKOFF_CAP: Duration = Duration::from_secs(5);
 /// etcd raises TTLs below its minimum (1.5 election timeouts, 2 s by
 /// default) to that minimum; a lease granted up to this long is still the
 /// lease asked for, not one that needs replacing.
@@ -1061,25 +1059,6 @@ enum StreamEnd {
     Broken(String),
 }
 
-/// Exponential backoff between reconnects.
-struct Backoff(Duration);
-
-impl Backoff {
-    fn new() -> Backoff {
-        Backoff(BACKOFF_START)
-    }
-
-    fn next(&mut self) -> Duration {
-        let now = self.0;
-        self.0 = (self.0 * 2).min(BACKOFF_CAP);
-        now
-    }
-
-    fn reset(&mut self) {
-        self.0 = BACKOFF_START;
-    }
-}
-
 /// One watcher's task (see the module documentation).
 struct Watcher {
     store: EtcdStore,
@@ -1090,7 +1069,7 @@ struct Watcher {
 
 impl Watcher {
     async fn run(mut self) {
-        let mut backoff = Backoff::new();
+        let mut backoff = Backoff::new(Backoff::WATCH);
         let closed = self.tx.clone();
         loop {
             let end = tokio::select! {
@@ -1120,7 +1099,7 @@ impl Watcher {
                     }
                 }
                 StreamEnd::Broken(why) => {
-                    let delay = backoff.next();
+                    let delay = backoff.next_delay();
                     tracing::warn!(
                         reason = %why,
                         resume_from = self.last_seen + 1,
@@ -1154,7 +1133,7 @@ impl Watcher {
                     return self.tx.send(WatchEvent::Resync).await.is_ok();
                 }
                 Err(e) => {
-                    let delay = backoff.next();
+                    let delay = backoff.next_delay();
                     tracing::warn!(error = %e, retry_in = ?delay, "etcd: cannot read the revision to resync from");
                     if !self.pause(delay).await {
                         return false;

@@ -16,6 +16,7 @@ pub mod masq;
 pub mod metrics;
 pub mod net_conf_source;
 pub mod nft;
+pub mod pools;
 pub mod reconcile;
 pub mod segment_blocks;
 pub mod segment_macs;

@@ -417,9 +417,9 @@ impl Context {
     fn write_subnet_files(&self, lease: &Lease, mtu: u32) -> Result<(), AgentError> {
         let (opts, config) = (&self.opts, &self.config);
         let info = SubnetInfo {
-            ipv4_network: config.ipv4.as_ref().map(|p| IpNet::V4(p.network)),
+            ipv4_network: config.pools.ipv4.as_ref().map(|p| IpNet::V4(p.network)),
             ipv4_subnet: lease.key.ipv4.map(IpNet::V4),
-            ipv6_network: config.ipv6.as_ref().map(|p| IpNet::V6(p.network)),
+            ipv6_network: config.pools.ipv6.as_ref().map(|p| IpNet::V6(p.network)),
             ipv6_subnet: lease.key.ipv6.map(IpNet::V6),
             mtu,
             ip_masq: opts.ip_masq,
@@ -481,7 +481,7 @@ impl Context {
             };
             match leasing::acquire(
                 &self.store,
-                &self.config,
+                &self.config.pools,
                 attrs_for,
                 previous,
                 self.opts.lease_ttl,

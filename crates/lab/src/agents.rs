@@ -186,25 +186,13 @@ impl Lab {
 
     /// GET on the node agent's health address, from inside the node.
     pub fn http_get(&self, node: &NodeState, path: &str) -> Option<(u16, String)> {
-        use std::io::{Read, Write};
         let ns = NetNs::named(&node.ns).ok()?;
         let addr: std::net::SocketAddr = node.health_addr.parse().ok()?;
-        let mut stream = ns
-            .run(|| std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)))
+        let (code, body) = ns
+            .run(|| crate::http::get(addr, path, Duration::from_millis(300)))
             .ok()?
             .ok()?;
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-        stream
-            .write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
-            .ok()?;
-        let mut text = String::new();
-        stream.read_to_string(&mut text).ok()?;
-        let code = text.split_whitespace().nth(1)?.parse().ok()?;
-        let body = text
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default();
-        Some((code, body))
+        Some((code?, body))
     }
 
     /// The last lines of every agent's log (for error reports).

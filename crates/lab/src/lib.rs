@@ -14,6 +14,7 @@ pub mod capabilities;
 pub mod check;
 pub mod converge;
 mod exec;
+pub mod http;
 pub mod kube;
 mod matrix;
 mod membership;

@@ -10,8 +10,8 @@ use std::time::Duration;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use thiserror::Error;
 
-use crate::config::{Family, NetConfig, Pool};
 use crate::lease::{Lease, LeaseAttrs, LeaseKey};
+use crate::pools::{Family, Pool, Pools};
 use crate::store::{Assignment, Created, LeaseStore, StoreError};
 
 #[derive(Debug, Error)]
@@ -54,14 +54,14 @@ impl AcquireError {
 
 const MAX_ATTEMPTS: usize = 20;
 
-/// Does `key` belong to the pools of `config`?
-pub fn fits(config: &NetConfig, key: &LeaseKey) -> bool {
-    let v4_ok = match (&config.ipv4, key.ipv4) {
+/// Does `key` belong to `pools`?
+pub fn fits(pools: &Pools, key: &LeaseKey) -> bool {
+    let v4_ok = match (&pools.ipv4, key.ipv4) {
         (Some(p), Some(n)) => p.contains(&n),
         (None, None) => true,
         _ => false,
     };
-    let v6_ok = match (&config.ipv6, key.ipv6) {
+    let v6_ok = match (&pools.ipv6, key.ipv6) {
         (Some(p), Some(n)) => p.contains(&n),
         (None, None) => true,
         _ => false,
@@ -74,13 +74,13 @@ pub fn fits(config: &NetConfig, key: &LeaseKey) -> bool {
 /// hands out the network's first subnet too (10.244.0.0/24 to the first
 /// node), and its mask (`--node-cidr-mask-size`) is its own, so neither
 /// `SubnetMin`/`SubnetMax` nor `SubnetLen` apply, as in flannel's kube mode.
-pub fn fits_network(config: &NetConfig, key: &LeaseKey) -> bool {
-    let v4_ok = match (&config.ipv4, key.ipv4) {
+pub fn fits_network(pools: &Pools, key: &LeaseKey) -> bool {
+    let v4_ok = match (&pools.ipv4, key.ipv4) {
         (Some(p), Some(n)) => p.network.contains(&n),
         (None, None) => true,
         _ => false,
     };
-    let v6_ok = match (&config.ipv6, key.ipv6) {
+    let v6_ok = match (&pools.ipv6, key.ipv6) {
         (Some(p), Some(n)) => p.network.contains(&n),
         (None, None) => true,
         _ => false,
@@ -92,7 +92,7 @@ pub fn fits_network(config: &NetConfig, key: &LeaseKey) -> bool {
 /// may depend on the subnet, as SRv6 SIDs do).
 pub async fn acquire<S: LeaseStore>(
     store: &S,
-    config: &NetConfig,
+    pools: &Pools,
     attrs_for: impl Fn(&LeaseKey) -> LeaseAttrs,
     previous: Option<LeaseKey>,
     ttl: Duration,
@@ -100,7 +100,7 @@ pub async fn acquire<S: LeaseStore>(
     match store.assignment().await? {
         Assignment::AgentPicks => {}
         Assignment::Assigned(key) => {
-            return take_assigned(store, config, &attrs_for, key, ttl).await;
+            return take_assigned(store, pools, &attrs_for, key, ttl).await;
         }
         Assignment::Pending(why) => return Err(AcquireError::NotAssigned(why)),
     }
@@ -115,7 +115,7 @@ pub async fn acquire<S: LeaseStore>(
         if let Some(mine) = snapshot
             .leases
             .iter()
-            .find(|l| l.same_owner(&probe) && fits(config, &l.key))
+            .find(|l| l.same_owner(&probe) && fits(pools, &l.key))
         {
             let lease = Lease {
                 key: mine.key,
@@ -137,13 +137,13 @@ pub async fn acquire<S: LeaseStore>(
         let taken_v6: HashSet<Ipv6Net> =
             snapshot.leases.iter().filter_map(|l| l.key.ipv6).collect();
         let candidate = match previous.filter(|k| {
-            fits(config, k)
+            fits(pools, k)
                 && !taken.contains(k)
                 && k.ipv4.is_none_or(|n| !taken_v4.contains(&n))
                 && k.ipv6.is_none_or(|n| !taken_v6.contains(&n))
         }) {
             Some(k) => k,
-            None => pick_free(config, &taken_v4, &taken_v6, attempt as u64)?,
+            None => pick_free(pools, &taken_v4, &taken_v6, attempt as u64)?,
         };
         let lease = Lease {
             key: candidate,
@@ -169,7 +169,7 @@ pub async fn acquire<S: LeaseStore>(
 /// unlike [`acquire`], which keeps the one the node has.
 pub async fn acquire_another<S: LeaseStore>(
     store: &S,
-    config: &NetConfig,
+    pools: &Pools,
     attrs: &LeaseAttrs,
     ttl: Duration,
 ) -> Result<Lease, AcquireError> {
@@ -180,7 +180,7 @@ pub async fn acquire_another<S: LeaseStore>(
             snapshot.leases.iter().filter_map(|l| l.key.ipv4).collect();
         let taken_v6: HashSet<Ipv6Net> =
             snapshot.leases.iter().filter_map(|l| l.key.ipv6).collect();
-        let key = pick_free(config, &taken_v4, &taken_v6, attempt as u64)?;
+        let key = pick_free(pools, &taken_v4, &taken_v6, attempt as u64)?;
         let lease = Lease {
             key,
             attrs: attrs.clone(),
@@ -200,13 +200,13 @@ pub async fn acquire_another<S: LeaseStore>(
 /// Publishes this node's record for the subnet the store assigned.
 async fn take_assigned<S: LeaseStore>(
     store: &S,
-    config: &NetConfig,
+    pools: &Pools,
     attrs_for: &impl Fn(&LeaseKey) -> LeaseAttrs,
     key: LeaseKey,
     ttl: Duration,
 ) -> Result<Lease, AcquireError> {
-    if !fits_network(config, &key) {
-        let networks: Vec<String> = config.networks().iter().map(|n| n.to_string()).collect();
+    if !fits_network(pools, &key) {
+        let networks: Vec<String> = pools.networks().iter().map(|n| n.to_string()).collect();
         return Err(AcquireError::OutsideNetwork {
             subnet: key,
             networks: networks.join(","),
@@ -231,7 +231,7 @@ async fn take_assigned<S: LeaseStore>(
 /// A random free subnet (per family); for dual stack, the v6 subnet with
 /// the same position as the v4 one when it is free, so numbers line up.
 fn pick_free(
-    config: &NetConfig,
+    pools: &Pools,
     taken_v4: &HashSet<Ipv4Net>,
     taken_v6: &HashSet<Ipv6Net>,
     salt: u64,
@@ -243,12 +243,12 @@ fn pick_free(
         ipv6: None,
     };
     let mut position = None;
-    if let Some(pool) = &config.ipv4 {
+    if let Some(pool) = &pools.ipv4 {
         let (i, net) = random_free(pool, taken_v4, seed, None)?;
         key.ipv4 = Some(net);
         position = Some(i);
     }
-    if let Some(pool) = &config.ipv6 {
+    if let Some(pool) = &pools.ipv6 {
         let (_, net) = random_free(pool, taken_v6, seed, position)?;
         key.ipv6 = Some(net);
     }
@@ -290,6 +290,7 @@ fn random_free<N: Family + std::hash::Hash + Into<IpNet>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::NetConfig;
 
     fn v4(s: &str) -> LeaseKey {
         LeaseKey {
@@ -304,10 +305,10 @@ mod tests {
     fn an_assigned_subnet_needs_only_to_be_inside_the_network() {
         let c = NetConfig::parse(r#"{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}"#)
             .unwrap();
-        assert!(!fits(&c, &v4("10.244.0.0/24")), "below SubnetMin");
-        assert!(fits_network(&c, &v4("10.244.0.0/24")));
-        assert!(fits_network(&c, &v4("10.244.3.0/25")));
-        assert!(!fits_network(&c, &v4("10.245.0.0/24")));
-        assert!(!fits_network(&c, &v4("10.0.0.0/8")));
+        assert!(!fits(&c.pools, &v4("10.244.0.0/24")), "below SubnetMin");
+        assert!(fits_network(&c.pools, &v4("10.244.0.0/24")));
+        assert!(fits_network(&c.pools, &v4("10.244.3.0/25")));
+        assert!(!fits_network(&c.pools, &v4("10.245.0.0/24")));
+        assert!(!fits_network(&c.pools, &v4("10.0.0.0/8")));
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod agent;
 pub mod backend;
+pub mod backoff;
 pub mod capabilities;
 pub mod config;
 pub mod health;
@@ -14,6 +15,7 @@ pub mod leasing;
 pub mod masq;
 pub mod metrics;
 pub mod net_conf_source;
+pub mod pools;
 pub mod reconcile;
 pub mod segment_blocks;
 pub mod segment_macs;

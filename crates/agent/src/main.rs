@@ -170,8 +170,8 @@ fn kube_options(flags: &Flags, node_name: &str, config: &NetConfig) -> KubeOptio
         kubeconfig: flags.kubeconfig.clone(),
         flannel_compat: flags.flannel_compat,
         networks: Networks {
-            ipv4: config.ipv4.as_ref().map(|p| p.network),
-            ipv6: config.ipv6.as_ref().map(|p| p.network),
+            ipv4: config.pools.ipv4.as_ref().map(|p| p.network),
+            ipv6: config.pools.ipv6.as_ref().map(|p| p.network),
         },
     }
 }

@@ -191,6 +191,6 @@ mod tests {
         );
         let ok = r#"{"Network": "10.99.0.0/16", "SubnetLen": 26}"#;
         let config = parse_etcd(key, Some(ok), default).unwrap();
-        assert_eq!(config.ipv4.unwrap().subnet_len, 26);
+        assert_eq!(config.pools.ipv4.unwrap().subnet_len, 26);
     }
 }

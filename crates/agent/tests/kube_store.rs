@@ -31,7 +31,7 @@ use tweedd::store::{Assignment, Created, LeaseStore, StoreError, WatchEvent};
 /// Node n1's agent getting its subnet.
 async fn acquire(store: &KubeStore) -> Result<Lease, AcquireError> {
     let a = attrs("n1", "198.18.0.1", "02:00:00:00:00:01");
-    leasing::acquire(store, &config(), move |_| a.clone(), None, TTL).await
+    leasing::acquire(store, &config().pools, move |_| a.clone(), None, TTL).await
 }
 
 /// Every `tweed.io/` annotation of a stored node.
@@ -82,7 +82,7 @@ async fn subnet_is_assigned_by_pod_cidr_and_the_record_is_published() {
     let a9 = attrs("n9", "198.18.0.9", "02:00:00:00:00:09");
     let err = leasing::acquire(
         &c.store("n9").await,
-        &config(),
+        &config().pools,
         move |_| a9.clone(),
         None,
         TTL,
@@ -165,7 +165,7 @@ async fn deleting_a_record_removes_all_of_its_annotations() {
         .insert("lab1".into(), vec!["02:00:00:00:aa:02".into()]);
     a.wire_ends
         .insert("lab/r1:eth1".into(), "lab/r2:eth1".into());
-    let lease = leasing::acquire(&store, &config(), move |_| a.clone(), None, TTL)
+    let lease = leasing::acquire(&store, &config().pools, move |_| a.clone(), None, TTL)
         .await
         .unwrap();
     let before = tweed_annotations(&c.node("n2"));
@@ -406,7 +406,7 @@ async fn the_watch_carries_on_across_an_apiserver_restart() {
     // n2's record changes (its underlay address): the new one arrives.
     let n2 = c.store("n2").await;
     let moved = attrs("n2", "198.18.0.22", "02:00:00:00:00:02");
-    let l = leasing::acquire(&n2, &config(), move |_| moved.clone(), None, TTL)
+    let l = leasing::acquire(&n2, &config().pools, move |_| moved.clone(), None, TTL)
         .await
         .unwrap();
     f.until(Duration::from_secs(10), |leases| {

@@ -27,14 +27,14 @@ pub fn net_conf(data: &[u8]) {
         !conf.networks().is_empty(),
         "an accepted config has a network"
     );
-    if let Some(pool) = &conf.ipv4 {
+    if let Some(pool) = &conf.pools.ipv4 {
         for i in [0, pool.size().saturating_sub(1)] {
             if let Some(s) = pool.subnet(i) {
                 assert!(pool.network.contains(&s), "{s} outside {}", pool.network);
             }
         }
     }
-    if let Some(pool) = &conf.ipv6 {
+    if let Some(pool) = &conf.pools.ipv6 {
         for i in [0, pool.size().saturating_sub(1)] {
             if let Some(s) = pool.subnet(i) {
                 assert!(pool.network.contains(&s), "{s} outside {}", pool.network);

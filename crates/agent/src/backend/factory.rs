@@ -14,9 +14,10 @@ use super::srv6::{self, Srv6Backend};
 use super::vxlan::VxlanBackend;
 use super::wg_key::KeyPair;
 use super::wireguard::WireguardBackend;
-use crate::config::{BackendConfig, Family, NetConfig};
+use crate::config::{BackendConfig, NetConfig};
 use crate::identity::Underlay;
 use crate::lease::{LeaseAttrs, LeaseKey};
+use crate::pools::Family;
 
 /// Everything needed to build the backend for a given lease.
 pub struct BackendFactory {
@@ -90,7 +91,10 @@ impl BackendFactory {
                     wg,
                     keys,
                     psk,
-                    (self.config.ipv4.is_some(), self.config.ipv6.is_some()),
+                    (
+                        self.config.pools.ipv4.is_some(),
+                        self.config.pools.ipv6.is_some(),
+                    ),
                     self.underlay.mtu,
                     ipv6_underlay,
                     self.config.mtu,
@@ -123,7 +127,7 @@ impl BackendFactory {
 /// The node's number, its subnet's position in the pool, and how many bits
 /// SRv6 SID blocks give it: every subnet of the pool gets its own block.
 fn node_number(config: &NetConfig, key: &LeaseKey) -> (u128, u8) {
-    match (&config.ipv4, key.ipv4, &config.ipv6, key.ipv6) {
+    match (&config.pools.ipv4, key.ipv4, &config.pools.ipv6, key.ipv6) {
         (Some(p), Some(k), _, _) => (k.index_in(&p.network), srv6::node_bits(p.subnet_bits())),
         (_, _, Some(p), Some(k)) => (k.index_in(&p.network), srv6::node_bits(p.subnet_bits())),
         _ => (0, srv6::node_bits(0)),

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use tweed_netlink::{Event, Monitor, Netlink};
 
 use crate::backend::{Backend, BackendError, LocalNode};
+use crate::backoff::Backoff;
 use crate::lease::Lease;
 use crate::metrics::Metrics;
 use desired::ROUTE_PROTOCOL;
@@ -79,8 +80,7 @@ impl std::fmt::Debug for dyn Backend {
 const SETTLE: Duration = Duration::from_millis(20);
 /// The first retry after a pass whose changes did not all land, and the
 /// longest wait between retries while they keep failing.
-const RETRY_FIRST: Duration = Duration::from_millis(250);
-const RETRY_MAX: Duration = Duration::from_secs(10);
+const RETRY: (Duration, Duration) = (Duration::from_millis(250), Duration::from_secs(10));
 
 pub struct Reconciler {
     nl: Netlink,
@@ -133,7 +133,7 @@ impl Reconciler {
         // comes soon (backing off while it keeps failing), not only at the
         // periodic resync: a transient kernel error must not leave a peer
         // unreachable for a minute.
-        let mut retry_in = RETRY_FIRST;
+        let mut retry = Backoff::new(RETRY);
         loop {
             let timeout = next_resync.saturating_duration_since(Instant::now());
             // A timeout is the periodic resync: a full pass.
@@ -173,14 +173,14 @@ impl Reconciler {
                     next_resync = Instant::now() + self.resync;
                 }
                 if landed {
-                    retry_in = RETRY_FIRST;
+                    retry.reset();
                 } else {
+                    let retry_in = retry.next_delay();
                     tracing::warn!(
                         retry_in_ms = retry_in.as_millis() as u64,
                         "reconcile: some changes did not land; trying again"
                     );
                     next_resync = next_resync.min(Instant::now() + retry_in);
-                    retry_in = (retry_in * 2).min(RETRY_MAX);
                 }
             }
         }

@@ -28,9 +28,9 @@ use tweed_segment::Segment;
 use tweed_segment::block::{self, Block, BlockFile, Blocks, Subnets};
 use tweed_segment::more::{self, Request};
 
-use crate::config::NetConfig;
 use crate::lease::{Lease, LeaseAttrs, LeaseKey};
 use crate::leasing;
+use crate::pools::Pools;
 use crate::store::any::AnyStore;
 use crate::store::{LeaseStore, StoreError};
 use pool::{block_pool, unclaimed_reason};
@@ -48,7 +48,7 @@ struct Claim {
     subnets: Subnets,
     store: AnyStore,
     /// The blocks as a pool, for [`leasing::acquire`].
-    pool: NetConfig,
+    pool: Pools,
     /// The blocks held, oldest first (the block file's order).
     held: Vec<Lease>,
     last_try: Option<Instant>,

@@ -3,15 +3,15 @@
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
-use crate::config::{BackendConfig, NetConfig, Pool};
 use crate::leasing::AcquireError;
+use crate::pools::{Pool, Pools};
 
 /// The subnets' blocks (subnet, block length) as a lease pool: every
 /// block may be handed out (a block is not a network of its own, so none
 /// is reserved).
-pub(super) fn block_pool(ipv4: Option<(Ipv4Net, u8)>, ipv6: Option<(Ipv6Net, u8)>) -> NetConfig {
+pub(super) fn block_pool(ipv4: Option<(Ipv4Net, u8)>, ipv6: Option<(Ipv6Net, u8)>) -> Pools {
     const CHECKED: &str = "block length checked by validate";
-    NetConfig {
+    Pools {
         ipv4: ipv4.map(|(subnet, len)| Pool {
             network: subnet,
             subnet_len: len,
@@ -28,17 +28,12 @@ pub(super) fn block_pool(ipv4: Option<(Ipv4Net, u8)>, ipv6: Option<(Ipv6Net, u8)
                 .expect(CHECKED)
                 .trunc(),
         }),
-        backend: BackendConfig::HostGw,
-        mtu: None,
-        qlen: None,
-        segments: Vec::new(),
-        wire_mtu: None,
     }
 }
 
 /// Why a claim failed, in the segment's terms (the pod-subnet wording of
 /// [`AcquireError`] names the wrong knobs).
-pub(super) fn unclaimed_reason(segment: &str, pool: &NetConfig, e: &AcquireError) -> String {
+pub(super) fn unclaimed_reason(segment: &str, pool: &Pools, e: &AcquireError) -> String {
     // (subnet, block length, the keys that set them) per family.
     let v4 = pool
         .ipv4

@@ -18,7 +18,6 @@ pub mod any;
 pub mod etcd;
 pub mod etcd_tls_dir;
 pub mod file;
-mod file_watch;
 pub mod kube;
 pub mod retry;
 

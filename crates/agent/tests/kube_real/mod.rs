@@ -147,7 +147,7 @@ pub async fn publish(c: &Cluster, node: &str, i: u8) -> Lease {
         &format!("198.18.0.{i}"),
         &format!("02:00:00:00:00:{i:02x}"),
     );
-    tweedd::leasing::acquire(&store, &config(), move |_| a.clone(), None, TTL)
+    tweedd::leasing::acquire(&store, &config().pools, move |_| a.clone(), None, TTL)
         .await
         .unwrap_or_else(|e| panic!("{node} publishing its record: {e}"))
 }

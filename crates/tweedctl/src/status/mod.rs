@@ -5,8 +5,7 @@
 
 mod model;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -63,22 +62,9 @@ pub fn print_json(value: &impl serde::Serialize) {
 /// One HTTP GET to the agent (a plain HTTP/1.0 exchange: the health
 /// server is tiny and local).
 fn get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
-    let mut s =
-        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").map_err(|e| e.to_string())?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).map_err(|e| e.to_string())?;
-    let code = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Ok((code, body))
+    let (code, body) =
+        tweed_lab::http::get(addr, path, Duration::from_secs(2)).map_err(|e| e.to_string())?;
+    Ok((code.unwrap_or(0), body))
 }
 
 /// `tweed_<name>` from a Prometheus text exposition.

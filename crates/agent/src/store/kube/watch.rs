@@ -42,6 +42,7 @@ use kube::core::WatchEvent as KubeEvent;
 use tokio::sync::mpsc;
 
 use super::KubeStore;
+use crate::backoff::Backoff;
 use crate::lease::Lease;
 use crate::store::WatchEvent;
 
@@ -51,8 +52,6 @@ const WATCH_TIMEOUT_SECS: u32 = 290;
 /// API server sends about once a minute) for this long is taken as a dead
 /// connection and reopened.
 const IDLE_LIMIT: Duration = Duration::from_secs(WATCH_TIMEOUT_SECS as u64 + 30);
-const BACKOFF_START: Duration = Duration::from_millis(200);
-const BACKOFF_CAP: Duration = Duration::from_secs(5);
 /// How long the task waits for the receiver's list after a Resync.
 const RESYNC_WAIT: Duration = Duration::from_secs(30);
 /// `ERROR` events in a row, with nothing delivered between, after which
@@ -71,7 +70,7 @@ pub(super) fn spawn(
         tx,
         rv: revision.to_string(),
         known,
-        backoff: BACKOFF_START,
+        backoff: Backoff::new(Backoff::WATCH),
         refusals: 0,
     };
     tokio::spawn(task.run());
@@ -100,7 +99,7 @@ struct Watcher {
     tx: mpsc::Sender<WatchEvent>,
     rv: String,
     known: BTreeMap<String, Lease>,
-    backoff: Duration,
+    backoff: Backoff,
     /// [`End::Refused`] in a row since anything was delivered.
     refusals: u32,
 }
@@ -143,7 +142,7 @@ impl Watcher {
                 }
                 End::Refused(why) => {
                     self.refusals += 1;
-                    let d = self.next_backoff();
+                    let d = self.backoff.next_delay();
                     tracing::warn!(reason = %why, resume_from = %self.rv, retry_in = ?d, "kube: the API server ended the node watch with an error");
                     d
                 }
@@ -152,7 +151,7 @@ impl Watcher {
                     d
                 }
                 End::Broken(why) => {
-                    let d = self.next_backoff();
+                    let d = self.backoff.next_delay();
                     tracing::warn!(reason = %why, resume_from = %self.rv, retry_in = ?d, "kube: node watch interrupted");
                     d
                 }
@@ -161,12 +160,6 @@ impl Watcher {
                 return;
             }
         }
-    }
-
-    fn next_backoff(&mut self) -> Duration {
-        let d = self.backoff;
-        self.backoff = (self.backoff * 2).min(BACKOFF_CAP);
-        d
     }
 
     /// Sleeps, unless the receiver goes away first (then `false`).
@@ -220,7 +213,7 @@ impl Watcher {
                     return self.tx.send(WatchEvent::Resync).await.is_ok();
                 }
                 Err(e) => {
-                    let d = self.next_backoff();
+                    let d = self.backoff.next_delay();
                     tracing::warn!(error = %e, retry_in = ?d, "kube: cannot list nodes to resync from");
                     if !self.pause(d).await {
                         return false;
@@ -246,7 +239,7 @@ impl Watcher {
                 Ok(Some(Ok(item))) => item,
             };
             if !matches!(item, KubeEvent::Error(_)) {
-                self.backoff = BACKOFF_START;
+                self.backoff.reset();
                 self.refusals = 0;
             }
             let (events, rv) = match item {

@@ -14,9 +14,9 @@ use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
 
-use super::file::FileStore;
-use super::{StoreError, WatchEvent};
+use super::FileStore;
 use crate::lease::{Lease, LeaseKey};
+use crate::store::{StoreError, WatchEvent};
 
 /// How often the watcher wakes without an event, to notice expiries.
 const TICK: Duration = Duration::from_secs(1);

@@ -7,6 +7,8 @@
 //! create the same key. Watchers learn about changes through inotify on the
 //! directory, with a slow poll as a safety net.
 
+mod watch;
+
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -16,8 +18,8 @@ use serde::{Deserialize, Serialize};
 
 use tokio::sync::mpsc;
 
-use super::{Created, LeaseStore, Snapshot, StoreError, WatchEvent};
 use crate::lease::{Lease, LeaseAttrs, LeaseKey};
+use crate::store::{Created, LeaseStore, Snapshot, StoreError, WatchEvent};
 
 #[derive(Debug, Clone)]
 pub struct FileStore {
@@ -330,7 +332,7 @@ impl LeaseStore for FileStore {
     }
 
     async fn watch(&self, revision: u64) -> Result<mpsc::Receiver<WatchEvent>, StoreError> {
-        super::file_watch::watch(self.clone(), revision).await
+        watch::watch(self.clone(), revision).await
     }
 }
 

@@ -167,17 +167,22 @@ pub fn on_a_kernel_with(features: &[KernelFeature]) -> bool {
         "the VM runner's kernel lacks {}: see scripts/build-runner-image.sh",
         names.join(", ")
     );
-    let test = std::thread::current()
-        .name()
-        .filter(|n| *n != "main")
-        .map(str::to_string)
-        .expect("libtest names each test's thread after the test");
+    let test = current_test();
     eprintln!(
         "vm runner: this kernel lacks {}; running {test} in a VM",
         names.join(", ")
     );
     run_test_in_vm(&test);
     false
+}
+
+/// The running test's name: libtest names each test's thread after it.
+fn current_test() -> String {
+    std::thread::current()
+        .name()
+        .filter(|n| *n != "main")
+        .map(str::to_string)
+        .expect("libtest names each test's thread after the test")
 }
 
 /// Runs `test` of the current test binary inside the VM runner and panics
@@ -203,11 +208,7 @@ pub fn on_a_kernel_without(modules: &[&str]) -> bool {
         }
         return true;
     }
-    let test = std::thread::current()
-        .name()
-        .filter(|n| *n != "main")
-        .map(str::to_string)
-        .expect("libtest names each test's thread after the test");
+    let test = current_test();
     eprintln!(
         "vm runner: running {test} in a VM without {}",
         modules.join(", ")

@@ -15,6 +15,7 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 modules=(
   virtio_pci 9pnet_virtio 9p              # the host's files over virtio 9p
+  virtio_net                              # a lab VM node's NIC on the underlay
   veth bridge vxlan geneve wireguard dummy macvlan macvtap tun
   sch_ingress cls_u32 cls_bpf act_mirred  # guests' tc redirect, segment VLAN programs
   crc32c_generic                          # libcrc32c (nf_conntrack) needs a crc32c, only a soft dependency

@@ -3,26 +3,33 @@
 
 use std::time::{Duration, Instant};
 
-use tweed_netlink::NetNs;
-
-use crate::{HEALTH_PORT, Lab, LabError, NodeState, READY_TIMEOUT, capabilities, procs, topology};
+use crate::{HEALTH_PORT, Lab, LabError, NodeState, READY_TIMEOUT, capabilities, topology};
 
 impl Lab {
     /// Adds a node and starts its agent without waiting for it to be
     /// ready (tests of an agent that cannot become ready).
     pub fn start_node(&mut self) -> Result<String, LabError> {
-        self.add_node_no_wait(true)
+        self.add_node_no_wait(true, false)
     }
 
     /// Adds a node and starts its agent without waiting for it.
-    pub(crate) fn add_node_no_wait(&mut self, ip_masq: bool) -> Result<String, LabError> {
+    /// With `vm`, the node is a VM with its own kernel
+    /// ([`crate::vm_node`]).
+    pub(crate) fn add_node_no_wait(&mut self, ip_masq: bool, vm: bool) -> Result<String, LabError> {
         let i = (1..=topology::MAX_NODES)
             .find(|i| !self.state.nodes.iter().any(|n| n.name == format!("n{i}")))
             .ok_or_else(|| LabError::Usage("the lab is full".into()))?;
         let name = format!("n{i}");
         let ns = format!("{}.{name}", self.state.name);
         let subnet = topology::subnet_of(i, self.state.underlay_subnets);
-        topology::create_node(&self.state.underlay_ns, &ns, i, subnet)?;
+        std::fs::create_dir_all(self.node_dir(&name))
+            .map_err(|e| LabError::io("create node dir", e))?;
+        let vm = if vm {
+            Some(self.boot_vm_node(&name, &ns, i, subnet)?)
+        } else {
+            topology::create_node(&self.state.underlay_ns, &ns, i, subnet)?;
+            None
+        };
         let node = NodeState {
             name: name.clone(),
             ns,
@@ -31,9 +38,8 @@ impl Lab {
             agent_pid: None,
             health_addr: format!("{}:{HEALTH_PORT}", topology::node_ipv4(i, subnet)),
             pods: Vec::new(),
+            vm,
         };
-        std::fs::create_dir_all(self.node_dir(&name))
-            .map_err(|e| LabError::io("create node dir", e))?;
         self.register_kube_node(&name, i)?;
         self.state.nodes.push(node);
         self.start_agent_with(&name, ip_masq, &[])?;
@@ -42,7 +48,12 @@ impl Lab {
 
     /// Adds a node, starts its agent and waits until it is ready.
     pub fn add_node(&mut self) -> Result<String, LabError> {
-        let name = self.add_node_no_wait(true)?;
+        self.add_node_as(false)
+    }
+
+    /// [`Lab::add_node`]; with `vm`, a VM node.
+    pub fn add_node_as(&mut self, vm: bool) -> Result<String, LabError> {
+        let name = self.add_node_no_wait(true, vm)?;
         let n = self.state.nodes.len() - 1;
         self.wait_ready(n)?;
         self.state
@@ -99,7 +110,8 @@ impl Lab {
         let previous = std::fs::read(&log).unwrap_or_default();
         // With the DaemonSet's capabilities and no other.
         let caps: Vec<u32> = capabilities::AGENT.iter().map(|(_, c)| *c).collect();
-        let pid = procs::spawn_in_with(&self.state.nodes[idx].ns, &argv, &log, Some(&caps))?;
+        let n = &self.state.nodes[idx];
+        let pid = self.kernel(n).spawn(&n.ns, &argv, &log, Some(&caps))?;
         if !previous.is_empty() {
             let _ = std::fs::write(self.node_dir(node).join("tweedd.log.prev"), previous);
         }
@@ -126,7 +138,8 @@ impl Lab {
     pub fn stop_agent(&mut self, node: &str) -> Result<(), LabError> {
         let idx = self.index(node)?;
         if let Some(pid) = self.state.nodes[idx].agent_pid.take() {
-            procs::stop(pid, Duration::from_secs(5));
+            self.kernel(&self.state.nodes[idx])
+                .stop(pid, Duration::from_secs(5))?;
         }
         self.state
             .save()
@@ -138,7 +151,7 @@ impl Lab {
     pub fn kill_agent(&mut self, node: &str) -> Result<(), LabError> {
         let idx = self.index(node)?;
         if let Some(pid) = self.state.nodes[idx].agent_pid.take() {
-            procs::kill(pid);
+            self.kernel(&self.state.nodes[idx]).kill(pid)?;
         }
         self.state
             .save()
@@ -161,7 +174,7 @@ impl Lab {
             if self.ready(node) {
                 return Ok(());
             }
-            if node.agent_pid.is_some_and(|p| !procs::alive(p)) {
+            if node.agent_pid.is_some_and(|p| !self.kernel(node).alive(p)) {
                 return Err(LabError::Setup(format!(
                     "the agent of {} exited",
                     node.name
@@ -187,13 +200,14 @@ impl Lab {
 
     /// GET on the node agent's health address, from inside the node.
     pub fn http_get(&self, node: &NodeState, path: &str) -> Option<(u16, String)> {
-        let ns = NetNs::named(&node.ns).ok()?;
         let addr: std::net::SocketAddr = node.health_addr.parse().ok()?;
-        let (code, body) = ns
-            .run(|| crate::http::get(addr, path, Duration::from_millis(300)))
-            .ok()?
-            .ok()?;
-        Some((code?, body))
+        self.kernel(node)
+            .http_get(&node.ns, addr, path, Duration::from_millis(300))
+    }
+
+    /// Whether the node's agent runs.
+    pub fn agent_alive(&self, node: &NodeState) -> bool {
+        node.agent_pid.is_some_and(|p| self.kernel(node).alive(p))
     }
 
     /// The last lines of every agent's log (for error reports).

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::{ETCD_PORT, Lab, LabError, NodeState, READY_TIMEOUT, kube, procs, topology};
+use crate::{ETCD_PORT, Lab, LabError, NodeState, READY_TIMEOUT, kube, topology};
 
 /// How often a wait for convergence counts the store's leases again.
 const LEASE_RECOUNT: Duration = Duration::from_millis(500);
@@ -23,7 +23,7 @@ impl Lab {
             .state
             .nodes
             .iter()
-            .filter(|n| n.agent_pid.is_some_and(procs::alive))
+            .filter(|n| self.agent_alive(n))
             .collect();
         let deadline = Instant::now() + READY_TIMEOUT;
         let mut want = self.expected_peers()?;

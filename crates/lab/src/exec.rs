@@ -1,45 +1,52 @@
 //! Running commands inside a lab node's or pod's namespace.
 
-use std::os::unix::process::CommandExt;
 use std::process::{Command, Output};
 
-use crate::{Lab, LabError};
+use crate::node_kernel::{LocalKernel, NodeKernel, ProcessSpec, local};
+use crate::{Lab, LabError, NodeState};
 
 impl Lab {
-    /// Runs a command inside a node (`n1`) or pod (`n1/p1`) namespace, or
-    /// `underlay`.
+    /// A command that runs inside a node (`n1`) or pod (`n1/p1`) namespace
+    /// of this machine, or `underlay`. A VM node's namespaces are in its
+    /// own kernel: [`Lab::exec_output`] reaches those.
     pub fn command(&self, target: &str, argv: &[String]) -> Result<Command, LabError> {
-        let ns = self.target_ns(target)?;
-        let file = std::fs::File::open(format!("/run/netns/{ns}"))
-            .map_err(|e| LabError::io("open netns", e))?;
-        let mut cmd = Command::new(
-            argv.first()
-                .ok_or_else(|| LabError::Usage("no command given".into()))?,
-        );
-        cmd.args(&argv[1..]);
-        let fd = std::os::fd::IntoRawFd::into_raw_fd(file);
-        // SAFETY: setns is async-signal-safe; fd is ours and stays open.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
+        let (node, ns) = self.target(target)?;
+        if node.is_some_and(|n| n.vm.is_some()) {
+            return Err(LabError::Usage(format!(
+                "{target} is on a VM node: its namespaces are in the VM's kernel"
+            )));
         }
-        Ok(cmd)
+        local::command_in(
+            &ns,
+            &ProcessSpec {
+                argv: argv.to_vec(),
+                ..ProcessSpec::default()
+            },
+        )
     }
 
+    /// Runs a command to completion inside a node, a pod or `underlay`, on
+    /// whichever kernel it is.
     pub fn exec_output(&self, target: &str, argv: &[&str]) -> Result<Output, LabError> {
-        let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
-        self.command(target, &argv)?
-            .output()
-            .map_err(|e| LabError::io(format!("run {} in {target}", argv.join(" ")), e))
+        let (node, ns) = self.target(target)?;
+        let process = ProcessSpec {
+            argv: argv.iter().map(|s| s.to_string()).collect(),
+            ..ProcessSpec::default()
+        };
+        match node {
+            Some(n) => self.kernel(n).run(&ns, &process),
+            None => LocalKernel.run(&ns, &process),
+        }
     }
 
     pub fn target_ns(&self, target: &str) -> Result<String, LabError> {
+        Ok(self.target(target)?.1)
+    }
+
+    /// The node a target is on (none for `underlay`) and its namespace.
+    pub fn target(&self, target: &str) -> Result<(Option<&NodeState>, String), LabError> {
         if target == "underlay" {
-            return Ok(self.state.underlay_ns.clone());
+            return Ok((None, self.state.underlay_ns.clone()));
         }
         let (node, pod) = match target.split_once('/') {
             Some((n, p)) => (n, Some(p)),
@@ -49,12 +56,12 @@ impl Lab {
             LabError::Usage(format!("no node {node:?} in lab {}", self.state.name))
         })?;
         match pod {
-            None => Ok(n.ns.clone()),
+            None => Ok((Some(n), n.ns.clone())),
             Some(p) => n
                 .pods
                 .iter()
                 .find(|x| x.name == p)
-                .map(|x| x.ns.clone())
+                .map(|x| (Some(n), x.ns.clone()))
                 .ok_or_else(|| LabError::Usage(format!("no pod {p:?} on {node}"))),
         }
     }

@@ -18,6 +18,7 @@ pub mod http;
 pub mod kube;
 mod matrix;
 mod membership;
+pub mod node_kernel;
 mod pod_ops;
 pub mod pods;
 pub mod procs;
@@ -26,6 +27,7 @@ pub mod state;
 mod store;
 pub mod topology;
 pub mod topology_file;
+pub mod vm_node;
 mod wires;
 
 use std::path::{Path, PathBuf};
@@ -87,6 +89,11 @@ impl Binaries {
             etcd: PathBuf::from("/usr/bin/etcd"),
         }
     }
+
+    /// `tweedctl`, beside `tweedd`: it serves inside VM nodes.
+    pub fn tweedctl(&self) -> PathBuf {
+        self.tweedd.with_file_name("tweedctl")
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -106,6 +113,10 @@ pub struct LabSpec {
     pub underlay_subnets: u8,
     /// Keys merged into the generated net-conf.json (e.g. `SubnetMax`).
     pub net_conf_overrides: serde_json::Map<String, serde_json::Value>,
+    /// The nodes (numbers: 1 is n1) that are VMs with their own kernel
+    /// rather than namespaces of this machine's.
+    pub vm_nodes: Vec<usize>,
+    pub vm_options: vm_node::VmOptions,
     pub binaries: Binaries,
 }
 
@@ -162,6 +173,15 @@ impl Lab {
                 spec.store
             )));
         }
+        if let Some(n) = spec.vm_nodes.iter().find(|n| !(1..=spec.nodes).contains(n)) {
+            return Err(LabError::Usage(format!(
+                "VM node n{n}: the lab has nodes n1 to n{}",
+                spec.nodes
+            )));
+        }
+        if !spec.vm_nodes.is_empty() && spec.store == "file" {
+            return Err(LabError::Usage(vm_node::FILE_STORE_REFUSED.into()));
+        }
         let fake_api = kube::binary(&spec.binaries.tweedd);
         let mut needed = vec![
             ("tweedd", &spec.binaries.tweedd),
@@ -198,6 +218,7 @@ impl Lab {
                 underlay_ns: format!("{}.ul", spec.name),
                 underlay_subnets: spec.underlay_subnets.max(1),
                 etcd_pid: None,
+                vm_options: spec.vm_options.clone(),
                 api_pid: None,
                 nodes: Vec::new(),
             },
@@ -273,11 +294,16 @@ impl Lab {
         self.state
             .save()
             .map_err(|e| LabError::io("save lab state", e))?;
-        for _ in 0..spec.nodes {
-            let node = self.add_node_no_wait(spec.ip_masq)?;
-            done(&format!(
-                "{node}: namespace cabled to the underlay, tweedd started"
-            ));
+        for i in 1..=spec.nodes {
+            let vm = spec.vm_nodes.contains(&i);
+            let node = self.add_node_no_wait(spec.ip_masq, vm)?;
+            done(&match &self.state.nodes[i - 1].vm {
+                Some(v) => format!(
+                    "{node}: VM ({}, kernel {}) on the underlay, tweedd started",
+                    v.accel, v.kernel
+                ),
+                None => format!("{node}: namespace cabled to the underlay, tweedd started"),
+            });
         }
         self.state
             .save()
@@ -331,8 +357,11 @@ impl Lab {
 pub fn teardown(name: &str) {
     if let Ok(state) = LabState::load(name) {
         for n in &state.nodes {
-            if let Some(pid) = n.agent_pid {
-                procs::stop(pid, Duration::from_secs(5));
+            match (&n.vm, n.agent_pid) {
+                // Its agent, namespaces and pods go with its kernel.
+                (Some(vm), _) => procs::stop(vm.qemu_pid, Duration::from_secs(5)),
+                (None, Some(pid)) => procs::stop(pid, Duration::from_secs(5)),
+                (None, None) => {}
             }
         }
         if let Some(pid) = state.etcd_pid {

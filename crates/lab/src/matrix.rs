@@ -3,9 +3,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use tweed_netlink::NetNs;
-
-use crate::{Lab, LabError, check};
+use crate::{Lab, LabError};
 
 impl Lab {
     /// The pod-to-pod reachability matrix (IPv4, and IPv6 when pods have
@@ -19,7 +17,7 @@ impl Lab {
         let mut ok = vec![vec![false; pods.len()]; pods.len()];
         std::thread::scope(|s| -> Result<(), LabError> {
             let mut handles = Vec::new();
-            for (i, (_, from)) in pods.iter().enumerate() {
+            for (i, (node, from)) in pods.iter().enumerate() {
                 let targets: Vec<(usize, Vec<IpAddr>)> = pods
                     .iter()
                     .enumerate()
@@ -32,10 +30,10 @@ impl Lab {
                         (j, addrs)
                     })
                     .collect();
-                let ns_name = from.ns.clone();
+                let ns = from.ns.clone();
+                let kernel = self.kernel(node);
                 handles.push(
                     s.spawn(move || -> Result<Vec<(usize, usize, bool)>, LabError> {
-                        let ns = NetNs::named(&ns_name)?;
                         let mut out = Vec::new();
                         for (j, addrs) in targets {
                             let mut all = !addrs.is_empty();
@@ -44,7 +42,7 @@ impl Lab {
                                 // other labs (one CI run saw a healthy pair
                                 // miss 3 × 500 ms); a broken path still
                                 // fails, after 5 s.
-                                all &= check::ping(&ns, a, 5, Duration::from_secs(1))?;
+                                all &= kernel.ping(&ns, a, 5, Duration::from_secs(1))?;
                             }
                             out.push((i, j, all));
                         }

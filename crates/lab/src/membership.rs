@@ -21,7 +21,18 @@ impl Lab {
         }
         self.stop_agent(node)?;
         self.delete_lease(node)?;
-        NetNs::delete_named(&self.state.nodes[idx].ns)?;
+        match &self.state.nodes[idx].vm {
+            // The node's namespaces go with its kernel; the tap with QEMU.
+            Some(vm) => {
+                crate::procs::stop(vm.qemu_pid, std::time::Duration::from_secs(5));
+                let ul = NetNs::named(&self.state.underlay_ns)?;
+                let mut nl = tweed_netlink::Netlink::in_netns(&ul)?;
+                if let Some(tap) = nl.link_by_name(&vm.tap)? {
+                    nl.delete_link(tap.index)?;
+                }
+            }
+            None => NetNs::delete_named(&self.state.nodes[idx].ns)?,
+        }
         let dir = self.node_dir(node);
         std::fs::remove_dir_all(&dir)
             .map_err(|e| LabError::io(format!("remove {}", dir.display()), e))?;

@@ -1,9 +1,7 @@
 //! Lab pods: added through the plugin (plain, or with wires), deleted,
 //! listed.
 
-use tweed_netlink::NetNs;
-
-use crate::{Lab, LabError, NodeState, PodState, pods, topology};
+use crate::{Lab, LabError, NodeState, PodState, pods};
 
 impl Lab {
     /// Creates a pod on `node` through the plugin.
@@ -33,7 +31,8 @@ impl Lab {
         }
         let ns_name = format!("{}.{node}.{pod}", self.state.name);
         let container_id = format!("{}-{node}-{pod}", self.state.name);
-        topology::create_pod_ns(&ns_name)?;
+        let kernel = self.kernel(&self.state.nodes[idx]);
+        kernel.create_pod_ns(&ns_name)?;
         let mut conf = pods::conflist(&self.node_dir(node));
         if !wires.is_empty() {
             conf["runtimeConfig"] = serde_json::json!({
@@ -41,7 +40,8 @@ impl Lab {
             });
         }
         let cni_args = pods::k8s_args(pod);
-        let result = pods::cni_with(
+        let result = pods::cni_on(
+            kernel.as_ref(),
             &self.binaries.plugin,
             &self.state.nodes[idx].ns,
             &conf,
@@ -56,7 +56,7 @@ impl Lab {
         let result = match result {
             Ok(r) => r,
             Err(e) => {
-                let _ = NetNs::delete_named(&ns_name);
+                let _ = kernel.delete_ns(&ns_name);
                 return Err(e);
             }
         };
@@ -97,15 +97,21 @@ impl Lab {
         // Forgotten only once the plugin let go of it.
         let ps = self.state.nodes[idx].pods[p].clone();
         self.detach_segments(node, &ps)?;
-        pods::cni(
+        let kernel = self.kernel(&self.state.nodes[idx]);
+        pods::cni_on(
+            kernel.as_ref(),
             &self.binaries.plugin,
             &self.state.nodes[idx].ns,
-            &self.node_dir(node),
-            "DEL",
-            &ps.container_id,
-            &ps.ns,
+            &pods::conflist(&self.node_dir(node)),
+            &pods::Call {
+                command: "DEL",
+                container_id: &ps.container_id,
+                pod_ns: &ps.ns,
+                ifname: "eth0",
+                cni_args: "",
+            },
         )?;
-        NetNs::delete_named(&ps.ns)?;
+        kernel.delete_ns(&ps.ns)?;
         self.state.nodes[idx].pods.remove(p);
         self.state
             .save()

@@ -2,14 +2,12 @@
 //! with the node's lease file as the subnet source, run inside the node's
 //! namespace.
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
-use tweed_netlink::NetNs;
 
 use crate::LabError;
+use crate::node_kernel::{LocalKernel, NodeKernel, ProcessSpec};
 
 /// The network configuration the lab's pods use on a node.
 pub fn conflist(node_dir: &Path) -> Value {
@@ -84,43 +82,51 @@ pub struct Call<'a> {
 }
 
 /// Runs the plugin with `conf` (the node's [`conflist`] with additions,
-/// say a `guest` section) in the node's namespace.
+/// say a `guest` section) in the node's namespace on this machine.
 pub fn cni_with(
     plugin: &Path,
     node_ns: &str,
     conf: &Value,
     call: &Call,
 ) -> Result<Value, LabError> {
-    let node = NetNs::named(node_ns)?;
-    let stdin = conf.to_string();
-    let (command, container_id, pod_ns) = (call.command, call.container_id, call.pod_ns);
-    let netns_path = format!("/run/netns/{pod_ns}");
-    let output = node
-        .run(|| {
-            let mut child = Command::new(plugin)
-                .env_clear()
-                .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-                .env("CNI_COMMAND", command)
-                .env("CNI_CONTAINERID", container_id)
-                .env("CNI_NETNS", &netns_path)
-                .env("CNI_IFNAME", call.ifname)
-                .env("CNI_ARGS", call.cni_args)
-                .env("CNI_PATH", plugin.parent().unwrap_or(Path::new("/")))
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()?;
-            if let Some(mut input) = child.stdin.take() {
-                input.write_all(stdin.as_bytes())?;
-            }
-            child.wait_with_output()
-        })?
-        .map_err(|e| LabError::io(format!("run {}", plugin.display()), e))?;
+    cni_on(&LocalKernel, plugin, node_ns, conf, call)
+}
+
+/// [`cni_with`] on the node's own kernel (a VM node's).
+pub fn cni_on(
+    kernel: &dyn NodeKernel,
+    plugin: &Path,
+    node_ns: &str,
+    conf: &Value,
+    call: &Call,
+) -> Result<Value, LabError> {
+    let env = [
+        ("PATH", "/usr/sbin:/usr/bin:/sbin:/bin".to_string()),
+        ("CNI_COMMAND", call.command.to_string()),
+        ("CNI_CONTAINERID", call.container_id.to_string()),
+        ("CNI_NETNS", format!("/run/netns/{}", call.pod_ns)),
+        ("CNI_IFNAME", call.ifname.to_string()),
+        ("CNI_ARGS", call.cni_args.to_string()),
+        (
+            "CNI_PATH",
+            plugin
+                .parent()
+                .unwrap_or(Path::new("/"))
+                .display()
+                .to_string(),
+        ),
+    ];
+    let process = ProcessSpec {
+        argv: vec![plugin.display().to_string()],
+        env: Some(env.into_iter().map(|(k, v)| (k.to_string(), v)).collect()),
+        stdin: Some(conf.to_string()),
+    };
+    let output = kernel.run(node_ns, &process)?;
     let text = String::from_utf8_lossy(&output.stdout).into_owned();
     if !output.status.success() {
         return Err(LabError::Plugin {
-            command: command.to_string(),
-            pod: pod_ns.to_string(),
+            command: call.command.to_string(),
+            pod: call.pod_ns.to_string(),
             output: text,
         });
     }

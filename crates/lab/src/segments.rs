@@ -61,7 +61,8 @@ impl Lab {
                 ifname,
                 cni_args: &pods::k8s_args(pod),
             };
-            match pods::cni_with(
+            match pods::cni_on(
+                self.kernel(&self.state.nodes[idx]).as_ref(),
                 &self.binaries.plugin,
                 &self.state.nodes[idx].ns,
                 &conf,
@@ -97,7 +98,8 @@ impl Lab {
     pub(crate) fn detach_segments(&self, node: &str, pod: &PodState) -> Result<(), LabError> {
         let idx = self.index(node)?;
         for port in &pod.segments {
-            pods::cni_with(
+            pods::cni_on(
+                self.kernel(&self.state.nodes[idx]).as_ref(),
                 &self.binaries.plugin,
                 &self.state.nodes[idx].ns,
                 &pods::segment_conf(&self.node_dir(node), &port.segment),

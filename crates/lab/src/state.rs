@@ -22,6 +22,9 @@ pub struct LabState {
     #[serde(default = "one_subnet")]
     pub underlay_subnets: u8,
     pub etcd_pid: Option<i32>,
+    /// How VM nodes (at `up` or added later) are booted.
+    #[serde(default)]
+    pub vm_options: crate::vm_node::VmOptions,
     /// The fake API server of a `kube` store.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_pid: Option<i32>,
@@ -38,8 +41,12 @@ pub struct NodeState {
     pub ns: String,
     pub underlay_ipv4: String,
     pub underlay_ipv6: String,
+    /// The agent's pid, in the node's kernel (a VM node's is the VM's).
     pub agent_pid: Option<i32>,
     pub health_addr: String,
+    /// Set on a node that is a VM with its own kernel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm: Option<crate::vm_node::VmNodeState>,
     pub pods: Vec<PodState>,
 }
 

@@ -98,26 +98,65 @@ pub fn create_node(underlay_ns: &str, node_ns: &str, i: usize, subnet: u8) -> Re
     let ul = NetNs::named(underlay_ns)?;
     let node = NetNs::create_named(node_ns)?;
     let mut unl = Netlink::in_netns(&ul)?;
-    let mut nnl = Netlink::in_netns(&node)?;
-    lo_up(&mut nnl)?;
-    let bridge = unl
-        .link_by_name(&underlay_bridge(subnet))?
-        .ok_or_else(|| LabError::Setup(format!("underlay subnet {subnet} has no bridge")))?;
-    let port = format!("n{i}");
+    let bridge = subnet_bridge(&mut unl, subnet)?;
     let mut veth = NewLink::new(
-        &port,
+        underlay_port(i),
         LinkKind::Veth(VethPeer {
             name: "eth0".into(),
             mac: None,
             netns: Some(&node),
         }),
     );
-    veth.master = Some(bridge.index);
+    veth.master = Some(bridge);
     veth.up = true;
     unl.create_link(&veth)?;
+    configure_node(&node, i, subnet)
+}
+
+/// The name of node `i`'s port on the underlay bridge (a veth, or a VM
+/// node's tap).
+pub fn underlay_port(i: usize) -> String {
+    format!("n{i}")
+}
+
+fn subnet_bridge(unl: &mut Netlink, subnet: u8) -> Result<u32, LabError> {
+    Ok(unl
+        .link_by_name(&underlay_bridge(subnet))?
+        .ok_or_else(|| LabError::Setup(format!("underlay subnet {subnet} has no bridge")))?
+        .index)
+}
+
+/// Creates VM node `i`'s port: a persistent tap on its subnet's bridge,
+/// for QEMU (started in the underlay namespace) to open by name.
+pub fn create_vm_port(underlay_ns: &str, i: usize, subnet: u8) -> Result<String, LabError> {
+    let ul = NetNs::named(underlay_ns)?;
+    let name = underlay_port(i);
+    ul.run(|| {
+        tweed_netlink::create_tap(&tweed_netlink::TapSpec {
+            name: name.clone(),
+            vnet_hdr: true,
+            owner: None,
+            group: None,
+        })
+    })??;
+    let mut unl = Netlink::in_netns(&ul)?;
+    let bridge = subnet_bridge(&mut unl, subnet)?;
+    let tap = unl
+        .link_by_name(&name)?
+        .ok_or_else(|| LabError::Setup(format!("tap {name} vanished")))?;
+    unl.set_link_master(tap.index, Some(bridge))?;
+    unl.set_link_up(tap.index, true)?;
+    Ok(name)
+}
+
+/// Addresses and routes node `i`'s eth0 (already in `node`) on underlay
+/// subnet `subnet`, and makes the node forward, as every node does.
+pub fn configure_node(node: &NetNs, i: usize, subnet: u8) -> Result<(), LabError> {
+    let mut nnl = Netlink::in_netns(node)?;
+    lo_up(&mut nnl)?;
     let eth0 = nnl
         .link_by_name("eth0")?
-        .ok_or_else(|| LabError::Setup(format!("{node_ns}: eth0 missing")))?;
+        .ok_or_else(|| LabError::Setup("the node has no eth0".into()))?;
     nnl.add_address(eth0.index, net(IpAddr::V4(node_ipv4(i, subnet)), 24), true)?;
     nnl.add_address(eth0.index, net(IpAddr::V6(node_ipv6(i, subnet)), 64), true)?;
     nnl.set_link_up(eth0.index, true)?;

@@ -6,6 +6,7 @@
 //! name: ring            # the lab's name (optional)
 //! backend: vxlan        # optional
 //! nodes: 2              # optional: at least the highest node a pod names
+//! vm-nodes: [n2]        # optional: nodes that are VMs with their own kernel
 //! segments:             # optional: layer-2 segments across the nodes
 //!   lan: {vni: 4001, subnet: 192.168.50.0/24}
 //! topology:
@@ -65,6 +66,9 @@ pub struct TopologyFile {
     pub name: Option<String>,
     pub backend: Option<String>,
     pub nodes: Option<usize>,
+    /// Lab nodes booted as VMs ([`crate::vm_node`]).
+    #[serde(default, rename = "vm-nodes")]
+    pub vm_nodes: Vec<String>,
     #[serde(default)]
     pub segments: BTreeMap<String, SegmentSpec>,
     pub topology: Topology,
@@ -157,7 +161,25 @@ impl TopologyFile {
         let t: TopologyFile = serde_saphyr::from_str(text)?;
         t.net_conf_segments()?;
         t.pods()?;
+        t.vm_node_numbers()?;
         Ok(t)
+    }
+
+    /// The numbers of the nodes `vm-nodes` names, each a node of the lab.
+    pub fn vm_node_numbers(&self) -> Result<Vec<usize>, TopologyError> {
+        let count = self.node_count()?;
+        self.vm_nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                node_number(n).filter(|k| *k <= count).ok_or_else(|| {
+                    invalid(
+                        format!("vm-nodes[{i}]"),
+                        format!("{n:?} is not a node of this lab (n1 to n{count})"),
+                    )
+                })
+            })
+            .collect()
     }
 
     /// The file's segments as net-conf `Segments` entries, checked as
@@ -425,6 +447,10 @@ topology:
     #[test]
     fn mistakes_are_named() {
         for (text, needle) in [
+            (
+                "vm-nodes: [n3]\ntopology: {nodes: {r1: {node: n2}}}",
+                "vm-nodes[0]: \"n3\" is not a node of this lab (n1 to n2)",
+            ),
             (
                 "topology: {nodes: {r1: {node: x1}}}",
                 "topology.nodes.r1.node",

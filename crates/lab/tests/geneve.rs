@@ -167,6 +167,44 @@ fn geneve_with_file_store() {
     );
 }
 
+/// Geneve between nodes that bring their own kernel: two VM nodes
+/// (docs/lab.md "VM nodes") run the backend on this host whatever its
+/// kernel, with no VM runner around the test. The capture is on the
+/// host, on n2's tap in the lab's underlay: what crossed the wire.
+#[test]
+fn geneve_between_vm_nodes() {
+    let lab = TestLab::up_with("gvm", 2, "geneve", "etcd", |s| s.vm_nodes = vec![1, 2]);
+    assert_geneve_state(&lab, 1, 6081, 1);
+    common::pods_talk_anywhere(&lab);
+    let underlay = lab.lab().state.underlay_ns.clone();
+    let n2 = lab.lab().state.node("n2").unwrap().clone();
+    let tap = n2.vm.expect("n2 is a VM").tap;
+    let cap = Capture::start(&underlay, &tap, "udp dst port 6081");
+    let to = lab.pod_ip("n2").to_string();
+    let out = lab
+        .lab()
+        .exec_output("n1/p1", &["ping", "-c", "3", "-W", "2", &to])
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "n1/p1 -> {to}: {out:?}\n{}",
+        lab.logs()
+    );
+    let text = cap
+        .wait(Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("no Geneve packet on {tap}\n{}", lab.logs()));
+    assert_eq!(
+        decode(&frame_bytes(&text)),
+        GenevePacket {
+            udp_dst_port: 6081,
+            vni: 1,
+            protocol: 0x6558,
+            inner_dst_mac: device_mac(&lab, "n2"),
+            inner_src_ip: lab.pod_ip("n1").to_string(),
+        }
+    );
+}
+
 /// Dual-stack pods over Geneve with leases in etcd: the IPv6 pod subnets
 /// ride the same IPv4 tunnel (their routes carry `encap ip` too).
 #[test]

@@ -55,6 +55,13 @@ enum LabCmd {
         /// Do not masquerade pod traffic leaving the cluster network.
         #[arg(long)]
         no_ip_masq: bool,
+        /// Every node a QEMU VM with its own kernel (Debian's, from the VM
+        /// runner's image; see docs/lab.md) instead of a namespace of this
+        /// machine's. Needs --store etcd or kube.
+        #[arg(long)]
+        vm: bool,
+        #[command(flatten)]
+        vm_options: VmFlags,
         /// Build the pods and wires of this topology file (YAML, in
         /// containerlab's shape; see docs/wires.md) instead of
         /// --pods-per-node pods; its `name`, `nodes` and `backend` apply
@@ -117,6 +124,26 @@ enum LabCmd {
         action: String,
         /// The node to stop or start (n2); add picks the next free name.
         node: Option<String>,
+        /// add: the new node is a VM with its own kernel.
+        #[arg(long)]
+        vm: bool,
+    },
+    /// Inside a VM node: make the node's namespace and serve the lab's
+    /// requests (the lab starts this; not for people).
+    #[command(hide = true)]
+    VmServe {
+        /// The channel directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The node's namespace.
+        #[arg(long)]
+        ns: String,
+        /// The node's number (1 for n1).
+        #[arg(long)]
+        index: usize,
+        /// Its underlay subnet.
+        #[arg(long)]
+        subnet: u8,
     },
     /// Remove a lab (or every lab with --all): processes, namespaces, files.
     Down {
@@ -126,6 +153,17 @@ enum LabCmd {
         #[arg(long)]
         all: bool,
     },
+}
+
+/// How VM nodes boot.
+#[derive(Args, Clone)]
+struct VmFlags {
+    /// auto (KVM where it boots guests, else TCG), kvm or tcg.
+    #[arg(long, default_value = "auto")]
+    vm_accel: String,
+    /// Memory of each VM node, MiB.
+    #[arg(long, default_value_t = 1024)]
+    vm_memory: u32,
 }
 
 /// `value` unless it is the flag's default (then the topology file's
@@ -169,10 +207,18 @@ pub fn run(args: LabArgs) -> Result<Verdict, LabError> {
             ipv6,
             underlay_subnets,
             no_ip_masq,
+            vm,
+            vm_options,
             topology,
             tweedd,
             plugin,
         } => {
+            if !["auto", "kvm", "tcg"].contains(&vm_options.vm_accel.as_str()) {
+                return Err(LabError::Usage(format!(
+                    "--vm-accel {:?}: auto, kvm or tcg",
+                    vm_options.vm_accel
+                )));
+            }
             let topo = topology
                 .as_deref()
                 .map(tweed_lab::topology_file::TopologyFile::read)
@@ -211,6 +257,17 @@ pub fn run(args: LabArgs) -> Result<Verdict, LabError> {
                     .into_iter()
                     .collect(),
                     _ => Default::default(),
+                },
+                vm_nodes: match (&topo, vm) {
+                    (_, true) => (1..=nodes).collect(),
+                    (Some(t), false) => t
+                        .vm_node_numbers()
+                        .map_err(|e| LabError::Usage(e.to_string()))?,
+                    (None, false) => Vec::new(),
+                },
+                vm_options: tweed_lab::vm_node::VmOptions {
+                    accel: vm_options.vm_accel,
+                    memory_mib: vm_options.vm_memory,
                 },
                 binaries: binaries(tweedd, plugin),
             };
@@ -273,6 +330,16 @@ pub fn run(args: LabArgs) -> Result<Verdict, LabError> {
             command,
         } => {
             let lab = Lab::load(&which.name, binaries(None, None))?;
+            let (node, _) = lab.target(&target)?;
+            if node.is_some_and(|n| n.vm.is_some()) {
+                // In the VM's kernel: run to completion there, relay.
+                let argv: Vec<&str> = command.iter().map(String::as_str).collect();
+                let out = lab.exec_output(&target, &argv)?;
+                use std::io::Write;
+                let _ = std::io::stdout().write_all(&out.stdout);
+                let _ = std::io::stderr().write_all(&out.stderr);
+                std::process::exit(out.status.code().unwrap_or(128));
+            }
             let err = lab.command(&target, &command)?.exec();
             Err(LabError::io(format!("exec {}", command.join(" ")), err))
         }
@@ -337,11 +404,12 @@ pub fn run(args: LabArgs) -> Result<Verdict, LabError> {
             which,
             action,
             node,
+            vm,
         } => {
             let mut lab = Lab::load(&which.name, binaries(None, None))?;
             match (action.as_str(), node) {
                 ("add", _) => {
-                    let n = lab.add_node()?;
+                    let n = lab.add_node_as(vm)?;
                     outln!("{n} ready");
                     Ok(Verdict::Fine)
                 }
@@ -352,6 +420,12 @@ pub fn run(args: LabArgs) -> Result<Verdict, LabError> {
                 )),
             }
         }
+        LabCmd::VmServe {
+            dir,
+            ns,
+            index,
+            subnet,
+        } => tweed_lab::vm_node::inside::run(&dir, &ns, index, subnet).map(|()| Verdict::Fine),
         LabCmd::Down { which, all } => {
             let names = if all {
                 tweed_lab::state::labs()

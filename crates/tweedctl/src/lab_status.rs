@@ -41,6 +41,20 @@ pub struct NodeStatus {
     pub peers: Option<usize>,
     pub pods: Vec<PodStatus>,
     pub wires: Vec<WireStatus>,
+    /// Set on a VM node: a kernel of its own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vm: Option<VmStatus>,
+}
+
+/// A VM node's VM.
+#[derive(Debug, Serialize)]
+pub struct VmStatus {
+    /// `tcg` or `kvm`.
+    pub accel: String,
+    /// The VM's kernel release.
+    pub kernel: String,
+    pub qemu_pid: i32,
+    pub running: bool,
 }
 
 /// Where a node's agent stands.
@@ -92,8 +106,24 @@ pub fn gather(lab: &Lab) -> LabStatus {
         .nodes
         .iter()
         .map(|n| {
+            let vm = n.vm.as_ref().map(|v| VmStatus {
+                accel: v.accel.clone(),
+                kernel: v.kernel.clone(),
+                qemu_pid: v.qemu_pid,
+                running: tweed_lab::procs::alive(v.qemu_pid),
+            });
+            if let (Some(v), Some(state)) = (&vm, &n.vm)
+                && !v.running
+            {
+                problems.push(format!(
+                    "{}: its VM is gone (QEMU pid {}); console: {}",
+                    n.name,
+                    v.qemu_pid,
+                    state.dir.join("console.log").display()
+                ));
+            }
             let agent = match n.agent_pid {
-                Some(pid) if tweed_lab::procs::alive(pid) => {
+                Some(_) if lab.agent_alive(n) => {
                     if lab.ready(n) {
                         AgentState::Ready
                     } else {
@@ -146,6 +176,7 @@ pub fn gather(lab: &Lab) -> LabStatus {
                     })
                     .collect(),
                 wires: lab.wire_status(&n.name),
+                vm,
             }
         })
         .collect();
@@ -168,6 +199,10 @@ pub fn print_text(s: &LabStatus) {
             None => format!("tweedd {}", n.agent),
         };
         let peers = n.peers.map(|p| format!(", peers {p}")).unwrap_or_default();
+        let agent = match &n.vm {
+            Some(v) => format!("VM ({}, kernel {}), {agent}", v.accel, v.kernel),
+            None => agent,
+        };
         outln!(
             "  {:<4} {:<14} lease {:<18} {agent}{peers}",
             n.name,

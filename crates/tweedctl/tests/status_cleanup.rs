@@ -57,6 +57,8 @@ fn status_reports_and_cleanup_removes_everything_on_a_lab_node() {
             .as_object()
             .unwrap()
             .clone(),
+        vm_nodes: Vec::new(),
+        vm_options: Default::default(),
         binaries: Binaries::beside(&bin_dir().join("tweedctl")),
     })
     .expect("lab up");

@@ -80,6 +80,8 @@ fn main() {
         ipv6: false,
         underlay_subnets: 1,
         net_conf_overrides: Default::default(),
+        vm_nodes: Vec::new(),
+        vm_options: Default::default(),
         binaries: binaries.clone(),
     };
     let mut guard = LabGuard(Some(

@@ -68,6 +68,8 @@ fn main() {
         ipv6: false,
         underlay_subnets: 1,
         net_conf_overrides: overrides,
+        vm_nodes: Vec::new(),
+        vm_options: Default::default(),
         binaries,
     };
     let mut guard = LabGuard(Some(

@@ -125,6 +125,8 @@ fn main() {
             ipv6: false,
             underlay_subnets: 1,
             net_conf_overrides: Default::default(),
+            vm_nodes: Vec::new(),
+            vm_options: Default::default(),
             binaries: binaries.clone(),
         };
         let lab = Lab::up(&spec).unwrap_or_else(|e| panic!("lab up ({backend}): {e}"));

@@ -7,7 +7,6 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 use common::TestLab;
 use tweed_lab::Lab;
@@ -18,57 +17,6 @@ fn text(out: &std::process::Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
-}
-
-/// A TCP transfer of `bytes` from `from` (`n1/p1`) to pod `to`'s address,
-/// with iperf3 on whichever kernels the pods are.
-pub fn tcp_transfer(lab: &Lab, from: &str, to: &str, bytes: u64) {
-    let (node, ns) = lab.target(to).unwrap();
-    let node = node.expect("a pod target");
-    let pod = node.pods.iter().find(|p| p.ns == ns).expect("the pod");
-    let addr = pod.ipv4.clone().expect("IPv4");
-    let log = lab.node_dir(&node.name).join("iperf3.log");
-    let kernel = lab.kernel(node);
-    let server = kernel
-        .spawn(
-            &ns,
-            &["iperf3".into(), "-s".into(), "-1".into()],
-            &log,
-            None,
-        )
-        .expect("iperf3 server");
-    let mut result = None;
-    for _ in 0..20 {
-        let out = lab
-            .exec_output(
-                from,
-                &["iperf3", "-c", &addr, "-n", &bytes.to_string(), "-J"],
-            )
-            .expect("iperf3 client");
-        if out.status.success() {
-            result = Some(out);
-            break;
-        }
-        // The server may not listen yet.
-        std::thread::sleep(Duration::from_millis(300));
-    }
-    let _ = kernel.stop(server, Duration::from_secs(2));
-    let out = result.unwrap_or_else(|| {
-        panic!(
-            "no TCP transfer {from} -> {to}: {}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        )
-    });
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("iperf3 -J");
-    // The client's count of what TCP took (all of it); the server's count
-    // stops at the test's end, with a slow VM's last segments in flight.
-    let sent = report["end"]["sum_sent"]["bytes"].as_u64().unwrap_or(0);
-    let received = report["end"]["sum_received"]["bytes"].as_u64().unwrap_or(0);
-    assert!(
-        sent >= bytes && received >= bytes / 2,
-        "{from} -> {to}: sent {sent}, received {received} of {bytes} bytes\n{}",
-        text(&out)
-    );
 }
 
 /// Two VM nodes and a namespace node in one lab: the VMs run Debian's
@@ -104,7 +52,7 @@ fn vm_nodes_and_a_namespace_node_share_one_pod_network() {
     }
     assert!(lab.lab().state.node("n3").unwrap().vm.is_none());
     common::pods_talk_anywhere(&lab);
-    tcp_transfer(lab.lab(), "n1/p1", "n2/p1", 4 << 20);
+    common::tcp_transfer(lab.lab(), "n1/p1", "n2/p1", 4 << 20);
 
     // The agent inside a VM stops and starts through the lab.
     lab.lab_mut().stop_agent("n2").unwrap();

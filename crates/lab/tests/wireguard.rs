@@ -240,6 +240,53 @@ fn assert_encrypted_on_the_wire(lab: &TestLab) {
     }
 }
 
+/// WireGuard between nodes that bring their own kernel: two VM nodes
+/// (docs/lab.md "VM nodes") on this host whatever its kernel, no VM runner
+/// around the test. Captured on the host at n2's tap in the lab's
+/// underlay while pods ping and send TCP: WireGuard messages to 51820, and
+/// not one packet with a pod address in its IP header.
+#[test]
+fn wireguard_between_vm_nodes() {
+    let lab = TestLab::up_with("wgvm", 2, "wireguard", "etcd", |s| s.vm_nodes = vec![1, 2]);
+    wait_meshed(&lab);
+    let underlay = lab.lab().state.underlay_ns.clone();
+    let tap = lab
+        .lab()
+        .state
+        .node("n2")
+        .unwrap()
+        .vm
+        .clone()
+        .expect("a VM")
+        .tap;
+    let wg = Capture::start(&underlay, &tap, "udp dst port 51820");
+    let plain = Capture::start(&underlay, &tap, "net 10.244.0.0/16");
+    let to = lab.pod_ip("n2").to_string();
+    let out = lab
+        .lab()
+        .exec_output("n1/p1", &["ping", "-c", "3", "-W", "2", &to])
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "n1/p1 -> {to}: {out:?}\n{}",
+        lab.logs()
+    );
+    common::tcp_transfer(lab.lab(), "n1/p1", "n2/p1", 1 << 20);
+    let text = wg
+        .wait(Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("no UDP to 51820 at n2's tap\n{}", lab.logs()));
+    let frame = frame_bytes(&text);
+    let udp = 14 + usize::from(frame[14] & 0x0f) * 4;
+    let message = &frame[udp + 8..udp + 12];
+    assert!(
+        [1, 2, 3, 4].contains(&message[0]) && message[1..] == [0, 0, 0],
+        "a WireGuard message (type 1-4, three reserved zero bytes): {text}"
+    );
+    if let Some(leak) = plain.wait(Duration::from_secs(2)) {
+        panic!("a pod packet crossed the underlay in the clear:\n{leak}");
+    }
+}
+
 /// Three nodes, leases in the file store: pods talk and reach outside,
 /// n1's device, peers and routes are what the leases say, the wire is
 /// encrypted, a peer removed and the device deleted by hand come back, and

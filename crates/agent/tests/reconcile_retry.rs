@@ -17,7 +17,7 @@ use tweedd::backend::{Backend, BackendError, LocalNode};
 use tweedd::identity::Underlay;
 use tweedd::lease::{Lease, LeaseAttrs};
 use tweedd::metrics::Metrics;
-use tweedd::reconcile::desired::Desired;
+use tweedd::backend::desired::Desired;
 use tweedd::reconcile::{Input, PeersMailbox, Reconciler};
 
 /// A backend that wants one route per peer, via the peer's public

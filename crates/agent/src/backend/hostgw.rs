@@ -11,7 +11,7 @@ use tweed_netlink::{Netlink, Route};
 
 use super::{Backend, BackendError, LocalNode, on_link};
 use crate::lease::Lease;
-use crate::reconcile::desired::Desired;
+use crate::backend::desired::Desired;
 
 pub struct HostGwBackend {
     mtu: u32,

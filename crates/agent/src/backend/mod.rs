@@ -2,6 +2,7 @@
 //! module per backend (flannel's shape); the reconciler never knows which
 //! one runs.
 
+pub mod desired;
 pub mod factory;
 pub mod geneve;
 pub mod hostgw;
@@ -20,7 +21,7 @@ use tweed_netlink::{Netlink, NetlinkError};
 
 use crate::identity::Underlay;
 use crate::lease::Lease;
-use crate::reconcile::desired::Desired;
+use crate::backend::desired::Desired;
 
 #[derive(Debug, Error)]
 pub enum BackendError {

@@ -18,7 +18,7 @@ use tweed_segment::{Segment, bridge_name, vxlan_name};
 
 use super::{Backend, BackendError, LocalNode};
 use crate::lease::Lease;
-use crate::reconcile::desired::{Desired, DeviceWant, FdbWant};
+use crate::backend::desired::{Desired, DeviceWant, FdbWant};
 
 use super::vxlan::OVERHEAD_V4;
 

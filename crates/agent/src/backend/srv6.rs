@@ -30,7 +30,7 @@ use tweed_netlink::{Netlink, Route, RouteEncap, sysctl};
 
 use super::{Backend, BackendError, LocalNode, on_link};
 use crate::lease::Lease;
-use crate::reconcile::desired::Desired;
+use crate::backend::desired::Desired;
 
 pub const OVERHEAD: u32 = 40 + 8 + 2 * 16;
 /// Bits of a node number in a SID block, unless the pool has more subnets

@@ -13,7 +13,7 @@ use tweed_netlink::{Link, LinkKind, MacAddr, Netlink, NewLink, Route, VxlanSpec}
 use super::tunnel::{self, TunnelPeer};
 use super::{Backend, BackendError, LocalNode, on_link};
 use crate::lease::Lease;
-use crate::reconcile::desired::{Desired, DeviceWant, FdbWant, NeighbourWant};
+use crate::backend::desired::{Desired, DeviceWant, FdbWant, NeighbourWant};
 
 pub use super::tunnel::OVERHEAD_V4;
 

@@ -29,7 +29,7 @@ use super::wg_key::KeyPair;
 use super::{Backend, BackendError, LocalNode, tunnel};
 use crate::config::{WireguardConfig, WireguardMode};
 use crate::lease::Lease;
-use crate::reconcile::desired::Desired;
+use crate::backend::desired::Desired;
 
 /// The IPv4 device in `separate` mode, the one device otherwise.
 pub const DEVICE_NAME: &str = tweed_node::names::WIREGUARD_DEVICE;

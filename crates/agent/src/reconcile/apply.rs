@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use tweed_netlink::{Netlink, NetlinkError, Route, TABLE_MAIN};
 
-use super::desired::{Desired, DeviceWant, FdbWant, NeighbourWant, ROUTE_PROTOCOL};
+use crate::backend::desired::{Desired, DeviceWant, FdbWant, NeighbourWant, ROUTE_PROTOCOL};
 
 /// What one pass changed.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]

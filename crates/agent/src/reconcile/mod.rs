@@ -7,7 +7,6 @@
 //! then applies the desired routes, neighbours and FDB entries as a diff.
 
 pub mod apply;
-pub mod desired;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
@@ -16,11 +15,11 @@ use std::time::{Duration, Instant};
 
 use tweed_netlink::{Event, Monitor, Netlink};
 
+use crate::backend::desired::{self, ROUTE_PROTOCOL};
 use crate::backend::{Backend, BackendError, LocalNode};
 use crate::backoff::Backoff;
 use crate::lease::Lease;
 use crate::metrics::Metrics;
-use desired::ROUTE_PROTOCOL;
 
 /// The newest peer set (every lease but ours) and our own node, waiting
 /// for the reconciler.

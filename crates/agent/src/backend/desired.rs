@@ -1,4 +1,5 @@
-//! The kernel state the agent wants, computed from the leases by a backend.
+//! The kernel state the agent wants, computed from the leases by a
+//! backend (each backend module produces one; the reconciler applies it).
 
 use std::net::IpAddr;
 

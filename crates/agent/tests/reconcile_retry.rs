@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tweed_netlink::{NetNs, Netlink, Route};
 use tweed_testkit::{TestNs, require_root};
+use tweedd::backend::desired::Desired;
 use tweedd::backend::{Backend, BackendError, LocalNode};
 use tweedd::identity::Underlay;
 use tweedd::lease::{Lease, LeaseAttrs};
 use tweedd::metrics::Metrics;
-use tweedd::backend::desired::Desired;
 use tweedd::reconcile::{Input, PeersMailbox, Reconciler};
 
 /// A backend that wants one route per peer, via the peer's public

@@ -176,20 +176,9 @@ fn geneve_between_vm_nodes() {
     let lab = TestLab::up_with("gvm", 2, "geneve", "etcd", |s| s.vm_nodes = vec![1, 2]);
     assert_geneve_state(&lab, 1, 6081, 1);
     common::pods_talk_anywhere(&lab);
-    let underlay = lab.lab().state.underlay_ns.clone();
-    let n2 = lab.lab().state.node("n2").unwrap().clone();
-    let tap = n2.vm.expect("n2 is a VM").tap;
+    let (underlay, tap) = common::vm_tap(&lab, "n2");
     let cap = Capture::start(&underlay, &tap, "udp dst port 6081");
-    let to = lab.pod_ip("n2").to_string();
-    let out = lab
-        .lab()
-        .exec_output("n1/p1", &["ping", "-c", "3", "-W", "2", &to])
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "n1/p1 -> {to}: {out:?}\n{}",
-        lab.logs()
-    );
+    common::exec_ping(&lab, "n1/p1", "n2");
     let text = cap
         .wait(Duration::from_secs(10))
         .unwrap_or_else(|| panic!("no Geneve packet on {tap}\n{}", lab.logs()));

@@ -249,28 +249,10 @@ fn assert_encrypted_on_the_wire(lab: &TestLab) {
 fn wireguard_between_vm_nodes() {
     let lab = TestLab::up_with("wgvm", 2, "wireguard", "etcd", |s| s.vm_nodes = vec![1, 2]);
     wait_meshed(&lab);
-    let underlay = lab.lab().state.underlay_ns.clone();
-    let tap = lab
-        .lab()
-        .state
-        .node("n2")
-        .unwrap()
-        .vm
-        .clone()
-        .expect("a VM")
-        .tap;
+    let (underlay, tap) = common::vm_tap(&lab, "n2");
     let wg = Capture::start(&underlay, &tap, "udp dst port 51820");
     let plain = Capture::start(&underlay, &tap, "net 10.244.0.0/16");
-    let to = lab.pod_ip("n2").to_string();
-    let out = lab
-        .lab()
-        .exec_output("n1/p1", &["ping", "-c", "3", "-W", "2", &to])
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "n1/p1 -> {to}: {out:?}\n{}",
-        lab.logs()
-    );
+    common::exec_ping(&lab, "n1/p1", "n2");
     common::tcp_transfer(lab.lab(), "n1/p1", "n2/p1", 1 << 20);
     let text = wg
         .wait(Duration::from_secs(10))

@@ -26,8 +26,8 @@ use tweed_netlink::{GeneveSpec, Link, LinkKind, MacAddr, Netlink, NewLink, Route
 
 use super::tunnel::{self, TunnelPeer};
 use super::{Backend, BackendError, LocalNode};
-use crate::lease::Lease;
 use crate::backend::desired::{Desired, DeviceWant, NeighbourWant};
+use crate::lease::Lease;
 
 /// The device. One per node whatever the VNI: the VNI is per route.
 pub const DEVICE_NAME: &str = tweed_node::names::GENEVE_DEVICE;

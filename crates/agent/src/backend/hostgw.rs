@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 use tweed_netlink::{Netlink, Route};
 
 use super::{Backend, BackendError, LocalNode, on_link};
-use crate::lease::Lease;
 use crate::backend::desired::Desired;
+use crate::lease::Lease;
 
 pub struct HostGwBackend {
     mtu: u32,

@@ -19,9 +19,9 @@ use std::sync::Arc;
 use thiserror::Error;
 use tweed_netlink::{Netlink, NetlinkError};
 
+use crate::backend::desired::Desired;
 use crate::identity::Underlay;
 use crate::lease::Lease;
-use crate::backend::desired::Desired;
 
 #[derive(Debug, Error)]
 pub enum BackendError {

@@ -17,8 +17,8 @@ use tweed_netlink::{Direction, LinkKind, MacAddr, Netlink, NewLink, VxlanSpec};
 use tweed_segment::{Segment, bridge_name, vxlan_name};
 
 use super::{Backend, BackendError, LocalNode};
-use crate::lease::Lease;
 use crate::backend::desired::{Desired, DeviceWant, FdbWant};
+use crate::lease::Lease;
 
 use super::vxlan::OVERHEAD_V4;
 

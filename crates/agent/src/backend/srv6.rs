@@ -29,8 +29,8 @@ use serde_json::{Value, json};
 use tweed_netlink::{Netlink, Route, RouteEncap, sysctl};
 
 use super::{Backend, BackendError, LocalNode, on_link};
-use crate::lease::Lease;
 use crate::backend::desired::Desired;
+use crate::lease::Lease;
 
 pub const OVERHEAD: u32 = 40 + 8 + 2 * 16;
 /// Bits of a node number in a SID block, unless the pool has more subnets

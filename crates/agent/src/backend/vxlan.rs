@@ -12,8 +12,8 @@ use tweed_netlink::{Link, LinkKind, MacAddr, Netlink, NewLink, Route, VxlanSpec}
 
 use super::tunnel::{self, TunnelPeer};
 use super::{Backend, BackendError, LocalNode, on_link};
-use crate::lease::Lease;
 use crate::backend::desired::{Desired, DeviceWant, FdbWant, NeighbourWant};
+use crate::lease::Lease;
 
 pub use super::tunnel::OVERHEAD_V4;
 

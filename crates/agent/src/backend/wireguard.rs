@@ -27,9 +27,9 @@ use tweed_netlink::{Link, LinkKind, Netlink, NewLink, Route, WgKey, WgPeer, Wire
 
 use super::wg_key::KeyPair;
 use super::{Backend, BackendError, LocalNode, tunnel};
+use crate::backend::desired::Desired;
 use crate::config::{WireguardConfig, WireguardMode};
 use crate::lease::Lease;
-use crate::backend::desired::Desired;
 
 /// The IPv4 device in `separate` mode, the one device otherwise.
 pub const DEVICE_NAME: &str = tweed_node::names::WIREGUARD_DEVICE;

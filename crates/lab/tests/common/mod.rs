@@ -584,3 +584,30 @@ pub fn tcp_transfer(lab: &Lab, from: &str, to: &str, bytes: u64) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `ping` from pod `from` (`n1/p1`) to pod p1 of node `to`, on whichever
+/// kernel `from` runs; panics with the agents' logs if no reply came.
+pub fn exec_ping(lab: &TestLab, from: &str, to: &str) {
+    let dst = lab.pod_ip(to).to_string();
+    let out = lab
+        .lab()
+        .exec_output(from, &["ping", "-c", "3", "-W", "2", &dst])
+        .expect("ping");
+    assert!(
+        out.status.success(),
+        "{from} -> {to}/p1 ({dst}): {}{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        lab.logs()
+    );
+}
+
+/// The tap of VM node `node` on the lab's underlay, and the underlay's
+/// namespace: where a capture sees what the VM sends and receives.
+pub fn vm_tap(lab: &TestLab, node: &str) -> (String, String) {
+    let n = lab.lab().state.node(node).expect("node");
+    let vm =
+        n.vm.as_ref()
+            .unwrap_or_else(|| panic!("{node} is not a VM"));
+    (lab.lab().state.underlay_ns.clone(), vm.tap.clone())
+}

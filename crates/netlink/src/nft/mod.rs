@@ -15,6 +15,8 @@
 //! stderr is often swallowed by the runtime, and only the error reaches
 //! its call log.
 
+pub mod expr;
+
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

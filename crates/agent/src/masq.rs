@@ -43,20 +43,16 @@
 //! again leaves one copy of each rule, and new networks replace the old
 //! ([`tweed_netlink::nft`] runs `nft`).
 
-use std::borrow::Cow;
 use std::collections::HashSet;
 
 use ipnet::IpNet;
 use nftables::batch::Batch;
-use nftables::expr::{
-    BinaryOperation, Expression, Meta, MetaKey, NamedExpression, Payload, PayloadField, Prefix,
-    SetItem,
-};
+use nftables::expr::{BinaryOperation, Expression, Meta, MetaKey, NamedExpression};
 use nftables::schema::{Chain, NfListObject, Nftables, Rule, Table};
 use nftables::stmt::{Accept, Match, NAT, NATFlag, Operator, Return, Statement};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 
-use tweed_netlink::nft::{self, NftError};
+use tweed_netlink::nft::{self, NftError, expr};
 
 /// The nftables table (family `inet`) that holds all of tweed's rules.
 pub const TABLE: &str = tweed_node::names::MASQ_TABLE;
@@ -335,35 +331,14 @@ fn rule(
     }
 }
 
-/// `<proto> <field> [!=] <nets>`: one prefix, or an anonymous set of them.
+/// `<proto> <field> [!=] <nets>`: one network, or an anonymous set of them.
 fn addr_match(
     proto: &'static str,
     field: &'static str,
     op: Operator,
-    nets: &[IpNet],
+    networks: &[IpNet],
 ) -> Statement<'static> {
-    let prefix = |n: &IpNet| {
-        Expression::Named(NamedExpression::Prefix(Prefix {
-            addr: Box::new(Expression::String(Cow::Owned(n.network().to_string()))),
-            len: u32::from(n.prefix_len()),
-        }))
-    };
-    let right = match nets {
-        [one] => prefix(one),
-        many => Expression::Named(NamedExpression::Set(
-            many.iter().map(|n| SetItem::Element(prefix(n))).collect(),
-        )),
-    };
-    Statement::Match(Match {
-        left: Expression::Named(NamedExpression::Payload(Payload::PayloadField(
-            PayloadField {
-                protocol: proto.into(),
-                field: field.into(),
-            },
-        ))),
-        right,
-        op,
-    })
+    expr::compare(expr::payload(proto, field), op, expr::nets(networks))
 }
 
 #[cfg(test)]

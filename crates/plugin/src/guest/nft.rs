@@ -25,11 +25,12 @@ use std::borrow::Cow;
 use std::net::Ipv4Addr;
 
 use nftables::batch::Batch;
-use nftables::expr::{Expression, Meta, MetaKey, NamedExpression, Payload, PayloadField, Prefix};
+use nftables::expr::{Expression, MetaKey};
 use nftables::schema::{Chain, NfListObject, Nftables, Rule, Table};
-use nftables::stmt::{Match, NAT, Operator, Statement};
+use nftables::stmt::{NAT, Statement};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 use tweed_guest::{Port, Protocol};
+use tweed_netlink::nft::expr::{eq, meta, net, payload, text};
 
 /// What the table translates.
 pub struct Plumbing<'a> {
@@ -78,27 +79,6 @@ fn rule(table: &str, chain: &'static str, expr: Vec<Statement<'static>>) -> Rule
     }
 }
 
-fn eq(left: Expression<'static>, right: Expression<'static>) -> Statement<'static> {
-    Statement::Match(Match {
-        left,
-        right,
-        op: Operator::EQ,
-    })
-}
-
-fn payload(protocol: &'static str, field: &'static str) -> Expression<'static> {
-    Expression::Named(NamedExpression::Payload(Payload::PayloadField(
-        PayloadField {
-            protocol: protocol.into(),
-            field: field.into(),
-        },
-    )))
-}
-
-fn text(s: impl ToString) -> Expression<'static> {
-    Expression::String(Cow::Owned(s.to_string()))
-}
-
 fn dport(port: Port) -> Statement<'static> {
     let proto = match port.protocol {
         Protocol::Tcp => "tcp",
@@ -111,10 +91,7 @@ fn dport(port: Port) -> Statement<'static> {
 }
 
 fn iface(key: MetaKey, name: &str) -> Statement<'static> {
-    eq(
-        Expression::Named(NamedExpression::Meta(Meta { key })),
-        text(name),
-    )
+    eq(meta(key), text(name))
 }
 
 fn nat_to(addr: Ipv4Addr, port: Option<u16>, source: bool) -> Statement<'static> {
@@ -175,10 +152,7 @@ pub fn ruleset(p: &Plumbing) -> Nftables<'static> {
             iface(MetaKey::Oifname, p.tap),
             eq(
                 payload("ip", "saddr"),
-                Expression::Named(NamedExpression::Prefix(Prefix {
-                    addr: Box::new(text("127.0.0.0")),
-                    len: 8,
-                })),
+                net(&"127.0.0.0/8".parse().expect("loopback network")),
             ),
             nat_to(p.link_local, None, true),
         ],

@@ -15,6 +15,7 @@ pub mod leasing;
 pub mod masq;
 pub mod metrics;
 pub mod net_conf_source;
+pub mod policy;
 pub mod pools;
 pub mod reconcile;
 pub mod segment_blocks;

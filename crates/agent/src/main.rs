@@ -98,6 +98,11 @@ struct Flags {
     /// kube) read and write flannel's node annotations too.
     #[arg(long, env = "TWEED_FLANNEL_COMPAT")]
     flannel_compat: bool,
+    /// Enforce Kubernetes NetworkPolicies on this node's pods, with
+    /// nftables (docs/network-policy.md). Needs the Kubernetes API, whatever
+    /// the store: --kubeconfig, or the pod's service account.
+    #[arg(long, env = "TWEED_NETWORK_POLICY")]
+    network_policy: bool,
     /// Serve /healthz, /readyz and /metrics on this address.
     #[arg(long)]
     health_addr: Option<SocketAddr>,
@@ -245,8 +250,8 @@ fn main() -> ExitCode {
     if let Some(dir) = &flags.etcd_tls_dir {
         etcd_tls_dir::fill(&mut etcd, &flags.store, dir);
     }
-    if flags.kubeconfig.is_some() && flags.store != "kube" {
-        tracing::error!("--kubeconfig is only for --store kube");
+    if flags.kubeconfig.is_some() && flags.store != "kube" && !flags.network_policy {
+        tracing::error!("--kubeconfig is only for --store kube or --network-policy");
         return ExitCode::from(2);
     }
     let result = runtime.block_on(async {
@@ -259,6 +264,14 @@ fn main() -> ExitCode {
                 .await
                 .map_err(|e| (ExitCode::from(2), e.to_string()))?,
         };
+        if flags.network_policy {
+            let client = tweedd::store::kube::client(flags.kubeconfig.as_deref())
+                .await
+                .map_err(|e| (ExitCode::from(2), format!("--network-policy: {e}")))?;
+            tweedd::policy::spawn(client, opts.node_name.clone());
+        } else {
+            tweedd::policy::remove_stale();
+        }
         agent::run(opts, config, store)
             .await
             .map_err(|e| (ExitCode::FAILURE, e.to_string()))

@@ -92,11 +92,14 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    pub fn from_objects(pods: &[Pod], namespaces: &[Namespace]) -> Cluster {
+    pub fn from_objects<'a>(
+        pods: impl IntoIterator<Item = &'a Pod>,
+        namespaces: impl IntoIterator<Item = &'a Namespace>,
+    ) -> Cluster {
         Cluster {
-            pods: pods.iter().filter_map(PodView::from_pod).collect(),
+            pods: pods.into_iter().filter_map(PodView::from_pod).collect(),
             namespaces: namespaces
-                .iter()
+                .into_iter()
                 .filter_map(|n| {
                     Some((
                         n.metadata.name.clone()?,

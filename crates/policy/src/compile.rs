@@ -8,6 +8,7 @@
 //! connections, and traffic between a pod and its own node, are not the
 //! policies' business (see [`crate::render`]).
 
+use std::borrow::Borrow;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -273,8 +274,8 @@ fn rules_of(
 
 /// The policy of every pod `local` picks (this node's), in a stable order:
 /// each pod's rules from every policy of its namespace that selects it.
-pub fn compile(
-    policies: &[NetworkPolicy],
+pub fn compile<P: Borrow<NetworkPolicy>>(
+    policies: &[P],
     cluster: &Cluster,
     local: impl Fn(&PodView) -> bool,
 ) -> Vec<PodPolicy> {
@@ -288,10 +289,14 @@ pub fn compile(
     out
 }
 
-fn pod_policy(policies: &[NetworkPolicy], cluster: &Cluster, pod: &PodView) -> PodPolicy {
+fn pod_policy<P: Borrow<NetworkPolicy>>(
+    policies: &[P],
+    cluster: &Cluster,
+    pod: &PodView,
+) -> PodPolicy {
     let mut ingress: Option<Vec<Rule>> = None;
     let mut egress: Option<Vec<Rule>> = None;
-    for policy in policies {
+    for policy in policies.iter().map(Borrow::borrow) {
         let ns = policy.metadata.namespace.as_deref().unwrap_or_default();
         let Some(spec) = &policy.spec else { continue };
         // An absent podSelector is the empty one: every pod.

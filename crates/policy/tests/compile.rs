@@ -102,7 +102,7 @@ fn tcp(first: u16, last: u16) -> PortMatch {
 
 #[test]
 fn without_policies_nothing_is_isolated() {
-    let pods = compile(&[], &cluster(), |p| p.node.as_deref() == Some("n1"));
+    let pods = compile::<NetworkPolicy>(&[], &cluster(), |p| p.node.as_deref() == Some("n1"));
     assert_eq!(pods.len(), 3, "only n1's pods: {pods:?}");
     assert!(pods.iter().all(|p| !p.isolated()));
 }

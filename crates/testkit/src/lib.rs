@@ -7,6 +7,7 @@
 //! Everything here panics with a clear message on failure: it runs inside
 //! tests, where a panic is the report.
 
+pub mod bridged_pods;
 pub mod chain;
 pub mod cli;
 pub mod cni;

@@ -147,6 +147,26 @@ fn revision(rv: Option<&str>) -> Result<u64, StoreError> {
     })
 }
 
+/// A client of the Kubernetes API (no request is made yet): from
+/// `kubeconfig`, or from the pod's service account.
+pub async fn client(kubeconfig: Option<&std::path::Path>) -> Result<Client, StoreError> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc = Kubeconfig::read_from(path)
+                .map_err(|e| StoreError::Config(format!("--kubeconfig {}: {e}", path.display())))?;
+            Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+                .await
+                .map_err(|e| StoreError::Config(format!("--kubeconfig {}: {e}", path.display())))?
+        }
+        None => Config::incluster().map_err(|e| {
+            StoreError::Config(format!(
+                "without --kubeconfig, the Kubernetes API needs the in-cluster service account (KUBERNETES_SERVICE_HOST/PORT and /var/run/secrets/kubernetes.io/serviceaccount): {e}"
+            ))
+        })?,
+    };
+    Client::try_from(config).map_err(|e| StoreError::Config(format!("Kubernetes client: {e}")))
+}
+
 impl KubeStore {
     /// Builds the client (no request is made yet): from `--kubeconfig`, or
     /// from the pod's service account.
@@ -156,25 +176,7 @@ impl KubeStore {
                 "--store kube needs this node's name: --node-name or NODE_NAME".into(),
             ));
         }
-        let config = match &opts.kubeconfig {
-            Some(path) => {
-                let kc = Kubeconfig::read_from(path).map_err(|e| {
-                    StoreError::Config(format!("--kubeconfig {}: {e}", path.display()))
-                })?;
-                Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-                    .await
-                    .map_err(|e| {
-                        StoreError::Config(format!("--kubeconfig {}: {e}", path.display()))
-                    })?
-            }
-            None => Config::incluster().map_err(|e| {
-                StoreError::Config(format!(
-                    "--store kube without --kubeconfig needs the in-cluster service account (KUBERNETES_SERVICE_HOST/PORT and /var/run/secrets/kubernetes.io/serviceaccount): {e}"
-                ))
-            })?,
-        };
-        let client = Client::try_from(config)
-            .map_err(|e| StoreError::Config(format!("Kubernetes client: {e}")))?;
+        let client = client(opts.kubeconfig.as_deref()).await?;
         Ok(KubeStore::with_client(client, opts))
     }
 

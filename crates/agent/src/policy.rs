@@ -86,6 +86,12 @@ fn listed<K: kube::Resource<DynamicType = ()> + Clone + 'static>(store: &Store<K
 
 fn set_bridge_hooks() {
     for key in ["bridge-nf-call-iptables", "bridge-nf-call-ip6tables"] {
+        // Often already on (kube-proxy needs it too); a container's
+        // /proc/sys is read-only, so write only when it is not.
+        let path = format!("/proc/sys/net/bridge/{key}");
+        if std::fs::read_to_string(&path).is_ok_and(|v| v.trim() == "1") {
+            continue;
+        }
         if let Err(e) = tweed_netlink::sysctl::write(&["net", "bridge", key], "1") {
             tracing::warn!(
                 "cannot set net.bridge.{key} ({e}): traffic between pods of this node is not policed; load br_netfilter"

@@ -6,7 +6,7 @@
 //! prints the cluster's events and its nodes' error log lines.
 //!
 //! - the manifest as shipped (vxlan, kube store): pods, Services, DNS,
-//!   kubectl exec/logs/port-forward, wires, a segment through Multus,
+//!   kubectl exec/logs/port-forward, NetworkPolicy, wires, a segment through Multus,
 //!   tweed's pods rolled and its whole DaemonSet deleted under traffic, a
 //!   node drained and removed;
 //! - the host-gw backend (the ConfigMap's net-conf edited), a broken
@@ -22,6 +22,7 @@
 mod faults;
 mod lifecycle;
 mod migration;
+mod policy;
 mod segments;
 mod web;
 mod wires;
@@ -37,6 +38,7 @@ fn the_manifest_as_shipped_carries_pods_services_and_wires_across_nodes() {
     let pods = web::deploy(&c);
     web::services_and_dns_work(&c, &pods);
     web::kubectl_reaches_pods(&c, &pods[0]);
+    policy::network_policies_are_enforced(&c, &pods);
     wires::cable_pods_on_one_node_and_across_nodes(&c);
     segments::multus_attaches_pods_to_a_segment_across_nodes(&c);
     lifecycle::rolling_tweeds_pod_keeps_traffic(&c, &pods);

@@ -39,6 +39,31 @@ pub fn pods(c: &Cluster, selector: &str) -> Vec<Pod> {
         .collect()
 }
 
+/// A pod of the default namespace that only sleeps, on node `node`, with
+/// `labels` (YAML flow-map entries, `app: probe`), once it is Ready: a
+/// client to talk from.
+pub fn sleeper(c: &Cluster, name: &str, node: &str, labels: &str) -> Pod {
+    c.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: {name}, namespace: default, labels: {{{labels}}}}}
+spec:
+  nodeName: {node}
+  terminationGracePeriodSeconds: 1
+  containers:
+    - name: sleeper
+      image: localhost/tweed-test:latest
+      imagePullPolicy: Never
+      command: ["/bin/sleep", "2147483647"]
+"#
+    ));
+    c.wait_until(120, &format!("{name} on {node} ready"), || {
+        condition(&c.json(&["get", "pod", name]), "Ready") == "True"
+    });
+    pod(c, name)
+}
+
 /// One pod of the default namespace by name.
 pub fn pod(c: &Cluster, name: &str) -> Pod {
     Pod::from_json(&c.json(&["get", "pod", name]))

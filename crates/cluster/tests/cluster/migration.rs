@@ -26,7 +26,7 @@ use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
-use tweed_cluster::pods::{PingRun, Pod, assert_all_pairs_talk, condition, pods};
+use tweed_cluster::pods::{PingRun, Pod, assert_all_pairs_talk, pods};
 use tweed_cluster::side_by_side::{self, LABEL, Network};
 use tweed_cluster::stream::TcpStream;
 use tweed_cluster::{Cluster, flannel, install};
@@ -181,26 +181,7 @@ fn placed(c: &Cluster) -> BTreeMap<String, (String, String)> {
 
 /// A pod pinned to `node`, running and with an address.
 fn start_probe(c: &Cluster, node: &str, n: usize) -> Pod {
-    let name = format!("probe-{n}");
-    c.apply(&format!(
-        r#"
-apiVersion: v1
-kind: Pod
-metadata: {{name: {name}, namespace: default, labels: {{app: probe}}}}
-spec:
-  nodeName: {node}
-  terminationGracePeriodSeconds: 1
-  containers:
-    - name: probe
-      image: localhost/tweed-test:latest
-      imagePullPolicy: Never
-      command: ["/bin/sleep", "2147483647"]
-"#
-    ));
-    c.wait_until(120, &format!("{name} on {node} ready"), || {
-        condition(&c.json(&["get", "pod", &name]), "Ready") == "True"
-    });
-    tweed_cluster::pods::pod(c, &name)
+    tweed_cluster::pods::sleeper(c, &format!("probe-{n}"), node, "app: probe")
 }
 
 /// Ten times a second, how many addresses equal node `i`'s gateway (the

@@ -6,7 +6,7 @@
 //! own traffic), and everything again once the policy is deleted.
 
 use tweed_cluster::Cluster;
-use tweed_cluster::pods::{Pod, condition, http_from, pod};
+use tweed_cluster::pods::{Pod, http_from, sleeper};
 
 const POLICY: &str = r#"
 apiVersion: networking.k8s.io/v1
@@ -20,29 +20,6 @@ spec:
       ports: [{protocol: TCP, port: 8080}]
 "#;
 
-/// A sleeping pod on `node` with `labels` (YAML flow map entries).
-fn client(c: &Cluster, name: &str, node: &str, labels: &str) -> Pod {
-    c.apply(&format!(
-        r#"
-apiVersion: v1
-kind: Pod
-metadata: {{name: {name}, namespace: default, labels: {{{labels}}}}}
-spec:
-  nodeName: {node}
-  terminationGracePeriodSeconds: 1
-  containers:
-    - name: client
-      image: localhost/tweed-test:latest
-      imagePullPolicy: Never
-      command: ["/bin/sleep", "2147483647"]
-"#
-    ));
-    c.wait_until(120, &format!("{name} on {node} ready"), || {
-        condition(&c.json(&["get", "pod", name]), "Ready") == "True"
-    });
-    pod(c, name)
-}
-
 fn reaches(c: &Cluster, from: &Pod, to: &Pod) -> bool {
     http_from(c, &from.name, &format!("http://{}:8080/", to.ip)).is_ok()
 }
@@ -55,9 +32,9 @@ pub fn network_policies_are_enforced(c: &Cluster, web: &[Pod]) {
         .expect("web pods on two nodes")
         .node
         .clone();
-    let allowed = client(c, "policy-client", &far, "role: client");
-    let stranger = client(c, "policy-stranger", &far, "role: other");
-    let neighbour = client(c, "policy-neighbour", &target.node, "role: other");
+    let allowed = sleeper(c, "policy-client", &far, "role: client");
+    let stranger = sleeper(c, "policy-stranger", &far, "role: other");
+    let neighbour = sleeper(c, "policy-neighbour", &target.node, "role: other");
     for p in [&allowed, &stranger, &neighbour] {
         assert!(
             reaches(c, p, target),

@@ -150,10 +150,17 @@ fn the_role_grants_exactly_what_tweedd_uses() {
     assert_eq!(
         grants_of(&role.rules.unwrap_or_default()),
         [
+            // --network-policy: what policies say and whom they select.
+            "namespaces:list",
+            "namespaces:watch",
+            "networkpolicies:list",
+            "networkpolicies:watch",
             "nodes/status:patch",
             "nodes:get",
             "nodes:list",
-            "nodes:watch"
+            "nodes:watch",
+            "pods:list",
+            "pods:watch"
         ]
     );
     // In tweed's namespace only: the Lease objects of segment blocks.

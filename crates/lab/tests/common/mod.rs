@@ -535,7 +535,9 @@ pub fn dual_stack_pods_talk(lab: &TestLab) {
 }
 
 /// A TCP transfer of `bytes` from `from` (`n1/p1`) to pod `to`'s address,
-/// with iperf3 on whichever kernels the pods are.
+/// with iperf3 on whichever kernels the pods are. A slow VM under TCG may
+/// miss a first connect or end an attempt early: up to eight attempts,
+/// each judged by iperf3's own report.
 pub fn tcp_transfer(lab: &Lab, from: &str, to: &str, bytes: u64) {
     let (node, ns) = lab.target(to).unwrap();
     let node = node.expect("a pod target");
@@ -544,44 +546,51 @@ pub fn tcp_transfer(lab: &Lab, from: &str, to: &str, bytes: u64) {
     let log = lab.node_dir(&node.name).join("iperf3.log");
     let kernel = lab.kernel(node);
     let server = kernel
-        .spawn(
-            &ns,
-            &["iperf3".into(), "-s".into(), "-1".into()],
-            &log,
-            None,
-        )
+        .spawn(&ns, &["iperf3".into(), "-s".into()], &log, None)
         .expect("iperf3 server");
-    let mut result = None;
-    for _ in 0..20 {
+    let mut tries = Vec::new();
+    let mut done = false;
+    for _ in 0..8 {
         let out = lab
             .exec_output(
                 from,
-                &["iperf3", "-c", &addr, "-n", &bytes.to_string(), "-J"],
+                &[
+                    "iperf3",
+                    "-c",
+                    &addr,
+                    "-n",
+                    &bytes.to_string(),
+                    "-J",
+                    "--connect-timeout",
+                    "5000",
+                ],
             )
             .expect("iperf3 client");
-        if out.status.success() {
-            result = Some(out);
+        let report: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+        // The client's count of what TCP took (all of it); the server's
+        // count stops at the test's end, with a slow VM's last segments in
+        // flight.
+        let sent = report["end"]["sum_sent"]["bytes"].as_u64().unwrap_or(0);
+        let received = report["end"]["sum_received"]["bytes"].as_u64().unwrap_or(0);
+        if out.status.success() && sent >= bytes && received >= bytes / 2 {
+            done = true;
             break;
         }
-        // The server may not listen yet.
-        std::thread::sleep(Duration::from_millis(300));
+        tries.push(format!(
+            "sent {sent}, received {received}: {} {}",
+            report["error"].as_str().unwrap_or(""),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+        std::thread::sleep(Duration::from_secs(1));
     }
     let _ = kernel.stop(server, Duration::from_secs(2));
-    let out = result.unwrap_or_else(|| {
-        panic!(
-            "no TCP transfer {from} -> {to}: {}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        )
-    });
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("iperf3 -J");
-    // The client's count of what TCP took (all of it); the server's count
-    // stops at the test's end, with a slow VM's last segments in flight.
-    let sent = report["end"]["sum_sent"]["bytes"].as_u64().unwrap_or(0);
-    let received = report["end"]["sum_received"]["bytes"].as_u64().unwrap_or(0);
     assert!(
-        sent >= bytes && received >= bytes / 2,
-        "{from} -> {to}: sent {sent}, received {received} of {bytes} bytes\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        done,
+        "{from} -> {to}: no transfer of {bytes} bytes in {} tries:\n{}\n--- server ---\n{}",
+        tries.len(),
+        tries.join("\n"),
+        std::fs::read_to_string(&log).unwrap_or_default()
     );
 }
 

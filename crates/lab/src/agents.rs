@@ -25,7 +25,14 @@ impl Lab {
         std::fs::create_dir_all(self.node_dir(&name))
             .map_err(|e| LabError::io("create node dir", e))?;
         let vm = if vm {
-            Some(self.boot_vm_node(&name, &ns, i, subnet)?)
+            match self.boot_vm_node(&name, &ns, i, subnet) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    // Nothing of the node is left: its number stays free.
+                    let _ = std::fs::remove_dir_all(self.node_dir(&name));
+                    return Err(e);
+                }
+            }
         } else {
             topology::create_node(&self.state.underlay_ns, &ns, i, subnet)?;
             None

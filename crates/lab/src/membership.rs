@@ -25,11 +25,7 @@ impl Lab {
             // The node's namespaces go with its kernel; the tap with QEMU.
             Some(vm) => {
                 crate::procs::stop(vm.qemu_pid, std::time::Duration::from_secs(5));
-                let ul = NetNs::named(&self.state.underlay_ns)?;
-                let mut nl = tweed_netlink::Netlink::in_netns(&ul)?;
-                if let Some(tap) = nl.link_by_name(&vm.tap)? {
-                    nl.delete_link(tap.index)?;
-                }
+                crate::topology::delete_underlay_port(&self.state.underlay_ns, &vm.tap)?;
             }
             None => NetNs::delete_named(&self.state.nodes[idx].ns)?,
         }

@@ -149,6 +149,17 @@ pub fn create_vm_port(underlay_ns: &str, i: usize, subnet: u8) -> Result<String,
     Ok(name)
 }
 
+/// Deletes a node's port on the underlay (a VM node's tap that no VM
+/// came to use).
+pub fn delete_underlay_port(underlay_ns: &str, name: &str) -> Result<(), LabError> {
+    let ul = NetNs::named(underlay_ns)?;
+    let mut unl = Netlink::in_netns(&ul)?;
+    if let Some(port) = unl.link_by_name(name)? {
+        unl.delete_link(port.index)?;
+    }
+    Ok(())
+}
+
 /// Addresses and routes node `i`'s eth0 (already in `node`) on underlay
 /// subnet `subnet`, and makes the node forward, as every node does.
 pub fn configure_node(node: &NetNs, i: usize, subnet: u8) -> Result<(), LabError> {

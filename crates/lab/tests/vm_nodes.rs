@@ -72,6 +72,20 @@ fn vm_nodes_and_a_namespace_node_share_one_pod_network() {
     let veths = lab.ip_json("n1", &["link", "show", "type", "veth"]);
     assert_eq!(veths.as_array().map(Vec::len), Some(0), "{veths}");
 
+    // A VM node that cannot boot (an accelerator that does not exist)
+    // leaves no tap and no directory behind.
+    lab.lab_mut().state.vm_options.accel = "bogus".into();
+    let err = lab.lab_mut().add_node_as(true).unwrap_err();
+    assert!(err.to_string().contains("--vm-accel"), "{err}");
+    let taps = lab.ip_json("underlay", &["link", "show", "type", "tun"]);
+    assert_eq!(
+        taps.as_array().map(Vec::len),
+        Some(2),
+        "only n1's and n2's taps: {taps}"
+    );
+    assert!(!lab.lab().node_dir("n4").exists());
+    assert_eq!(lab.lab().state.nodes.len(), 3);
+
     let vms: Vec<_> = ["n1", "n2"]
         .iter()
         .map(|n| lab.lab().state.node(n).unwrap().vm.clone().unwrap())

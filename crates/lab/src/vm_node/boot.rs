@@ -99,11 +99,6 @@ pub struct Boot<'a> {
 
 /// Boots the VM node and waits until it serves.
 pub fn start(b: &Boot) -> Result<VmNodeState, LabError> {
-    let dir = b.node_dir.join("vm");
-    let _ = std::fs::remove_dir_all(&dir);
-    channel::create(&dir)?;
-    write_job(b, &dir)?;
-    let tap = topology::create_vm_port(b.underlay_ns, b.index, b.subnet)?;
     let mut accel = match b.accel {
         "auto" => auto_accel(),
         a @ ("kvm" | "tcg") => a.to_string(),
@@ -113,23 +108,18 @@ pub fn start(b: &Boot) -> Result<VmNodeState, LabError> {
             )));
         }
     };
-    let mut qemu_pid = spawn_qemu(b, &dir, &tap, &accel)?;
-    if accel == "kvm" && b.accel == "auto" && !starts_within(&dir, qemu_pid, KVM_PROBE) {
-        // Nested KVM that hangs the guest: remember, and use TCG.
-        procs::stop(qemu_pid, Duration::from_secs(2));
-        let _ = std::fs::write(kvm_verdict_file(), "no");
-        accel = "tcg".into();
-        qemu_pid = spawn_qemu(b, &dir, &tap, &accel)?;
-    } else if accel == "kvm" && b.accel == "auto" {
-        let _ = std::fs::write(kvm_verdict_file(), "yes");
+    let dir = b.node_dir.join("vm");
+    let _ = std::fs::remove_dir_all(&dir);
+    channel::create(&dir)?;
+    write_job(b, &dir)?;
+    let tap = topology::create_vm_port(b.underlay_ns, b.index, b.subnet)?;
+    // From here a failure takes the tap away again: the node's number is
+    // free for the next try.
+    let booted = boot(b, &dir, &tap, &mut accel);
+    if booted.is_err() {
+        let _ = topology::delete_underlay_port(b.underlay_ns, &tap);
     }
-    let kernel = match wait_serving(&dir, qemu_pid) {
-        Ok(k) => k,
-        Err(e) => {
-            procs::stop(qemu_pid, Duration::from_secs(2));
-            return Err(e);
-        }
-    };
+    let (qemu_pid, kernel) = booted?;
     Ok(VmNodeState {
         qemu_pid,
         dir,
@@ -137,6 +127,28 @@ pub fn start(b: &Boot) -> Result<VmNodeState, LabError> {
         accel,
         kernel,
     })
+}
+
+/// QEMU started (KVM tried first under `auto`) and the VM serving: its
+/// pid and kernel release.
+fn boot(b: &Boot, dir: &Path, tap: &str, accel: &mut String) -> Result<(i32, String), LabError> {
+    let mut qemu_pid = spawn_qemu(b, dir, tap, accel)?;
+    if accel == "kvm" && b.accel == "auto" && !starts_within(dir, qemu_pid, KVM_PROBE) {
+        // Nested KVM that hangs the guest: remember, and use TCG.
+        procs::stop(qemu_pid, Duration::from_secs(2));
+        let _ = std::fs::write(kvm_verdict_file(), "no");
+        *accel = "tcg".into();
+        qemu_pid = spawn_qemu(b, dir, tap, accel)?;
+    } else if accel == "kvm" && b.accel == "auto" {
+        let _ = std::fs::write(kvm_verdict_file(), "yes");
+    }
+    match wait_serving(dir, qemu_pid) {
+        Ok(kernel) => Ok((qemu_pid, kernel)),
+        Err(e) => {
+            procs::stop(qemu_pid, Duration::from_secs(2));
+            Err(e)
+        }
+    }
 }
 
 fn kvm_verdict_file() -> PathBuf {
@@ -282,7 +294,9 @@ fn wait_serving(dir: &Path, qemu_pid: i32) -> Result<String, LabError> {
         ))
     };
     loop {
-        if let Ok(release) = std::fs::read_to_string(dir.join(READY_FILE)) {
+        if let Ok(release) = std::fs::read_to_string(dir.join(READY_FILE))
+            && !release.trim().is_empty()
+        {
             return Ok(release.trim().to_string());
         }
         if let Ok(why) = std::fs::read_to_string(dir.join(FAILED_FILE)) {

@@ -17,7 +17,10 @@ pub fn run(dir: &Path, ns: &str, index: usize, subnet: u8) -> Result<(), LabErro
     match make_node(ns, index, subnet) {
         Ok(()) => {
             let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-            std::fs::write(dir.join(READY_FILE), release.trim())
+            // Through a rename: the lab never reads it half-written.
+            let tmp = dir.join(format!("{READY_FILE}.tmp"));
+            std::fs::write(&tmp, release.trim())
+                .and_then(|()| std::fs::rename(&tmp, dir.join(READY_FILE)))
                 .map_err(|e| LabError::io("write the ready file", e))?;
         }
         Err(e) => {

@@ -12,9 +12,10 @@
 //!   (pod status updates are frequent and rarely matter).
 //! - A failed apply is retried on the next change or after [`RETRY`].
 //! - Bridged traffic between pods of this node reaches the rules only
-//!   when the bridge passes it to the IP hooks, so the task sets
-//!   `net.bridge.bridge-nf-call-iptables` and `-ip6tables` (the
-//!   `br_netfilter` module provides them).
+//!   when the bridge passes it to the IP hooks
+//!   (`net.bridge.bridge-nf-call-iptables` and `-ip6tables`, from the
+//!   `br_netfilter` module): the task turns them on when they are off,
+//!   and warns when it cannot (a container's /proc/sys is read-only).
 //!
 //! Stopping tweedd leaves the rules in place, like the rest of the data
 //! plane; without the flag, tweedd removes a table a run with it left.

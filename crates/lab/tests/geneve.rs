@@ -69,6 +69,18 @@ fn capture_n1_to_n2(lab: &TestLab, port: u16) -> GenevePacket {
     decode(&frame_bytes(&text))
 }
 
+/// What a Geneve packet from n1's pod to n2's pod must say: the port and
+/// VNI, an Ethernet frame inside, to n2's device from n1's pod.
+fn expected_n1_to_n2(lab: &TestLab, port: u16, vni: u32) -> GenevePacket {
+    GenevePacket {
+        udp_dst_port: port,
+        vni,
+        protocol: 0x6558,
+        inner_dst_mac: device_mac(lab, "n2"),
+        inner_src_ip: lab.pod_ip("n1").to_string(),
+    }
+}
+
 fn device_mac(lab: &TestLab, node: &str) -> String {
     let dev = lab.ip_json(node, &["link", "show", "tweed.geneve"]);
     dev[0]["address"].as_str().expect("MAC").to_string()
@@ -155,16 +167,7 @@ fn geneve_with_file_store() {
     );
 
     let packet = capture_n1_to_n2(&lab, 6081);
-    assert_eq!(
-        packet,
-        GenevePacket {
-            udp_dst_port: 6081,
-            vni: 1,
-            protocol: 0x6558,
-            inner_dst_mac: device_mac(&lab, "n2"),
-            inner_src_ip: lab.pod_ip("n1").to_string(),
-        }
-    );
+    assert_eq!(packet, expected_n1_to_n2(&lab, 6081, 1));
 }
 
 /// Geneve between nodes that bring their own kernel: two VM nodes
@@ -184,13 +187,7 @@ fn geneve_between_vm_nodes() {
         .unwrap_or_else(|| panic!("no Geneve packet on {tap}\n{}", lab.logs()));
     assert_eq!(
         decode(&frame_bytes(&text)),
-        GenevePacket {
-            udp_dst_port: 6081,
-            vni: 1,
-            protocol: 0x6558,
-            inner_dst_mac: device_mac(&lab, "n2"),
-            inner_src_ip: lab.pod_ip("n1").to_string(),
-        }
+        expected_n1_to_n2(&lab, 6081, 1)
     );
 }
 

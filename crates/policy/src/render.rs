@@ -19,7 +19,7 @@
 //! output), so it is always allowed, as the API asks. Pod-to-pod traffic
 //! on one node crosses it only when the bridge hands bridged packets to
 //! the IP hooks (`net.bridge.bridge-nf-call-iptables` and `-ip6tables`,
-//! which tweedd sets where it enforces policies).
+//! which tweedd turns on where they are off).
 
 use std::net::IpAddr;
 

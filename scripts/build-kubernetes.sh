@@ -5,17 +5,21 @@
 # them: a rebuild happens only when go.mod, go.sum or this script change.
 #
 #   build-kubernetes.sh        prints the directory holding the binaries
+#   build-kubernetes.sh e2e    the same for Kubernetes' end-to-end tests
 #
 # Binaries: kube-apiserver kube-controller-manager kube-scheduler kubelet
-# kube-proxy kubectl, static (CGO_ENABLED=0), stamped with the release's
-# version (as Kubernetes' own build does with -ldflags -X), so kubectl
-# version, the nodes' kubeletVersion and the apiserver's compatibility
-# version all say the release.
+# kube-proxy kubectl; with `e2e`: e2e.test (`go test -c` of
+# k8s.io/kubernetes/test/e2e), ginkgo (the CLI at the version Kubernetes
+# pins, for parallel runs) and agnhost (the test image's program). All
+# static (CGO_ENABLED=0), stamped with the release's version (as Kubernetes'
+# own build does with -ldflags -X), so kubectl version, the nodes'
+# kubeletVersion, the apiserver's compatibility version and e2e.test
+# --version all say the release.
 #
 # Environment:
 #   TWEED_CACHE   cache root (default /var/cache/tweed): Go's module and build
 #                 caches live in $TWEED_CACHE/go, the binaries in
-#                 $TWEED_CACHE/kube/<key>/bin
+#                 $TWEED_CACHE/kube/<key>/bin (e2e: <key>-e2e)
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -27,8 +31,16 @@ command -v go >/dev/null || { log "error: no go on PATH (Go 1.24 or later builds
 version="$(sed -n 's/^require k8s.io\/kubernetes \(v[0-9.]*\)$/\1/p; s/^\tk8s.io\/kubernetes \(v[0-9.]*\).*$/\1/p' "$mod/go.mod" | head -n1)"
 [ -n "$version" ] || { log "error: no k8s.io/kubernetes requirement in $mod/go.mod"; exit 1; }
 key="$({ sha256sum <"$mod/go.mod"; sha256sum <"$mod/go.sum"; sha256sum <"${BASH_SOURCE[0]}"; go env GOVERSION; } | sha256sum | cut -c1-16)"
-out="$cache/kube/$key"
-components=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
+target="${1:-components}"
+case "$target" in
+  components)
+    out="$cache/kube/$key"
+    components=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl) ;;
+  e2e)
+    out="$cache/kube/$key-e2e"
+    components=(e2e.test ginkgo agnhost) ;;
+  *) log "usage: build-kubernetes.sh [e2e]"; exit 2 ;;
+esac
 
 built() {
   local c
@@ -62,13 +74,24 @@ stage="$(mktemp -d "$cache/kube/.stage.XXXXXX")"
 trap 'rm -rf "$stage"' EXIT
 chmod 755 "$stage"
 mkdir -p "$stage/bin"
-(cd "$mod" && go build -trimpath -ldflags "$ldflags" -o "$stage/bin/" \
-  $(printf 'k8s.io/kubernetes/cmd/%s ' "${components[@]}")) >&2
+if [ "$target" = e2e ]; then
+  (cd "$mod" && go test -c -trimpath -ldflags "$ldflags" -o "$stage/bin/e2e.test" k8s.io/kubernetes/test/e2e \
+    && go build -trimpath -ldflags "$ldflags" -o "$stage/bin/" \
+      github.com/onsi/ginkgo/v2/ginkgo k8s.io/kubernetes/test/images/agnhost) >&2
+else
+  (cd "$mod" && go build -trimpath -ldflags "$ldflags" -o "$stage/bin/" \
+    $(printf 'k8s.io/kubernetes/cmd/%s ' "${components[@]}")) >&2
+fi
 echo "$version" >"$stage/version"
 rm -rf "$out"
 mv "$stage" "$out"
 trap - EXIT
-# Keep only this build: each is about 400 MB.
-find "$cache/kube" -mindepth 1 -maxdepth 1 -type d ! -path "$out" ! -name '.*' -exec rm -rf {} +
+# Keep the three newest builds of each kind (each is a few hundred MB); not
+# only this one, as two checkouts with other go.mod files may share the
+# cache and run clusters from it at the same time.
+for kind in '' '-e2e'; do
+  find "$cache/kube" -mindepth 1 -maxdepth 1 -type d -regex ".*/[0-9a-f]\{16\}$kind" -printf '%T@ %p\n' \
+    | sort -rn | tail -n +4 | cut -d' ' -f2- | xargs -r rm -rf
+done
 log "built in $(( $(date +%s) - started )) s: $out/bin"
 echo "$out/bin"

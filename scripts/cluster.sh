@@ -41,20 +41,6 @@ GO_CACHE="${TWEED_CACHE:-/var/cache/tweed}/go"
 [ "$(id -u)" = 0 ] || die "the cluster makes namespaces and mounts: run as root"
 
 packages=(containerd runc etcd-server etcd-client openssl buildah busybox-static iproute2 nftables iptables util-linux jq curl)
-install_packages() {
-  local missing=() p
-  for p in "${packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-  done
-  if [ ${#missing[@]} -gt 0 ]; then
-    log "installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q >&2
-    apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
-  fi
-}
-
-node_count() { cat "$STATE/nodes.count" 2>/dev/null || echo 0; }
 
 start_node() {
   local i="$1" name
@@ -84,7 +70,7 @@ cmd_up() {
     die "a cluster of $have nodes is up; scripts/cluster.sh down first"
   fi
   mkdir -p "$STATE/logs" "$RUN" "$STATE/bin"
-  install_packages
+  install_packages "${packages[@]}"
   KUBE_BIN="$("$REPO/scripts/build-kubernetes.sh")"
   echo "$KUBE_BIN" >"$STATE/kube-bin"
   log "building tweed (release) for its image"
@@ -106,6 +92,11 @@ cmd_up() {
   for ((i = 1; i <= nodes; i++)); do
     wait_for "node $(node_name "$i") to register" 180 kc get node "$(node_name "$i")"
   done
+  if [ "$pod_cidrs" = yes ]; then
+    for ((i = 1; i <= nodes; i++)); do
+      route_pod_cidr "$i" 60
+    done
+  fi
   write_kubectl
   log "up: $nodes nodes; they are NotReady until a CNI is installed:"
   log "  eval \"\$(scripts/cluster.sh env)\"; kubectl apply -f deploy/tweed.yaml"
@@ -216,6 +207,7 @@ cmd_join_node() {
   ip netns exec "$(node_ns "$i")" sysctl -qw net.ipv4.ip_forward=1
   TWEED_NODE_LABELS="$labels" start_node "$i"
   wait_for "node $name to register" 180 kc get node "$name"
+  route_pod_cidr "$i" 10
 }
 
 # Node I removed for good, as when a machine is retired: its processes end,
@@ -234,6 +226,7 @@ cmd_remove_node() {
   fi
   rm -f "$RUN/node-$name.pid"
   remove_cgroups "$name"
+  unroute_pod_cidr "$i"
   kc delete node "$name" --ignore-not-found --wait=true >/dev/null
   rm -rf "$(node_dir "$i")"
   ! ns_exists "$(node_ns "$i")" || ip netns del "$(node_ns "$i")"

@@ -25,10 +25,25 @@ ETCD_PORT=2379
 log() { echo "cluster: $*" >&2; }
 die() { log "error: $*"; exit 1; }
 
+# install_packages PKG... : the Debian packages not yet installed.
+install_packages() {
+  local missing=() p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q >&2
+    apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+  fi
+}
+
 node_name() { echo "tweed-n$1"; }
 node_ns() { echo "tkc-n$1"; }
 node_ip() { echo "$UNDERLAY_PREFIX.$((10 + $1))"; }
 node_dir() { echo "$STATE/nodes/$(node_name "$1")"; }
+node_count() { cat "$STATE/nodes.count" 2>/dev/null || echo 0; }
 
 # A process tree started by start_tree is one PID namespace: its init's pid
 # (in our namespace) is in $RUN/<name>.pid; killing that init ends every

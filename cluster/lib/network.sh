@@ -42,3 +42,27 @@ remove_network() {
     ip netns del "$ns"
   done
 }
+
+# The control plane is not a node (no kubelet, so no pod network agent),
+# yet the API server dials pods: its proxy subresource, Service proxying,
+# webhooks and aggregated APIs. As for any control plane outside the pod
+# network, the network routes each node's pod CIDR to that node (a cloud's
+# VPC route table does the same); these are the control plane's routes.
+# route_pod_cidr I [SECS] : the route to node I's pods, once the
+# controller-manager has handed it a pod CIDR (waiting up to SECS).
+route_pod_cidr() {
+  local i="$1" secs="${2:-0}" cidr n
+  for ((n = 0; ; n++)); do
+    cidr="$(kc get node "$(node_name "$i")" -o jsonpath='{.spec.podCIDR}' 2>/dev/null || true)"
+    [ -n "$cidr" ] || [ "$n" -ge $((secs * 5)) ] && break
+    sleep 0.2
+  done
+  [ -z "$cidr" ] || ip -n "$CP_NS" route replace "$cidr" via "$(node_ip "$i")"
+}
+
+# unroute_pod_cidr I : the control plane's route to node I's pods removed.
+unroute_pod_cidr() {
+  local cidr
+  cidr="$(kc get node "$(node_name "$1")" -o jsonpath='{.spec.podCIDR}' 2>/dev/null || true)"
+  [ -z "$cidr" ] || ip -n "$CP_NS" route del "$cidr" 2>/dev/null || true
+}

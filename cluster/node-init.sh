@@ -80,7 +80,10 @@ for _ in $(seq 100); do
   ctr --address /run/containerd/containerd.sock version >/dev/null 2>&1 && break
   sleep 0.2
 done
-for image in "$STATE"/images/*.tar; do
+# The e2e test images too, once scripts/e2e.sh has built them, so a node
+# restarted or joined during a run has them.
+for image in "$STATE"/images/*.tar "$STATE"/images/e2e/*.tar; do
+  [ -e "$image" ] || continue
   ctr --address /run/containerd/containerd.sock -n k8s.io images import --no-unpack "$image" >/dev/null \
     || say "importing $image failed"
 done

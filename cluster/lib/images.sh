@@ -34,30 +34,47 @@ copy_with_libs() {
   done
 }
 
-# busybox_image NAME OUT ENTRYPOINT-JSON [SRC:DST...] : busybox-static and
-# its applets, and SRC copied to DST.
-busybox_image() {
-  local name="$1" out="$2" entrypoint="$3" ctr root applet extra
-  shift 3
-  root="$(mktemp -d)"
+# busybox_root ROOT : busybox-static and its applets in ROOT/bin, a root
+# user, /tmp and /www.
+busybox_root() {
+  local root="$1" applet
   mkdir -p "$root/bin" "$root/tmp" "$root/etc" "$root/www"
   cp /bin/busybox "$root/bin/busybox"
   for applet in $(/bin/busybox --list); do
     [ "$applet" = busybox ] || ln -s busybox "$root/bin/$applet"
   done
-  for extra in "$@"; do
-    cp "${extra%%:*}" "$root${extra#*:}"
-  done
   echo 'root:x:0:0:root:/:/bin/sh' >"$root/etc/passwd"
   echo 'root:x:0:' >"$root/etc/group"
+}
+
+# commit_root ROOT NAME OUT ENTRYPOINT-JSON [CMD-JSON] : the directory ROOT
+# as the one layer of image NAME, written to the docker archive OUT; ROOT
+# is removed. An empty ENTRYPOINT-JSON leaves the entrypoint unset.
+commit_root() {
+  local root="$1" name="$2" out="$3" entrypoint="$4" cmd="${5:-}" ctr
   tar -C "$root" -cf "$root.tar" .
   rm -rf "$root"
   ctr="$(STORAGE_DRIVER=vfs buildah from scratch)"
   STORAGE_DRIVER=vfs buildah add "$ctr" "$root.tar" / >/dev/null
   rm -f "$root.tar"
-  STORAGE_DRIVER=vfs buildah config --entrypoint "$entrypoint" --env PATH=/bin "$ctr"
+  STORAGE_DRIVER=vfs buildah config --env PATH=/usr/local/bin:/usr/bin:/bin "$ctr"
+  [ -z "$entrypoint" ] || STORAGE_DRIVER=vfs buildah config --entrypoint "$entrypoint" "$ctr"
+  [ -z "$cmd" ] || STORAGE_DRIVER=vfs buildah config --cmd "$cmd" "$ctr"
   STORAGE_DRIVER=vfs buildah commit --quiet "$ctr" "docker-archive:$out:$name" >/dev/null
   STORAGE_DRIVER=vfs buildah rm "$ctr" >/dev/null
+}
+
+# busybox_image NAME OUT ENTRYPOINT-JSON [SRC:DST...] : busybox-static and
+# its applets, and SRC copied to DST.
+busybox_image() {
+  local name="$1" out="$2" entrypoint="$3" root extra
+  shift 3
+  root="$(mktemp -d)"
+  busybox_root "$root"
+  for extra in "$@"; do
+    cp "${extra%%:*}" "$root${extra#*:}"
+  done
+  commit_root "$root" "$name" "$out" "$entrypoint"
 }
 
 build_coredns() {

@@ -7,6 +7,7 @@
 
 pub mod agent_usage;
 pub mod containerd_metrics;
+pub mod e2e;
 pub mod flannel;
 pub mod install;
 pub mod iperf;

@@ -14,6 +14,8 @@
 //! - the etcd store (the ConfigMap's `store` key and the Secret
 //!   `tweed-etcd`, as docs/deploy.md says);
 //! - a cluster without pod CIDRs: tweed says why it is not ready;
+//! - Kubernetes' own `[sig-network] [Conformance]` tests (scripts/e2e.sh,
+//!   docs/e2e.md);
 //! - real flannel (kube mode, and etcd mode on the cluster's etcd) carrying
 //!   the cluster first, then migrated to tweed node by node under traffic
 //!   (docs/migration.md), with the way back for one node and flannel's
@@ -27,9 +29,12 @@ mod segments;
 mod web;
 mod wires;
 
-use tweed_cluster::{Cluster, flannel, install};
+use tweed_cluster::{Cluster, e2e, flannel, install};
 
 const NODES: usize = 3;
+/// The `[sig-network]` tests tagged `[Conformance]` in Kubernetes v1.34.4
+/// (test/conformance/testdata/conformance.yaml); none is `[Serial]`.
+const NETWORK_CONFORMANCE_TESTS: usize = 45;
 
 #[test]
 fn the_manifest_as_shipped_carries_pods_services_and_wires_across_nodes() {
@@ -45,6 +50,16 @@ fn the_manifest_as_shipped_carries_pods_services_and_wires_across_nodes() {
     lifecycle::deleting_the_daemonset_keeps_traffic_and_reapplying_converges(&c, &pods);
     lifecycle::deleted_pods_leave_nothing(&c);
     lifecycle::a_removed_node_loses_its_routes_everywhere(&c, NODES);
+}
+
+/// Kubernetes' own tests, built from the pinned release (docs/e2e.md).
+#[test]
+fn kubernetes_own_network_conformance_tests_pass() {
+    // The build needs no cluster: done before this test waits for its turn.
+    e2e::build();
+    let c = Cluster::up(NODES);
+    install::apply(&c, &install::manifest());
+    e2e::run(&c, "network-conformance", &[]).assert_all_passed(NETWORK_CONFORMANCE_TESTS);
 }
 
 #[test]

@@ -20,6 +20,7 @@ modules=(
   sch_ingress cls_u32 cls_bpf act_mirred  # guests' tc redirect, segment VLAN programs
   crc32c_generic                          # libcrc32c (nf_conntrack) needs a crc32c, only a soft dependency
   nf_tables nft_chain_nat nft_nat nft_masq nft_ct nf_conntrack  # masquerade, port forwards
+  br_netfilter sctp                       # NetworkPolicy on bridged pods, SCTP ports
 )
 
 export GUEST_KERNEL_FLAVOR=amd64

@@ -10,6 +10,8 @@ use tweed_policy::render::{TABLE, ruleset};
 use tweed_policy::{Cluster, PodView, compile};
 use tweed_testkit::bridged_pods::{BridgedPods, echo};
 
+mod sctp;
+
 struct Node(BridgedPods);
 
 impl std::ops::Deref for Node {
@@ -124,4 +126,48 @@ fn policies_decide_what_crosses_the_node_and_keep_established_connections() {
     n.apply(&[] as &[NetworkPolicy]);
     assert!(n.passes("c", "b", 80));
     assert!(n.passes("a", "c", 80));
+}
+
+/// SCTP ports are policed as TCP and UDP ones are: by protocol and port.
+/// The host kernel may lack SCTP; the test then runs in the VM runner.
+#[test]
+fn sctp_ports_are_allowed_by_protocol_and_port() {
+    use tweed_testkit::vm::{KernelFeature, on_a_kernel_with};
+    if !on_a_kernel_with(&[KernelFeature::Sctp]) {
+        return; // ran, and passed, in the VM runner
+    }
+    let n = Node(BridgedPods::new());
+    n.listen(80);
+    let at = |pod: &str, port: u16| -> std::net::SocketAddrV4 {
+        format!("{}:{port}", n.addr(pod)).parse().unwrap()
+    };
+    for port in [80, 81] {
+        sctp::listen(n.netns("b"), at("b", port));
+    }
+    // Before any policy, SCTP passes bridged and routed.
+    for from in ["a", "c", "r"] {
+        assert!(
+            sctp::passes(n.netns(from), at("b", 80)),
+            "{from} -> b sctp/80"
+        );
+    }
+    n.apply(&[policy(json!({
+        "podSelector": {"matchLabels": {"app": "b"}},
+        "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "a"}}}],
+                     "ports": [{"protocol": "SCTP", "port": 80}]}],
+    }))]);
+    assert!(sctp::passes(n.netns("a"), at("b", 80)), "a -> b sctp/80");
+    assert!(
+        !sctp::passes(n.netns("a"), at("b", 81)),
+        "a -> b sctp/81: other port"
+    );
+    assert!(
+        !sctp::passes(n.netns("c"), at("b", 80)),
+        "c -> b sctp/80: other peer"
+    );
+    assert!(
+        !sctp::passes(n.netns("r"), at("b", 80)),
+        "r -> b sctp/80: other peer"
+    );
+    assert!(!n.passes("a", "b", 80), "a -> b tcp/80: other protocol");
 }

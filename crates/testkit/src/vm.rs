@@ -48,6 +48,8 @@ pub enum KernelFeature {
     Geneve,
     /// WireGuard devices.
     Wireguard,
+    /// SCTP sockets (pods serving SCTP, for NetworkPolicy's SCTP ports).
+    Sctp,
 }
 
 impl KernelFeature {
@@ -57,6 +59,7 @@ impl KernelFeature {
             KernelFeature::Seg6 => "CONFIG_IPV6_SEG6_LWTUNNEL",
             KernelFeature::Geneve => "CONFIG_GENEVE",
             KernelFeature::Wireguard => "CONFIG_WIREGUARD",
+            KernelFeature::Sctp => "CONFIG_IP_SCTP",
         }
     }
 
@@ -65,18 +68,21 @@ impl KernelFeature {
         static SEG6: OnceLock<bool> = OnceLock::new();
         static GENEVE: OnceLock<bool> = OnceLock::new();
         static WIREGUARD: OnceLock<bool> = OnceLock::new();
+        static SCTP: OnceLock<bool> = OnceLock::new();
         let cell = match self {
             KernelFeature::Seg6 => &SEG6,
             KernelFeature::Geneve => &GENEVE,
             KernelFeature::Wireguard => &WIREGUARD,
+            KernelFeature::Sctp => &SCTP,
         };
         *cell.get_or_init(|| self.probe())
     }
 
     /// The `ip` commands that succeed only with the feature, run in a
-    /// namespace of their own (no traffic is sent).
+    /// namespace of their own (no traffic is sent); for SCTP, a socket.
     fn probe(self) -> bool {
         let commands: &[&[&str]] = match self {
+            KernelFeature::Sctp => return sctp_socket_opens(),
             KernelFeature::Seg6 => &[
                 &["-6", "addr", "add", "fd00:5e6::1/64", "dev", "lo"],
                 &[
@@ -141,6 +147,18 @@ impl KernelFeature {
         let _ = Command::new("ip").args(["netns", "del", &ns]).status();
         ok
     }
+}
+
+/// Whether an SCTP socket can be made (the kernel loads `sctp` on demand).
+fn sctp_socket_opens() -> bool {
+    // SAFETY: plain socket(2); the descriptor is closed right away.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, libc::IPPROTO_SCTP) };
+    if fd < 0 {
+        return false;
+    }
+    // SAFETY: our own descriptor, closed once.
+    unsafe { libc::close(fd) };
+    true
 }
 
 impl fmt::Display for KernelFeature {

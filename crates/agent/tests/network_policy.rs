@@ -10,76 +10,12 @@
 
 #[allow(dead_code)] // each test binary uses a part of it
 mod kube_real;
-
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod policy_agent;
 
 use kube_real::Cluster;
+use policy_agent::{has_table, stop, wait_until};
 use serde_json::json;
 use tweed_testkit::bridged_pods::{BridgedPods, in_ns};
-
-/// Runs tweedd inside the node's namespace, its log in `dir`.
-fn tweedd(node_ns: &str, dir: &Path, kubeconfig: &Path, policy: bool) -> Child {
-    std::fs::write(
-        dir.join("net-conf.json"),
-        r#"{"Network": "10.99.0.0/16", "Backend": {"Type": "host-gw"}}"#,
-    )
-    .unwrap();
-    let log = std::fs::File::create(dir.join("tweedd.log")).unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tweedd"));
-    cmd.arg(format!("--store=file://{}", dir.join("store").display()))
-        .arg(format!(
-            "--net-conf={}",
-            dir.join("net-conf.json").display()
-        ))
-        .arg("--node-name=n1")
-        .arg("--iface=remote")
-        .arg(format!(
-            "--subnet-file={}",
-            dir.join("subnet.env").display()
-        ))
-        .arg(format!("--state-dir={}", dir.join("state").display()))
-        .arg(format!("--wire-dir={}", dir.join("wires").display()))
-        .arg(format!("--segment-dir={}", dir.join("segments").display()))
-        .stdout(Stdio::from(log.try_clone().unwrap()))
-        .stderr(Stdio::from(log));
-    if policy {
-        cmd.arg("--network-policy")
-            .arg(format!("--kubeconfig={}", kubeconfig.display()));
-    }
-    in_ns(node_ns, || cmd.spawn()).expect("start tweedd")
-}
-
-fn stop(mut child: Child) {
-    // SAFETY: SIGTERM to our own child, still unreaped.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let _ = child.wait();
-}
-
-/// Whether the node's nftables has tweed's policy table.
-fn has_table(node_ns: &str) -> bool {
-    in_ns(node_ns, || {
-        Command::new("nft")
-            .args(["list", "table", "inet", "tweed-policy"])
-            .output()
-    })
-    .is_ok_and(|o| o.status.success())
-}
-
-fn wait_until(what: &str, secs: u64, log: &Path, mut f: impl FnMut() -> bool) -> Duration {
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(secs) {
-        if f() {
-            return started.elapsed();
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!(
-        "not within {secs} s: {what}\n--- tweedd.log ---\n{}",
-        std::fs::read_to_string(log).unwrap_or_default()
-    );
-}
 
 #[test]
 fn network_policies_from_the_api_are_enforced_on_the_node() {
@@ -127,7 +63,7 @@ fn network_policies_from_the_api_are_enforced_on_the_node() {
 
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("tweedd.log");
-    let agent = tweedd(&node, dir.path(), &c.kubeconfig, true);
+    let agent = policy_agent::start(&node, "n1", dir.path(), &c.kubeconfig, true);
     wait_until("tweedd applies its (empty) rules", 60, &log, || {
         has_table(&node)
     });
@@ -169,7 +105,7 @@ fn network_policies_from_the_api_are_enforced_on_the_node() {
     // Stopping tweedd leaves the rules; a run without the flag removes them.
     stop(agent);
     assert!(has_table(&node), "the rules stay when tweedd stops");
-    let agent = tweedd(&node, dir.path(), &c.kubeconfig, false);
+    let agent = policy_agent::start(&node, "n1", dir.path(), &c.kubeconfig, false);
     wait_until("the table removed", 30, &log, || !has_table(&node));
     stop(agent);
 }

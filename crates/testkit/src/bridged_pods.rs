@@ -3,9 +3,12 @@
 //! tests of what crosses the node: TCP echo servers in every pod and
 //! connects between them.
 //!
-//! node: bridge `br0` 10.244.1.1/24 with pods a (.2), b (.3) and c (.4);
-//! veth `remote` 10.244.2.1/24 to pod r (10.244.2.2). The node forwards,
-//! and hands bridged IPv4 to the IP hooks (`bridge-nf-call-iptables`).
+//! node ([`BridgedPods::new`]): bridge `br0` 10.244.1.1/24 with pods a
+//! (.2), b (.3) and c (.4); veth `remote` 10.244.2.1/24 to pod r
+//! (10.244.2.2). The node forwards, and hands bridged IPv4 to the IP hooks
+//! (`bridge-nf-call-iptables`). [`BridgedPods::on_subnets`] puts the
+//! bridge and the remote pod in other /24s, so that several such nodes
+//! give their pods distinct addresses (as a cluster's nodes do).
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -18,7 +21,7 @@ use crate::netns::{TestNs, run_ok};
 pub struct BridgedPods {
     pub node: TestNs,
     /// (name, namespace, address)
-    pub pods: Vec<(String, TestNs, &'static str)>,
+    pub pods: Vec<(String, TestNs, String)>,
 }
 
 fn ip(ns: &TestNs, args: &str) {
@@ -43,21 +46,21 @@ pub fn in_ns<T>(ns: &str, f: impl FnOnce() -> T) -> T {
 
 impl BridgedPods {
     pub fn new() -> BridgedPods {
+        BridgedPods::on_subnets(1, 2)
+    }
+
+    /// The node with its bridge in 10.244.`bridged`.0/24 (pods a, b, c at
+    /// .2, .3, .4) and the remote pod r at 10.244.`remote`.2.
+    pub fn on_subnets(bridged: u8, remote: u8) -> BridgedPods {
         let node = TestNs::new("bpn");
         ip(&node, "link add br0 type bridge");
-        ip(&node, "addr add 10.244.1.1/24 dev br0");
+        ip(&node, &format!("addr add 10.244.{bridged}.1/24 dev br0"));
         ip(&node, "link set br0 up");
         node.exec_ok(&["sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=1"]);
         node.exec_ok(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
         let mut pods = Vec::new();
-        for (i, (name, addr)) in [
-            ("a", "10.244.1.2"),
-            ("b", "10.244.1.3"),
-            ("c", "10.244.1.4"),
-        ]
-        .into_iter()
-        .enumerate()
-        {
+        for (i, name) in ["a", "b", "c"].into_iter().enumerate() {
+            let addr = format!("10.244.{bridged}.{}", i + 2);
             let pod = TestNs::new(&format!("bp{name}"));
             ip(
                 &node,
@@ -66,7 +69,7 @@ impl BridgedPods {
             ip(&node, &format!("link set v{i} master br0 up"));
             ip(&pod, &format!("addr add {addr}/24 dev eth0"));
             ip(&pod, "link set eth0 up");
-            ip(&pod, "route add default via 10.244.1.1");
+            ip(&pod, &format!("route add default via 10.244.{bridged}.1"));
             pods.push((name.to_string(), pod, addr));
         }
         let r = TestNs::new("bpr");
@@ -74,24 +77,29 @@ impl BridgedPods {
             &node,
             &format!("link add remote type veth peer name eth0 netns {}", r.name),
         );
-        ip(&node, "addr add 10.244.2.1/24 dev remote");
+        ip(&node, &format!("addr add 10.244.{remote}.1/24 dev remote"));
         ip(&node, "link set remote up");
-        ip(&r, "addr add 10.244.2.2/24 dev eth0");
+        ip(&r, &format!("addr add 10.244.{remote}.2/24 dev eth0"));
         ip(&r, "link set eth0 up");
-        ip(&r, "route add default via 10.244.2.1");
-        pods.push(("r".to_string(), r, "10.244.2.2"));
+        ip(&r, &format!("route add default via 10.244.{remote}.1"));
+        pods.push(("r".to_string(), r, format!("10.244.{remote}.2")));
         BridgedPods { node, pods }
     }
 
-    fn pod(&self, name: &str) -> &(String, TestNs, &'static str) {
+    fn pod(&self, name: &str) -> &(String, TestNs, String) {
         self.pods
             .iter()
             .find(|(n, _, _)| n == name)
             .unwrap_or_else(|| panic!("no pod {name}"))
     }
 
-    pub fn addr(&self, pod: &str) -> &'static str {
-        self.pod(pod).2
+    pub fn addr(&self, pod: &str) -> &str {
+        &self.pod(pod).2
+    }
+
+    /// The name of pod `pod`'s network namespace.
+    pub fn netns(&self, pod: &str) -> &str {
+        &self.pod(pod).1.name
     }
 
     /// Every pod listens on `port`, echoing what it reads.

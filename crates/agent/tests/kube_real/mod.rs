@@ -70,11 +70,12 @@ impl Cluster {
 
     /// A client as the DaemonSet's service account.
     pub async fn client(&self) -> kube::Client {
-        let kc = kube::config::Kubeconfig::read_from(&self.kubeconfig).unwrap();
-        let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-            .await
-            .unwrap();
-        kube::Client::try_from(config).unwrap()
+        client_of(&self.kubeconfig).await
+    }
+
+    /// A client as the cluster admin, for what a test or bench sets up.
+    pub async fn admin_client(&self) -> kube::Client {
+        client_of(self.api.admin_kubeconfig()).await
     }
 
     /// A Node as stored.
@@ -115,6 +116,14 @@ impl Cluster {
         self.api
             .patch_node(name, &json!({"metadata": {"annotations": annotations}}));
     }
+}
+
+async fn client_of(kubeconfig: &std::path::Path) -> kube::Client {
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap();
+    kube::Client::try_from(config).unwrap()
 }
 
 pub fn config() -> NetConfig {

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tweed_cluster::Cluster;
 use tweed_cluster::iperf::{End, iperf};
@@ -14,6 +14,7 @@ use tweed_cluster::pods::{Pod, pod, pod_netns};
 use tweed_cluster::side_by_side::Network;
 use tweed_cluster::stream::{enter, netns_path};
 use tweed_testkit::stats::{median, percentile};
+use tweed_testkit::tcp_rr::{pin_to_cpu, round_trips as round_trips_on};
 
 use crate::ready::assert_made_by;
 use crate::table::{Better, Table};
@@ -113,23 +114,6 @@ impl Results {
     }
 }
 
-/// Pins the calling thread to CPU `cpu`.
-fn pin_to_cpu(cpu: usize) {
-    // SAFETY: a zeroed cpu_set_t is the empty set; CPU_SET writes inside
-    // it, and sched_setaffinity(0, ..) only changes the calling thread.
-    let rc = unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
-    };
-    assert_eq!(
-        rc,
-        0,
-        "sched_setaffinity: {}",
-        std::io::Error::last_os_error()
-    );
-}
-
 /// `ROUND_TRIPS` 1-byte round trips from `client` to `server` over one
 /// TCP connection (Nagle off), after 1,000 unmeasured; each in µs. Both
 /// ends are threads of the benchmark in the pods' network namespaces,
@@ -158,25 +142,15 @@ fn round_trips(c: &Cluster, client: &Pod, server: &Pod) -> Vec<f64> {
         .expect("the echo server listening");
     let client_ns = netns_path(c, client);
     let to = server.ip.clone();
-    let rtts = std::thread::spawn(move || {
+    // The socket is made in the client pod's namespace; the round trips
+    // run on a pinned thread of their own.
+    let stream = std::thread::spawn(move || {
         enter(&client_ns);
-        pin_to_cpu(0);
-        let mut s = TcpStream::connect((to.as_str(), RR_PORT)).expect("connect");
-        s.set_nodelay(true).expect("nodelay");
-        let mut byte = [7u8; 1];
-        let mut rtts = Vec::with_capacity(ROUND_TRIPS);
-        for i in 0..ROUND_TRIPS + 1000 {
-            let sent = Instant::now();
-            s.write_all(&byte).expect("send");
-            s.read_exact(&mut byte).expect("receive");
-            if i >= 1000 {
-                rtts.push(sent.elapsed().as_secs_f64() * 1e6);
-            }
-        }
-        rtts
+        TcpStream::connect((to.as_str(), RR_PORT)).expect("connect")
     })
     .join()
     .expect("the client");
+    let rtts = round_trips_on(stream, ROUND_TRIPS, 1000, 0);
     echo.join().expect("the echo server");
     rtts
 }

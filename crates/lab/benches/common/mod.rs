@@ -4,12 +4,11 @@
 
 #![allow(dead_code)]
 
-pub mod interrupt;
 pub mod ns;
 pub mod setup;
 pub mod stats;
 
-pub use interrupt::*;
 pub use ns::*;
 pub use setup::*;
 pub use stats::*;
+pub use tweed_testkit::interrupt::*;

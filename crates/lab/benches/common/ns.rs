@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use tweed_lab::procs;
 
-use super::interrupt::check_interrupted;
+use tweed_testkit::interrupt::check_interrupted;
 
 /// A command that runs inside the named network namespace (entered between
 /// fork and exec).

@@ -3,6 +3,8 @@
 //! behind a route (traffic from another node, forwarded). TCP connects
 //! tell what passes; the table is read back with `nft`.
 
+use std::net::IpAddr;
+
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use serde_json::{Value, json};
 use tweed_netlink::NetNs;
@@ -10,7 +12,10 @@ use tweed_policy::render::{TABLE, ruleset};
 use tweed_policy::{Cluster, PodView, compile};
 use tweed_testkit::bridged_pods::{BridgedPods, echo};
 
+mod ipv6_pods;
 mod sctp;
+
+use ipv6_pods::Ipv6Pods;
 
 struct Node(BridgedPods);
 
@@ -23,34 +28,35 @@ impl std::ops::Deref for Node {
 
 impl Node {
     fn apply(&self, policies: &[NetworkPolicy]) {
-        let view = |name: &str, labels: &[(&str, &str)]| PodView {
-            namespace: "default".into(),
-            name: name.into(),
-            labels: labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            ips: vec![self.addr(name).parse().unwrap()],
-            ports: Vec::new(),
-            node: Some(if name == "r" { "n2" } else { "n1" }.into()),
-        };
-        let cluster = Cluster {
-            pods: vec![
-                view("a", &[("app", "a")]),
-                view("b", &[("app", "b")]),
-                view("c", &[("app", "c")]),
-                view("r", &[("app", "r")]),
-            ],
-            namespaces: [("default".to_string(), Default::default())]
-                .into_iter()
-                .collect(),
-        };
-        let pods = compile(policies, &cluster, |p| p.node.as_deref() == Some("n1"));
-        let node = NetNs::named(&self.node.name).unwrap();
-        node.run(|| tweed_netlink::nft::apply(&ruleset(&pods), "apply the policies"))
-            .unwrap()
-            .unwrap();
+        apply_on(&self.node.name, |p| self.addr(p).parse().unwrap(), policies);
     }
+}
+
+/// Compiles `policies` for pods a, b, c (node n1) and r (node n2), each
+/// labelled `app=<name>` in namespace default at `addr(name)`, and applies
+/// the result in namespace `node_ns`.
+fn apply_on(node_ns: &str, addr: impl Fn(&str) -> IpAddr, policies: &[NetworkPolicy]) {
+    let view = |name: &str| PodView {
+        namespace: "default".into(),
+        name: name.into(),
+        labels: [("app".to_string(), name.to_string())]
+            .into_iter()
+            .collect(),
+        ips: vec![addr(name)],
+        ports: Vec::new(),
+        node: Some(if name == "r" { "n2" } else { "n1" }.into()),
+    };
+    let cluster = Cluster {
+        pods: ["a", "b", "c", "r"].into_iter().map(view).collect(),
+        namespaces: [("default".to_string(), Default::default())]
+            .into_iter()
+            .collect(),
+    };
+    let pods = compile(policies, &cluster, |p| p.node.as_deref() == Some("n1"));
+    let node = NetNs::named(node_ns).unwrap();
+    node.run(|| tweed_netlink::nft::apply(&ruleset(&pods), "apply the policies"))
+        .unwrap()
+        .unwrap();
 }
 
 fn policy(spec: Value) -> NetworkPolicy {
@@ -170,4 +176,41 @@ fn sctp_ports_are_allowed_by_protocol_and_port() {
         "r -> b sctp/80: other peer"
     );
     assert!(!n.passes("a", "b", 80), "a -> b tcp/80: other protocol");
+}
+
+/// IPv6 pods (a dual-stack or IPv6 cluster): the same rules in the ip6
+/// half of the table, peers by pod and by ipBlock with except.
+#[test]
+fn ipv6_pods_are_policed_by_peer_port_and_ip_block() {
+    let n = Ipv6Pods::new();
+    n.listen(80);
+    n.listen(81);
+    for (from, to, port) in [("a", "b", 80), ("c", "b", 81), ("b", "a", 80)] {
+        assert!(
+            n.passes(from, to, port),
+            "{from} -> {to}:{port} before any policy"
+        );
+    }
+    // b: port 80 from app=a; port 81 from fd00:244:1::/64 except c.
+    apply_on(
+        &n.node.name,
+        |p| IpAddr::V6(n.addr(p)),
+        &[policy(json!({
+            "podSelector": {"matchLabels": {"app": "b"}},
+            "ingress": [
+                {"from": [{"podSelector": {"matchLabels": {"app": "a"}}}], "ports": [{"port": 80}]},
+                {"from": [{"ipBlock": {"cidr": "fd00:244:1::/64", "except": ["fd00:244:1::4/128"]}}],
+                 "ports": [{"port": 81}]},
+            ],
+        }))],
+    );
+    for (from, to, port, want) in [
+        ("a", "b", 80, true),
+        ("c", "b", 80, false), // not app=a
+        ("a", "b", 81, true),  // in the block
+        ("c", "b", 81, false), // the block's exception
+        ("b", "c", 80, true),  // c is not isolated
+    ] {
+        assert_eq!(n.passes(from, to, port), want, "{from} -> {to}:{port}");
+    }
 }

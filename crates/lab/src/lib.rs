@@ -122,7 +122,10 @@ pub struct LabSpec {
 
 pub const ETCD_PORT: u16 = 2379;
 const HEALTH_PORT: u16 = 9695;
-pub(crate) const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long `up` waits for a node's agent and store. Generous: a VM node
+/// (or a test in the VM runner) under TCG on a loaded machine took over
+/// 30 s to key two WireGuard devices.
+pub(crate) const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A running lab.
 pub struct Lab {

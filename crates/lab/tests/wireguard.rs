@@ -107,10 +107,16 @@ fn key_file(lab: &TestLab, node: &str) -> (String, String, u32) {
 /// took. A node's first handshake towards a peer that does not know its key
 /// yet is dropped, and WireGuard tries again only after its REKEY_TIMEOUT
 /// (5 s): right after nodes join, the first packets may wait that long.
+/// `lab check` pings from every pod at once, so two nodes often initiate
+/// towards each other at the same moment; each side's consumed initiation
+/// then replaces its own pending one and both handshakes are dropped, until
+/// WireGuard's jitter separates them. In a TCG VM on a loaded CI machine that
+/// took more than 30 s once (both sides had sent six initiations), so the
+/// wait is WireGuard's own REKEY_ATTEMPT_TIME, 90 s.
 /// On failure: every node's `wg show all dump` and the agents' logs.
 fn wait_meshed(lab: &TestLab) {
     let started = Instant::now();
-    let ok = common::wait_for(30, || lab.lab().check().is_ok_and(|m| m.all_ok()));
+    let ok = common::wait_for(90, || lab.lab().check().is_ok_and(|m| m.all_ok()));
     if !ok {
         let mut text = String::new();
         for n in &lab.lab().state.nodes {

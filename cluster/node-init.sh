@@ -18,6 +18,9 @@ name="$(node_name "$i")"
 dir="$(node_dir "$i")"
 ip="$(node_ip "$i")"
 KUBE_BIN="$(cat "$STATE/kube-bin")"
+URUNC_BIN="$(cat "$STATE/urunc-bin")"
+# shellcheck source=cluster/lib/urunc.sh
+source "$here/lib/urunc.sh"
 PKI="$STATE/pki"
 say() { echo "node-init $name: $*"; }
 
@@ -59,6 +62,18 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
+    # urunc (cluster/lib/urunc.sh, docs/urunc.md) as containerd runs any
+    # other OCI runtime: the runc shim with BinaryName. urunc's own shim
+    # (runtime_type io.containerd.urunc.v2) is the same runc shim under
+    # another name, but this containerd passes BinaryName only to the runc
+    # runtime types, so that shim would run plain runc.
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.urunc]
+      runtime_type = "io.containerd.runc.v2"
+      container_annotations = ["com.urunc.unikernel.*"]
+      pod_annotations = ["com.urunc.unikernel.*"]
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.urunc.options]
+        SystemdCgroup = false
+        BinaryName = "$URUNC_BIN/urunc"
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
@@ -75,7 +90,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   path = "/var/lib/containerd/opt"
 TOML
 say "starting containerd"
-containerd --config /etc/containerd/config.toml >>"$STATE/logs/$name-containerd.log" 2>&1 &
+# urunc finds `runc` and QEMU on PATH.
+PATH="$URUNC_BIN:$URUNC_VMM_DIR/bin:$PATH" containerd --config /etc/containerd/config.toml >>"$STATE/logs/$name-containerd.log" 2>&1 &
 for _ in $(seq 100); do
   ctr --address /run/containerd/containerd.sock version >/dev/null 2>&1 && break
   sleep 0.2

@@ -36,11 +36,12 @@ source "$REPO/cluster/lib/network.sh"
 source "$REPO/cluster/lib/control_plane.sh"
 source "$REPO/cluster/lib/images.sh"
 source "$REPO/cluster/lib/flannel.sh"
+source "$REPO/cluster/lib/urunc.sh"
 GO_CACHE="${TWEED_CACHE:-/var/cache/tweed}/go"
 
 [ "$(id -u)" = 0 ] || die "the cluster makes namespaces and mounts: run as root"
 
-packages=(containerd runc etcd-server etcd-client openssl buildah busybox-static iproute2 nftables iptables util-linux jq curl)
+packages=(containerd runc etcd-server etcd-client openssl buildah busybox-static iproute2 nftables iptables util-linux jq curl qemu-system-x86)
 
 start_node() {
   local i="$1" name
@@ -77,6 +78,9 @@ cmd_up() {
   (cd "$REPO" && cargo build --release -q -p tweed-plugin -p tweedd -p tweedctl) >&2
   TWEED_BINS="${CARGO_TARGET_DIR:-$REPO/target}/x86_64-unknown-linux-gnu/release"
   make_images
+  build_urunc
+  install_urunc_vmm
+  urunc_guest_image
   make_pki "$nodes"
   echo "$nodes" >"$STATE/nodes.count"
   make_network "$nodes"
@@ -86,6 +90,7 @@ cmd_up() {
   sed -e "s/@DNS_SVC_IP@/$DNS_SVC_IP/" -e "s/@CLUSTER_DOMAIN@/$CLUSTER_DOMAIN/" \
     -e "s|@COREDNS_IMAGE@|localhost/coredns:$COREDNS_VERSION|" "$REPO/cluster/addons/coredns.yaml" \
     | kc apply -f - >/dev/null
+  kc apply -f "$REPO/cluster/addons/urunc.yaml" >/dev/null
   for ((i = 1; i <= nodes; i++)); do
     start_node "$i"
   done

@@ -7,6 +7,7 @@
 //!
 //! - the manifest as shipped (vxlan, kube store): pods, Services, DNS,
 //!   kubectl exec/logs/port-forward, NetworkPolicy, wires, a segment through Multus,
+//!   a urunc guest (QEMU) reached from another node,
 //!   tweed's pods rolled and its whole DaemonSet deleted under traffic, a
 //!   node drained and removed;
 //! - the host-gw backend (the ConfigMap's net-conf edited), a broken
@@ -22,6 +23,7 @@
 //!   leftovers removed at the end.
 
 mod faults;
+mod guests;
 mod lifecycle;
 mod migration;
 mod policy;
@@ -46,6 +48,7 @@ fn the_manifest_as_shipped_carries_pods_services_and_wires_across_nodes() {
     policy::network_policies_are_enforced(&c, &pods);
     wires::cable_pods_on_one_node_and_across_nodes(&c);
     segments::multus_attaches_pods_to_a_segment_across_nodes(&c);
+    guests::urunc_guest_is_reached_from_another_node(&c, &pods);
     lifecycle::rolling_tweeds_pod_keeps_traffic(&c, &pods);
     lifecycle::deleting_the_daemonset_keeps_traffic_and_reapplying_converges(&c, &pods);
     lifecycle::deleted_pods_leave_nothing(&c);

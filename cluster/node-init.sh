@@ -50,6 +50,8 @@ for h in /sys/fs/cgroup/*/; do
   mkdir -p "$h/$name" 2>/dev/null || true
 done
 
+ctr oci spec | jq '.hooks.poststart = [{"path": "/opt/cni/bin/tweed", "args": ["tweed", "urunc-hook"], "timeout": 60}]' \
+  >/etc/containerd/urunc-spec.json
 cat >/etc/containerd/config.toml <<TOML
 version = 2
 root = "/var/lib/containerd"
@@ -70,7 +72,11 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.urunc]
       runtime_type = "io.containerd.runc.v2"
       container_annotations = ["com.urunc.unikernel.*"]
-      pod_annotations = ["com.urunc.unikernel.*"]
+      # tweed's guest annotations reach the hook through the spec.
+      pod_annotations = ["com.urunc.unikernel.*", "tweed.io/*"]
+      # containerd's default spec plus tweed's poststart hook, which gives
+      # the guest the pod's localhost (docs/urunc.md).
+      base_runtime_spec = "/etc/containerd/urunc-spec.json"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.urunc.options]
         SystemdCgroup = false
         BinaryName = "$URUNC_BIN/urunc"

@@ -3,11 +3,11 @@
 //! test changes something and then says how many packets were lost.
 
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 
 use serde_json::Value;
 
-use crate::Cluster;
+use crate::{CP_NS, Cluster, STATE};
 
 /// A pod as the tests need it.
 #[derive(Debug, Clone)]
@@ -99,6 +99,44 @@ pub fn exec(c: &Cluster, pod: &str, argv: &[&str]) -> Result<String, String> {
 /// busybox wget crashes with its own -T).
 pub fn http_from(c: &Cluster, pod: &str, url: &str) -> Result<String, String> {
     exec(c, pod, &["timeout", "5", "wget", "-qO-", url])
+}
+
+/// `kubectl port-forward pod/POD LOCAL:REMOTE` from the control plane's
+/// namespace, and what `GET /` through it answers (waiting up to 30 s for
+/// the forward to work); the forward is stopped afterwards.
+pub fn port_forward_get(c: &Cluster, pod: &str, local: u16, remote: u16) -> String {
+    let mut forward = Command::new(format!("{STATE}/bin/kubectl"))
+        .env("KUBECONFIG", format!("{STATE}/pki/admin.kubeconfig"))
+        .args([
+            "port-forward",
+            &format!("pod/{pod}"),
+            &format!("{local}:{remote}"),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("kubectl port-forward");
+    let mut body = String::new();
+    c.wait_until(
+        30,
+        &format!("port-forward to {pod}:{remote} answers"),
+        || {
+            let out = Command::new("ip")
+                .args([
+                    "netns", "exec", CP_NS, "timeout", "5", "busybox", "wget", "-qO-",
+                ])
+                .arg(format!("http://127.0.0.1:{local}/"))
+                .output()
+                .expect("wget");
+            body = String::from_utf8_lossy(&out.stdout).into_owned();
+            out.status.success()
+        },
+    );
+    // `ip netns exec` execs kubectl itself: this pid is kubectl's.
+    let _ = forward.kill();
+    let _ = forward.wait();
+    body
 }
 
 /// Whether `count` pings from `pod` to `to` all came back.

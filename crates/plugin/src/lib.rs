@@ -16,6 +16,7 @@ pub mod guest;
 pub mod ipam;
 pub mod names;
 pub mod panic_hook;
+pub mod urunc_hook;
 pub mod wires;
 
 use std::io::{Read, Write};

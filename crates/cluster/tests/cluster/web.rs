@@ -1,10 +1,8 @@
 //! A Deployment spread one pod per node and a Service in front of it: the
 //! everyday traffic a CNI must carry.
 
-use std::process::{Command, Stdio};
-
-use tweed_cluster::pods::{Pod, assert_all_pairs_talk, exec, http_from, pods};
-use tweed_cluster::{CP_NS, Cluster, STATE};
+use tweed_cluster::Cluster;
+use tweed_cluster::pods::{Pod, assert_all_pairs_talk, exec, http_from, pods, port_forward_get};
 
 /// Serves its own name over HTTP on 8080.
 const WEB: &str = r#"
@@ -98,28 +96,6 @@ pub fn services_and_dns_work(c: &Cluster, pods: &[Pod]) {
 pub fn kubectl_reaches_pods(c: &Cluster, pod: &Pod) {
     let logs = c.kubectl_ok(&["logs", &pod.name]);
     assert!(logs.contains("serving"), "kubectl logs: {logs}");
-    let mut forward = Command::new(format!("{STATE}/bin/kubectl"))
-        .env("KUBECONFIG", format!("{STATE}/pki/admin.kubeconfig"))
-        .args(["port-forward", &format!("pod/{}", pod.name), "18080:8080"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("kubectl port-forward");
-    let mut forwarded = String::new();
-    c.wait_until(30, "port-forward answers", || {
-        let out = Command::new("ip")
-            .args([
-                "netns", "exec", CP_NS, "timeout", "5", "busybox", "wget", "-qO-",
-            ])
-            .arg("http://127.0.0.1:18080/")
-            .output()
-            .expect("wget");
-        forwarded = String::from_utf8_lossy(&out.stdout).into_owned();
-        out.status.success()
-    });
-    // `ip netns exec` execs kubectl itself: this pid is kubectl's.
-    let _ = forward.kill();
-    let _ = forward.wait();
+    let forwarded = port_forward_get(c, &pod.name, 18080, 8080);
     assert_eq!(forwarded.trim(), format!("web-{}", pod.name));
 }

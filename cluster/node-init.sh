@@ -50,7 +50,9 @@ for h in /sys/fs/cgroup/*/; do
   mkdir -p "$h/$name" 2>/dev/null || true
 done
 
-ctr oci spec | jq '.hooks.poststart = [{"path": "/opt/cni/bin/tweed", "args": ["tweed", "urunc-hook"], "timeout": 60}]' \
+ctr oci spec | jq '.hooks = {
+    "createRuntime": [{"path": "/opt/cni/bin/tweed", "args": ["tweed", "urunc-hook", "create-runtime"], "timeout": 30}],
+    "poststart": [{"path": "/opt/cni/bin/tweed", "args": ["tweed", "urunc-hook", "poststart"], "timeout": 60}]}' \
   >/etc/containerd/urunc-spec.json
 cat >/etc/containerd/config.toml <<TOML
 version = 2
@@ -74,8 +76,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
       container_annotations = ["com.urunc.unikernel.*"]
       # tweed's guest annotations reach the hook through the spec.
       pod_annotations = ["com.urunc.unikernel.*", "tweed.io/*"]
-      # containerd's default spec plus tweed's poststart hook, which gives
-      # the guest the pod's localhost (docs/urunc.md).
+      # containerd's default spec plus tweed's hooks, which give the guest
+      # the pod's localhost (docs/urunc.md).
       base_runtime_spec = "/etc/containerd/urunc-spec.json"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.urunc.options]
         SystemdCgroup = false

@@ -274,8 +274,9 @@ impl Cluster {
         }
     }
 
-    /// What a failing test prints: pods and events, and the last lines of
-    /// every node's kubelet, containerd and tweedd logs that report trouble.
+    /// What a failing test prints: pods and events, the last lines of every
+    /// node's kubelet, containerd and tweedd logs that report trouble, and
+    /// tweed's urunc hook errors.
     pub fn explain(&self) -> String {
         let mut out = String::new();
         for args in [
@@ -311,6 +312,14 @@ impl Cluster {
                     .collect();
                 let tail = &trouble[trouble.len().saturating_sub(8)..];
                 out.push_str(&format!("--- {path} (errors)\n{}\n", tail.join("\n")));
+            }
+            // tweed's urunc hook (docs/urunc.md) keeps its errors there.
+            let hook = self.on_node(i, &["cat", "/run/tweed/urunc-hook.log"]);
+            if hook.status.success() {
+                out.push_str(&format!(
+                    "--- {name}: tweed urunc-hook errors\n{}\n",
+                    text(&hook)
+                ));
             }
         }
         out

@@ -24,9 +24,10 @@ pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) ->
     if let Ok(index) = std::env::var(tweed_plugin::dataplane::veth::DETACHED_DELETE_ENV) {
         return tweed_plugin::dataplane::veth::run_detached_delete(&index);
     }
-    // urunc's poststart hook (docs/urunc.md); a CNI call has no arguments.
-    if std::env::args().nth(1).as_deref() == Some(tweed_plugin::urunc_hook::ARG) {
-        return tweed_plugin::urunc_hook::run();
+    // urunc's OCI hooks (docs/urunc.md); a CNI call has no arguments.
+    let mut args = std::env::args().skip(1);
+    if args.next().as_deref() == Some(tweed_plugin::urunc_hook::ARG) {
+        return tweed_plugin::urunc_hook::run(args.next().as_deref());
     }
     tweed_plugin::run()
 }

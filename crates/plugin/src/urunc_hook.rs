@@ -23,6 +23,14 @@
 //! Every other container (the pod's sandbox and sidecars, which urunc hands
 //! to runc, and runc runs the same hook) and a pod declaring no ports are
 //! left alone.
+//!
+//! A guest container that stops and is started again in the same pod
+//! (kubelet restarts it) finds eth0 without the address urunc needs: this
+//! hook gave it to the previous guest. So the `poststart` stage notes the
+//! address and gateway in eth0's alias before taking them, and the
+//! `create-runtime` stage (an OCI `createRuntime` hook, which runs before
+//! urunc reads eth0) gives them back and removes the localhost table, once
+//! urunc's cleanup has removed the previous guest's tap.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -30,17 +38,22 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv4Net};
 use serde::Deserialize;
 use tweed_guest::Port;
 use tweed_netlink::TABLE_MAIN;
-use tweed_netlink::{MacAddr, NetNs, Netlink};
+use tweed_netlink::{MacAddr, NetNs, Netlink, Route};
 
 use crate::guest::device::Device;
 use crate::guest::localhost::{self, Plan};
 
-/// The argument that selects this program in the `tweed` binary.
+/// The argument that selects this program in the `tweed` binary; the next
+/// one names the stage.
 pub const ARG: &str = "urunc-hook";
+pub const POSTSTART: &str = "poststart";
+pub const CREATE_RUNTIME: &str = "create-runtime";
+/// eth0's alias while the guest has its address: what to give back.
+const SAVED_PREFIX: &str = "tweed-urunc-hook";
 /// urunc's tap (its `tapX_urunc`, the first of a pod).
 pub const URUNC_TAP: &str = "tap0_urunc";
 /// The pod interface urunc joins its tap to (urunc's `DefaultInterface`).
@@ -77,19 +90,47 @@ struct State {
     annotations: HashMap<String, String>,
 }
 
-/// Runs the hook; the process exit code. Errors go to stderr, which urunc
-/// reports when it fails the container's start.
-pub fn run() -> i32 {
+/// Where errors are also appended: urunc logs a hook's stderr only in the
+/// task's own log, which containerd deletes with the failed task.
+pub const ERROR_LOG: &str = "/run/tweed/urunc-hook.log";
+
+/// Runs the hook stage `stage`; the process exit code. Errors go to stderr
+/// and to [`ERROR_LOG`].
+pub fn run(stage: Option<&str>) -> i32 {
+    let name = stage.unwrap_or_default().to_string();
+    let stage: fn(&State) -> Result<(), HookError> = match stage {
+        Some(POSTSTART) => apply,
+        Some(CREATE_RUNTIME) => restore,
+        other => {
+            eprintln!(
+                "tweed {ARG}: give the stage, {POSTSTART} or {CREATE_RUNTIME} (got {other:?})"
+            );
+            return 2;
+        }
+    };
     let mut input = String::new();
     let outcome = std::io::stdin()
         .read_to_string(&mut input)
         .map_err(|e| HookError::State(e.to_string()))
         .and_then(|_| serde_json::from_str(&input).map_err(|e| HookError::State(e.to_string())))
-        .and_then(|state: State| apply(&state));
+        .and_then(|state: State| stage(&state));
     match outcome {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("tweed {ARG}: {e}");
+            let id = serde_json::from_str::<serde_json::Value>(&input)
+                .ok()
+                .and_then(|v| v["id"].as_str().map(str::to_string))
+                .unwrap_or_default();
+            let line = format!("tweed {ARG} {name} {id}: {e}");
+            eprintln!("{line}");
+            let _ = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(ERROR_LOG)
+                .and_then(|mut f| {
+                    use std::io::Write;
+                    writeln!(f, "{line}")
+                });
             1
         }
     }
@@ -146,8 +187,15 @@ fn apply(state: &State) -> Result<(), HookError> {
     let gateway_mac = gateway_mac_on_node(gateway)?;
 
     // As in tap mode: the guest owns the pod's address, and the tap answers
-    // to the MAC the guest sends its off-link packets to.
+    // to the MAC the guest sends its off-link packets to. What eth0 gives
+    // up is noted on it for `restore`.
     nl.set_link_mac(tap.index, gateway_mac).map_err(net)?;
+    let saved = Saved {
+        address: address.addr,
+        gateway,
+    };
+    nl.set_link_alias(eth.index, &saved.to_string())
+        .map_err(net)?;
     nl.delete_address(eth.index, address.addr).map_err(net)?;
     let device = Device {
         name: URUNC_TAP.to_string(),
@@ -164,6 +212,68 @@ fn apply(state: &State) -> Result<(), HookError> {
         dns_forward: None,
     };
     localhost::install(&ns, &mut nl, &device, &plan).map_err(|e| HookError::Network(e.msg))
+}
+
+/// `create-runtime`, before urunc reads eth0 for a guest container: gives
+/// eth0 back what this hook gave the pod's previous guest (see the module
+/// docs). On a first start there is nothing to give back; other containers
+/// are left alone.
+fn restore(state: &State) -> Result<(), HookError> {
+    let is_guest = state
+        .annotations
+        .get(URUNC_TYPE)
+        .is_some_and(|t| !t.is_empty());
+    if !is_guest {
+        return Ok(());
+    }
+    let pid = state
+        .pid
+        .ok_or_else(|| HookError::State("no pid: the container was not created".into()))?;
+    let ns = NetNs::open(format!("/proc/{pid}/ns/net")).map_err(net)?;
+    let mut nl = Netlink::in_netns(&ns).map_err(net)?;
+    let Some(eth) = nl.link_by_name(POD_IFNAME).map_err(net)? else {
+        return Ok(());
+    };
+    let Some(saved) = eth.alias.as_deref().and_then(Saved::parse) else {
+        return Ok(());
+    };
+    if nl.link_by_name(URUNC_TAP).map_err(net)?.is_some() {
+        return Err(HookError::Network(format!(
+            "{URUNC_TAP} is still in the pod: the previous guest, which holds {}, \
+             was not cleaned up",
+            saved.address
+        )));
+    }
+    localhost::remove(&ns, POD_IFNAME).map_err(|e| HookError::Network(e.msg))?;
+    nl.add_address(eth.index, saved.address, true)
+        .map_err(net)?;
+    nl.add_route(&Route::new(IpNet::V4(Ipv4Net::default())).via(IpAddr::V4(saved.gateway)))
+        .map_err(net)?;
+    nl.set_link_alias(eth.index, "").map_err(net)
+}
+
+/// What eth0 gave the guest: `tweed-urunc-hook <address> via <gateway>`.
+#[derive(Debug, PartialEq)]
+struct Saved {
+    address: IpNet,
+    gateway: Ipv4Addr,
+}
+
+impl Saved {
+    fn parse(alias: &str) -> Option<Saved> {
+        let rest = alias.strip_prefix(SAVED_PREFIX)?.trim();
+        let (address, gateway) = rest.split_once(" via ")?;
+        Some(Saved {
+            address: address.parse().ok()?,
+            gateway: gateway.parse().ok()?,
+        })
+    }
+}
+
+impl std::fmt::Display for Saved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{SAVED_PREFIX} {} via {}", self.address, self.gateway)
+    }
 }
 
 fn net(e: impl std::fmt::Display) -> HookError {
@@ -311,6 +421,21 @@ mod tests {
             annotations: HashMap::from([(URUNC_TYPE.to_string(), "linux".to_string())]),
         };
         assert!(apply(&no_ports).is_ok());
+    }
+
+    #[test]
+    fn what_eth0_gave_up_reads_back_from_its_alias() {
+        let saved = Saved {
+            address: "10.244.1.6/24".parse().unwrap(),
+            gateway: Ipv4Addr::new(10, 244, 1, 1),
+        };
+        assert_eq!(
+            saved.to_string(),
+            "tweed-urunc-hook 10.244.1.6/24 via 10.244.1.1"
+        );
+        assert_eq!(Saved::parse(&saved.to_string()), Some(saved));
+        assert_eq!(Saved::parse("tweed/eth0"), None);
+        assert_eq!(Saved::parse("tweed-urunc-hook 10.244.1.6/24"), None);
     }
 
     #[test]

@@ -94,6 +94,16 @@ struct State {
 /// task's own log, which containerd deletes with the failed task.
 pub const ERROR_LOG: &str = "/run/tweed/urunc-hook.log";
 
+impl State {
+    /// urunc runs this container as a guest (its state carries urunc's
+    /// config); runc's state for a sidecar or the sandbox does not.
+    fn is_urunc_guest(&self) -> bool {
+        self.annotations
+            .get(URUNC_TYPE)
+            .is_some_and(|t| !t.is_empty())
+    }
+}
+
 /// Runs the hook stage `stage`; the process exit code. Errors go to stderr
 /// and to [`ERROR_LOG`].
 pub fn run(stage: Option<&str>) -> i32 {
@@ -137,11 +147,7 @@ pub fn run(stage: Option<&str>) -> i32 {
 }
 
 fn apply(state: &State) -> Result<(), HookError> {
-    let is_guest = state
-        .annotations
-        .get(URUNC_TYPE)
-        .is_some_and(|t| !t.is_empty());
-    if !is_guest {
+    if !state.is_urunc_guest() {
         return Ok(());
     }
     let localhost_ports = ports(state, LOCALHOST_PORTS)?;
@@ -219,11 +225,7 @@ fn apply(state: &State) -> Result<(), HookError> {
 /// docs). On a first start there is nothing to give back; other containers
 /// are left alone.
 fn restore(state: &State) -> Result<(), HookError> {
-    let is_guest = state
-        .annotations
-        .get(URUNC_TYPE)
-        .is_some_and(|t| !t.is_empty());
-    if !is_guest {
+    if !state.is_urunc_guest() {
         return Ok(());
     }
     let pid = state

@@ -32,14 +32,11 @@
 //! urunc reads eth0) gives them back and removes the localhost table, once
 //! urunc's cleanup has removed the previous guest's tap.
 
+use ipnet::{IpNet, Ipv4Net};
+use serde::Deserialize;
 use std::collections::HashMap;
 use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
-
-use ipnet::{IpNet, Ipv4Net};
-use serde::Deserialize;
 use tweed_guest::Port;
 use tweed_netlink::TABLE_MAIN;
 use tweed_netlink::{MacAddr, NetNs, Netlink, Route};
@@ -47,13 +44,17 @@ use tweed_netlink::{MacAddr, NetNs, Netlink, Route};
 use crate::guest::device::Device;
 use crate::guest::localhost::{self, Plan};
 
+mod saved;
+mod vmm;
+
+use saved::Saved;
+use vmm::{guest_mac, wait_for_vmm};
+
 /// The argument that selects this program in the `tweed` binary; the next
 /// one names the stage.
 pub const ARG: &str = "urunc-hook";
 pub const POSTSTART: &str = "poststart";
 pub const CREATE_RUNTIME: &str = "create-runtime";
-/// eth0's alias while the guest has its address: what to give back.
-const SAVED_PREFIX: &str = "tweed-urunc-hook";
 /// urunc's tap (its `tapX_urunc`, the first of a pod).
 pub const URUNC_TAP: &str = "tap0_urunc";
 /// The pod interface urunc joins its tap to (urunc's `DefaultInterface`).
@@ -62,10 +63,6 @@ pub const POD_IFNAME: &str = "eth0";
 const URUNC_TYPE: &str = "com.urunc.unikernel.unikernelType";
 const LOCALHOST_PORTS: &str = "tweed.io/guest-localhost-ports";
 const POD_SERVICES: &str = "tweed.io/guest-pod-services";
-/// QEMU's MAC for the first NIC when none is given, as urunc starts it.
-const QEMU_DEFAULT_MAC: MacAddr = MacAddr([0x52, 0x54, 0x00, 0x12, 0x34, 0x56]);
-/// How long urunc may take from `start` to exec'ing the VMM.
-const VMM_WAIT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum HookError {
@@ -254,30 +251,6 @@ fn restore(state: &State) -> Result<(), HookError> {
     nl.set_link_alias(eth.index, "").map_err(net)
 }
 
-/// What eth0 gave the guest: `tweed-urunc-hook <address> via <gateway>`.
-#[derive(Debug, PartialEq)]
-struct Saved {
-    address: IpNet,
-    gateway: Ipv4Addr,
-}
-
-impl Saved {
-    fn parse(alias: &str) -> Option<Saved> {
-        let rest = alias.strip_prefix(SAVED_PREFIX)?.trim();
-        let (address, gateway) = rest.split_once(" via ")?;
-        Some(Saved {
-            address: address.parse().ok()?,
-            gateway: gateway.parse().ok()?,
-        })
-    }
-}
-
-impl std::fmt::Display for Saved {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{SAVED_PREFIX} {} via {}", self.address, self.gateway)
-    }
-}
-
 fn net(e: impl std::fmt::Display) -> HookError {
     HookError::Network(e.to_string())
 }
@@ -290,73 +263,6 @@ fn ports(state: &State, annotation: &'static str) -> Result<Vec<Port>, HookError
             why: e.to_string(),
         }),
     }
-}
-
-/// Waits until the container's process runs another binary than the
-/// runtime that started this hook (our parent): urunc has exec'd the VMM.
-fn wait_for_vmm(pid: i32) -> Result<(), HookError> {
-    let exe = |p: String| std::fs::read_link(format!("/proc/{p}/exe"));
-    let runtime =
-        exe(std::os::unix::process::parent_id().to_string()).map_err(|e| HookError::Process {
-            pid,
-            why: format!("reading the runtime's binary: {e}"),
-        })?;
-    let start = Instant::now();
-    loop {
-        let now: PathBuf = exe(pid.to_string()).map_err(|e| HookError::Process {
-            pid,
-            why: format!("gone before its VMM started: {e}"),
-        })?;
-        if now != runtime {
-            return Ok(());
-        }
-        if start.elapsed() > VMM_WAIT {
-            return Err(HookError::Process {
-                pid,
-                why: format!(
-                    "still {} after {} s: urunc never started the VMM",
-                    runtime.display(),
-                    VMM_WAIT.as_secs()
-                ),
-            });
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// The guest's MAC, from the VMM's command line: QEMU's `mac=`/`macaddr=`
-/// if urunc gave one, else QEMU's default for the first NIC (urunc gives
-/// none to `linux` guests). Other VMMs are refused: their MAC is not known.
-fn guest_mac(pid: i32) -> Result<MacAddr, HookError> {
-    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).map_err(|e| HookError::Process {
-        pid,
-        why: format!("reading its command line: {e}"),
-    })?;
-    let args: Vec<String> = raw
-        .split(|b| *b == 0)
-        .map(|a| String::from_utf8_lossy(a).into_owned())
-        .collect();
-    mac_from_vmm_args(&args).map_err(|why| HookError::Process { pid, why })
-}
-
-fn mac_from_vmm_args(args: &[String]) -> Result<MacAddr, String> {
-    if !args.iter().any(|a| a.contains("qemu-system")) {
-        return Err(format!(
-            "the VMM is not QEMU ({}): the guest's MAC is known only for QEMU",
-            args.first().map(String::as_str).unwrap_or("?")
-        ));
-    }
-    for arg in args {
-        for option in arg.split(',') {
-            if let Some(mac) = option
-                .strip_prefix("macaddr=")
-                .or_else(|| option.strip_prefix("mac="))
-            {
-                return mac.parse().map_err(|e| format!("QEMU's {option}: {e}"));
-            }
-        }
-    }
-    Ok(QEMU_DEFAULT_MAC)
 }
 
 /// The gateway's MAC: the hook runs on the node, where the gateway is an
@@ -384,33 +290,6 @@ fn gateway_mac_on_node(gateway: Ipv4Addr) -> Result<MacAddr, HookError> {
 mod tests {
     use super::*;
 
-    fn args(s: &str) -> Vec<String> {
-        s.split(' ').map(str::to_string).collect()
-    }
-
-    #[test]
-    fn the_guest_mac_comes_from_qemus_command_line() {
-        let urunc_linux = args(
-            "/usr/lib/tweed-cluster/urunc/qemu-system-x86_64 -m 256M -net nic,model=virtio -net tap,script=no,downscript=no,ifname=tap0_urunc",
-        );
-        assert_eq!(mac_from_vmm_args(&urunc_linux), Ok(QEMU_DEFAULT_MAC));
-        let with_mac = args(
-            "qemu-system-x86_64 -device virtio-net-pci,netdev=n0,mac=02:aa:bb:cc:dd:ee -netdev tap,id=n0",
-        );
-        assert_eq!(
-            mac_from_vmm_args(&with_mac).unwrap().to_string(),
-            "02:aa:bb:cc:dd:ee"
-        );
-        let bad = args("qemu-system-x86_64 -net nic,macaddr=zz");
-        assert!(mac_from_vmm_args(&bad).unwrap_err().contains("macaddr=zz"));
-        let firecracker = args("firecracker --api-sock /tmp/fc.sock");
-        assert!(
-            mac_from_vmm_args(&firecracker)
-                .unwrap_err()
-                .contains("only for QEMU")
-        );
-    }
-
     #[test]
     fn other_containers_and_pods_without_ports_are_left_alone() {
         let runc_container = State {
@@ -423,21 +302,6 @@ mod tests {
             annotations: HashMap::from([(URUNC_TYPE.to_string(), "linux".to_string())]),
         };
         assert!(apply(&no_ports).is_ok());
-    }
-
-    #[test]
-    fn what_eth0_gave_up_reads_back_from_its_alias() {
-        let saved = Saved {
-            address: "10.244.1.6/24".parse().unwrap(),
-            gateway: Ipv4Addr::new(10, 244, 1, 1),
-        };
-        assert_eq!(
-            saved.to_string(),
-            "tweed-urunc-hook 10.244.1.6/24 via 10.244.1.1"
-        );
-        assert_eq!(Saved::parse(&saved.to_string()), Some(saved));
-        assert_eq!(Saved::parse("tweed/eth0"), None);
-        assert_eq!(Saved::parse("tweed-urunc-hook 10.244.1.6/24"), None);
     }
 
     #[test]

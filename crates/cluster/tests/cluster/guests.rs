@@ -244,10 +244,10 @@ fn localhost_reaches_the_guest_both_ways(c: &Cluster, guest: &Pod, others: &[Pod
 }
 
 /// The guest's container killed (its VMM, through containerd and urunc)
-/// and started again by kubelet in the same pod, until Ready. What the
-/// previous guest left on eth0 (urunc's qdisc; the address tweed's hook
-/// gave away) would keep the new one off the network; tweed's
-/// `create-runtime` hook clears it.
+/// and started again by kubelet in the same pod, until Ready. urunc needs
+/// eth0's address again, which tweed's hook gave the previous guest; its
+/// `create-runtime` stage gives it back (the guest without annotations
+/// shows a restart works where the hook took nothing).
 fn restart_guest(c: &Cluster, guest: &Pod) {
     let status = |c: &Cluster| {
         let pod = c.json(&["get", "pod", &guest.name]);

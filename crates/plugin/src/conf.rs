@@ -35,6 +35,9 @@ struct TweedFields {
     /// A layer-2 segment of tweedd's (`Segments` in net-conf.json) to
     /// attach to instead of the routed pod network.
     segment: Option<String>,
+    /// The two ends of a wire this network is (`["r1:eth2", "r3:eth1"]`),
+    /// instead of the routed pod network; see `wire_network`.
+    wire: Option<Value>,
     /// Where pods' wire records go for tweedd (`--wire-dir`).
     wire_dir: Option<PathBuf>,
     /// Where tweedd writes segments' address blocks (`--segment-dir`).
@@ -113,6 +116,10 @@ pub struct Conf {
     pub segment: Option<String>,
     /// The operator's guest defaults (`guest`); see `guest::request`.
     pub guest: Option<GuestSection>,
+    /// The wire this network is: its two ends as written (a pod name
+    /// without a namespace is in the attaching pod's); `None` for every
+    /// other network.
+    pub wire: Option<[String; 2]>,
     /// Where the pod's wires are recorded for tweedd.
     pub wire_dir: PathBuf,
     /// Where tweedd writes each addressed segment's block.
@@ -146,6 +153,13 @@ impl Conf {
                 ));
             }
         }
+        let wire = match &fields.wire {
+            Some(v) => Some(crate::wire_network::parse_conf(
+                v,
+                &fields_given(&fields, net.ipam.is_some()),
+            )?),
+            None => None,
+        };
         let bridge = match &fields.segment {
             Some(name) => tweed_segment::bridge_name(name),
             None => fields.bridge.unwrap_or_else(|| DEFAULT_BRIDGE.to_string()),
@@ -187,6 +201,7 @@ impl Conf {
             ipam,
             segment: fields.segment,
             guest: fields.guest,
+            wire,
             wire_dir: fields
                 .wire_dir
                 .unwrap_or_else(|| PathBuf::from(tweed_wire::DEFAULT_DIR)),
@@ -202,6 +217,22 @@ impl Conf {
     pub fn name(&self) -> &str {
         &self.net.name
     }
+}
+
+/// The fields given beside `wire`, which a wire cannot honour: it has no
+/// bridge, addresses or guest, and its MTU is `Wires.MTU` on every node.
+fn fields_given(fields: &TweedFields, ipam: bool) -> Vec<&'static str> {
+    [
+        ("segment", fields.segment.is_some()),
+        ("bridge", fields.bridge.is_some()),
+        ("mtu", fields.mtu.is_some()),
+        ("ipam", ipam),
+        ("guest", fields.guest.is_some()),
+        ("isDefaultGateway", fields.is_default_gateway.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(name, given)| given.then_some(name))
+    .collect()
 }
 
 /// The log named in a config that may not parse as a whole, so even a
@@ -256,6 +287,25 @@ mod tests {
             let e = conf(json!({ "logOptions": bad })).unwrap_err();
             assert_eq!(e.code, code::INVALID_CONFIG, "{bad}");
             assert!(e.msg.contains(field), "{bad}: {}", e.msg);
+        }
+    }
+
+    #[test]
+    fn a_wire_network_takes_no_bridge_addresses_or_guest() {
+        let w = conf(json!({"wire": ["r1:eth2", "r3:eth1"]})).unwrap();
+        assert_eq!(w.wire, Some(["r1:eth2".into(), "r3:eth1".into()]));
+        for (extra, field) in [
+            (json!({"segment": "lab1"}), "segment"),
+            (json!({"bridge": "br0"}), "bridge"),
+            (json!({"mtu": 1400}), "mtu"),
+            (json!({"ipam": {"type": "host-local"}}), "ipam"),
+            (json!({"guest": {"mode": "tap"}}), "guest"),
+        ] {
+            let mut v = extra.clone();
+            v["wire"] = json!(["r1:eth2", "r3:eth1"]);
+            let e = conf(v).unwrap_err();
+            assert_eq!(e.code, code::INVALID_CONFIG, "{extra}");
+            assert!(e.msg.starts_with(&format!("{field}: ")), "{extra}: {}", e.msg);
         }
     }
 

@@ -17,6 +17,7 @@ pub mod ipam;
 pub mod names;
 pub mod panic_hook;
 pub mod urunc_hook;
+pub mod wire_network;
 pub mod wires;
 
 use std::io::{Read, Write};

@@ -79,6 +79,7 @@ pub fn requested(
         .map(|d| WireEnd {
             ifname: d.ifname,
             peer: d.peer,
+            network: None,
         })
         .collect();
     Ok(Some((pod, ends)))
@@ -101,12 +102,25 @@ pub fn record(
     let lock = DirLock::take(dir).map_err(fail)?;
     // Another interface's ADD of the same pod may have recorded them.
     let previous = record::read(dir, container_id).ok().flatten();
+    let netns_id = ns.id().map_err(errors::kernel)?;
+    // Ends of wire networks (wire_network.rs) are theirs to remove: kept.
+    let mut ends = ends;
+    for e in previous
+        .iter()
+        .filter(|p| p.netns_id == netns_id)
+        .flat_map(|p| &p.ends)
+        .filter(|e| e.network.is_some())
+    {
+        if !ends.iter().any(|mine| mine.ifname == e.ifname) {
+            ends.push(e.clone());
+        }
+    }
     let rec = WireRecord {
         version: RECORD_VERSION,
         container_id: container_id.to_string(),
         pod,
         netns: ns.path().to_path_buf(),
-        netns_id: ns.id().map_err(errors::kernel)?,
+        netns_id,
         ends,
     };
     record::write(dir, &rec, &lock).map_err(fail)?;

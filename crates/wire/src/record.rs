@@ -39,6 +39,12 @@ pub struct WireRecord {
 pub struct WireEnd {
     pub ifname: String,
     pub peer: Endpoint,
+    /// The network config that recorded this end when it is a wire
+    /// network of its own (a NetworkAttachmentDefinition with `wire`),
+    /// whose DEL and GC then take this end alone; `None` for the ends the
+    /// pod annotation declares, which go with the pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
 }
 
 impl WireRecord {
@@ -210,6 +216,7 @@ mod tests {
             ends: vec![WireEnd {
                 ifname: "eth1".into(),
                 peer: "lab/r2:eth1".parse().unwrap(),
+                network: None,
             }],
         }
     }

@@ -39,6 +39,9 @@ struct Grant {
 
 pub fn run(call: &mut Call) -> Result<Value, CniError> {
     let conf = call.conf;
+    if let Some(ends) = &conf.wire {
+        return crate::wire_network::add(call, ends);
+    }
     let network = conf.name().to_string();
     let container_id = call.container_id().to_string();
     let ifname = call.ifname().to_string();

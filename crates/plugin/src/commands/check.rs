@@ -17,6 +17,9 @@ use crate::names;
 
 pub fn run(call: &mut Call) -> Result<(), CniError> {
     let conf = call.conf;
+    if let Some(ends) = &conf.wire {
+        return crate::wire_network::check(call, ends);
+    }
     let prev = conf.net.prev_result.as_ref().ok_or_else(|| {
         CniError::invalid_config("prevResult", "CHECK needs the result of the ADD")
     })?;

@@ -18,6 +18,9 @@ use crate::names;
 
 pub fn run(call: &mut Call) -> Result<(), CniError> {
     let conf = call.conf;
+    if conf.wire.is_some() {
+        return crate::wire_network::del(call);
+    }
     let network = conf.name();
     let (id, ifname) = (call.container_id(), call.ifname());
 

@@ -23,6 +23,11 @@ pub fn run(call: &mut Call) -> Result<(), CniError> {
         .map(|a| (a.container_id, a.ifname))
         .collect();
 
+    if conf.wire.is_some() {
+        // A wire network reserves nothing and makes no host device.
+        crate::wire_network::gc(&conf.wire_dir, conf.name(), &valid);
+        return Ok(());
+    }
     let released = match &conf.ipam {
         IpamPlan::Builtin(ipam) => builtin::gc(&builtin::data_dir(ipam), conf.name(), &valid)?,
         IpamPlan::Delegate(plugin) => {

@@ -8,6 +8,10 @@ use tweed_node::SubnetEnv;
 
 pub fn run(call: &mut Call) -> Result<(), CniError> {
     let conf = call.conf;
+    if conf.wire.is_some() {
+        // ADD only writes a record; tweedd cables when it can.
+        return Ok(());
+    }
     match &conf.ipam {
         IpamPlan::Builtin(ipam) => {
             if conf.ipam.needs_lease() {

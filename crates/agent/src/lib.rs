@@ -7,6 +7,7 @@ pub mod backend;
 pub mod backoff;
 pub mod capabilities;
 pub mod config;
+pub mod guest_dhcp;
 pub mod health;
 pub mod identity;
 pub mod kernel_check;

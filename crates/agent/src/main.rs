@@ -114,6 +114,10 @@ struct Flags {
     /// `segmentDir`).
     #[arg(long, default_value = tweed_segment::block::DEFAULT_DIR)]
     segment_dir: PathBuf,
+    /// Where `tweed urunc-hook` records the guests whose DHCP the agent
+    /// answers (docs/urunc.md).
+    #[arg(long, default_value = tweed_guest::dhcp::DEFAULT_DIR)]
+    guest_dhcp_dir: PathBuf,
     /// Where the agent keeps what it must remember across restarts.
     #[arg(long, default_value = "/var/lib/tweed")]
     state_dir: PathBuf,
@@ -228,6 +232,7 @@ fn main() -> ExitCode {
         state_dir: flags.state_dir.clone(),
         wire_dir: flags.wire_dir.clone(),
         segment_dir: flags.segment_dir.clone(),
+        guest_dhcp_dir: flags.guest_dhcp_dir.clone(),
         lease_ttl: Duration::from_secs(flags.lease_ttl),
         renew_interval: Duration::from_secs(flags.renew_interval),
         resync_interval: Duration::from_secs(flags.resync_interval.max(1)),

@@ -8,11 +8,13 @@
 //! Both sides depend only on this crate, so the file format has one
 //! definition.
 
+pub mod dhcp;
 pub mod dns;
 pub mod port;
 pub mod record;
 pub mod render;
 
+pub use dhcp::DhcpRecord;
 pub use dns::GuestDns;
 pub use port::{Port, Protocol};
 pub use record::{DeviceNumber, GuestAddress, GuestMode, GuestRecord, GuestRoute, Localhost};

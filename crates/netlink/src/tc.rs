@@ -154,19 +154,58 @@ impl Netlink {
         dst: std::net::Ipv4Addr,
         priority: u16,
     ) -> Result<()> {
+        // The destination address: bytes 16..20 of the IPv4 header.
+        let keys = [(16, 0xffff_ffff, u32::from(dst))];
+        self.add_pass_ipv4(index, &keys, priority, || {
+            format!("pass {dst} on link #{index} ingress")
+        })
+    }
+
+    /// Lets UDP datagrams for port `port` (any address, broadcasts
+    /// included) through to this namespace's own stack, as
+    /// [`Self::add_pass_ipv4_dst`] does for an address. Assumes a 20-byte
+    /// IPv4 header: a packet with IP options is not matched and takes the
+    /// redirect.
+    pub fn add_pass_udp_dst_port(&mut self, index: u32, port: u16, priority: u16) -> Result<()> {
+        let keys = [
+            // The protocol: byte 9 of the IPv4 header (17, UDP).
+            (8, 0x00ff_0000, u32::from(libc::IPPROTO_UDP as u8) << 16),
+            // The destination port: bytes 2..4 of the UDP header.
+            (20, 0x0000_ffff, u32::from(port)),
+        ];
+        self.add_pass_ipv4(index, &keys, priority, || {
+            format!("pass UDP port {port} on link #{index} ingress")
+        })
+    }
+
+    /// A u32 filter on `index`'s ingress with no action, matching IPv4
+    /// packets on every (offset, mask, value) key: classification ends with
+    /// "pass". Offsets count from the IPv4 header; masks and values are in
+    /// host order.
+    fn add_pass_ipv4(
+        &mut self,
+        index: u32,
+        keys: &[(i32, u32, u32)],
+        priority: u16,
+        what: impl Fn() -> String,
+    ) -> Result<()> {
         let mut msg = TcMessage::with_index(index as i32);
         msg.header.parent = TcHandle::from(INGRESS_HANDLE);
         msg.header.info = (u32::from(priority) << 16) | u32::from(ETH_P_IP.to_be());
         msg.attributes.push(TcAttribute::Kind("u32".to_string()));
         let mut selector = TcU32Selector::default();
         selector.flags = TcU32SelectorFlags::Terminal;
-        selector.nkeys = 1;
-        let mut key = TcU32Key::default();
-        // The destination address: bytes 16..20 of the IPv4 header.
-        key.mask = 0xffff_ffff;
-        key.val = u32::from(dst);
-        key.off = 16;
-        selector.keys = vec![key];
+        selector.nkeys = keys.len() as u8;
+        selector.keys = keys
+            .iter()
+            .map(|&(off, mask, val)| {
+                let mut key = TcU32Key::default();
+                key.off = off;
+                key.mask = mask;
+                key.val = val;
+                key
+            })
+            .collect();
         msg.attributes.push(TcAttribute::Options(vec![
             TcOption::U32(TcFilterU32Option::ClassId(TcHandle::from(
                 INGRESS_HANDLE | 1,
@@ -174,7 +213,7 @@ impl Netlink {
             TcOption::U32(TcFilterU32Option::Selector(selector)),
         ]));
         self.execute(
-            || format!("pass {dst} on link #{index} ingress"),
+            what,
             RouteNetlinkMessage::NewTrafficFilter(msg),
             NLM_F_CREATE | NLM_F_EXCL,
         )

@@ -50,6 +50,9 @@ pub struct AgentOptions {
     pub wire_dir: PathBuf,
     /// Where each addressed segment's block is written for the plugin.
     pub segment_dir: PathBuf,
+    /// Guests' DHCP records (`tweed urunc-hook` writes them; tweedd
+    /// answers the guests).
+    pub guest_dhcp_dir: PathBuf,
     pub lease_ttl: Duration,
     pub renew_interval: Duration,
     pub resync_interval: Duration,
@@ -108,14 +111,18 @@ struct Workers {
     wires: std::sync::mpsc::Sender<crate::wires::Input>,
     reconcile_thread: std::thread::JoinHandle<()>,
     wire_thread: std::thread::JoinHandle<()>,
+    guest_dhcp: std::sync::mpsc::Sender<()>,
+    guest_dhcp_thread: std::thread::JoinHandle<()>,
 }
 
 impl Workers {
     fn stop(self) {
         let _ = self.tx.send(Input::Stop);
         let _ = self.wires.send(crate::wires::Input::Stop);
+        let _ = self.guest_dhcp.send(());
         let _ = self.reconcile_thread.join();
         let _ = self.wire_thread.join();
+        let _ = self.guest_dhcp_thread.join();
     }
 }
 

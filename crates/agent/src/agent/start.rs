@@ -368,12 +368,24 @@ impl Workers {
                 move || controller.run(wire_rx)
             })
             .expect("spawn wire controller");
+        let (guest_dhcp, guest_dhcp_rx) = std::sync::mpsc::channel();
+        let guest_dhcp_thread = std::thread::Builder::new()
+            .name("guest-dhcp".into())
+            .spawn({
+                let server = crate::guest_dhcp::GuestDhcp {
+                    dir: cx.opts.guest_dhcp_dir.clone(),
+                };
+                move || server.run(guest_dhcp_rx)
+            })
+            .expect("spawn guest DHCP");
         let workers = Workers {
             tx,
             mailbox,
             wires: wire_tx,
             reconcile_thread,
             wire_thread,
+            guest_dhcp,
+            guest_dhcp_thread,
         };
         Ok((workers, first_rx))
     }

@@ -84,7 +84,7 @@ EOF
 urunc_guest_image() {
   local guest key out="$IMAGES/tweed-guest-urunc.tar" root
   guest="$("$REPO/scripts/build-guest-image.sh")"
-  key="$(basename "$guest")"
+  key="$(basename "$guest")-dhcp"
   if [ -f "$out" ] && [ "$(cat "$IMAGES/.tweed-guest-urunc.key" 2>/dev/null)" = "$key" ]; then
     return 0
   fi
@@ -100,6 +100,8 @@ urunc_guest_image() {
       "com.urunc.unikernel.binary": $bin, "com.urunc.unikernel.initrd": $initrd,
       "com.urunc.unikernel.cmdline": $cmd, "com.urunc.unikernel.unikernelVersion": $version,
       "com.urunc.unikernel.useDMBlock": $dm}' >"$root/urunc.json"
-  commit_root "$root" localhost/tweed-guest:urunc "$out" '["/init"]'
+  # The image's command is the guest init's arguments (urunc passes them
+  # after `--`): ask tweed's DHCP for DNS and the MTU (docs/urunc.md).
+  commit_root "$root" localhost/tweed-guest:urunc "$out" '["/init"]' '["tweed.dhcp=on"]'
   echo "$key" >"$IMAGES/.tweed-guest-urunc.key"
 }

@@ -79,6 +79,8 @@ impl Lab {
             d("wires"),
             "--segment-dir".into(),
             d("segments"),
+            "--guest-dhcp-dir".into(),
+            d("guest-dhcp"),
         ];
         argv.extend(extra.iter().map(|a| a.to_string()));
         Command::new("ip")

@@ -90,6 +90,8 @@ impl Lab {
             dir.join("wires").display().to_string(),
             "--segment-dir".into(),
             dir.join("segments").display().to_string(),
+            "--guest-dhcp-dir".into(),
+            dir.join("guest-dhcp").display().to_string(),
             "--health-addr".into(),
             node.health_addr.clone(),
         ];

@@ -239,11 +239,16 @@ fn boot_and_check(lab: &Lab, append: &str, hostname: &str) -> (Guest, String) {
 #[test]
 fn linux_ip_args_on_a_vnet_hdr_tap() {
     let lab = lab("qgl", &["vnet_hdr"], 1500, false);
-    let _ = boot_and_check(
+    // The words after `--` are init's arguments (urunc passes a pod's
+    // command there): they count as boot arguments.
+    let (_guest, ready) = boot_and_check(
         &lab,
-        "ip=10.244.1.5::10.244.1.1:255.255.255.0:guest-linux:eth0:off:10.244.1.1 tweed.lookup=web.lab.test",
+        "ip=10.244.1.5::10.244.1.1:255.255.255.0:guest-linux:eth0:off:10.244.1.1 tweed.lookup=web.lab.test \
+         -- tweed.search=args.test",
         "guest-linux",
     );
+    assert_eq!(ready_fields(&ready)["search"], "args.test", "{ready}");
+    assert_eq!(ready_fields(&ready)["dhcp"], "off", "{ready}");
 }
 
 #[test]

@@ -29,6 +29,10 @@ pub struct CleanupArgs {
     /// they and the plugin's requests for more blocks go.
     #[arg(long, default_value = tweed_segment::block::DEFAULT_DIR)]
     segment_dir: PathBuf,
+    /// Where `tweed urunc-hook` records guests for tweedd's DHCP (its
+    /// --guest-dhcp-dir): the records go.
+    #[arg(long, default_value = tweed_guest::dhcp::DEFAULT_DIR)]
+    guest_dhcp_dir: PathBuf,
     /// The installed plugin binary.
     #[arg(long, default_value = "/opt/cni/bin/tweed")]
     cni_bin: PathBuf,
@@ -126,6 +130,11 @@ fn plan(args: &CleanupArgs, nl: &mut Netlink) -> Result<Vec<Item>, NetlinkError>
         }
     }
     items.extend(segment_files(&args.segment_dir).into_iter().map(Item::File));
+    items.extend(
+        tweed_guest::dhcp::read_all(&args.guest_dhcp_dir)
+            .into_iter()
+            .map(|(path, _)| Item::File(path)),
+    );
     Ok(items)
 }
 

@@ -1,5 +1,5 @@
-//! `tweed urunc-hook`: localhost for a urunc guest, run by urunc as an OCI
-//! `poststart` hook (docs/urunc.md).
+//! `tweed urunc-hook`: DNS, MTU and localhost for a urunc guest, run by
+//! urunc as an OCI `poststart` hook (docs/urunc.md).
 //!
 //! urunc makes its own tap (`tap0_urunc`) and two-way redirect on the pod's
 //! ordinary tweed attachment when the container starts, and refuses a pod
@@ -20,9 +20,13 @@
 //! Then, as in tap mode, eth0 gives up the pod's address (the guest owns it)
 //! and the tap takes the gateway's MAC.
 //!
+//! urunc gives the guest nothing but its address: for DNS servers, search
+//! domains and the MTU, every guest's DHCP is answered by tweedd from a
+//! record this hook writes ([`dhcp`]).
+//!
 //! Every other container (the pod's sandbox and sidecars, which urunc hands
-//! to runc, and runc runs the same hook) and a pod declaring no ports are
-//! left alone.
+//! to runc, and runc runs the same hook) is left alone, and so is localhost
+//! for a pod declaring no ports.
 //!
 //! A guest container that stops and is started again in the same pod
 //! (kubelet restarts it) finds eth0 without the address urunc needs: this
@@ -37,6 +41,7 @@ use serde::Deserialize;
 use std::collections::HashMap;
 use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
 use tweed_guest::Port;
 use tweed_netlink::TABLE_MAIN;
 use tweed_netlink::{MacAddr, NetNs, Netlink, Route};
@@ -44,6 +49,8 @@ use tweed_netlink::{MacAddr, NetNs, Netlink, Route};
 use crate::guest::device::Device;
 use crate::guest::localhost::{self, Plan};
 
+mod bundle;
+mod dhcp;
 mod saved;
 mod vmm;
 
@@ -83,6 +90,8 @@ pub enum HookError {
 #[derive(Debug, Deserialize)]
 struct State {
     pid: Option<i32>,
+    #[serde(default)]
+    bundle: Option<PathBuf>,
     #[serde(default)]
     annotations: HashMap<String, String>,
 }
@@ -128,19 +137,23 @@ pub fn run(stage: Option<&str>) -> i32 {
                 .ok()
                 .and_then(|v| v["id"].as_str().map(str::to_string))
                 .unwrap_or_default();
-            let line = format!("tweed {ARG} {name} {id}: {e}");
-            eprintln!("{line}");
-            let _ = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(ERROR_LOG)
-                .and_then(|mut f| {
-                    use std::io::Write;
-                    writeln!(f, "{line}")
-                });
+            log(&format!("tweed {ARG} {name} {id}: {e}"));
             1
         }
     }
+}
+
+/// Writes `line` to stderr and appends it to [`ERROR_LOG`].
+fn log(line: &str) {
+    eprintln!("{line}");
+    let _ = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(ERROR_LOG)
+        .and_then(|mut f| {
+            use std::io::Write;
+            writeln!(f, "{line}")
+        });
 }
 
 fn apply(state: &State) -> Result<(), HookError> {
@@ -149,14 +162,10 @@ fn apply(state: &State) -> Result<(), HookError> {
     }
     let localhost_ports = ports(state, LOCALHOST_PORTS)?;
     let pod_services = ports(state, POD_SERVICES)?;
-    if localhost_ports.is_empty() && pod_services.is_empty() {
-        return Ok(());
-    }
     let pid = state
         .pid
         .ok_or_else(|| HookError::State("no pid: the container has not started".into()))?;
     wait_for_vmm(pid)?;
-    let guest_mac = guest_mac(pid)?;
 
     let ns = NetNs::open(format!("/proc/{pid}/ns/net")).map_err(net)?;
     let mut nl = Netlink::in_netns(&ns).map_err(net)?;
@@ -172,11 +181,11 @@ fn apply(state: &State) -> Result<(), HookError> {
         .addresses(Some(eth.index))
         .map_err(net)?
         .into_iter()
-        .find(|a| matches!(a.addr, IpNet::V4(_)))
+        .find_map(|a| match a.addr {
+            IpNet::V4(v4) => Some(v4),
+            IpNet::V6(_) => None,
+        })
         .ok_or_else(|| HookError::Network(format!("{POD_IFNAME} has no IPv4 address")))?;
-    let IpAddr::V4(pod_ip) = address.addr.addr() else {
-        unreachable!("an IPv4 network")
-    };
     let gateway = nl
         .routes(false, TABLE_MAIN)
         .map_err(net)?
@@ -187,34 +196,77 @@ fn apply(state: &State) -> Result<(), HookError> {
     let IpAddr::V4(gateway) = gateway else {
         return Err(HookError::Network(format!("gateway {gateway} is not IPv4")));
     };
-    let gateway_mac = gateway_mac_on_node(gateway)?;
 
-    // As in tap mode: the guest owns the pod's address, and the tap answers
-    // to the MAC the guest sends its off-link packets to. What eth0 gives
-    // up is noted on it for `restore`.
+    if !(localhost_ports.is_empty() && pod_services.is_empty()) {
+        let plan = Plan {
+            ifname: POD_IFNAME,
+            pod_ip: address.addr(),
+            guest_mac: guest_mac(pid)?,
+            localhost_ports: &localhost_ports,
+            pod_services: &pod_services,
+            dns_forward: None,
+        };
+        give_localhost(&ns, &mut nl, &tap, &eth, address, gateway, &plan)?;
+    }
+
+    // Every guest is offered its DNS and MTU; one that never asks loses
+    // nothing, so a failure here is reported, not fatal to the guest.
+    let lease = dhcp::Lease {
+        address,
+        gateway,
+        mtu: eth.mtu,
+    };
+    let offered = state
+        .bundle
+        .as_deref()
+        .ok_or_else(|| HookError::State("no bundle in the container state".into()))
+        .and_then(bundle::Spec::read)
+        .and_then(|spec| {
+            dhcp::offer(
+                &mut nl,
+                &tap,
+                &spec,
+                &lease,
+                Path::new(tweed_guest::dhcp::DEFAULT_DIR),
+            )
+        });
+    if let Err(e) = offered {
+        log(&format!(
+            "tweed {ARG} {POSTSTART}: the guest gets no DHCP answers: {e}"
+        ));
+    }
+    Ok(())
+}
+
+/// As in tap mode: the guest owns the pod's address, and the tap answers
+/// to the MAC the guest sends its off-link packets to. What eth0 gives up
+/// is noted on it for `restore`.
+fn give_localhost(
+    ns: &NetNs,
+    nl: &mut Netlink,
+    tap: &tweed_netlink::Link,
+    eth: &tweed_netlink::Link,
+    address: Ipv4Net,
+    gateway: Ipv4Addr,
+    plan: &Plan,
+) -> Result<(), HookError> {
+    let gateway_mac = gateway_mac_on_node(gateway)?;
     nl.set_link_mac(tap.index, gateway_mac).map_err(net)?;
     let saved = Saved {
-        address: address.addr,
+        address: IpNet::V4(address),
         gateway,
     };
     nl.set_link_alias(eth.index, &saved.to_string())
         .map_err(net)?;
-    nl.delete_address(eth.index, address.addr).map_err(net)?;
+    nl.delete_address(eth.index, IpNet::V4(address))
+        .map_err(net)?;
     let device = Device {
         name: URUNC_TAP.to_string(),
         index: tap.index,
         mac: Some(gateway_mac),
         number: None,
     };
-    let plan = Plan {
-        ifname: POD_IFNAME,
-        pod_ip,
-        guest_mac,
-        localhost_ports: &localhost_ports,
-        pod_services: &pod_services,
-        dns_forward: None,
-    };
-    localhost::install(&ns, &mut nl, &device, &plan).map_err(|e| HookError::Network(e.msg))
+    localhost::install(ns, nl, &device, plan).map_err(|e| HookError::Network(e.msg))
 }
 
 /// `create-runtime`, before urunc reads eth0 for a guest container: gives
@@ -291,23 +343,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn other_containers_and_pods_without_ports_are_left_alone() {
+    fn other_containers_are_left_alone() {
+        // runc runs the same hook for the pod's sandbox and sidecars: no
+        // urunc type in their state, so nothing is waited for or touched.
         let runc_container = State {
             pid: Some(1),
+            bundle: None,
             annotations: HashMap::from([(LOCALHOST_PORTS.to_string(), "80".to_string())]),
         };
         assert!(apply(&runc_container).is_ok());
-        let no_ports = State {
-            pid: Some(1),
-            annotations: HashMap::from([(URUNC_TYPE.to_string(), "linux".to_string())]),
-        };
-        assert!(apply(&no_ports).is_ok());
+        assert!(restore(&runc_container).is_ok());
     }
 
     #[test]
     fn a_bad_port_names_its_annotation() {
         let state = State {
             pid: Some(1),
+            bundle: None,
             annotations: HashMap::from([
                 (URUNC_TYPE.to_string(), "linux".to_string()),
                 (POD_SERVICES.to_string(), "80,http".to_string()),

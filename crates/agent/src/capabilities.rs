@@ -2,8 +2,8 @@
 //! NET_ADMIN nothing can be programmed: every netlink request would answer
 //! "Operation not permitted" and the agent would retry forever, holding a
 //! lease it cannot serve. So it refuses to start and names the capability.
-//! SYS_ADMIN and BPF serve some features only; a warning names what will
-//! not work without them.
+//! SYS_ADMIN, BPF and NET_BIND_SERVICE serve some features only; a warning
+//! names what will not work without them.
 
 use thiserror::Error;
 
@@ -20,6 +20,7 @@ struct Needed {
 const NET_ADMIN: u32 = 12;
 const SYS_ADMIN: u32 = 21;
 const BPF: u32 = 39;
+const NET_BIND_SERVICE: u32 = 10;
 
 const NEEDED: &[Needed] = &[
     Needed {
@@ -40,13 +41,20 @@ const NEEDED: &[Needed] = &[
         for_what: "loading the tc programs of segments with a VLAN",
         required: false,
     },
+    Needed {
+        name: "NET_BIND_SERVICE",
+        number: NET_BIND_SERVICE,
+        for_what: "answering urunc guests' DHCP (UDP port 67) with their DNS and MTU",
+        required: false,
+    },
 ];
 
 /// NET_ADMIN is missing.
 #[derive(Debug, Error, PartialEq, Eq)]
 #[error(
     "tweedd runs without CAP_{name}, which it needs for {for_what}; add it to the \
-     container's capabilities (deploy/tweed.yaml adds NET_ADMIN, SYS_ADMIN and BPF)"
+     container's capabilities (deploy/tweed.yaml adds NET_ADMIN, SYS_ADMIN, BPF and \
+     NET_BIND_SERVICE)"
 )]
 pub struct MissingCapability {
     pub name: &'static str,
@@ -110,10 +118,10 @@ fn effective() -> std::io::Result<u64> {
 mod tests {
     use super::*;
 
-    const ALL: u64 = (1 << NET_ADMIN) | (1 << SYS_ADMIN) | (1 << BPF);
+    const ALL: u64 = (1 << NET_ADMIN) | (1 << SYS_ADMIN) | (1 << BPF) | (1 << NET_BIND_SERVICE);
 
     #[test]
-    fn the_three_are_enough_and_net_admin_is_required() {
+    fn the_four_are_enough_and_net_admin_is_required() {
         assert_eq!(judge(ALL), (None, vec![]));
         let (missing, _) = judge(ALL & !(1 << NET_ADMIN));
         let e = missing.expect("NET_ADMIN is required");
@@ -124,11 +132,12 @@ mod tests {
     fn optional_ones_only_warn() {
         let (missing, warnings) = judge(1 << NET_ADMIN);
         assert_eq!(missing, None);
-        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert_eq!(warnings.len(), 3, "{warnings:?}");
         assert!(warnings[0].contains("CAP_SYS_ADMIN") && warnings[0].contains("wires"));
         assert!(warnings[1].contains("CAP_BPF") && warnings[1].contains("VLAN"));
+        assert!(warnings[2].contains("CAP_NET_BIND_SERVICE") && warnings[2].contains("DHCP"));
         // SYS_ADMIN stands in for BPF on kernels older than 5.8.
-        let (_, warnings) = judge((1 << NET_ADMIN) | (1 << SYS_ADMIN));
+        let (_, warnings) = judge((1 << NET_ADMIN) | (1 << SYS_ADMIN) | (1 << NET_BIND_SERVICE));
         assert!(warnings.is_empty(), "{warnings:?}");
     }
 }

@@ -17,6 +17,22 @@ use tweedd::guest_dhcp::GuestDhcp;
 
 const SERVER: Ipv4Addr = Ipv4Addr::new(169, 254, 77, 1);
 
+/// Leaves the calling thread only the capabilities deploy/tweed.yaml gives
+/// tweedd (capabilities are per thread): the server runs as it would in
+/// the DaemonSet, where binding port 67 needs NET_BIND_SERVICE.
+fn with_daemonset_capabilities() {
+    use caps::{CapSet, Capability};
+    let keep = [
+        Capability::CAP_NET_ADMIN,
+        Capability::CAP_SYS_ADMIN,
+        Capability::CAP_BPF,
+        Capability::CAP_NET_BIND_SERVICE,
+    ]
+    .into_iter()
+    .collect();
+    caps::set(None, CapSet::Effective, &keep).expect("drop the thread's capabilities");
+}
+
 /// Pod and guest namespaces: `tap0_urunc` in the pod is cabled to the
 /// guest's eth0, and its ingress is redirected to the pod's eth0 (a veth
 /// whose far end is in `node`), as urunc does.
@@ -148,7 +164,10 @@ fn a_guest_gets_the_pods_address_dns_and_mtu_by_dhcp_and_a_gone_pods_record_goes
     let server = GuestDhcp {
         dir: records.path().to_path_buf(),
     };
-    let thread = std::thread::spawn(move || server.run(stop_rx));
+    let thread = std::thread::spawn(move || {
+        with_daemonset_capabilities();
+        server.run(stop_rx)
+    });
 
     let lease = udhcpc(&guest, scratch.path()).expect("udhcpc got a lease from tweedd");
     for want in [

@@ -9,8 +9,14 @@ use std::process::Command;
 
 /// tweedd's capabilities, by name and number (`linux/capability.h`):
 /// NET_ADMIN for netlink and nftables, SYS_ADMIN for setns() into pod
-/// namespaces (wires), BPF for the tc programs of VLAN segments.
-pub const AGENT: &[(&str, u32)] = &[("NET_ADMIN", 12), ("SYS_ADMIN", 21), ("BPF", 39)];
+/// namespaces (wires), BPF for the tc programs of VLAN segments,
+/// NET_BIND_SERVICE for the DHCP server port of urunc guests.
+pub const AGENT: &[(&str, u32)] = &[
+    ("NET_ADMIN", 12),
+    ("SYS_ADMIN", 21),
+    ("BPF", 39),
+    ("NET_BIND_SERVICE", 10),
+];
 
 /// The highest capability number this kernel knows.
 pub fn last_cap() -> io::Result<u32> {

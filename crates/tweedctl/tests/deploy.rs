@@ -209,8 +209,11 @@ fn the_daemonset_is_unprivileged_host_network_and_probed() {
     assert_eq!(sc.privileged, Some(false));
     assert_eq!(
         sc.capabilities.unwrap().add.unwrap_or_default(),
-        ["NET_ADMIN", "SYS_ADMIN", "BPF"].map(String::from).to_vec(),
-        "NET_ADMIN for netlink and nftables, SYS_ADMIN to enter pods' namespaces (wires), BPF for VLAN segments"
+        ["NET_ADMIN", "SYS_ADMIN", "BPF", "NET_BIND_SERVICE"]
+            .map(String::from)
+            .to_vec(),
+        "NET_ADMIN for netlink and nftables, SYS_ADMIN to enter pods' namespaces (wires), BPF for VLAN segments, \
+         NET_BIND_SERVICE for urunc guests' DHCP"
     );
     let probe_path = |p: Option<k8s_openapi::api::core::v1::Probe>| {
         p.and_then(|p| p.http_get)

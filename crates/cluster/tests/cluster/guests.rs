@@ -5,7 +5,7 @@
 //! node asks for nothing.
 
 use tweed_cluster::Cluster;
-use tweed_cluster::pods::{Pod, condition, http_from, pod, port_forward_get};
+use tweed_cluster::pods::{Pod, condition, exec, http_from, pod, port_forward_get};
 
 const GUEST: &str = r#"
 apiVersion: v1
@@ -157,6 +157,8 @@ pub fn urunc_guest_is_reached_from_another_node(c: &Cluster, others: &[Pod]) {
 
     reached_over_http(c, &guest, others);
     reached_over_http(c, &plain, others);
+    dns_and_mtu_come_by_dhcp(c, &guest, others);
+    dns_and_mtu_come_by_dhcp(c, &plain, others);
     localhost_reaches_the_guest_both_ways(c, &guest, others, 0);
 
     // Both guests' VMMs killed; kubelet starts each again in its pod.
@@ -169,6 +171,7 @@ pub fn urunc_guest_is_reached_from_another_node(c: &Cluster, others: &[Pod]) {
     }
     for p in [&guest, &plain] {
         reached_over_http(c, p, others);
+        dns_and_mtu_come_by_dhcp(c, p, others);
     }
     localhost_reaches_the_guest_both_ways(c, &guest, others, killed_at);
 
@@ -205,6 +208,75 @@ fn reached_over_http(c: &Cluster, guest: &Pod, others: &[Pod]) {
             guest.name
         );
     }
+}
+
+/// urunc gives the guest its address only; tweedd answers the guest's DHCP
+/// (the image asks with `tweed.dhcp=on`) with the pod's DNS servers, search
+/// domains and MTU, from the resolv.conf kubelet made for the pod. Shown
+/// by what the guest's console reports (the newest boot's), by the guest
+/// resolving the API server's Service name, and by a ping whose echo does
+/// not fit the pod network's MTU unfragmented (the guest must fragment its
+/// reply at the pod's MTU, not its NIC's 1500).
+fn dns_and_mtu_come_by_dhcp(c: &Cluster, guest: &Pod, others: &[Pod]) {
+    let cluster_dns =
+        c.json(&["-n", "kube-system", "get", "service", "kube-dns"])["spec"]["clusterIP"]
+            .as_str()
+            .expect("kube-dns's ClusterIP")
+            .to_string();
+    let api = c.json(&["get", "service", "kubernetes"])["spec"]["clusterIP"]
+        .as_str()
+        .expect("the kubernetes Service's ClusterIP")
+        .to_string();
+    let from = others
+        .iter()
+        .find(|p| p.node != guest.node)
+        .expect("a pod on another node");
+    let pod_mtu = exec(c, &from.name, &["cat", "/sys/class/net/eth0/mtu"])
+        .expect("a pod's eth0 MTU")
+        .trim()
+        .to_string();
+    let logs = c.kubectl_ok(&["logs", &guest.name, "-c", "guest"]);
+    let ready = logs
+        .lines()
+        .rfind(|l| l.starts_with("TWEED-GUEST-READY"))
+        .unwrap_or_else(|| panic!("{} never said READY:\n{logs}", guest.name));
+    for want in [
+        format!("dhcp={}/255.255.255.0@169.254.77.1", guest.ip),
+        format!("dns={cluster_dns}"),
+        "search=default.svc.cluster.local,svc.cluster.local,cluster.local".to_string(),
+        format!("mtu={pod_mtu}"),
+    ] {
+        assert!(
+            ready.contains(&want),
+            "{}: {want} in its READY line: {ready}",
+            guest.name
+        );
+    }
+    let answer = http_from(
+        c,
+        &from.name,
+        &format!(
+            "http://{}/cgi-bin/lookup?kubernetes.default.svc.cluster.local",
+            guest.ip
+        ),
+    );
+    assert_eq!(
+        answer.as_deref().map(str::trim),
+        Ok(api.as_str()),
+        "{} resolving kubernetes.default.svc.cluster.local",
+        guest.name
+    );
+    let ping = exec(
+        c,
+        &from.name,
+        &["ping", "-c", "3", "-W", "3", "-s", "1440", &guest.ip],
+    );
+    assert!(
+        ping.is_ok(),
+        "1468-byte pings from {} to {} over a {pod_mtu}-byte pod network: {ping:?}",
+        from.name,
+        guest.name
+    );
 }
 
 /// tweed's urunc hook: the guest reaches the sidecar's 127.0.0.1:8081 at

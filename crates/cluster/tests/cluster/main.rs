@@ -7,6 +7,7 @@
 //!
 //! - the manifest as shipped (vxlan, kube store): pods, Services, DNS,
 //!   kubectl exec/logs/port-forward, NetworkPolicy, wires, a segment through Multus,
+//!   a lab of pods and a VM on a segment and a wire declared as Kubernetes objects,
 //!   a urunc guest (QEMU) reached from another node,
 //!   tweed's pods rolled and its whole DaemonSet deleted under traffic, a
 //!   node drained and removed;
@@ -26,6 +27,7 @@ mod faults;
 mod guests;
 mod lifecycle;
 mod migration;
+mod multus_lab;
 mod policy;
 mod segments;
 mod web;
@@ -48,6 +50,7 @@ fn the_manifest_as_shipped_carries_pods_services_and_wires_across_nodes() {
     policy::network_policies_are_enforced(&c, &pods);
     wires::cable_pods_on_one_node_and_across_nodes(&c);
     segments::multus_attaches_pods_to_a_segment_across_nodes(&c);
+    multus_lab::a_lab_of_routers_pcs_a_vm_and_a_wire_works_through_multus(&c);
     guests::urunc_guest_is_reached_from_another_node(&c, &pods);
     lifecycle::rolling_tweeds_pod_keeps_traffic(&c, &pods);
     lifecycle::deleting_the_daemonset_keeps_traffic_and_reapplying_converges(&c, &pods);

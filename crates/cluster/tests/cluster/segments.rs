@@ -11,8 +11,9 @@ use tweed_cluster::{Cluster, STATE};
 
 use tweed_cluster::install;
 
-const SEGMENT: &str =
-    r#""Segments": [{"Name": "lab1", "VNI": 4001, "Subnet": "192.168.50.0/24"}],"#;
+/// lab1 for this step; lan, pure layer 2, for the lab of multus_lab.rs
+/// (examples/multus-lab.yaml).
+const SEGMENT: &str = r#""Segments": [{"Name": "lab1", "VNI": 4001, "Subnet": "192.168.50.0/24"}, {"Name": "lan", "VNI": 4002}],"#;
 
 const PODS: &str = r#"
 apiVersion: k8s.cni.cncf.io/v1
@@ -43,7 +44,7 @@ spec:
 "#;
 
 /// `pod`'s IPv4 address on `ifname`, if it has one.
-fn address(c: &Cluster, pod: &str, ifname: &str) -> Option<String> {
+pub fn address(c: &Cluster, pod: &str, ifname: &str) -> Option<String> {
     let out = exec(c, pod, &["ip", "-4", "-o", "addr", "show", "dev", ifname]).ok()?;
     out.split_whitespace()
         .skip_while(|w| *w != "inet")

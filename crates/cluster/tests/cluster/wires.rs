@@ -40,7 +40,7 @@ spec:
 /// The IPv6 link-local address of `pod`'s interface `ifname`, once the
 /// interface exists and has one that passed duplicate address detection
 /// (a tentative address cannot send yet).
-fn link_local(c: &Cluster, pod: &str, ifname: &str) -> Option<String> {
+pub fn link_local(c: &Cluster, pod: &str, ifname: &str) -> Option<String> {
     let out = exec(c, pod, &["ip", "-6", "-o", "addr", "show", "dev", ifname]).ok()?;
     if out.contains("tentative") {
         return None;
@@ -53,7 +53,7 @@ fn link_local(c: &Cluster, pod: &str, ifname: &str) -> Option<String> {
 }
 
 /// Pings over one interface to a link-local address (`ADDR%IFNAME`).
-fn ping6(c: &Cluster, pod: &str, to: &str, ifname: &str) -> Result<String, String> {
+pub fn ping6(c: &Cluster, pod: &str, to: &str, ifname: &str) -> Result<String, String> {
     ping_ok(c, pod, &format!("{to}%{ifname}"), 3)
 }
 

@@ -305,7 +305,11 @@ mod tests {
             v["wire"] = json!(["r1:eth2", "r3:eth1"]);
             let e = conf(v).unwrap_err();
             assert_eq!(e.code, code::INVALID_CONFIG, "{extra}");
-            assert!(e.msg.starts_with(&format!("{field}: ")), "{extra}: {}", e.msg);
+            assert!(
+                e.msg.starts_with(&format!("{field}: ")),
+                "{extra}: {}",
+                e.msg
+            );
         }
     }
 

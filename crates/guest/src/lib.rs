@@ -6,7 +6,8 @@
 //! `<state dir>/guests/<containerID>-<ifname>.json` ([`record::path`]);
 //! [`render::render`] prints it in the syntax a guest type understands.
 //! Both sides depend only on this crate, so the file format has one
-//! definition.
+//! definition. The same holds for [`DhcpRecord`] (`dhcp`), which `tweed
+//! urunc-hook` writes and tweedd's DHCP server for guests reads.
 
 pub mod dhcp;
 pub mod dns;

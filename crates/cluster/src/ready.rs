@@ -4,6 +4,10 @@
 //! the CNI's), each timed from the moment the apply started to the moment
 //! a `kubectl get -w` watch started before it reports the pod Ready: API,
 //! kubelet, containerd, the sandbox, the CNI ADD and the container start.
+//!
+//! [`host_network_round`] times the same pods with `hostNetwork: true`: no
+//! network namespace and no CNI call at all, the floor under which no
+//! network's pods can start on that cluster.
 
 use std::collections::{HashMap, HashSet};
 use std::io::BufReader;
@@ -19,7 +23,7 @@ use crate::{Cluster, STATE};
 /// The label of the pods a round creates.
 const SELECTOR: &str = "bench=ready";
 
-fn pods_yaml(round: usize, n: usize, nodes: usize) -> String {
+fn pods_yaml(round: usize, n: usize, nodes: usize, host_network: bool) -> String {
     (0..n)
         .map(|i| {
             format!(
@@ -28,6 +32,7 @@ kind: Pod
 metadata: {{name: bench-{round}-{i}, labels: {{bench: ready}}}}
 spec:
   nodeName: tweed-n{}
+  hostNetwork: {host_network}
   terminationGracePeriodSeconds: 0
   containers: [{{name: c, image: localhost/tweed-test:latest, imagePullPolicy: Never}}]
 ---
@@ -78,13 +83,29 @@ fn watch_ready() -> (Child, mpsc::Receiver<(Pod, Instant)>) {
 /// the cluster's nodes; `check` sees each pod once Ready (to assert which
 /// network made it). Returns the pods' create-to-Ready times in ms, after
 /// deleting the pods.
-pub fn round(c: &Cluster, round: usize, n: usize, mut check: impl FnMut(&Pod)) -> Vec<f64> {
+pub fn round(c: &Cluster, round: usize, n: usize, check: impl FnMut(&Pod)) -> Vec<f64> {
+    timed_round(c, round, n, false, check)
+}
+
+/// The same round with `hostNetwork: true` pods: kubelet, containerd, the
+/// sandbox and the container, without a network namespace or a CNI call.
+pub fn host_network_round(c: &Cluster, round: usize, n: usize) -> Vec<f64> {
+    timed_round(c, round, n, true, |_| {})
+}
+
+fn timed_round(
+    c: &Cluster,
+    round: usize,
+    n: usize,
+    host_network: bool,
+    mut check: impl FnMut(&Pod),
+) -> Vec<f64> {
     let (mut watch, ready) = watch_ready();
     // The watch lists first; pods created before it lists would be
     // reported late.
     std::thread::sleep(Duration::from_millis(1500));
     let started = Instant::now();
-    c.apply(&pods_yaml(round, n, c.nodes));
+    c.apply(&pods_yaml(round, n, c.nodes, host_network));
     let mut times = HashMap::new();
     let deadline = started + Duration::from_secs(300);
     while times.len() < n {

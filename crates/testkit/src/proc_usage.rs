@@ -54,3 +54,43 @@ impl ProcUsage {
         self.own_cpu_ms + self.children_cpu_ms
     }
 }
+
+/// The whole machine's CPU time from the first line of `/proc/stat`, in
+/// clock ticks: how busy all CPUs were between two readings.
+#[derive(Debug, Clone, Copy)]
+pub struct HostCpu {
+    busy: u64,
+    total: u64,
+}
+
+impl HostCpu {
+    /// Reads `/proc/stat` now; panics when it cannot.
+    pub fn read() -> HostCpu {
+        let stat = std::fs::read_to_string("/proc/stat").expect("/proc/stat");
+        let ticks: Vec<u64> = stat
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("cpu "))
+            .expect("/proc/stat starts with the cpu line")
+            .split_whitespace()
+            .map(|f| f.parse().expect("a tick count"))
+            .collect();
+        // user nice system idle iowait irq softirq steal [guest guest_nice]:
+        // guest time is already counted in user, so it is left out.
+        let total: u64 = ticks.iter().take(8).sum();
+        let idle = ticks[3] + ticks[4];
+        HostCpu {
+            busy: total - idle,
+            total,
+        }
+    }
+
+    /// The share of all CPUs' time that was busy since `earlier` (0-1).
+    pub fn busy_since(&self, earlier: &HostCpu) -> f64 {
+        let total = self.total.saturating_sub(earlier.total);
+        if total == 0 {
+            return 0.0;
+        }
+        self.busy.saturating_sub(earlier.busy) as f64 / total as f64
+    }
+}

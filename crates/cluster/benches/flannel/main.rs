@@ -8,7 +8,8 @@
 //! kernel, kubelet and containerd:
 //!
 //! 1. pod create-to-Ready, 30 pods at once over 3 nodes, rounds
-//!    interleaved F T T F (ready.rs);
+//!    interleaved F T T F (ready.rs), and twice the same pods with
+//!    `hostNetwork: true` (no CNI call: the floor for any network);
 //! 2. CNI ADD and DEL as containerd times them, over those rounds and the
 //!    churn (tweed_cluster::containerd_metrics);
 //! 3. cross-node pod TCP throughput (iperf3) and request/response latency
@@ -73,6 +74,10 @@ fn main() {
                 side_by_side::switch_all(&c, net);
                 if part("ready") {
                     ready.round(&c, net, k, pods);
+                    // The floor, first and last too: F H T T F H.
+                    if k == 0 || k == ORDER.len() - 1 {
+                        ready.floor_round(&c, k, pods);
+                    }
                 }
                 if part("path") {
                     paths.run(&c, net, k, secs);

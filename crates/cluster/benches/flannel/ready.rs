@@ -7,13 +7,20 @@ use std::time::{Duration, Instant};
 use tweed_cluster::Cluster;
 use tweed_cluster::containerd_metrics::{CniOp, Histogram, cluster_histogram};
 use tweed_cluster::side_by_side::{Network, host_veth_of};
-use tweed_testkit::stats::{max, percentile};
+use tweed_testkit::proc_usage::HostCpu;
+use tweed_testkit::stats::{max, median, percentile};
 
 use crate::table::{Better, Table};
 
+/// What `hostNetwork` pods are filed under: no network at all.
+const FLOOR: &str = "hostNetwork";
+
 #[derive(Default)]
 pub struct Results {
+    /// Per network (and [`FLOOR`]), every pod's create-to-Ready, ms.
     ready_ms: HashMap<&'static str, Vec<f64>>,
+    /// Per network (and [`FLOOR`]), each round's share of busy CPU time.
+    cpu_busy: HashMap<&'static str, Vec<f64>>,
     add: HashMap<&'static str, Histogram>,
     del: HashMap<&'static str, Histogram>,
 }
@@ -39,21 +46,39 @@ impl Results {
     pub fn round(&mut self, c: &Cluster, net: Network, k: usize, n: usize) {
         let mut checked = false;
         let calls = CniCalls::start(c);
+        let cpu = HostCpu::read();
         let t = tweed_cluster::ready::round(c, k, n, |pod| {
             if !checked {
                 assert_made_by(c, pod, net);
                 checked = true;
             }
         });
+        let busy = HostCpu::read().busy_since(&cpu);
         calls.finish(c, n, self, net);
+        self.record(net.label(), k, t, busy);
+    }
+
+    /// One round of `n` `hostNetwork` pods: no network namespace and no
+    /// CNI call, the floor under any network's create-to-Ready here.
+    pub fn floor_round(&mut self, c: &Cluster, k: usize, n: usize) {
+        let cpu = HostCpu::read();
+        let t = tweed_cluster::ready::host_network_round(c, 100 + k, n);
+        let busy = HostCpu::read().busy_since(&cpu);
+        self.record(FLOOR, k, t, busy);
+    }
+
+    fn record(&mut self, label: &'static str, k: usize, t: Vec<f64>, busy: f64) {
         println!(
-            "round {}: {:<8} {n} pods, create-to-Ready p50 {:.0} ms, max {:.0} ms",
+            "round {}: {label:<11} {} pods, create-to-Ready p50 {:.0} ms, max {:.0} ms, \
+             CPU {:.0} % busy (from the apply to the last Ready)",
             k + 1,
-            net.label(),
+            t.len(),
             percentile(&t, 50.0),
-            max(&t)
+            max(&t),
+            busy * 100.0
         );
-        self.ready_ms.entry(net.label()).or_default().extend(t);
+        self.ready_ms.entry(label).or_default().extend(t);
+        self.cpu_busy.entry(label).or_default().push(busy);
     }
 
     /// The CNI rows, and with `create_to_ready` the create-to-Ready rows.
@@ -87,6 +112,25 @@ impl Results {
                 Better::Lower,
             )
             .target(0.8);
+        let busy = |label: &str| median(&self.cpu_busy[label]) * 100.0;
+        table.note(format!(
+            "{backend}: CPU busy from the apply to the last Ready, median of the rounds: \
+             flannel {:.0} %, tweed {:.0} %",
+            busy(Network::Flannel.label()),
+            busy(Network::Tweed.label())
+        ));
+        if let Some(floor) = self.ready_ms.get(FLOOR) {
+            table.note(format!(
+                "{backend}: the floor, {} hostNetwork pods (no network namespace, no CNI \
+                 call): create-to-Ready p50 {:.0} ms, p99 {:.0} ms = {:.2} of flannel's p99 \
+                 (CPU {:.0} % busy)",
+                floor.len(),
+                p(floor, 50.0),
+                p(floor, 99.0),
+                p(floor, 99.0) / p(&f, 99.0),
+                busy(FLOOR)
+            ));
+        }
     }
 
     fn report_cni(&self, backend: &str, table: &mut Table) {

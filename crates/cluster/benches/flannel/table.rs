@@ -30,6 +30,8 @@ impl Row {
 #[derive(Default)]
 pub struct Table {
     rows: Vec<Row>,
+    /// Lines printed under the table: figures that are not a pair.
+    notes: Vec<String>,
 }
 
 impl Table {
@@ -55,6 +57,11 @@ impl Table {
         self.rows.last_mut().expect("the row just added")
     }
 
+    /// A line printed under the table.
+    pub fn note(&mut self, line: String) {
+        self.notes.push(line);
+    }
+
     pub fn print(&self) {
         println!("\n=== flannel against tweed, same cluster, same run\n");
         println!("| figure | backend | flannel | tweed | tweed / flannel | target | met |");
@@ -75,6 +82,12 @@ impl Table {
                 r.unit,
                 if met { "yes" } else { "**no**" }
             );
+        }
+        if !self.notes.is_empty() {
+            println!();
+        }
+        for line in &self.notes {
+            println!("- {line}");
         }
     }
 }

@@ -112,6 +112,12 @@ impl Lab {
         extra: &[&str],
     ) -> Result<(), LabError> {
         let idx = self.index(node)?;
+        // A running agent is stopped first: recording the new pid over it
+        // would leave it running where `down` can no longer find it.
+        if let Some(pid) = self.state.nodes[idx].agent_pid.take() {
+            self.kernel(&self.state.nodes[idx])
+                .stop(pid, Duration::from_secs(5))?;
+        }
         let mut argv = self.agent_argv(&self.state.nodes[idx], ip_masq);
         argv.extend(extra.iter().map(|a| a.to_string()));
         let log = self.node_dir(node).join("tweedd.log");
@@ -130,7 +136,8 @@ impl Lab {
             .map_err(|e| LabError::io("save lab state", e))
     }
 
-    /// Starts (again) the agent of a node.
+    /// Starts (again) the agent of a node; one already running is stopped
+    /// first.
     pub fn start_agent(&mut self, node: &str) -> Result<(), LabError> {
         self.start_agent_args(node, &[])
     }

@@ -231,6 +231,24 @@ fn drift_is_repaired_without_a_restart() {
     assert!(tweed_lab::procs::alive(pid.unwrap()));
 }
 
+/// Starting a running node's agent again restarts it: the old agent is
+/// stopped, not left running where `down` cannot find it.
+#[test]
+fn starting_a_running_agent_restarts_it() {
+    let mut lab = TestLab::up("lsr", 1, "vxlan", "file");
+    let old = lab.lab().state.node("n1").unwrap().agent_pid.unwrap();
+    lab.lab_mut().start_agent("n1").unwrap();
+    let new = lab.lab().state.node("n1").unwrap().agent_pid.unwrap();
+    assert_ne!(new, old);
+    assert!(
+        !tweed_lab::procs::alive(old),
+        "the old agent {old} still runs"
+    );
+    assert!(tweed_lab::procs::alive(new));
+    lab.lab_mut().stop_agent("n1").unwrap();
+    assert!(!tweed_lab::procs::alive(new));
+}
+
 /// Ten agents starting at once, each racing for a subnet.
 #[test]
 fn ten_agents_starting_at_once_get_distinct_subnets() {

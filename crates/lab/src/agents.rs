@@ -113,10 +113,12 @@ impl Lab {
     ) -> Result<(), LabError> {
         let idx = self.index(node)?;
         // A running agent is stopped first: recording the new pid over it
-        // would leave it running where `down` can no longer find it.
-        if let Some(pid) = self.state.nodes[idx].agent_pid.take() {
+        // would leave it running where `down` can no longer find it. Its
+        // pid stays recorded until the stop has worked.
+        if let Some(pid) = self.state.nodes[idx].agent_pid {
             self.kernel(&self.state.nodes[idx])
                 .stop(pid, Duration::from_secs(5))?;
+            self.state.nodes[idx].agent_pid = None;
         }
         let mut argv = self.agent_argv(&self.state.nodes[idx], ip_masq);
         argv.extend(extra.iter().map(|a| a.to_string()));

@@ -10,7 +10,18 @@
 #                                               the build time, for a short
 #                                               regression run)
 #   scripts/fuzz.sh cmin <target|all>           minimize the committed corpus
+#   scripts/fuzz.sh coverage <target|all> [dir] which lines of tweed's own
+#                                               code the corpus reaches
+#                                               (dir/<target>, by default
+#                                               fuzz/corpus/<target>)
+#   scripts/fuzz.sh gaps <target|all> [dir]     the code the corpus never
+#                                               runs inside tweed functions
+#                                               it does run
 #   scripts/fuzz.sh list                        the targets
+#
+# fuzz/dict/<target>.dict, where it exists, gives libFuzzer the target's
+# keywords (field names, enum values): without them it spends its time in
+# the syntax of JSON and YAML and seldom spells a key it has not seen.
 #
 # The target bodies are crates/fuzz-targets; its replay test runs every
 # committed corpus in the ordinary `cargo test` without libFuzzer.
@@ -25,7 +36,7 @@ TARGET_DIR=${TWEED_FUZZ_TARGET_DIR:-/var/cache/tweed/fuzz-target}
 FUZZ_FLAGS=(--fuzz-dir fuzz --sanitizer none --target-dir "$TARGET_DIR")
 
 usage() {
-  sed -n '2,16p' "$0" >&2
+  sed -n '2,27p' "$0" >&2
   exit 2
 }
 
@@ -45,9 +56,41 @@ BUILD_FLAGS=()
 fuzz_one() {
   local target=$1 seconds=$2
   shift 2
+  local dict=()
+  [ -f "fuzz/dict/$target.dict" ] && dict=(-dict="fuzz/dict/$target.dict")
   echo "fuzz.sh: $target for ${seconds}s" >&2
   cargo fuzz run "${FUZZ_FLAGS[@]}" "${BUILD_FLAGS[@]}" "$target" "$@" -- \
-    -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
+    -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+    "${dict[@]}"
+}
+
+# cargo fuzz coverage needs llvm-profdata and llvm-cov of rustc's own LLVM
+# (the distribution's are older and cannot read its profiles).
+ensure_llvm_tools() {
+  rustup component add llvm-tools >/dev/null
+  HOST=$(rustc -vV | sed -n 's/^host: //p')
+  LLVM_BIN=$(rustc --print sysroot)/lib/rustlib/$HOST/bin
+}
+
+# coverage_one MODE TARGET CORPUS: runs the corpus through a coverage build
+# and prints scripts/fuzz-coverage.py's MODE (lines or gaps) of it. Not
+# while a fuzzer runs on the same corpus: it deletes the inputs it reduces.
+coverage_one() {
+  local mode=$1 target=$2 corpus=$3
+  local cov_dir="$TARGET_DIR-coverage" log
+  log=$(mktemp)
+  if ! cargo fuzz coverage --fuzz-dir fuzz --sanitizer none --target-dir "$cov_dir" \
+    "$target" "$corpus" >"$log" 2>&1; then
+    tail -n 20 "$log" | cut -c1-300 >&2
+    rm -f "$log"
+    echo "fuzz.sh: coverage of $target failed" >&2
+    return 1
+  fi
+  rm -f "$log"
+  echo "== $target ($(find "$corpus" -maxdepth 1 -type f | wc -l) inputs in $corpus)"
+  python3 scripts/fuzz-coverage.py "$mode" "$LLVM_BIN/llvm-cov" \
+    "$cov_dir/$HOST/release/$target" "fuzz/coverage/$target/coverage.profdata" \
+    "$PWD/crates/"
 }
 
 selected() {
@@ -94,6 +137,16 @@ case "$cmd" in
       cargo fuzz cmin "${FUZZ_FLAGS[@]}" "$t" "fuzz/corpus/$t"
       find "$kept" -maxdepth 1 -type f -exec mv -t "fuzz/corpus/$t" {} +
       rmdir "$kept"
+    done
+    ;;
+  coverage | gaps)
+    [ $# -eq 2 ] || [ $# -eq 3 ] || usage
+    ensure_cargo_fuzz
+    ensure_llvm_tools
+    mode=lines
+    [ "$cmd" = gaps ] && mode=gaps
+    for t in $(selected "$2"); do
+      coverage_one "$mode" "$t" "${3:-fuzz/corpus}/$t"
     done
     ;;
   *)

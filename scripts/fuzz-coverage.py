@@ -14,7 +14,8 @@ gaps   the first line of every code region that never ran inside a function
        that did run. Functions that never ran are left out: most belong to
        other callers of the same crate, not to the target. What is left are
        the branches the target reaches the door of and never goes through:
-       an error never hit, an option never spelled. A gap is closed by a
+       an error never hit, an option never spelled. A closure that never ran
+       inside a function that did counts too (its own function to LLVM). A gap is closed by a
        seed input (fuzz/corpus/<target>/seed-*) or a dictionary word
        (fuzz/dict/<target>.dict), or explained (unreachable from the target).
 """
@@ -47,16 +48,36 @@ def lines(data: dict, root: str) -> None:
     print(f"  {'tweed code reached':<56} {run:5} of {total:5} lines")
 
 
+def span(function: dict) -> tuple:
+    """(file, first (line, column), last (line, column)) of a function's body."""
+    own = [r for r in function["regions"] if r[5] == 0 and r[7] == CODE_REGION]
+    return (
+        function["filenames"][0],
+        min((r[0], r[1]) for r in own),
+        max((r[2], r[3]) for r in own),
+    )
+
+
 def gaps(data: dict, root: str) -> None:
     found = set()
-    for function in data["functions"]:
-        if function["count"] == 0:
-            continue
+    ran = [f for f in data["functions"] if f["count"] > 0 and f["regions"]]
+    for function in ran:
         files = function["filenames"]
         for region in function["regions"]:
             line, count, file_id, kind = region[0], region[4], region[5], region[7]
             if count == 0 and kind == CODE_REGION and files[file_id].startswith(root):
                 found.add((files[file_id], line))
+    # A closure is a function of its own: one that never ran inside a
+    # function that did (a `map_err(|e| ...)` of an error never hit) is a gap.
+    bodies = [span(f) for f in ran if f["filenames"][0].startswith(root)]
+    for function in data["functions"]:
+        if function["count"] != 0 or not function["filenames"][0].startswith(root):
+            continue
+        if not any(r[5] == 0 and r[7] == CODE_REGION for r in function["regions"]):
+            continue
+        path, first, last = span(function)
+        if any(p == path and a < first and last < b for p, a, b in bodies):
+            found.add((path, first[0]))
     for path, line in sorted(found):
         with open(path, encoding="utf-8") as source:
             text = source.read().splitlines()[line - 1].strip()

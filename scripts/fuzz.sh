@@ -130,10 +130,12 @@ case "$cmd" in
     [ $# -eq 2 ] || usage
     ensure_cargo_fuzz
     for t in $(selected "$2"); do
-      # cmin keeps only inputs that add coverage; the regression-* inputs
-      # of fixed bugs stay, whatever it would make of them.
+      # cmin keeps only inputs that add coverage, under libFuzzer's hash
+      # names; the regression-* inputs of fixed bugs and the hand-written
+      # seed-* inputs stay as they are, whatever it would make of them.
       kept=$(mktemp -d)
-      find "fuzz/corpus/$t" -maxdepth 1 -name 'regression-*' -exec mv -t "$kept" {} +
+      find "fuzz/corpus/$t" -maxdepth 1 \( -name 'regression-*' -o -name 'seed-*' \) \
+        -exec mv -t "$kept" {} +
       cargo fuzz cmin "${FUZZ_FLAGS[@]}" "$t" "fuzz/corpus/$t"
       find "$kept" -maxdepth 1 -type f -exec mv -t "fuzz/corpus/$t" {} +
       rmdir "$kept"

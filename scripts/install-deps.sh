@@ -28,7 +28,7 @@ test_packages=(
   buildah umoci                 # scripts/build-image.sh and its test (OCI image without a daemon)
   graphviz                      # dot: scripts/render-docs.sh draws docs/architecture.svg from docs/architecture.dot
   wireguard-tools               # wg: the wireguard backend's tests read devices and peers back with it
-  python3                       # scripts/fuzz-gaps.py: the code a fuzz corpus never runs (scripts/fuzz.sh gaps)
+  python3                       # scripts/fuzz-coverage.py: what of tweed's code a fuzz corpus runs (scripts/fuzz.sh coverage, gaps)
 )
 
 packages=("${run_packages[@]}")

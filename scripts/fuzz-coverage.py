@@ -48,9 +48,12 @@ def lines(data: dict, root: str) -> None:
     print(f"  {'tweed code reached':<56} {run:5} of {total:5} lines")
 
 
-def span(function: dict) -> tuple:
-    """(file, first (line, column), last (line, column)) of a function's body."""
+def span(function: dict):
+    """(file, first (line, column), last (line, column)) of a function's body,
+    or None for a function with no code region of its own."""
     own = [r for r in function["regions"] if r[5] == 0 and r[7] == CODE_REGION]
+    if not own:
+        return None
     return (
         function["filenames"][0],
         min((r[0], r[1]) for r in own),
@@ -70,12 +73,14 @@ def gaps(data: dict, root: str) -> None:
     # A closure is a function of its own: one that never ran inside a
     # function that did (a `map_err(|e| ...)` of an error never hit) is a gap.
     bodies = [span(f) for f in ran if f["filenames"][0].startswith(root)]
+    bodies = [b for b in bodies if b]
     for function in data["functions"]:
         if function["count"] != 0 or not function["filenames"][0].startswith(root):
             continue
-        if not any(r[5] == 0 and r[7] == CODE_REGION for r in function["regions"]):
+        closure = span(function)
+        if closure is None:
             continue
-        path, first, last = span(function)
+        path, first, last = closure
         if any(p == path and a < first and last < b for p, a, b in bodies):
             found.add((path, first[0]))
     for path, line in sorted(found):
